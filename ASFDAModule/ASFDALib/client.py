@@ -1,0 +1,235 @@
+"""HTTP client for the ASFDA worker (see docs/worker-api.md).
+
+Standard library only, because it runs inside Slicer's Python before any dependency is installed.
+Every request carries a timeout so a slow or dead worker can never hang the caller forever, and
+every failure becomes a ``WorkerError`` with a one-line message a clinician can act on.
+"""
+
+import json
+import os
+import re
+import socket
+import urllib.error
+import urllib.parse
+import urllib.request
+import uuid
+
+CASE_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+# Short calls (status, lists) must fail fast; inference and uploads legitimately take longer.
+DEFAULT_TIMEOUT_S = 10.0
+LONG_TIMEOUT_S = 600.0
+
+
+class WorkerError(Exception):
+    """A worker request failed; ``str(error)`` is a readable one-line reason."""
+
+    def __init__(self, message, status=None):
+        super().__init__(message)
+        self.status = status
+
+
+def _detailText(detail):
+    # FastAPI sends a string for HTTPException and a list of dicts for validation errors.
+    if isinstance(detail, str):
+        return detail
+    if isinstance(detail, list):
+        parts = []
+        for item in detail:
+            if isinstance(item, dict):
+                loc = ".".join(str(x) for x in item.get("loc", []) if x != "body")
+                msg = item.get("msg", "")
+                parts.append(f"{loc}: {msg}" if loc else msg)
+            else:
+                parts.append(str(item))
+        return "; ".join(parts)
+    return json.dumps(detail)
+
+
+def _oneLine(text, limit=300):
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def checkCaseId(caseId):
+    """Reject ids the worker would refuse, before they reach a URL."""
+    if not isinstance(caseId, str) or not CASE_ID_PATTERN.match(caseId) or ".." in caseId:
+        raise WorkerError(f"Invalid case id {caseId!r}")
+    return caseId
+
+
+class WorkerClient:
+    """One worker endpoint; cheap to create, holds no connection."""
+
+    def __init__(self, url, token="", timeout=DEFAULT_TIMEOUT_S, longTimeout=LONG_TIMEOUT_S):
+        url = (url or "").strip()
+        if not url:
+            raise WorkerError("No worker URL given")
+        if "://" not in url:
+            url = "http://" + url
+        self.url = url.rstrip("/")
+        self.token = (token or "").strip()
+        self.timeout = timeout
+        self.longTimeout = longTimeout
+
+    # -- transport -------------------------------------------------------------------------
+
+    def _open(self, method, path, data=None, headers=None, timeout=None):
+        headers = dict(headers or {})
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        request = urllib.request.Request(self.url + path, data=data, headers=headers, method=method)
+        where = f"{method} {path.split('?')[0]}"
+        limit = self.timeout if timeout is None else timeout
+        try:
+            return urllib.request.urlopen(request, timeout=limit)
+        except urllib.error.HTTPError as error:
+            raise self._httpError(where, error) from None
+        except urllib.error.URLError as error:
+            reason = error.reason
+            if isinstance(reason, (socket.timeout, TimeoutError)):
+                raise WorkerError(f"Worker at {self.url} did not answer {where} within {limit:g} s") from None
+            raise WorkerError(f"Cannot reach worker at {self.url} ({where}): {_oneLine(reason)}") from None
+        except (socket.timeout, TimeoutError):
+            raise WorkerError(f"Worker at {self.url} did not answer {where} within {limit:g} s") from None
+        except (ConnectionError, OSError) as error:
+            raise WorkerError(f"Cannot reach worker at {self.url} ({where}): {_oneLine(error)}") from None
+
+    def _httpError(self, where, error):
+        try:
+            body = error.read().decode("utf-8", "replace")
+        except Exception:
+            body = ""
+        reason = ""
+        try:
+            payload = json.loads(body)
+            reason = _detailText(payload.get("detail", payload)) if isinstance(payload, dict) else body
+        except ValueError:
+            reason = body
+        reason = _oneLine(reason or error.reason or "")
+        hint = ""
+        if error.code == 401:
+            hint = " (check the worker token)"
+        elif error.code == 413:
+            hint = " (file larger than the worker accepts)"
+        message = f"Worker {where} failed: HTTP {error.code}{hint}"
+        if reason:
+            message += f": {reason}"
+        return WorkerError(message, status=error.code)
+
+    def _readAll(self, response, where, limit):
+        try:
+            with response:
+                return response.read()
+        except (socket.timeout, TimeoutError):
+            raise WorkerError(f"Worker at {self.url} did not finish {where} within {limit:g} s") from None
+
+    def _json(self, method, path, body=None, timeout=None):
+        data = None
+        headers = {"Accept": "application/json"}
+        if body is not None:
+            data = json.dumps(body).encode("utf-8")
+            headers["Content-Type"] = "application/json"
+        response = self._open(method, path, data, headers, timeout)
+        raw = self._readAll(response, f"{method} {path}", timeout or self.timeout)
+        if not raw:
+            return None
+        try:
+            return json.loads(raw.decode("utf-8"))
+        except ValueError:
+            raise WorkerError(f"Worker {method} {path} returned something that is not JSON") from None
+
+    def _download(self, method, path, targetPath, timeout):
+        """Stream a file reply to ``targetPath`` atomically; return the response headers."""
+        response = self._open(method, path, b"" if method == "POST" else None, None, timeout)
+        tmpPath = f"{targetPath}.part-{uuid.uuid4().hex[:8]}"
+        try:
+            with response, open(tmpPath, "wb") as out:
+                while True:
+                    chunk = response.read(1 << 20)
+                    if not chunk:
+                        break
+                    out.write(chunk)
+                headers = dict(response.headers.items())
+            os.replace(tmpPath, targetPath)
+        except (socket.timeout, TimeoutError):
+            where = f"{method} {path}"
+            raise WorkerError(f"Worker at {self.url} did not finish {where} within {timeout:g} s") from None
+        finally:
+            if os.path.exists(tmpPath):
+                os.remove(tmpPath)
+        return headers
+
+    # -- endpoints -------------------------------------------------------------------------
+
+    def health(self, timeout=None):
+        return self._json("GET", "/health", timeout=timeout)
+
+    def info(self):
+        return self._json("GET", "/info")
+
+    def cases(self):
+        return self._json("GET", "/cases")
+
+    def worklist(self, k=None):
+        query = f"?k={int(k)}" if k is not None else ""
+        return self._json("GET", "/worklist" + query)
+
+    def rank(self, budgetK, strategy="asfda"):
+        return self._json("POST", "/rank", {"strategy": strategy, "budget_k": int(budgetK)})
+
+    def downloadImage(self, caseId, targetPath):
+        path = f"/cases/{urllib.parse.quote(checkCaseId(caseId))}/image"
+        return self._download("GET", path, targetPath, self.longTimeout)
+
+    def infer(self, caseId, targetPath):
+        """Run inference at top priority; return the model version that produced the file."""
+        path = f"/cases/{urllib.parse.quote(checkCaseId(caseId))}/infer"
+        headers = self._download("POST", path, targetPath, self.longTimeout)
+        lowered = {k.lower(): v for k, v in headers.items()}
+        return lowered.get("x-model-version")
+
+    def downloadPrediction(self, caseId, targetPath):
+        path = f"/cases/{urllib.parse.quote(checkCaseId(caseId))}/prediction"
+        return self._download("GET", path, targetPath, self.longTimeout)
+
+    def uploadLabel(self, caseId, filePath, author=""):
+        path = f"/cases/{urllib.parse.quote(checkCaseId(caseId))}/label"
+        boundary = "asfda-" + uuid.uuid4().hex
+        with open(filePath, "rb") as f:
+            content = f.read()
+        fileName = os.path.basename(filePath).replace('"', "")
+        parts = [
+            f'--{boundary}\r\nContent-Disposition: form-data; name="author"\r\n\r\n{author}\r\n'.encode(),
+            (
+                f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{fileName}\"\r\n"
+                "Content-Type: application/octet-stream\r\n\r\n"
+            ).encode(),
+            content,
+            f"\r\n--{boundary}--\r\n".encode(),
+        ]
+        headers = {"Content-Type": f"multipart/form-data; boundary={boundary}", "Accept": "application/json"}
+        response = self._open("PUT", path, b"".join(parts), headers, self.longTimeout)
+        raw = self._readAll(response, f"PUT {path}", self.longTimeout)
+        return json.loads(raw.decode("utf-8")) if raw else None
+
+    def adapt(self, steps=None, usePseudoLabels=True):
+        body = {"use_pseudo_labels": bool(usePseudoLabels)}
+        if steps:
+            body["steps"] = int(steps)
+        return self._json("POST", "/adapt", body)
+
+    def jobs(self):
+        return self._json("GET", "/jobs")
+
+    def job(self, jobId):
+        return self._json("GET", f"/jobs/{urllib.parse.quote(str(jobId))}")
+
+    def cancelJob(self, jobId):
+        return self._json("POST", f"/jobs/{urllib.parse.quote(str(jobId))}/cancel")
+
+    def models(self):
+        return self._json("GET", "/models")
+
+    def activateModel(self, version):
+        return self._json("POST", f"/models/{urllib.parse.quote(str(version), safe='')}/activate")

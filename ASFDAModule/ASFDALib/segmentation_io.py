@@ -1,0 +1,192 @@
+"""Conversions between worker files and MRML nodes.
+
+Files go through MRML storage nodes (ITK readers/writers), so the NIfTI/NRRD RAS<->LPS handling
+is Slicer's own and the same in the application and in slicer-core tests. Label values are never
+guessed from segment order: a color table maps each model label value to its name both ways,
+so a clinician may reorder, hide or leave empty segments and the uploaded values still match
+the model's.
+"""
+
+import os
+
+import slicer
+import vtk
+
+# The model's background; never becomes a segment.
+BACKGROUND_VALUE = 0
+_DEFAULT_COLORS = [
+    (0.90, 0.30, 0.25), (0.25, 0.65, 0.90), (0.35, 0.80, 0.35), (0.95, 0.80, 0.25),
+    (0.70, 0.45, 0.85), (0.95, 0.55, 0.20), (0.40, 0.85, 0.80), (0.85, 0.45, 0.65),
+]
+
+
+def foregroundLabels(labels):
+    """``{name: value}`` from /info without the background, sorted by value."""
+    items = sorted(((str(n), int(v)) for n, v in (labels or {}).items()), key=lambda item: item[1])
+    return [(name, value) for name, value in items if value != BACKGROUND_VALUE]
+
+
+def labelColor(name, value, labelColors):
+    color = (labelColors or {}).get(name)
+    if color is not None and len(color) >= 3:
+        return tuple(float(c) for c in color[:3])
+    return _DEFAULT_COLORS[(value - 1) % len(_DEFAULT_COLORS)]
+
+
+def createLabelColorTable(scene, labels, labelColors=None, name="ASFDALabels"):
+    """A user color table whose entry ``value`` is named after the model's label ``value``."""
+    fg = foregroundLabels(labels)
+    if not fg:
+        raise ValueError("The model declares no foreground labels")
+    table = scene.AddNewNodeByClass("vtkMRMLColorTableNode", scene.GenerateUniqueName(name))
+    table.SetTypeToUser()
+    table.SetHideFromEditors(True)
+    table.SetNumberOfColors(max(v for _, v in fg) + 1)
+    # Unused entries must stay nameless, or export would match a segment to them.
+    for value in range(table.GetNumberOfColors()):
+        table.SetColor(value, "", 0.0, 0.0, 0.0, 0.0)
+    table.SetColor(BACKGROUND_VALUE, "background", 0.0, 0.0, 0.0, 0.0)
+    for labelName, value in fg:
+        r, g, b = labelColor(labelName, value, labelColors)
+        table.SetColor(value, labelName, r, g, b, 1.0)
+    return table
+
+
+def _readIntoNode(scene, node, path):
+    storage = slicer.vtkMRMLVolumeArchetypeStorageNode()
+    scene.AddNode(storage)
+    try:
+        storage.SetFileName(str(path))
+        if not storage.ReadData(node):
+            raise OSError(f"Could not read volume file {path}")
+    finally:
+        scene.RemoveNode(storage)
+    return node
+
+
+def loadScalarVolume(scene, path, name):
+    node = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", name)
+    try:
+        _readIntoNode(scene, node, path)
+    except Exception:
+        scene.RemoveNode(node)
+        raise
+    node.CreateDefaultDisplayNodes()
+    return node
+
+
+def loadPredictionAsSegmentation(scene, predictionPath, labels, labelColors=None, referenceVolumeNode=None,
+                                 name="Prediction"):
+    """Turn a prediction labelmap file into a segmentation with one segment per model label.
+
+    Labels absent from the prediction still get an empty segment, so the clinician can paint
+    structures the model missed without having to name them (and risk a name the model lacks).
+    """
+    logic = slicer.vtkSlicerSegmentationsModuleLogic
+    table = createLabelColorTable(scene, labels, labelColors)
+    labelmap = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", scene.GenerateUniqueName("ASFDAImport"))
+    segmentation = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", name)
+    try:
+        _readIntoNode(scene, labelmap, predictionPath)
+        labelmap.CreateDefaultDisplayNodes()
+        labelmap.GetDisplayNode().SetAndObserveColorNodeID(table.GetID())
+        segmentation.CreateDefaultDisplayNodes()
+        if referenceVolumeNode is not None:
+            segmentation.SetReferenceImageGeometryParameterFromVolumeNode(referenceVolumeNode)
+        unknown = _valuesWithoutName(labelmap, table)
+        if unknown:
+            raise ValueError(f"Prediction contains label values the model does not declare: {unknown}")
+        if not logic.ImportLabelmapToSegmentationNode(labelmap, segmentation):
+            raise RuntimeError(f"Could not import prediction {predictionPath} into a segmentation")
+        present = {segmentation.GetSegmentation().GetNthSegment(i).GetName()
+                   for i in range(segmentation.GetSegmentation().GetNumberOfSegments())}
+        for labelName, value in foregroundLabels(labels):
+            if labelName not in present:
+                segmentation.GetSegmentation().AddEmptySegment("", labelName,
+                                                               labelColor(labelName, value, labelColors))
+    except Exception:
+        scene.RemoveNode(segmentation)
+        raise
+    finally:
+        scene.RemoveNode(labelmap)
+        scene.RemoveNode(table)
+    return segmentation
+
+
+def _valuesWithoutName(labelmapNode, table):
+    scalars = labelmapNode.GetImageData().GetPointData().GetScalars()
+    low, high = (int(round(x)) for x in scalars.GetRange())
+    if low < 0 or high >= table.GetNumberOfColors():
+        return sorted({v for v in (low, high) if v < 0 or v >= table.GetNumberOfColors()})
+    histogram = vtk.vtkImageAccumulate()
+    histogram.SetInputData(labelmapNode.GetImageData())
+    histogram.SetComponentExtent(0, high, 0, 0, 0, 0)
+    histogram.SetComponentOrigin(0, 0, 0)
+    histogram.SetComponentSpacing(1, 1, 1)
+    histogram.Update()
+    counts = histogram.GetOutput().GetPointData().GetScalars()
+    return [v for v in range(1, high + 1) if counts.GetTuple1(v) > 0 and not table.GetColorName(v)]
+
+
+def segmentNames(segmentationNode):
+    segmentation = segmentationNode.GetSegmentation()
+    return [segmentation.GetNthSegment(i).GetName() for i in range(segmentation.GetNumberOfSegments())]
+
+
+def exportSegmentationToLabelmap(scene, segmentationNode, referenceVolumeNode, labels, name="ASFDALabel"):
+    """A labelmap node on the reference volume's exact grid, valued with the model's labels.
+
+    Raises ValueError when a segment is named after no model label (the worker would reject it)
+    or when nothing is painted.
+    """
+    if referenceVolumeNode is None:
+        raise ValueError("No reference volume: load a case before submitting its label")
+    valueByName = dict(foregroundLabels(labels))
+    names = segmentNames(segmentationNode)
+    unknown = [n for n in names if n not in valueByName]
+    if unknown:
+        raise ValueError(
+            f"Segments {unknown} are not model labels; "
+            f"rename them to one of {sorted(valueByName)} or delete them")
+    table = createLabelColorTable(scene, labels)
+    labelmap = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", scene.GenerateUniqueName(name))
+    try:
+        ids = vtk.vtkStringArray()
+        segmentationNode.GetSegmentation().GetSegmentIDs(ids)
+        ok = slicer.vtkSlicerSegmentationsModuleLogic.ExportSegmentsToLabelmapNode(
+            segmentationNode, ids, labelmap, referenceVolumeNode,
+            slicer.vtkSegmentation.EXTENT_REFERENCE_GEOMETRY, table)
+        if not ok:
+            raise RuntimeError("Could not export the segmentation to a labelmap")
+        high = labelmap.GetImageData().GetPointData().GetScalars().GetRange()[1]
+        if high <= BACKGROUND_VALUE:
+            raise ValueError("The segmentation is empty: paint at least one structure before submitting")
+    except Exception:
+        scene.RemoveNode(labelmap)
+        raise
+    finally:
+        scene.RemoveNode(table)
+    return labelmap
+
+
+def saveLabelmap(scene, labelmapNode, path):
+    """Write with a storage node; compression on, since uploads go over HTTP."""
+    storage = slicer.vtkMRMLVolumeArchetypeStorageNode()
+    scene.AddNode(storage)
+    try:
+        storage.SetFileName(str(path))
+        storage.SetUseCompression(1)
+        if not storage.WriteData(labelmapNode):
+            raise OSError(f"Could not write labelmap to {path}")
+    finally:
+        scene.RemoveNode(storage)
+    return str(path)
+
+
+def exportSegmentationToFile(scene, segmentationNode, referenceVolumeNode, labels, directory, caseId):
+    """Export and save to ``directory/<caseId>-label.nii.gz``; returns the file path."""
+    labelmap = exportSegmentationToLabelmap(scene, segmentationNode, referenceVolumeNode, labels)
+    try:
+        return saveLabelmap(scene, labelmap, os.path.join(directory, f"{caseId}-label.nii.gz"))
+    finally:
+        scene.RemoveNode(labelmap)
