@@ -1,0 +1,3 @@
+from asfda.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Selective semi-supervised fine-tuning: clinician labels plus reliable, masked pseudo-labels."""

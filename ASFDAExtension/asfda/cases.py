@@ -1,0 +1,30 @@
+"""Cases of a datastore brought into the network's space (image and, where present, labels)."""
+
+from __future__ import annotations
+
+from typing import Dict, Iterable, Optional
+
+import torch
+from monai.data import MetaTensor
+
+from asfda.datastore import Datastore, LabelTag
+from asfda.imaging import Geometry, check_same_geometry, load_volume
+from asfda.model_config import ModelConfig
+from asfda.preprocess import prepare_image, prepare_label
+
+
+def prepared_image(store: Datastore, case_id: str, config: ModelConfig) -> MetaTensor:
+    return prepare_image(load_volume(store.image_path(case_id)), config)
+
+
+def prepared_label(store: Datastore, case_id: str, tag: LabelTag, config: ModelConfig) -> Optional[torch.Tensor]:
+    path = store.label_path(case_id, tag)
+    if not path.exists():
+        return None
+    label = load_volume(path)
+    check_same_geometry(store.geometry(case_id), Geometry.of(label))
+    return prepare_label(label, config).round().to(torch.int64)
+
+
+def prepared_images(store: Datastore, case_ids: Iterable[str], config: ModelConfig) -> Dict[str, MetaTensor]:
+    return {case_id: prepared_image(store, case_id, config) for case_id in case_ids}

@@ -1,0 +1,138 @@
+"""A datastore is a folder: images, labels by tag, models and the state database."""
+
+from __future__ import annotations
+
+import enum
+import shutil
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import numpy as np
+
+from asfda.case_ids import validate_case_id
+from asfda.errors import CorruptImage, EmptyLabel, UnknownCase, UnknownLabelValues
+from asfda.imaging import (
+    IMAGE_SUFFIXES,
+    Geometry,
+    check_same_geometry,
+    load_volume,
+    save_label_volume,
+    strip_volume_suffix,
+    volume_suffix,
+)
+from asfda.model_store import ModelStore
+from asfda.state import LabelRecord, StateDB, utc_now
+
+
+class LabelTag(str, enum.Enum):
+    FINAL = "final"  # from a clinician
+    PSEUDO = "pseudo"  # selected, masked model output used for adaptation
+    PREDICTION = "prediction"  # plain model output shown to the clinician
+
+
+class Datastore:
+    def __init__(self, root: Path, create: bool = True):
+        self.root = Path(root)
+        if not self.root.exists() and not create:
+            raise CorruptImage(f"datastore {self.root} does not exist")
+        self.images_dir.mkdir(parents=True, exist_ok=True)
+        for tag in LabelTag:
+            self.label_dir(tag).mkdir(parents=True, exist_ok=True)
+        self.models = ModelStore(self.root / "models")
+        self.state = StateDB(self.root / "asfda.db")
+
+    @property
+    def images_dir(self) -> Path:
+        return self.root / "images"
+
+    def label_dir(self, tag: LabelTag) -> Path:
+        return self.root / "labels" / LabelTag(tag).value
+
+    def case_ids(self) -> List[str]:
+        ids = []
+        for path in sorted(self.images_dir.iterdir()):
+            if path.name.startswith("."):
+                continue
+            if path.is_dir() or volume_suffix(path):
+                ids.append(strip_volume_suffix(path))
+        return ids
+
+    def image_path(self, case_id: str) -> Path:
+        validate_case_id(case_id)
+        folder = self.images_dir / case_id
+        if folder.is_dir():
+            return folder
+        for suffix in IMAGE_SUFFIXES:
+            path = self.images_dir / f"{case_id}{suffix}"
+            if path.exists():
+                return path
+        raise UnknownCase(f"case {case_id!r} is not in the datastore")
+
+    def add_image(self, source: Path, case_id: Optional[str] = None) -> str:
+        """Copy an image (file or DICOM folder) into the datastore after checking it reads."""
+        source = Path(source)
+        case_id = validate_case_id(case_id or strip_volume_suffix(source))
+        load_volume(source)
+        if source.is_dir():
+            target = self.images_dir / case_id
+            staging = self.images_dir / f".{case_id}.staging"
+            shutil.copytree(source, staging)
+            staging.rename(target)
+        else:
+            from asfda.atomic import atomic_write_bytes
+
+            atomic_write_bytes(self.images_dir / f"{case_id}{volume_suffix(source)}", source.read_bytes())
+        return case_id
+
+    def label_path(self, case_id: str, tag: LabelTag) -> Path:
+        validate_case_id(case_id)
+        return self.label_dir(tag) / f"{case_id}.nii.gz"
+
+    def has_label(self, case_id: str, tag: LabelTag) -> bool:
+        return self.label_path(case_id, tag).exists()
+
+    def geometry(self, case_id: str) -> Geometry:
+        return Geometry.of(load_volume(self.image_path(case_id)))
+
+    def save_label(
+        self,
+        case_id: str,
+        tag: LabelTag,
+        labels: np.ndarray,
+        affine: np.ndarray,
+        allowed_values: List[int],
+        author: Optional[str] = None,
+        model_version: Optional[str] = None,
+        extra: Optional[Dict] = None,
+        require_foreground: bool = True,
+    ) -> LabelRecord:
+        """Validate a label against its image and the model's values, then store it atomically."""
+        image_geometry = self.geometry(case_id)
+        check_same_geometry(image_geometry, Geometry(tuple(labels.shape), np.asarray(affine)))
+        values = validate_label_values(labels, allowed_values, require_foreground)
+        save_label_volume(self.label_path(case_id, tag), labels, image_geometry.affine)
+        record = LabelRecord(
+            case_id, LabelTag(tag).value, author, utc_now(), model_version, {"label_values": values, **(extra or {})}
+        )
+        self.state.record_label(record)
+        return record
+
+    def case_status(self, case_id: str) -> str:
+        if self.has_label(case_id, LabelTag.FINAL):
+            return "final"
+        if self.has_label(case_id, LabelTag.PSEUDO):
+            return "pseudo"
+        return "unlabeled"
+
+
+def validate_label_values(labels: np.ndarray, allowed_values: List[int], require_foreground: bool = True) -> List[int]:
+    if not np.issubdtype(labels.dtype, np.integer):
+        if not np.all(np.equal(np.mod(labels, 1), 0)):
+            raise UnknownLabelValues("label volume holds non-integer values")
+    values = sorted(int(v) for v in np.unique(labels))
+    unknown = [v for v in values if v not in allowed_values]
+    if unknown:
+        raise UnknownLabelValues(f"label values {unknown} are not model labels {sorted(allowed_values)}")
+    if require_foreground and values == [0]:
+        raise EmptyLabel("label volume is empty (background only)")
+    return values

@@ -1,0 +1,1 @@
+"""`asfda demo`: the whole loop on real anatomy with a simulated annotator."""

@@ -1,0 +1,39 @@
+"""Dice of a network on in-memory subjects, overall and per shift-severity band."""
+
+from __future__ import annotations
+
+from typing import Dict, List
+
+import numpy as np
+import torch
+from monai.metrics import DiceMetric
+from monai.networks.utils import one_hot
+
+from asfda.demo.data import Subject
+from asfda.demo.source_model import as_item
+from asfda.inference import Predictor
+from asfda.model_config import ModelConfig
+
+SEVERITY_BANDS = (("mild", 0.0, 1 / 3), ("moderate", 1 / 3, 2 / 3), ("severe", 2 / 3, 1.01))
+
+
+def dice_per_subject(network: torch.nn.Module, config: ModelConfig, subjects: List[Subject]) -> Dict[str, float]:
+    predictor = Predictor(network, config)
+    metric = DiceMetric(include_background=False, reduction="mean", ignore_empty=False)
+    found = {}
+    for subject in subjects:
+        item = as_item(subject, config)
+        pred = predictor.forward(item.image, collect=False).probs.argmax(0, keepdim=True)
+        found[subject.case_id] = float(
+            metric(one_hot(pred[None], config.out_channels), one_hot(item.label[None], config.out_channels)).mean()
+        )
+    return found
+
+
+def by_severity(dice: Dict[str, float], severity: Dict[str, float]) -> Dict[str, float]:
+    bands = {}
+    for name, low, high in SEVERITY_BANDS:
+        values = [d for case, d in dice.items() if low <= severity.get(case, 0.0) < high]
+        if values:
+            bands[name] = float(np.mean(values))
+    return bands

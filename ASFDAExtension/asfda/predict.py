@@ -1,0 +1,31 @@
+"""Predict a case with the active model and store the label volume on the image's own grid."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from asfda.cases import prepared_image
+from asfda.datastore import Datastore, LabelTag
+from asfda.inference import Predictor
+from asfda.model_store import LoadedModel
+from asfda.preprocess import to_original_space
+
+
+def predict_case(store: Datastore, case_id: str, model: LoadedModel, predictor: Predictor) -> Path:
+    image = prepared_image(store, case_id, model.config)
+    probs = predictor.forward(image, collect=False).probs
+    original = to_original_space(image, probs, model.config)
+    labels = original.argmax(dim=0).numpy().astype(np.uint8)
+    geometry = store.geometry(case_id)
+    store.save_label(
+        case_id,
+        LabelTag.PREDICTION,
+        labels,
+        geometry.affine,
+        model.config.label_values,
+        model_version=model.version,
+        require_foreground=False,
+    )
+    return store.label_path(case_id, LabelTag.PREDICTION)

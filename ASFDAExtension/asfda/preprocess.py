@@ -1,0 +1,56 @@
+"""MONAI transforms that bring a volume into the network's space, and back again for predictions."""
+
+from __future__ import annotations
+
+import torch
+from monai.data import MetaTensor
+from monai.transforms import (
+    Compose,
+    EnsureChannelFirst,
+    NormalizeIntensity,
+    Orientation,
+    ScaleIntensityRange,
+    ScaleIntensityRangePercentiles,
+    Spacing,
+)
+from monai.utils import TraceKeys
+
+from asfda.model_config import ModelConfig
+
+
+def spatial_transforms(config: ModelConfig, label: bool = False) -> Compose:
+    mode = "nearest" if label else "bilinear"
+    steps = [EnsureChannelFirst(channel_dim="no_channel"), Orientation(axcodes=config.orientation)]
+    if config.spacing is not None:
+        steps.append(Spacing(pixdim=config.spacing, mode=mode))
+    return Compose(steps)
+
+
+def intensity_transform(config: ModelConfig):
+    spec = config.intensity
+    if spec.mode == "zscore":
+        return NormalizeIntensity()
+    if spec.mode == "percentile":
+        return ScaleIntensityRangePercentiles(lower=spec.lower, upper=spec.upper, b_min=0.0, b_max=1.0, clip=True)
+    if spec.mode == "ct_window":
+        return ScaleIntensityRange(a_min=spec.lower, a_max=spec.upper, b_min=0.0, b_max=1.0, clip=True)
+    return lambda x: x
+
+
+def prepare_image(volume: MetaTensor, config: ModelConfig) -> MetaTensor:
+    """(X, Y, Z) volume -> (1, X', Y', Z') network input; the spatial steps are recorded for inversion."""
+    spatial = spatial_transforms(config)(volume)
+    return intensity_transform(config)(spatial)
+
+
+def prepare_label(label: MetaTensor, config: ModelConfig) -> MetaTensor:
+    return spatial_transforms(config, label=True)(label)
+
+
+def to_original_space(prepared: MetaTensor, channels: torch.Tensor, config: ModelConfig) -> MetaTensor:
+    """Map (C, X', Y', Z') maps computed on `prepared` back to the original image grid."""
+    carrier = MetaTensor(channels.float(), affine=prepared.affine.clone(), meta=dict(prepared.meta))
+    # The inverse runs on fresh transform objects; TraceKeys.NONE tells MONAI not to match object ids.
+    carrier.applied_operations = [{**op, TraceKeys.ID: TraceKeys.NONE} for op in prepared.applied_operations]
+    restored = spatial_transforms(config).inverse(carrier)
+    return restored

@@ -1,0 +1,1 @@
+"""Synthetic subjects from real anatomy: smooth deformations and realistic domain shifts."""
