@@ -1,0 +1,112 @@
+"""The Slicer-side client, launcher and MRML conversion against the REAL worker (asfda serve).
+
+A tiny datastore (three 16^3 volumes, a freshly initialised small UNet imported with the
+engine's own CLI) keeps this to seconds on CPU. Skipped until the worker package exists.
+"""
+
+import importlib.util
+import json
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from ASFDALib.client import WorkerClient, WorkerError
+from ASFDALib.launcher import WorkerLauncher, freePort
+from ASFDALib.worklist import JobState, Worklist
+
+pytestmark = pytest.mark.skipif(importlib.util.find_spec("asfda.worker") is None,
+                                reason="asfda.worker (the worker package) does not exist yet")
+
+TOKEN = "test-token"
+
+
+def makeDatastore(root):
+    nib = pytest.importorskip("nibabel")
+    images = root / "images"
+    images.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    affine = np.diag([-2.0, 1.5, 2.5, 1.0])  # non-trivial spacing and a flipped axis
+    affine[:3, 3] = [10.0, -20.0, 5.0]
+    for i in range(3):
+        volume = rng.normal(0, 1, (16, 16, 16)).astype(np.float32)
+        volume[4:12, 4:12, 4:12] += 3.0 + i
+        nib.save(nib.Nifti1Image(volume, affine), str(images / f"case{i}.nii.gz"))
+    config = {"network": "UNet", "network_args": {"channels": [4, 8], "strides": [2], "num_res_units": 0},
+              "labels": {"background": 0, "organ": 1}, "label_colors": {"organ": [0.9, 0.3, 0.2]},
+              "roi_size": [16, 16, 16]}
+    (root / "config.json").write_text(json.dumps(config))
+    subprocess.run([sys.executable, "-m", "asfda", "model", "import", "--datastore", str(root),
+                    "--config", str(root / "config.json")], check=True, timeout=120, capture_output=True)
+    return root
+
+
+@pytest.fixture(scope="module")
+def worker(tmp_path_factory):
+    datastore = makeDatastore(tmp_path_factory.mktemp("store"))
+    launcher = WorkerLauncher(datastore, freePort(), pythonExecutable=sys.executable, token=TOKEN,
+                              device="cpu", logPath=str(datastore.parent / "worker.log"))
+    launcher.start()
+    try:
+        client = WorkerClient(launcher.url, token=TOKEN, timeout=10, longTimeout=120)
+        launcher.waitUntilHealthy(lambda: client.health(timeout=2), timeoutS=90)
+        yield client
+    finally:
+        launcher.stop()
+
+
+def waitForJob(client, job, timeoutS=120):
+    deadline = time.monotonic() + timeoutS
+    while time.monotonic() < deadline:
+        current = client.job(job["job_id"])
+        if JobState(current["state"]).finished:
+            return current
+        time.sleep(0.2)
+    raise AssertionError(f"job {job['job_id']} did not finish")
+
+
+def test_info_cases_and_token(worker):
+    info = worker.info()
+    assert info["labels"] == {"background": 0, "organ": 1}
+    assert info["active_model_version"]
+    assert sorted(c["case_id"] for c in worker.cases()) == ["case0", "case1", "case2"]
+    with pytest.raises(WorkerError) as error:
+        WorkerClient(worker.url, token="wrong").cases()
+    assert error.value.status == 401
+
+
+def test_rank_then_worklist(worker):
+    job = worker.rank(budgetK=2)
+    finished = waitForJob(worker, job)
+    assert finished["state"] == "succeeded", finished.get("error")
+    worklist = Worklist()
+    worklist.updateFromWorklistReply(worker.worklist())
+    worklist.updateFromCasesReply(worker.cases())
+    assert len(worklist.rows) == 3
+    assert len(worklist.selectedCaseIds) == 2
+    assert not worklist.anyStale
+    assert worklist.nextCase() == worklist.selectedCaseIds[0]
+
+
+def test_prediction_to_segmentation_to_uploaded_label(worker, mrmlScene, tmp_path):
+    from ASFDALib import segmentation_io as sio
+
+    info = worker.info()
+    worker.downloadImage("case1", tmp_path / "image.nii.gz")
+    assert worker.infer("case1", tmp_path / "prediction.nii.gz") == info["active_model_version"]
+    volume = sio.loadScalarVolume(mrmlScene, tmp_path / "image.nii.gz", "case1")
+    segmentation = sio.loadPredictionAsSegmentation(mrmlScene, tmp_path / "prediction.nii.gz", info["labels"],
+                                                    info["label_colors"], volume)
+    assert sio.segmentNames(segmentation) == ["organ"]
+    # A fresh network predicts anything; paint a known label so the upload is never empty.
+    import slicer
+
+    segId = segmentation.GetSegmentation().GetSegmentIdBySegmentName("organ")
+    mask = np.zeros(slicer.util.arrayFromVolume(volume).shape, np.uint8)
+    mask[5:10, 5:10, 5:10] = 1
+    slicer.util.updateSegmentBinaryLabelmapFromArray(mask, segmentation, segId, volume)
+    path = sio.exportSegmentationToFile(mrmlScene, segmentation, volume, info["labels"], str(tmp_path), "case1")
+    reply = worker.uploadLabel("case1", path, author="pytest")
+    assert reply["tag"] == "final" and reply["label_values"] == [1]
+    assert {c["case_id"]: c["status"] for c in worker.cases()}["case1"] == "final"
