@@ -56,7 +56,10 @@ def adapt_datastore(
     device: str = "cpu",
     progress: Optional[ProgressFn] = None,
     should_stop: Optional[Callable[[], bool]] = None,
+    activate: bool = True,
 ) -> AdaptResult:
+    """Fine-tune and publish a new version. Nothing on disk changes before training ends, so a cancelled or
+    killed run leaves labels and models as they were; `activate=False` lets a supervisor flip ACTIVE itself."""
     teacher = store.models.load(device=device)
     config = teacher.config
     labeled_ids = [c for c in store.case_ids() if store.case_status(c) == "final"]
@@ -66,6 +69,7 @@ def adapt_datastore(
     images = prepared_images(store, labeled_ids + candidate_ids, config)
     labeled = [TrainingItem(c, images[c], prepared_label(store, c, LabelTag.FINAL, config)) for c in labeled_ids]
     pseudo: List[TrainingItem] = []
+    extras: List[Dict] = []
     teacher_predictor = Predictor(teacher.network, config, device)
     if options.use_pseudo_labels and candidate_ids:
         signals = compute_signals(
@@ -82,30 +86,36 @@ def adapt_datastore(
             probs = teacher_predictor.forward(images[case.case_id], collect=False).probs
             label, mask = pseudo_label(probs, options.reliability.voxel_confidence)
             pseudo.append(TrainingItem(case.case_id, images[case.case_id], label[None].long(), mask[None]))
-            original = to_original_space(images[case.case_id], label[None].float(), config)
-            store.save_label(
-                case.case_id,
-                LabelTag.PSEUDO,
-                original[0].round().numpy().astype(np.uint8),
-                store.geometry(case.case_id).affine,
-                config.label_values,
-                author="asfda",
-                model_version=teacher.version,
-                require_foreground=False,
-                extra={
+            extras.append(
+                {
                     "reliability": case.reliability,
                     "asd": case.asd,
                     "masked_fraction": float(1.0 - mask.float().mean()),
-                },
+                }
             )
+
+    student = copy.deepcopy(teacher.network)
+    losses = finetune(student, config.roi_size, labeled, pseudo, options.finetune, device, progress, should_stop)
+
+    # Pseudo-labels are written only after training finished, so a cancelled round changes no label.
+    for item, extra in zip(pseudo, extras):
+        original = to_original_space(images[item.case_id], item.label.float(), config)
+        store.save_label(
+            item.case_id,
+            LabelTag.PSEUDO,
+            original[0].round().numpy().astype(np.uint8),
+            store.geometry(item.case_id).affine,
+            config.label_values,
+            author="asfda",
+            model_version=teacher.version,
+            require_foreground=False,
+            extra=extra,
+        )
     keep = {item.case_id for item in pseudo}
     for case_id in candidate_ids:  # pseudo-labels are derived data: drop those this round did not select
         if case_id not in keep and store.has_label(case_id, LabelTag.PSEUDO):
             store.label_path(case_id, LabelTag.PSEUDO).unlink()
             store.state.remove_label(case_id, LabelTag.PSEUDO.value)
-
-    student = copy.deepcopy(teacher.network)
-    losses = finetune(student, config.roi_size, labeled, pseudo, options.finetune, device, progress, should_stop)
 
     def make_predictor(network):
         return Predictor(network, config, device)
@@ -124,5 +134,6 @@ def adapt_datastore(
         metrics=metrics,
         feature_prior=teacher.feature_prior,
         note="asfda adapt",
+        activate=activate,
     )
     return AdaptResult(version, teacher.version, metrics, sorted(keep))
