@@ -16,6 +16,7 @@ from asfda.imaging import (
     Geometry,
     check_same_geometry,
     load_volume,
+    reorient_to,
     save_label_volume,
     strip_volume_suffix,
     volume_suffix,
@@ -108,6 +109,7 @@ class Datastore:
     ) -> LabelRecord:
         """Validate a label against its image and the model's values, then store it atomically."""
         image_geometry = self.geometry(case_id)
+        labels, affine = reorient_to(np.asarray(labels), np.asarray(affine), image_geometry)
         check_same_geometry(image_geometry, Geometry(tuple(labels.shape), np.asarray(affine)))
         values = validate_label_values(labels, allowed_values, require_foreground)
         save_label_volume(self.label_path(case_id, tag), labels, image_geometry.affine)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Tuple
@@ -37,6 +38,7 @@ def strip_volume_suffix(path: Path) -> str:
 
 # MONAI's GPU DICOM decoder plugin warns on every reader construction on machines without it.
 logging.getLogger("monai.data.nvimgcodec_pydicom_plugin").setLevel(logging.ERROR)
+warnings.filterwarnings("ignore", message="NvImgCodecPydicomReader")
 
 
 @functools.cache
@@ -138,3 +140,20 @@ def save_float_volume(target: Path, data: np.ndarray, affine: np.ndarray) -> Non
     image.set_qform(image.affine, code=1)
     image.set_sform(image.affine, code=1)
     atomic_write_with(Path(target), lambda tmp: nib.save(image, str(tmp)))
+
+
+def reorient_to(labels: np.ndarray, affine: np.ndarray, target: Geometry) -> Tuple[np.ndarray, np.ndarray]:
+    """Permute/flip a label volume's axes so its voxel order matches `target`'s (same world positions).
+
+    Writers differ in how they store the same grid: Slicer, for example, saves a left-handed image's
+    labels with one axis flipped. Comparing in world space after reorienting accepts those and still
+    rejects labels that really lie elsewhere.
+    """
+    source = nib.orientations.io_orientation(np.asarray(affine))
+    wanted = nib.orientations.io_orientation(target.affine)
+    if np.array_equal(source, wanted):
+        return labels, np.asarray(affine)
+    transform = nib.orientations.ornt_transform(source, wanted)
+    reoriented = nib.orientations.apply_orientation(labels, transform)
+    new_affine = np.asarray(affine) @ nib.orientations.inv_ornt_aff(transform, labels.shape)
+    return np.ascontiguousarray(reoriented), new_affine

@@ -20,7 +20,10 @@ from asfda.model_config import ModelConfig
 
 def spatial_transforms(config: ModelConfig, label: bool = False) -> Compose:
     mode = "nearest" if label else "bilinear"
-    steps = [EnsureChannelFirst(channel_dim="no_channel"), Orientation(axcodes=config.orientation)]
+    steps = [
+        EnsureChannelFirst(channel_dim="no_channel"),
+        Orientation(axcodes=config.orientation, labels=(("L", "R"), ("P", "A"), ("I", "S"))),
+    ]
     if config.spacing is not None:
         steps.append(Spacing(pixdim=config.spacing, mode=mode))
     return Compose(steps)

@@ -125,7 +125,11 @@ def finetune(
                         e.mul_(options.ema_decay).add_(p.detach(), alpha=1 - options.ema_decay)
                     else:
                         e.copy_(p)
-        last = {"loss": float(loss), "loss_labels": float(loss_labels), "loss_pseudo": float(loss_pseudo)}
+        last = {
+            "loss": float(loss.detach()),
+            "loss_labels": float(loss_labels.detach()),
+            "loss_pseudo": float(loss_pseudo.detach()),
+        }
         if progress:
             progress("train", step, options.steps, last["loss"])
     if ema is not None:

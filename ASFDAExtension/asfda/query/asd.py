@@ -17,7 +17,7 @@ from skimage.filters import threshold_otsu
 
 
 class ForegroundRule(str, enum.Enum):
-    OTSU = "otsu"  # voxels whose foreground probability passes a per-volume Otsu threshold
+    OTSU = "otsu"  # foreground probability above a per-volume Otsu threshold, near the predicted anatomy
     DILATED_ARGMAX = "dilated_argmax"  # predicted foreground, dilated by 2 voxels
     WHOLE_VOLUME = "whole_volume"  # ablation: no region at all
 
@@ -35,11 +35,13 @@ def foreground_region(probs: torch.Tensor, rule: ForegroundRule = ForegroundRule
         return np.ones(fg.shape, dtype=bool)
     if rule == ForegroundRule.DILATED_ARGMAX:
         return ndimage.binary_dilation(probs.argmax(0).numpy() > 0, iterations=2)
+    near_anatomy = ndimage.binary_dilation(probs.argmax(0).numpy() > 0, iterations=2)
     if float(fg.max() - fg.min()) < 1e-6:
-        return fg > 0.5
-    # Otsu on the foreground probability separates "probably anatomy" from confident background,
-    # and the region keeps the uncertain rim where errors happen.
-    return fg > threshold_otsu(fg)
+        return (fg > 0.5) & near_anatomy
+    # Otsu on the foreground probability separates "probably anatomy" from confident background and
+    # keeps the uncertain rim where errors happen; staying near the predicted anatomy stops uncertain
+    # background far from any organ (noise, artefacts) from counting as anatomical difficulty.
+    return (fg > threshold_otsu(fg)) & near_anatomy
 
 
 def anatomical_segmentation_difficulty(probs: torch.Tensor, rule: ForegroundRule = ForegroundRule.OTSU) -> float:
