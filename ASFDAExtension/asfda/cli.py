@@ -10,7 +10,7 @@ from typing import List, Optional
 from asfda.errors import AsfdaError
 
 # Each module adds one sub-command with `add_parser(subparsers)`.
-COMMAND_MODULES = ["asfda.cli_engine", "asfda.cli_demo"]
+COMMAND_MODULES = ["asfda.cli_engine", "asfda.cli_demo", "asfda.cli_serve", "asfda.cli_bench"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,64 @@
+"""`asfda serve`: the local worker the Slicer module talks to (docs/worker.md)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from asfda.worker.settings import DEFAULT_MAX_UPLOAD_MB, DEFAULT_PORT
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "serve",
+        help="run the worker: HTTP API over a datastore with one GPU job queue",
+        description="Serve a datastore to the ASFDA Slicer module. Binds 127.0.0.1 unless told otherwise; "
+        "any other address needs a token (--token or ASFDA_TOKEN), then required as 'Authorization: Bearer'.",
+    )
+    p.add_argument("--datastore", type=Path, required=True, help="datastore folder (images/, labels/, models/)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind [127.0.0.1]")
+    p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port [{DEFAULT_PORT}]")
+    p.add_argument("--device", default=None, help="cpu or cuda[:N] [cuda when available, else cpu]")
+    p.add_argument("--token", default=None, help="require this bearer token [env ASFDA_TOKEN]")
+    p.add_argument(
+        "--max-upload-mb",
+        type=float,
+        default=DEFAULT_MAX_UPLOAD_MB,
+        help=f"largest accepted request body in MiB [{DEFAULT_MAX_UPLOAD_MB}]",
+    )
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import logging
+
+    from asfda.worker.settings import WorkerSettings
+
+    # Checked before the heavy imports: a refused start must be quick and clear.
+    settings = WorkerSettings.build(
+        args.datastore, args.host, args.port, args.device or "cpu", args.token, args.max_upload_mb
+    ).check()
+    if args.device is None:
+        import torch
+
+        if torch.cuda.is_available():
+            settings = WorkerSettings.build(
+                args.datastore, args.host, args.port, "cuda", args.token, args.max_upload_mb
+            ).check()
+    import uvicorn
+
+    from asfda.worker.app import create_app
+
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s: %(message)s")
+    app = create_app(settings)
+    print(f"asfda worker: serving {settings.datastore} on http://{settings.host}:{settings.port} ({settings.device})")
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=args.log_level,
+        access_log=False,
+        timeout_graceful_shutdown=5,
+    )
+    return 0

@@ -1,0 +1,148 @@
+"""Cases: list, worklist, image and prediction download, interactive inference, label upload."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Annotated, Any, Dict, List, Optional
+
+from fastapi import APIRouter, HTTPException, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import FileResponse
+
+from asfda.datastore import LabelTag
+from asfda.imaging import NIFTI_SUFFIXES, load_volume, volume_suffix
+from asfda.worker import worklist as worklist_queries
+from asfda.worker.context import Worker, WorkerDep
+from asfda.worker.jobstore import CANCELLED, FINISHED, SUCCEEDED
+from asfda.worker.recovery import uploads_dir
+from asfda.worker.schemas import Case, LabelReply, Worklist
+from asfda.worker.uploads import VOLUME_IO_LOCK, receive_upload, store_label
+
+router = APIRouter(tags=["cases"])
+INFER_POLL_S = 0.1
+INFER_WAIT_S = 3600.0
+# `{case_id:path}` so an id with a slash reaches the handler and gets a 400, not a routing 404.
+CASE = "/cases/{case_id:path}"
+UPLOAD_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {
+                        "file": {"type": "string", "format": "binary", "description": "NIfTI or NRRD labelmap"},
+                        "author": {"type": "string"},
+                    },
+                }
+            }
+        },
+    }
+}
+
+
+def _volume_reply(data: bytes, filename: str, version: Optional[str]) -> Response:
+    headers = {"Content-Disposition": f'attachment; filename="{filename}"'}
+    if version:
+        headers["X-Model-Version"] = version
+    return Response(data, media_type="application/octet-stream", headers=headers)
+
+
+@router.get("/cases", response_model=List[Case])
+def cases(worker: WorkerDep) -> List[Dict[str, Any]]:
+    return worklist_queries.cases(worker.store, worker.store.models.active_version())
+
+
+@router.get("/worklist", response_model=Worklist)
+def worklist(
+    worker: WorkerDep,
+    k: Annotated[Optional[int], Query(ge=0, description="budget: mark the first k ranks selected")] = None,
+) -> Dict[str, Any]:
+    return worklist_queries.worklist(worker.store, worker.store.models.active_version(), k)
+
+
+@router.get(CASE + "/image", response_class=Response)
+def image(case_id: str, worker: WorkerDep) -> Response:
+    path = worker.case(case_id)
+    if path.is_file() and volume_suffix(path) in NIFTI_SUFFIXES:
+        return FileResponse(path, media_type="application/octet-stream", filename=f"{case_id}{volume_suffix(path)}")
+    import nibabel as nib  # NRRD and DICOM images are converted, so the client always gets NIfTI
+
+    with VOLUME_IO_LOCK:
+        volume = load_volume(path)
+    nifti = nib.Nifti1Image(volume.numpy(), volume.affine.numpy())
+    return _volume_reply(nifti.to_bytes(), f"{case_id}.nii", None)
+
+
+def _prediction(worker: Worker, case_id: str) -> Optional[tuple]:
+    """(bytes, model version) of the stored prediction, if any."""
+    path = worker.store.label_path(case_id, LabelTag.PREDICTION)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    records = [r for r in worker.store.state.labels(LabelTag.PREDICTION.value) if r.case_id == case_id]
+    return data, (records[0].model_version if records else None)
+
+
+@router.get(CASE + "/prediction", response_class=Response)
+def prediction(case_id: str, worker: WorkerDep) -> Response:
+    worker.case(case_id)
+    found = _prediction(worker, case_id)
+    if found is None:
+        raise HTTPException(404, f"case {case_id!r} has no stored prediction yet (POST /cases/{case_id}/infer)")
+    return _volume_reply(found[0], f"{case_id}-prediction.nii.gz", found[1])
+
+
+def _fresh_prediction(worker: Worker, case_id: str, image: Path, version: str) -> Optional[tuple]:
+    # Inference is deterministic: a stored prediction of the active model for an unchanged image is
+    # the answer, and serving it avoids waiting behind a running training job.
+    path = worker.store.label_path(case_id, LabelTag.PREDICTION)
+    try:
+        if image.is_file() and path.stat().st_mtime < image.stat().st_mtime:
+            return None
+    except FileNotFoundError:
+        return None
+    found = _prediction(worker, case_id)
+    return found if found and found[1] == version else None
+
+
+@router.post(CASE + "/infer", response_class=Response)
+async def infer(case_id: str, worker: WorkerDep) -> Response:
+    """Predict one case at top priority and wait for it; replies with the NIfTI labelmap."""
+    image_path = await run_in_threadpool(worker.case, case_id)
+    version, _config = worker.require_active()
+    cached = await run_in_threadpool(_fresh_prediction, worker, case_id, image_path, version)
+    if cached:
+        return _volume_reply(cached[0], f"{case_id}-prediction.nii.gz", cached[1])
+    pending = [j for j in worker.jobs.unfinished("infer") if j["params"].get("case_id") == case_id]
+    job = pending[0] if pending else await run_in_threadpool(worker.runner.submit, "infer", {"case_id": case_id})
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + INFER_WAIT_S
+    while job["state"] not in FINISHED:
+        if loop.time() > deadline:
+            raise HTTPException(504, f"inference job {job['job_id']} did not finish in {INFER_WAIT_S:.0f} s")
+        await asyncio.sleep(INFER_POLL_S)
+        job = await run_in_threadpool(worker.jobs.get, job["job_id"])
+    if job["state"] == CANCELLED:
+        raise HTTPException(409, f"inference job {job['job_id']} was cancelled")
+    if job["state"] != SUCCEEDED:
+        raise HTTPException(500, f"inference failed: {job['error']}")
+    found = await run_in_threadpool(_prediction, worker, case_id)
+    if found is None:
+        raise HTTPException(500, "inference finished but its prediction file is missing")
+    return _volume_reply(found[0], f"{case_id}-prediction.nii.gz", job["result"]["model_version"])
+
+
+@router.put(CASE + "/label", response_model=LabelReply, openapi_extra=UPLOAD_BODY)
+async def upload_label(case_id: str, request: Request, worker: WorkerDep) -> Dict[str, Any]:
+    """Store a clinician label (multipart `file` NIfTI/NRRD + form `author`); durable before the reply."""
+    await run_in_threadpool(worker.case, case_id)  # 400/404 before a byte of the body is read
+    version, config = worker.require_active()
+    path, author = await receive_upload(request, uploads_dir(worker.store))
+    try:
+        return await run_in_threadpool(store_label, worker.store, case_id, path, author, version, config)
+    finally:
+        path.unlink(missing_ok=True)

@@ -1,0 +1,114 @@
+"""Request and reply bodies of the worker API (docs/worker-api.md), as pydantic models for validation and OpenAPI."""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field
+
+StrategyName = Literal["asfda", "dkd", "asd", "random", "entropy", "coreset", "mc_dropout"]
+JobKind = Literal["rank", "adapt", "infer"]
+JobState = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+CaseStatus = Literal["unlabeled", "final", "pseudo"]
+
+
+class Strict(BaseModel):
+    # Unknown keys are errors: a misspelt option must not silently fall back to its default.
+    model_config = ConfigDict(extra="forbid")
+
+
+class RankRequest(Strict):
+    strategy: StrategyName = "asfda"
+    budget_k: int = Field(4, ge=1, le=10000)
+    seed: int = 0
+
+
+class AdaptRequest(Strict):
+    steps: Optional[int] = Field(None, ge=1, le=1_000_000)
+    use_pseudo_labels: bool = True
+    seed: int = 0
+
+
+class Health(BaseModel):
+    status: str = "ok"
+
+
+class Info(BaseModel):
+    version: str
+    device: str
+    gpu_memory_free_mb: Optional[float]
+    active_model_version: Optional[str]
+    datastore: str
+    labels: Dict[str, int]
+    label_colors: Dict[str, List[float]]
+    max_upload_bytes: int
+
+
+class Progress(BaseModel):
+    phase: Optional[str] = None
+    step: Optional[int] = None
+    total: Optional[int] = None
+    metric: Optional[float] = None
+    eta_s: Optional[float] = None
+
+
+class Job(BaseModel):
+    job_id: str
+    kind: JobKind
+    state: JobState
+    params: Dict[str, Any]
+    progress: Progress
+    error: Optional[str]
+    result: Optional[Dict[str, Any]]
+    created: str
+    started: Optional[str]
+    finished: Optional[str]
+
+
+class ScoreFields(BaseModel):
+    case_id: str
+    status: CaseStatus
+    dkd: Optional[float] = None
+    asd: Optional[float] = None
+    score: Optional[float] = None
+    rank: Optional[int] = None
+    model_version: Optional[str] = None
+    scored_at: Optional[str] = None
+    stale: bool = False
+
+
+class Case(ScoreFields):
+    pass
+
+
+class WorklistItem(ScoreFields):
+    selected: bool
+
+
+class Worklist(BaseModel):
+    active_model_version: Optional[str]
+    budget_k: Optional[int]
+    strategy: Optional[str]
+    items: List[WorklistItem]
+
+
+class LabelReply(BaseModel):
+    case_id: str
+    tag: str
+    author: Optional[str]
+    created: str
+    model_version: Optional[str]
+    label_values: List[int] = Field(description="non-background label values present in the stored label")
+
+
+class ModelInfo(BaseModel):
+    version: str
+    parent: Optional[str]
+    created: str
+    metrics: Dict[str, Any]
+    note: str
+    active: bool
+
+
+class ActiveModel(BaseModel):
+    active_model_version: str

@@ -1,0 +1,85 @@
+"""What each job kind does, run inside the job child process (never in the API process)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable, Dict, Optional
+
+from asfda.datastore import Datastore
+from asfda.worker.jobstore import JobStore
+
+# Progress rows are written at most this often (plus at every phase change and at the end of a phase).
+PROGRESS_INTERVAL_S = 0.25
+
+
+class ProgressReporter:
+    """Engine progress callback -> structured events (phase, step, total, metric, eta_s) in the jobs table."""
+
+    def __init__(self, jobs: JobStore, job_id: str):
+        self.jobs, self.job_id = jobs, job_id
+        self.phase: Optional[str] = None
+        self.phase_start = (0.0, 0)  # (time, step) when the current phase was first seen
+        self.last_write = 0.0
+
+    def __call__(self, phase: str, step: int, total: int, metric: Optional[float] = None) -> None:
+        now = time.monotonic()
+        if phase != self.phase:
+            self.phase, self.phase_start, self.last_write = phase, (now, step), 0.0
+        started_at, first_step = self.phase_start
+        eta = None
+        if step > first_step and total:
+            eta = (now - started_at) / (step - first_step) * max(total - step, 0)
+        if now - self.last_write >= PROGRESS_INTERVAL_S or step >= total or self.last_write == 0.0:
+            self.last_write = now
+            event = {"phase": phase, "step": int(step), "total": int(total), "metric": metric, "eta_s": eta}
+            self.jobs.report_progress(self.job_id, event)
+
+
+def run_infer(store: Datastore, params: Dict[str, Any], device: str, progress: ProgressReporter) -> Dict[str, Any]:
+    from asfda.inference import Predictor
+    from asfda.predict import predict_case
+
+    progress("infer", 0, 1)
+    model = store.models.load(device=device)
+    predict_case(store, params["case_id"], model, Predictor(model.network, model.config, device))
+    progress("infer", 1, 1)
+    return {"case_id": params["case_id"], "model_version": model.version}
+
+
+def run_rank(store: Datastore, params: Dict[str, Any], device: str, progress: ProgressReporter) -> Dict[str, Any]:
+    from asfda.query.strategies import RankingOptions, Strategy
+    from asfda.ranking import rank_datastore
+
+    strategy = Strategy(params["strategy"])
+    options = RankingOptions(strategy=strategy, k=int(params["budget_k"]), seed=int(params.get("seed", 0)))
+    ranked = rank_datastore(store, options, device, progress=progress)
+    scores = store.state.scores(strategy.value)
+    return {
+        "strategy": strategy.value,
+        "budget_k": options.k,
+        "model_version": scores[0].model_version if scores else store.models.active_version(),
+        "ranked": len(ranked),
+        "selected": [r.case_id for r in ranked if r.selected],
+    }
+
+
+def run_adapt(store: Datastore, params: Dict[str, Any], device: str, progress: ProgressReporter) -> Dict[str, Any]:
+    from asfda.adapt.finetune import FinetuneOptions
+    from asfda.adapt.pipeline import AdaptOptions, adapt_datastore
+
+    finetune = FinetuneOptions(seed=int(params.get("seed", 0)))
+    if params.get("steps"):
+        finetune.steps = int(params["steps"])
+    options = AdaptOptions(finetune=finetune, use_pseudo_labels=bool(params.get("use_pseudo_labels", True)))
+    # activate=False: only the supervising worker flips ACTIVE, after it saw this process succeed, so a
+    # cancelled or killed run can never change the active model.
+    result = adapt_datastore(store, options, device, progress=progress, activate=False)
+    return {
+        "version": result.version,
+        "parent": result.parent,
+        "metrics": result.metrics,
+        "pseudo_cases": result.pseudo_cases,
+    }
+
+
+TASKS: Dict[str, Callable] = {"infer": run_infer, "rank": run_rank, "adapt": run_adapt}

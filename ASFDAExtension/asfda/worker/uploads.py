@@ -1,0 +1,86 @@
+"""Label uploads: stream the multipart body to a temp file under the datastore, then validate and store it."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import uuid
+from pathlib import Path
+from typing import Dict, Optional, Tuple
+
+import numpy as np
+from fastapi import HTTPException, Request
+from starlette.datastructures import UploadFile
+from starlette.formparsers import MultiPartException, MultiPartParser
+
+from asfda.datastore import Datastore, LabelTag
+from asfda.imaging import load_volume, volume_suffix
+from asfda.model_config import ModelConfig
+
+# MONAI's cached readers are shared objects; reading volumes one at a time keeps them safe across threads.
+VOLUME_IO_LOCK = threading.Lock()
+MAX_AUTHOR_CHARS = 200
+
+
+def _suffix_for(filename: str, head: bytes) -> str:
+    suffix = volume_suffix(Path(filename or ""))
+    if suffix:
+        return suffix
+    # No usable name: recognise the format from its first bytes.
+    if head.startswith(b"NRRD"):
+        return ".nrrd"
+    if head.startswith(b"\x1f\x8b"):
+        return ".nii.gz"
+    return ".nii"
+
+
+async def receive_upload(request: Request, folder: Path) -> Tuple[Path, Optional[str]]:
+    """Parse `file` and `author` from a multipart body; returns (temp file path, author).
+
+    The body size limit is enforced by BodySizeLimitMiddleware while this reads the stream; the temp
+    file lives in <datastore>/.uploads/ so one left by a killed worker is removed at the next start.
+    """
+    content_type = request.headers.get("content-type", "")
+    if not content_type.startswith("multipart/form-data"):
+        raise HTTPException(400, "expected a multipart/form-data body with a 'file' field")
+    try:
+        form = await MultiPartParser(request.headers, request.stream(), max_files=1, max_fields=10).parse()
+    except MultiPartException as exc:
+        raise HTTPException(400, f"malformed multipart body: {exc.message}") from None
+    try:
+        upload = form.get("file")
+        if not isinstance(upload, UploadFile):
+            raise HTTPException(422, "the multipart body has no 'file' part with a label volume")
+        author = form.get("author")
+        author = (" ".join(author.split())[:MAX_AUTHOR_CHARS] or None) if isinstance(author, str) else None
+        head = await upload.read(4)
+        await upload.seek(0)
+        folder.mkdir(parents=True, exist_ok=True)
+        target = folder / f"{uuid.uuid4().hex}{_suffix_for(upload.filename or '', head)}"
+        with open(target, "wb") as out:
+            shutil.copyfileobj(upload.file, out, 1 << 20)
+        return target, author
+    finally:
+        await form.close()
+
+
+def store_label(
+    store: Datastore, case_id: str, path: Path, author: Optional[str], version: str, config: ModelConfig
+) -> Dict:
+    """Validate geometry and values against the image and model, then write atomically (fsynced)."""
+    with VOLUME_IO_LOCK:  # save_label reads the image too
+        volume = load_volume(path)
+        labels = volume.detach().cpu().numpy()
+        affine = volume.affine.detach().cpu().numpy().astype(np.float64)
+        record = store.save_label(
+            case_id, LabelTag.FINAL, labels, affine, config.label_values, author=author, model_version=version
+        )
+    values = [v for v in record.extra.get("label_values", []) if v != 0]
+    return {
+        "case_id": record.case_id,
+        "tag": record.tag,
+        "author": record.author,
+        "created": record.created,
+        "model_version": record.model_version,
+        "label_values": values,
+    }

@@ -1,0 +1,64 @@
+"""Cases with their latest scores, and the ranked worklist, read from the datastore's state database."""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, Optional
+
+from asfda.datastore import Datastore
+from asfda.state import ScoreRecord
+
+
+def _score_fields(record: Optional[ScoreRecord], active: Optional[str]) -> Dict[str, Any]:
+    if record is None:
+        return {}
+    return {
+        "dkd": record.dkd,
+        "asd": record.asd,
+        "score": record.score,
+        "rank": record.rank,
+        "model_version": record.model_version,
+        "scored_at": record.scored_at,
+        # Scores from another model version than the active one describe a model no longer in use.
+        "stale": record.model_version != active,
+    }
+
+
+def _all_scores(store: Datastore) -> List[ScoreRecord]:
+    with store.state.connect() as db:
+        rows = db.execute("SELECT case_id, strategy FROM scores ORDER BY scored_at, rowid").fetchall()
+    strategies = list(dict.fromkeys(r["strategy"] for r in rows))  # oldest ranking first
+    return [record for strategy in strategies for record in store.state.scores(strategy)]
+
+
+def cases(store: Datastore, active: Optional[str]) -> List[Dict[str, Any]]:
+    latest: Dict[str, ScoreRecord] = {}
+    for record in sorted(_all_scores(store), key=lambda r: r.scored_at):
+        latest[record.case_id] = record  # the most recent ranking that scored the case wins
+    return [
+        {"case_id": c, "status": store.case_status(c), **_score_fields(latest.get(c), active)} for c in store.case_ids()
+    ]
+
+
+def latest_strategy(store: Datastore) -> Optional[str]:
+    with store.state.connect() as db:
+        row = db.execute("SELECT strategy FROM scores ORDER BY scored_at DESC, rowid DESC LIMIT 1").fetchone()
+    return row["strategy"] if row else None
+
+
+def worklist(store: Datastore, active: Optional[str], k: Optional[int]) -> Dict[str, Any]:
+    strategy = latest_strategy(store)
+    records = store.state.scores(strategy) if strategy else []
+    known = set(store.case_ids())
+    records = [r for r in records if r.case_id in known]  # a volume removed from images/ leaves the list
+    budget = k if k is not None else (sum(r.selected for r in records) if records else None)
+    items = [
+        {
+            "case_id": r.case_id,
+            "status": store.case_status(r.case_id),
+            **_score_fields(r, active),
+            # The engine orders the k picks first, so a different budget k takes the first k ranks.
+            "selected": r.rank <= k if k is not None else r.selected,
+        }
+        for r in records
+    ]
+    return {"active_model_version": active, "budget_k": budget, "strategy": strategy, "items": items}
