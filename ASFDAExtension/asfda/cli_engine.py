@@ -98,9 +98,11 @@ def run_infer(args) -> int:
     from asfda.predict import predict_case
 
     store = Datastore(args.datastore, create=False)
+    cases = args.cases or store.case_ids()
+    for case_id in cases:  # refuse bad ids before spending time on the model
+        store.image_path(case_id)
     model = store.models.load(device=args.device)
     predictor = Predictor(model.network, model.config, args.device)
-    cases = args.cases or store.case_ids()
     bar = console_progress("infer")
     for index, case_id in enumerate(cases):
         path = predict_case(store, case_id, model, predictor)

@@ -10,7 +10,7 @@ from typing import Dict, List, Optional
 import numpy as np
 
 from asfda.case_ids import validate_case_id
-from asfda.errors import CorruptImage, EmptyLabel, UnknownCase, UnknownLabelValues
+from asfda.errors import DatastoreNotFound, EmptyLabel, UnknownCase, UnknownLabelValues
 from asfda.imaging import (
     IMAGE_SUFFIXES,
     Geometry,
@@ -35,7 +35,7 @@ class Datastore:
     def __init__(self, root: Path, create: bool = True):
         self.root = Path(root)
         if not self.root.exists() and not create:
-            raise CorruptImage(f"datastore {self.root} does not exist")
+            raise DatastoreNotFound(f"datastore {self.root} does not exist")
         self.images_dir.mkdir(parents=True, exist_ok=True)
         for tag in LabelTag:
             self.label_dir(tag).mkdir(parents=True, exist_ok=True)

@@ -39,3 +39,7 @@ class ModelNotFound(AsfdaError):
 
 class ConfigError(AsfdaError):
     pass
+
+
+class DatastoreNotFound(AsfdaError):
+    pass

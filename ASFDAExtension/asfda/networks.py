@@ -29,10 +29,11 @@ def build_network(config: ModelConfig) -> nn.Module:
 
 
 def find_feature_module(network: nn.Module, config: ModelConfig) -> str:
-    """Name of the deepest encoder module: the last to finish whose output has the coarsest grid.
+    """Name of the deepest encoder module: at the coarsest grid, the widest output, the last to finish.
 
     Works for UNet (bottom block), SegResNet (last down layer) and SwinUNETR (encoder10) without a
-    per-architecture table; a config may name the module instead.
+    per-architecture table (decoder convolutions at that grid are narrower); a config may name the
+    module instead.
     """
     if config.feature_module:
         names = dict(network.named_modules())
@@ -47,7 +48,7 @@ def find_feature_module(network: nn.Module, config: ModelConfig) -> str:
 
         def hook(_module, _inputs, output, name=name):
             if isinstance(output, torch.Tensor) and output.ndim == 5:
-                finished.append((name, int(output.shape[2:].numel())))
+                finished.append((name, int(output.shape[2:].numel()), int(output.shape[1])))
 
         handles.append(module.register_forward_hook(hook))
     was_training = network.training
@@ -60,5 +61,6 @@ def find_feature_module(network: nn.Module, config: ModelConfig) -> str:
         for handle in handles:
             handle.remove()
         network.train(was_training)
-    coarsest = min(size for _, size in finished)
-    return [name for name, size in finished if size == coarsest][-1]
+    coarsest = min(size for _, size, _ in finished)
+    widest = max(width for _, size, width in finished if size == coarsest)
+    return [name for name, size, width in finished if size == coarsest and width == widest][-1]

@@ -8,7 +8,6 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-
 from asfda.model_config import ModelConfig
 
 torch.set_num_threads(1)

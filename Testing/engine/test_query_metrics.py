@@ -1,13 +1,12 @@
 import numpy as np
 import pytest
 import torch
-from conftest import SHAPE, blob, shifted, tiny_config
-
 from asfda.inference import Predictor
 from asfda.networks import build_network
 from asfda.query.asd import ForegroundRule, anatomical_segmentation_difficulty, mc_dropout_epistemic
 from asfda.query.dkd import KnowledgeSource
 from asfda.query.signals import compute_signals
+from conftest import SHAPE, blob, shifted, tiny_config
 
 
 def _network_with_source_stats(config, seeds=range(6)):

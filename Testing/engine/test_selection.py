@@ -1,6 +1,5 @@
 import numpy as np
 import pytest
-
 from asfda.adapt.reliability import ReliabilityOptions, select_reliable
 from asfda.query.selection import SelectionRule, k_center_greedy, rank_normalize, select
 from asfda.query.signals import CaseSignals

@@ -1,0 +1,76 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+import torch
+from conftest import blob, shifted, tiny_config, write_nifti
+
+from asfda.cli import main
+from asfda.networks import build_network
+
+
+def test_help_lists_the_commands(capsys):
+    try:
+        main(["--help"])
+    except SystemExit as exit_:
+        assert exit_.code == 0
+    out = capsys.readouterr().out
+    for command in ("rank", "adapt", "infer", "demo", "model"):
+        assert command in out
+
+
+def test_bad_input_gives_a_nonzero_exit_and_a_one_line_cause(tmp_path, capsys):
+    assert main(["rank", "--datastore", str(tmp_path / "missing")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("asfda rank: error:") and "\n" not in err
+    (tmp_path / "cfg.json").write_text(json.dumps({"network": "Nope"}))
+    assert main(["model", "import", "--datastore", str(tmp_path / "ds"), "--config", str(tmp_path / "cfg.json")]) == 2
+    assert "network 'Nope'" in capsys.readouterr().err
+    assert main(["infer", "--datastore", str(tmp_path / "ds"), "../x"]) == 2
+    assert "invalid case id" in capsys.readouterr().err
+
+
+def test_model_import_rank_infer_adapt_from_the_command_line(tmp_path, capsys):
+    ds = tmp_path / "ds"
+    (ds / "images").mkdir(parents=True)
+    for i in range(4):
+        label, image = blob(i)
+        write_nifti(ds / "images" / f"case{i}.nii.gz", shifted(image, label, i, 0.3))
+    config = tiny_config()
+    (tmp_path / "cfg.json").write_text(json.dumps(config.to_dict()))
+    torch.save(build_network(config).state_dict(), tmp_path / "w.pt")
+    assert main(["model", "import", "--datastore", str(ds), "--config", str(tmp_path / "cfg.json"),
+                 "--weights", str(tmp_path / "w.pt")]) == 0
+    assert "imported v0001: state_dict: loaded" in capsys.readouterr().out
+    assert main(["rank", "--datastore", str(ds), "--k", "2"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "(model v0001)" in lines[0] and len(lines) == 5 and sum(line.rstrip().endswith("*") for line in lines) == 2
+    assert main(["infer", "--datastore", str(ds), "case0"]) == 0
+    assert (ds / "labels" / "prediction" / "case0.nii.gz").exists()
+    capsys.readouterr()
+    assert main(["adapt", "--datastore", str(ds), "--steps", "2"]) == 2
+    assert "no clinician labels yet" in capsys.readouterr().err
+    label, _ = blob(1)
+    from asfda.datastore import Datastore, LabelTag
+
+    Datastore(ds).save_label("case1", LabelTag.FINAL, label, np.diag([1.5, 1.0, 2.0, 1.0]), [0, 1])
+    assert main(["adapt", "--datastore", str(ds), "--steps", "2"]) == 0
+    assert "new active model v0002 (parent v0001)" in capsys.readouterr().out
+    assert main(["model", "activate", "--datastore", str(ds), "--version", "v0001"]) == 0
+    assert main(["model", "list", "--datastore", str(ds)]) == 0
+    listing = capsys.readouterr().out
+    assert "* v0001" in listing and "  v0002  parent=v0001" in listing
+
+
+def test_quick_demo_runs_end_to_end_and_writes_its_outputs(tmp_path):
+    out = tmp_path / "demo"
+    result = subprocess.run([sys.executable, "-m", "asfda", "demo", "--quick", "--out", str(out)],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "target test Dice before adaptation" in result.stdout and "asfda + pseudo-labels" in result.stdout
+    report = json.loads((out / "demo-report.json").read_text())
+    assert 0.0 <= report["dice_before"] <= 1.0 and len(report["arms"]) == 3
+    assert all(len(arm["picks"]) == report["k"] for arm in report["arms"])
+    assert (out / "demo.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (out / "datastore" / "models" / "v0002" / "meta.json").exists()

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Create .venv with the CPU build of torch and the asfda package (+ extras given as $1, e.g. "demo" or "test").
+# CUDA users: install your CUDA torch into the venv first (or set ASFDA_TORCH=skip); any torch>=2.2 works.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+extras="${1:-demo}"
+python3 -m venv .venv
+.venv/bin/python -m pip install --quiet --upgrade pip
+if [ "${ASFDA_TORCH:-cpu}" != "skip" ] && ! .venv/bin/python -c "import torch" 2>/dev/null; then
+    .venv/bin/python -m pip install --quiet "torch==2.13.0"
+fi
+.venv/bin/python -m pip install --quiet -e ".[${extras}]"
