@@ -11,10 +11,9 @@ import math
 import sqlite3
 import uuid
 from contextlib import contextmanager
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional
-
-from asfda.state import utc_now
 
 QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED = "queued", "running", "succeeded", "failed", "cancelled"
 FINISHED = (SUCCEEDED, FAILED, CANCELLED)
@@ -41,6 +40,11 @@ CREATE TABLE IF NOT EXISTS jobs (
 );
 CREATE INDEX IF NOT EXISTS jobs_queue ON jobs (state, priority, seq);
 """
+
+
+def utc_now() -> str:
+    # Milliseconds: jobs start and finish within the same second, and their order must show.
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
 def finite(value: Any) -> Any:

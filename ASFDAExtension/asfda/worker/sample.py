@@ -40,7 +40,9 @@ def make_sample_datastore(
         label = (np.linalg.norm(grid - centre, axis=-1) < size * 0.25).astype(np.uint8)
         image = rng.normal(0.0, 1.0, (size,) * 3) + label * rng.uniform(2.0, 4.0)
         case_id = f"case{index:02d}"
-        nib.save(nib.Nifti1Image(image.astype(np.float32), sample_affine()), str(store.images_dir / f"{case_id}.nii.gz"))
+        nib.save(
+            nib.Nifti1Image(image.astype(np.float32), sample_affine()), str(store.images_dir / f"{case_id}.nii.gz")
+        )
         truth[case_id] = label
     config = ModelConfig(
         network="UNet",
