@@ -1,0 +1,57 @@
+"""Subjects for the benchmark: a T1-like source domain and a shifted target domain, tagged by anatomy.
+
+The source model sees only some anatomies; the target pool, validation and test sets are drawn from
+all of them with their own deformation seeds, so an anatomy the model never saw is a subgroup to report.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Dict, List
+
+import numpy as np
+
+from asfda.demo.data import Subject
+from asfda.synth.anatomy import Anatomy
+from asfda.synth.deform import random_subject
+from asfda.synth.shifts import apply_shift, sample_shift, source_like
+
+
+@dataclass
+class Cohort:
+    subjects: List[Subject]
+    anatomy: Dict[str, str]  # case id -> anatomy name
+    severity: Dict[str, float]
+
+
+def _subjects(anatomies: List[Anatomy], per_anatomy: int, prefix: str, seed: int, target: bool) -> Cohort:
+    rng = np.random.default_rng(seed)
+    subjects, anatomy_of, severity = [], {}, {}
+    for anatomy in anatomies:
+        for i in range(per_anatomy):
+            case_id = f"{prefix}_{anatomy.name}_{i:02d}"
+            image, label = random_subject(anatomy.image, anatomy.label, int(rng.integers(2**31 - 1)))
+            if target:
+                sev = float(rng.uniform(0.0, 1.0))
+                image = apply_shift(image, sample_shift(sev, rng), int(rng.integers(2**31 - 1)))
+            else:
+                sev = 0.0
+                image = source_like(image, int(rng.integers(2**31 - 1)))
+            subjects.append(Subject(case_id, image, label, sev))
+            anatomy_of[case_id], severity[case_id] = anatomy.name, sev
+    return Cohort(subjects, anatomy_of, severity)
+
+
+def source_cohort(anatomies: List[Anatomy], names, per_anatomy: int, seed: int) -> Cohort:
+    chosen = [a for a in anatomies if a.name in names] or anatomies[:1]
+    return _subjects(chosen, per_anatomy, "source", seed * 10 + 1, target=False)
+
+
+def target_cohort(anatomies: List[Anatomy], per_anatomy: int, split: str, seed: int) -> Cohort:
+    # Distinct seed streams per split keep pool, validation and test subjects apart.
+    offset = {"val": 2, "test": 3}.get(split, 4)
+    return _subjects(anatomies, per_anatomy, split, seed * 10 + offset, target=True)
+
+
+def pool_cohort(anatomies: List[Anatomy], per_anatomy: int, data_seed: int, replicate: int) -> Cohort:
+    return _subjects(anatomies, per_anatomy, f"pool{replicate}", data_seed * 1000 + 100 + replicate, target=True)

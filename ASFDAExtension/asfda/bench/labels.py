@@ -1,0 +1,120 @@
+"""`asfda bench labels`: reference, ablation (validation split), main grid and multi-round phases, then the report."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Tuple
+
+from tqdm import tqdm
+
+from asfda.bench.context import BenchContext
+from asfda.bench.plan import ablation_specs, main_specs, multiround_specs, pick_default, reference_specs
+from asfda.bench.runner import evaluate, execute
+from asfda.bench.settings import BenchSettings
+from asfda.bench.spec import RunSpec
+from asfda.bench.store import ResultStore
+
+
+def _run_phase(
+    ctx: BenchContext, store: ResultStore, specs: List[RunSpec], name: str, execute_missing: bool = True
+) -> List[Tuple[RunSpec, Dict]]:
+    fingerprint = ctx.settings.fingerprint()
+    todo = [s for s in specs if s.key(fingerprint) not in store] if execute_missing else []
+    bar = tqdm(
+        total=len(specs),
+        initial=len(specs) - len(todo),
+        desc=f"bench {name}",
+        file=sys.stderr,
+        dynamic_ncols=True,
+        disable=None,
+    )
+    for spec in todo:
+        key = spec.key(fingerprint)
+        if key in store:  # an earlier spec of this phase had the same effective configuration
+            bar.update(1)
+            continue
+        if spec.strategy == "none":
+            row = evaluate(ctx, ctx.network, spec, [], 0, float("nan"), 0.0)
+        else:
+            row = execute(ctx, spec)
+        store.add(key, row)
+        bar.set_postfix_str(
+            f"{spec.strategy} k={spec.k} pl={int(spec.pseudo)} s={spec.seed} test={row['test_dice']:.3f}"
+        )
+        bar.update(1)
+    bar.close()
+    # The phase's own view of the rows: a run shared with another phase carries this phase's name here.
+    return [
+        (s, {**store.rows[s.key(fingerprint)], "phase": s.phase, "variant": s.variant})
+        for s in specs
+        if s.key(fingerprint) in store
+    ]
+
+
+def run_labels(
+    settings: BenchSettings,
+    data_cache: Path,
+    out: Path,
+    log: Callable[[str], None] = print,
+    report_only: bool = False,
+) -> Dict[str, List[Dict]]:
+    """Run every missing run of every phase, then write the report; `report_only` reports what is cached."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    ctx = BenchContext(settings, data_cache, out, log)
+    store = ResultStore(out / "cache")
+    log(
+        f"anatomies: {', '.join(a.name for a in ctx.anatomies)}; source model on {', '.join(settings.source_anatomies)}"
+    )
+    pool_size = len(ctx.pool(0).items)
+    phases: Dict[str, List[Dict]] = {}
+    phases["reference"] = [
+        r for _, r in _run_phase(ctx, store, reference_specs(settings, pool_size), "reference", not report_only)
+    ]
+    picked: Dict[str, Dict] = {"ranking": {}, "reliability": {}, "guards": {}}
+    pick_log: List[Dict] = []
+    if settings.ablations:
+        phases["ablation"] = [
+            r for _, r in _run_phase(ctx, store, ablation_specs(settings), "ablation", not report_only)
+        ]
+        picked, pick_log = pick_default(phases["ablation"])
+        log(f"picked on the validation split: {json.dumps(picked)}")
+    phases["main"] = [r for _, r in _run_phase(ctx, store, main_specs(settings, picked), "main", not report_only)]
+    phases["multiround"] = [
+        r for _, r in _run_phase(ctx, store, multiround_specs(settings, picked), "multiround", not report_only)
+    ]
+    from asfda.bench.diagnostics import diagnostics
+    from asfda.bench.report import write_report
+
+    diag = diagnostics(ctx)
+    meta = {
+        "settings": settings.__dict__,
+        "fingerprint": settings.fingerprint(),
+        "anatomies": [a.name for a in ctx.anatomies],
+        "picked": picked,
+        "pick_log": pick_log,
+        "diagnostics": diag,
+        "seconds": time.monotonic() - started,
+        "threads": settings.threads,
+    }
+    write_report(out, phases, meta)
+    return phases
+
+
+def settings_from_args(args, base: Optional[BenchSettings] = None) -> BenchSettings:
+    settings = base or BenchSettings()
+    for name in ("seeds", "adapt_steps", "threads"):
+        value = getattr(args, name, None)
+        if value is not None:
+            setattr(settings, name, value)
+    if getattr(args, "budgets", None):
+        settings.budgets = tuple(args.budgets)
+    if getattr(args, "strategies", None):
+        settings.strategies = tuple(args.strategies)
+    if getattr(args, "no_ablations", False):
+        settings.ablations = False
+    return settings

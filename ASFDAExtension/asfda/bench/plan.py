@@ -1,0 +1,124 @@
+"""Which runs a benchmark consists of, phase by phase, and how the validation split picks the default."""
+
+from __future__ import annotations
+
+import copy
+from typing import Dict, List, Sequence, Tuple
+
+import numpy as np
+
+from asfda.bench.settings import BenchSettings
+from asfda.bench.spec import RunSpec
+
+# Each ablation changes ONE reconstructed choice of the default: (group, variant name, section, overrides).
+ABLATIONS: List[Tuple[str, str, str, Dict]] = [
+    ("knowledge source", "knowledge_source=feature_prior", "ranking", {"knowledge_source": "feature_prior"}),
+    ("selection rule", "rule=top_k", "ranking", {"rule": "top_k"}),
+    ("selection rule", "rule=greedy_distance", "ranking", {"rule": "greedy_distance"}),
+    ("selection rule", "rule=density", "ranking", {"rule": "density"}),
+    ("selection rule", "rule=complementary", "ranking", {"rule": "complementary"}),
+    ("selection rule", "cold_start_medoid", "ranking", {"rule": "cluster_coverage", "cold_start_medoid": True}),
+    ("embedding", "embedding=bottleneck", "ranking", {"embedding": "bottleneck"}),
+    ("embedding", "embedding=norm_stats", "ranking", {"embedding": "norm_stats"}),
+    ("ASD foreground rule", "asd_rule=dilated_argmax", "ranking", {"asd_rule": "dilated_argmax"}),
+    ("ASD foreground rule", "asd_rule=whole_volume", "ranking", {"asd_rule": "whole_volume"}),
+    ("alpha", "alpha=0.25", "ranking", {"alpha": 0.25}),
+    ("alpha", "alpha=0.75", "ranking", {"alpha": 0.75}),
+    ("pseudo-label reliability", "asd_quantile=0.25", "reliability", {"asd_quantile": 0.25}),
+    ("pseudo-label reliability", "distance_quantile=1.0", "reliability", {"distance_quantile": 1.0}),
+    ("pseudo-label voxel mask", "voxel_confidence=0 (no mask)", "reliability", {"voxel_confidence": 0.0}),
+    ("forgetting guard", "pull_to_pretrained=0.01", "guards", {"pull_to_pretrained": 0.01}),
+    ("forgetting guard", "ema_decay=0.95", "guards", {"ema_decay": 0.95}),
+]
+
+
+def with_overrides(spec: RunSpec, section: str, overrides: Dict) -> RunSpec:
+    out = copy.deepcopy(spec)
+    getattr(out, section).update(overrides)
+    return out
+
+
+def reference_specs(settings: BenchSettings, pool_size: int) -> List[RunSpec]:
+    specs = [RunSpec("reference", "unadapted", "none", 0, False, 0)]
+    # The whole pool labelled: what the labels could give at most with this recipe.
+    specs += [RunSpec("reference", "whole pool labelled", "random", pool_size, False, s) for s in range(2)]
+    return specs
+
+
+def ablation_specs(settings: BenchSettings) -> List[RunSpec]:
+    k = settings.ablation_budget
+    specs = []
+    for seed in range(settings.ablation_seeds):
+        base = RunSpec("ablation", "default", "asfda", k, True, seed)
+        specs.append(base)
+        for _, name, section, overrides in ABLATIONS:
+            variant = with_overrides(base, section, overrides)
+            variant.variant = name
+            specs.append(variant)
+    return specs
+
+
+def pick_default(rows: Sequence[Dict]) -> Tuple[Dict[str, Dict], List[Dict]]:
+    """Per ablation group, switch from the default only when the variant's paired gain on the VALIDATION
+    split is positive and larger than its standard error over seeds. Returns (overrides per section, log)."""
+    by_variant: Dict[str, Dict[int, float]] = {}
+    for row in rows:
+        if row["phase"] == "ablation":
+            by_variant.setdefault(row["variant"], {})[row["seed"]] = row["val_dice"]
+    default = by_variant.get("default", {})
+    chosen: Dict[str, Dict] = {"ranking": {}, "reliability": {}, "guards": {}}
+    log = []
+    for group in dict.fromkeys(g for g, *_ in ABLATIONS):
+        best = None
+        for g, name, section, overrides in ABLATIONS:
+            scores = by_variant.get(name, {})
+            seeds = sorted(set(scores) & set(default))
+            if g != group or len(seeds) < 2:
+                continue
+            diff = np.array([scores[s] - default[s] for s in seeds])
+            gain, se = float(diff.mean()), float(diff.std(ddof=1) / np.sqrt(len(diff)))
+            log.append({"group": group, "variant": name, "val_gain": gain, "se": se, "seeds": len(seeds)})
+            if gain > 0 and gain > se and (best is None or gain > best[0]):
+                best = (gain, section, overrides, name)
+        if best:
+            chosen[best[1]].update(best[2])
+            log.append({"group": group, "variant": best[3], "chosen": True})
+    return chosen, log
+
+
+def main_specs(settings: BenchSettings, picked: Dict[str, Dict]) -> List[RunSpec]:
+    """Every strategy x budget x pseudo on/off; the picked recipe (reliability, guards) for every arm."""
+    specs = []
+    order = sorted(settings.budgets, key=lambda b: (b not in (2, 4), b))  # the headline budgets first
+    for k in order:
+        for seed in range(settings.seeds_for(k)):
+            for strategy in settings.strategies:
+                for pseudo in (True, False):
+                    spec = RunSpec("main", "picked default", strategy, k, pseudo, seed)
+                    for section in ("reliability", "guards"):
+                        spec = with_overrides(spec, section, picked.get(section, {}))
+                    if strategy == "asfda":
+                        spec = with_overrides(spec, "ranking", picked.get("ranking", {}))
+                    specs.append(spec)
+    # Random without pseudo-labels at twice the largest budget: target (a) compares k with 2k.
+    top = max(settings.budgets)
+    for seed in range(settings.seeds_for(2 * top)):
+        spec = RunSpec("main", "picked default", "random", 2 * top, False, seed)
+        specs.append(with_overrides(spec, "guards", picked.get("guards", {})))
+    return specs
+
+
+def multiround_specs(settings: BenchSettings, picked: Dict[str, Dict]) -> List[RunSpec]:
+    rounds, per_round = settings.multiround
+    total = rounds * per_round
+    specs = []
+    for seed in range(settings.seeds_for(total)):
+        for strategy in ("asfda", "random"):
+            for r in (rounds, 1):  # one-shot of the same total next to it (shared with the main grid)
+                spec = RunSpec("multiround", f"{r} round(s)", strategy, total, True, seed, rounds=r)
+                for section in ("reliability", "guards"):
+                    spec = with_overrides(spec, section, picked.get(section, {}))
+                if strategy == "asfda":
+                    spec = with_overrides(spec, "ranking", picked.get("ranking", {}))
+                specs.append(spec)
+    return specs

@@ -1,0 +1,117 @@
+"""Write the benchmark's Markdown report, CSV tables and Dice-vs-budget plot."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Dict, List
+
+from asfda.bench.headline import headline
+from asfda.bench.plot import plot_budget
+from asfda.bench.stats import arm_name, group_arms, mean_std, subgroup_means, worst_subgroup
+
+
+def _fmt(mean: float, std: float, n: int) -> str:
+    return f"{mean:.3f} ± {std:.3f} (n={n})"
+
+
+def summary_rows(phases: Dict[str, List[Dict]], unadapted: Dict) -> List[Dict]:
+    base = unadapted.get("test_by_anatomy", {})
+    out = []
+    for phase in ("reference", "ablation", "main", "multiround"):
+        by_variant: Dict[str, List[Dict]] = {}
+        for row in phases.get(phase, []):
+            by_variant.setdefault(row["variant"], []).append(row)
+        for variant, rows in by_variant.items():
+            for key, arm in group_arms(rows).items():
+                strategy, pseudo, k, rounds = key
+                test, val = mean_std([r["test_dice"] for r in arm]), mean_std([r["val_dice"] for r in arm])
+                group, worst = worst_subgroup(arm)
+                line = {
+                    "phase": phase,
+                    "variant": variant,
+                    "strategy": strategy,
+                    "pseudo": pseudo,
+                    "k": k,
+                    "rounds": rounds,
+                    "seeds": len(arm),
+                    "test_mean": test[0],
+                    "test_std": test[1],
+                    "val_mean": val[0],
+                    "val_std": val[1],
+                    "worst_anatomy": group,
+                    "worst_dice": worst,
+                    "worst_unadapted": base.get(group, float("nan")),
+                    "anatomies_in_picks": mean_std([len(r.get("picks_by_anatomy", {})) for r in arm])[0],
+                    "pseudo_labels": mean_std([r["n_pseudo"] for r in arm])[0],
+                }
+                line.update({f"test_{g}": v for g, v in subgroup_means(arm).items()})
+                line.update({f"band_{g}": v for g, v in subgroup_means(arm, "test_by_severity").items()})
+                out.append(line)
+    return out
+
+
+def _write_csv(path: Path, rows: List[Dict]) -> None:
+    columns = list(dict.fromkeys(c for r in rows for c in r))
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns)
+        writer.writeheader()
+        for r in rows:
+            writer.writerow({c: (f"{v:.4f}" if isinstance(v, float) else v) for c, v in r.items()})
+
+
+def _main_table(rows: List[Dict], budgets: List[int]) -> List[str]:
+    lines = ["| strategy | " + " | ".join(f"k={k}" for k in budgets) + " |", "|---|" + "---|" * len(budgets)]
+    arms = group_arms(rows)
+    for strategy in dict.fromkeys(s for (s, _, _, _) in arms):
+        for pseudo in (False, True):
+            cells = []
+            for k in budgets:
+                arm = arms.get((strategy, pseudo, k, 1))
+                cells.append(_fmt(*mean_std([r["test_dice"] for r in arm]), len(arm)) if arm else "")
+            if any(cells):
+                lines.append(f"| {arm_name(strategy, pseudo)} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _worst_table(rows: List[Dict], budgets: List[int], base: Dict) -> List[str]:
+    lines = ["| strategy | " + " | ".join(f"k={k}" for k in budgets) + " |", "|---|" + "---|" * len(budgets)]
+    arms = group_arms(rows)
+    for strategy in dict.fromkeys(s for (s, _, _, _) in arms):
+        for pseudo in (False, True):
+            cells = []
+            for k in budgets:
+                arm = arms.get((strategy, pseudo, k, 1))
+                if not arm:
+                    cells.append("")
+                    continue
+                group, worst = worst_subgroup(arm)
+                cells.append(f"{group} {worst:.3f} ({worst - base.get(group, float('nan')):+.3f})")
+            if any(cells):
+                lines.append(f"| {arm_name(strategy, pseudo)} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def write_report(out: Path, phases: Dict[str, List[Dict]], meta: Dict) -> Path:
+    out = Path(out)
+    unadapted = next((r for r in phases.get("reference", []) if r["variant"] == "unadapted"), {})
+    summary = summary_rows(phases, unadapted)
+    _write_csv(out / "summary.csv", summary)
+    _write_csv(
+        out / "runs.csv",
+        [
+            {k: (json.dumps(v) if isinstance(v, (dict, list)) else v) for k, v in r.items()}
+            for rows in phases.values()
+            for r in rows
+        ],
+    )
+    head = headline(phases.get("main", []), unadapted)
+    (out / "headline.json").write_text(json.dumps({"meta": meta, **head}, indent=2, default=str))
+    budgets = sorted({r["k"] for r in phases.get("main", [])})
+    plot_budget(out / "dice_vs_budget.png", phases.get("main", []), unadapted)
+    from asfda.bench.report_md import markdown
+
+    text = markdown(phases, meta, unadapted, summary, head, budgets, _main_table, _worst_table)
+    (out / "report.md").write_text(text)
+    return out / "report.md"

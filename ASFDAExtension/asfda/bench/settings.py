@@ -1,0 +1,71 @@
+"""Sizes of one benchmark run; the full and the CI-sized presets."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from typing import List, Tuple
+
+
+@dataclass
+class BenchSettings:
+    spacing: float = 6.0  # mm; 32x40x32 at 6 mm covers a head
+    shape: Tuple[int, int, int] = (32, 40, 32)
+    channels: Tuple[int, ...] = (8, 16, 32, 64)
+    source_anatomies: Tuple[str, ...] = ("mni152", "colin27")  # the others are target-only: an unseen anatomy
+    n_source_per_anatomy: int = 12
+    n_pool_per_anatomy: int = 6  # per seed: every seed draws a fresh pool with its own deformation seeds
+    n_val_per_anatomy: int = 4  # the validation split that picks the default (never the test split)
+    n_test_per_anatomy: int = 6
+    source_steps: int = 300
+    adapt_steps: int = 60
+    budgets: Tuple[int, ...] = (1, 2, 4, 8)
+    seeds: int = 5
+    seeds_at_large_budget: int = 3  # budgets >= 8 cost the most and vary the least
+    strategies: Tuple[str, ...] = ("random", "entropy", "coreset", "mc_dropout", "dkd", "asd", "asfda")
+    mc_samples: int = 10  # MONAI Label's EpistemicScoring default num_samples
+    ablation_budget: int = 4
+    ablation_seeds: int = 3  # 18 variants: the largest block of runs, so fewer seeds than the main grid
+    ablations: bool = True
+    multiround: Tuple[int, int] = (4, 2)  # rounds x labels per round, next to one-shot of the same total
+    data_seed: int = 2026
+    threads: int = 1
+    anatomies: List[str] = field(default_factory=list)  # empty: every ready source
+
+    def fingerprint(self) -> str:
+        """Runs from other sizes must never be mixed into these results."""
+        keys = {
+            k: v
+            for k, v in asdict(self).items()
+            if k
+            not in ("budgets", "seeds", "seeds_at_large_budget", "strategies", "ablations", "threads", "ablation_seeds")
+        }
+        return hashlib.sha1(json.dumps(keys, sort_keys=True, default=list).encode()).hexdigest()[:10]
+
+    def seeds_for(self, budget: int) -> int:
+        return self.seeds_at_large_budget if budget >= 8 else self.seeds
+
+
+def tiny_settings() -> BenchSettings:
+    """The CI configuration: one seed, tiny volumes, two strategies, a few steps."""
+    return BenchSettings(
+        spacing=12.0,
+        shape=(16, 16, 16),
+        channels=(4, 8, 16, 32),
+        n_source_per_anatomy=2,
+        n_pool_per_anatomy=3,
+        n_val_per_anatomy=1,
+        n_test_per_anatomy=1,
+        source_steps=6,
+        adapt_steps=3,
+        budgets=(1, 2),
+        seeds=1,
+        seeds_at_large_budget=1,
+        strategies=("random", "asfda"),
+        mc_samples=2,
+        ablation_budget=2,
+        ablation_seeds=1,
+        ablations=False,
+        multiround=(2, 1),
+    )

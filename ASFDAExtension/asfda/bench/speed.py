@@ -1,0 +1,170 @@
+"""`asfda bench speed`: what ranking costs next to plain inference, on one model and the same volumes."""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Dict, List, Tuple
+
+import numpy as np
+import torch
+
+from asfda.bench.memory import peak_memory
+from asfda.inference import Predictor
+from asfda.model_config import ModelConfig
+from asfda.model_store import FeaturePrior
+from asfda.networks import build_network
+from asfda.query.asd import mc_dropout_epistemic
+from asfda.query.signals import compute_signals
+from asfda.query.strategies import RankingOptions, Strategy, rank
+from asfda.synth.anatomy import mni152
+from asfda.synth.deform import random_subject
+from asfda.synth.shifts import apply_shift, sample_shift
+
+MONAI_LABEL_EPISTEMIC_SAMPLES = 10  # monailabel/tasks/scoring/epistemic.py: EpistemicScoring(num_samples=10)
+
+
+@dataclass
+class SpeedSettings:
+    network: str = "unet"
+    roi: Tuple[int, int, int] = (32, 40, 32)
+    volume_sizes: Tuple[Tuple[int, int, int], ...] = ((32, 40, 32), (48, 56, 48), (64, 80, 64))
+    pool_sizes: Tuple[int, ...] = (10, 20, 40)
+    repeats: int = 3
+    mc_samples: int = MONAI_LABEL_EPISTEMIC_SAMPLES
+    device: str = "cpu"
+    threads: int = 1
+
+    @classmethod
+    def from_args(cls, args) -> SpeedSettings:
+        s = cls(network=args.network, repeats=args.repeats, device=args.device, threads=args.threads)
+        if args.network == "swinunetr":  # its patch embedding needs multiples of 32
+            s.roi, s.volume_sizes = (64, 64, 64), ((64, 64, 64), (96, 96, 96))
+        if args.tiny:
+            s.roi, s.volume_sizes, s.pool_sizes, s.repeats = (16, 16, 16), ((16, 16, 16), (24, 24, 24)), (4, 6), 1
+            if args.network == "swinunetr":
+                s.roi, s.volume_sizes = (32, 32, 32), ((32, 32, 32),)
+            s.mc_samples = 2
+        return s
+
+
+def _config(settings: SpeedSettings) -> ModelConfig:
+    if settings.network == "swinunetr":
+        return ModelConfig(network="SwinUNETR", labels={"background": 0, "brain": 1}, roi_size=list(settings.roi))
+    return ModelConfig(network="UNet", labels={"background": 0, "brain": 1}, roi_size=list(settings.roi))
+
+
+def _volumes(shape, count: int, seed: int) -> List[torch.Tensor]:
+    """Shifted target-like volumes of real MNI152 anatomy at the spacing that gives `shape`."""
+    anatomy = mni152(spacing=4.0 * 48 / shape[0], shape=tuple(shape))
+    rng = np.random.default_rng(seed)
+    found = []
+    for i in range(count):
+        image, _ = random_subject(anatomy.image, anatomy.label, seed + i)
+        image = apply_shift(image, sample_shift(float(rng.uniform()), rng), seed + i)
+        found.append(torch.as_tensor((image - image.mean()) / (image.std() + 1e-6))[None])
+    return found
+
+
+def _time_per_volume(fn, volumes) -> Tuple[float, Dict]:
+    fn(volumes[0])  # warm-up: first-call allocations and kernel selection
+    times = []
+    with peak_memory() as memory:
+        for volume in volumes:
+            started = time.perf_counter()
+            fn(volume)
+            times.append(time.perf_counter() - started)
+    return statistics.median(times), memory
+
+
+def run_speed(settings: SpeedSettings, out: Path) -> Dict:
+    torch.set_num_threads(settings.threads)
+    torch.manual_seed(0)
+    config = _config(settings)
+    network = build_network(config)
+    predictor = Predictor(network, config, settings.device)
+    # Untrained weights: the cost of a pass does not depend on the weight values.
+    probe = predictor.forward(_volumes(settings.roi, 1, 99)[0])
+    prior = FeaturePrior(mean=np.zeros_like(probe.feature), var=np.ones_like(probe.feature))
+    report: Dict = {
+        "settings": asdict(settings),
+        "torch_threads": torch.get_num_threads(),
+        "device": settings.device,
+        "per_volume": [],
+        "ranking": [],
+    }
+    modes = {
+        "inference": lambda v: predictor.forward(v, collect=False),
+        "asfda_scoring": lambda v: compute_signals(predictor, {"v": v}, prior),
+        "mc_dropout_scoring": lambda v: mc_dropout_epistemic(predictor.mc_dropout_probs(v, settings.mc_samples)),
+    }
+    for shape in settings.volume_sizes:
+        volumes = _volumes(shape, settings.repeats, 1)
+        row = {"shape": list(shape)}
+        for name, fn in modes.items():
+            seconds, memory = _time_per_volume(fn, volumes)
+            row[name] = {"seconds": seconds, **memory}
+        base = row["inference"]["seconds"]
+        row["ratio_asfda"] = row["asfda_scoring"]["seconds"] / base
+        row["ratio_mc_dropout"] = row["mc_dropout_scoring"]["seconds"] / base
+        report["per_volume"].append(row)
+    pool = _volumes(settings.roi, max(settings.pool_sizes), 7)
+    signals = compute_signals(predictor, {f"p{i}": v for i, v in enumerate(pool)}, prior)
+    for n in settings.pool_sizes:
+        row = {"pool": n}
+        for strategy in (Strategy.ASFDA, Strategy.CORESET, Strategy.RANDOM):
+            started = time.perf_counter()
+            rank(signals[:n], [], RankingOptions(strategy=strategy, k=4))
+            row[f"rank_{strategy.value}_s"] = time.perf_counter() - started
+        row["score_pool_s_est"] = n * report["per_volume"][0]["asfda_scoring"]["seconds"]
+        report["ranking"].append(row)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"speed-{settings.network}.json").write_text(json.dumps(report, indent=2))
+    (out / f"speed-{settings.network}.md").write_text(format_speed(report) + "\n")
+    return report
+
+
+def format_speed(report: Dict) -> str:
+    s = report["settings"]
+    lines = [
+        f"# Scoring cost: {s['network']} on {report['device']} ({report['torch_threads']} thread(s)), "
+        f"roi {tuple(s['roi'])}, median of {s['repeats']} volumes, MC-dropout {s['mc_samples']} samples",
+        "",
+        "| volume | inference s | ASFDA scoring s (x) | MC-dropout s (x) | peak RSS rise MB inf / ASFDA / MC |",
+        "|---|---|---|---|---|",
+    ]
+    for r in report["per_volume"]:
+        mem = " / ".join(
+            f"{r[m]['rss_rise_peak_mb']:.0f}" for m in ("inference", "asfda_scoring", "mc_dropout_scoring")
+        )
+        lines.append(
+            f"| {'x'.join(map(str, r['shape']))} | {r['inference']['seconds']:.3f} | "
+            f"{r['asfda_scoring']['seconds']:.3f} ({r['ratio_asfda']:.2f}x) | "
+            f"{r['mc_dropout_scoring']['seconds']:.3f} ({r['ratio_mc_dropout']:.2f}x) | {mem} |"
+        )
+    if any("cuda_peak_mb" in r["inference"] for r in report["per_volume"]):
+        lines.append(
+            "CUDA peak MB: "
+            + "; ".join(
+                f"{'x'.join(map(str, r['shape']))}: "
+                + "/".join(
+                    f"{r[m].get('cuda_peak_mb', 0):.0f}" for m in ("inference", "asfda_scoring", "mc_dropout_scoring")
+                )
+                for r in report["per_volume"]
+            )
+        )
+    lines += [
+        "",
+        "| pool size | rank asfda s | rank coreset s | rank random s | scoring the pool s (est.) |",
+        "|---|---|---|---|---|",
+    ]
+    for r in report["ranking"]:
+        lines.append(
+            f"| {r['pool']} | {r['rank_asfda_s']:.4f} | {r['rank_coreset_s']:.4f} | "
+            f"{r['rank_random_s']:.5f} | {r['score_pool_s_est']:.2f} |"
+        )
+    return "\n".join(lines)

@@ -1,0 +1,32 @@
+"""Resumable results: one JSON line per finished run, keyed by its effective configuration."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Dict
+
+
+class ResultStore:
+    def __init__(self, folder: Path):
+        self.path = Path(folder) / "runs.jsonl"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.rows: Dict[str, Dict] = {}
+        if self.path.exists():
+            for line in self.path.read_text().splitlines():
+                if line.strip():
+                    try:
+                        row = json.loads(line)
+                    except json.JSONDecodeError:
+                        continue  # a line cut short by a kill: that run simply runs again
+                    self.rows[row["key"]] = row
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.rows
+
+    def add(self, key: str, row: Dict) -> None:
+        row = {**row, "key": key}
+        with open(self.path, "a") as handle:
+            handle.write(json.dumps(row) + "\n")
+            handle.flush()
+        self.rows[key] = row

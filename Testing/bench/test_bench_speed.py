@@ -1,0 +1,26 @@
+"""`asfda bench speed` at tiny size: every measurement present and positive, JSON and Markdown written."""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+import pytest
+
+pytest.importorskip("nilearn")
+
+from asfda.bench.speed import MONAI_LABEL_EPISTEMIC_SAMPLES, SpeedSettings, run_speed  # noqa: E402
+
+
+def test_speed_tiny(tmp_path):
+    args = SimpleNamespace(network="unet", repeats=1, device="cpu", threads=1, tiny=True)
+    report = run_speed(SpeedSettings.from_args(args), tmp_path)
+    stored = json.loads((tmp_path / "speed-unet.json").read_text())
+    assert stored["per_volume"] and stored["ranking"]
+    for row in report["per_volume"]:
+        for mode in ("inference", "asfda_scoring", "mc_dropout_scoring"):
+            assert row[mode]["seconds"] > 0 and row[mode]["rss_peak_mb"] > 0
+        assert row["ratio_asfda"] > 0 and row["ratio_mc_dropout"] > 0
+    assert [r["pool"] for r in report["ranking"]] == [4, 6]
+    assert "MC-dropout" in (tmp_path / "speed-unet.md").read_text()
+    assert SpeedSettings().mc_samples == MONAI_LABEL_EPISTEMIC_SAMPLES == 10
