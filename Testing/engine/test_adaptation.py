@@ -1,8 +1,6 @@
 import numpy as np
 import pytest
 import torch
-from conftest import blob, shifted, tiny_config, write_nifti
-
 from asfda.adapt.finetune import Cancelled, FinetuneOptions, TrainingItem, finetune
 from asfda.adapt.pipeline import AdaptOptions, adapt_datastore, dice_per_class
 from asfda.adapt.pseudo_labels import pseudo_label
@@ -12,6 +10,7 @@ from asfda.inference import Predictor
 from asfda.networks import build_network
 from asfda.query.strategies import RankingOptions, Strategy
 from asfda.ranking import rank_datastore
+from conftest import blob, shifted, tiny_config, write_nifti
 
 
 def _item(case_id, image, label):
@@ -62,7 +61,9 @@ def test_masked_voxels_do_not_move_the_model():
     network = build_network(config)
     label, image = blob(1)
     labeled = [_item("a", image, label)]
-    masked_out = TrainingItem("p", labeled[0].image, 1 - labeled[0].label, torch.zeros_like(labeled[0].label, dtype=torch.bool))
+    masked_out = TrainingItem(
+        "p", labeled[0].image, 1 - labeled[0].label, torch.zeros_like(labeled[0].label, dtype=torch.bool)
+    )
     import copy
 
     with_pseudo, without = copy.deepcopy(network), copy.deepcopy(network)
@@ -77,8 +78,14 @@ def test_cancel_stops_training():
     config = tiny_config()
     label, image = blob(1)
     with pytest.raises(Cancelled):
-        finetune(build_network(config), config.roi_size, [_item("a", image, label)], [], FinetuneOptions(steps=50),
-                 should_stop=lambda: True)
+        finetune(
+            build_network(config),
+            config.roi_size,
+            [_item("a", image, label)],
+            [],
+            FinetuneOptions(steps=50),
+            should_stop=lambda: True,
+        )
 
 
 def test_rank_then_adapt_on_a_datastore_publishes_a_child_version(tmp_path, source_model):

@@ -4,10 +4,9 @@ import sys
 
 import numpy as np
 import torch
-from conftest import blob, shifted, tiny_config, write_nifti
-
 from asfda.cli import main
 from asfda.networks import build_network
+from conftest import blob, shifted, tiny_config, write_nifti
 
 
 def test_help_lists_the_commands(capsys):
@@ -40,8 +39,21 @@ def test_model_import_rank_infer_adapt_from_the_command_line(tmp_path, capsys):
     config = tiny_config()
     (tmp_path / "cfg.json").write_text(json.dumps(config.to_dict()))
     torch.save(build_network(config).state_dict(), tmp_path / "w.pt")
-    assert main(["model", "import", "--datastore", str(ds), "--config", str(tmp_path / "cfg.json"),
-                 "--weights", str(tmp_path / "w.pt")]) == 0
+    assert (
+        main(
+            [
+                "model",
+                "import",
+                "--datastore",
+                str(ds),
+                "--config",
+                str(tmp_path / "cfg.json"),
+                "--weights",
+                str(tmp_path / "w.pt"),
+            ]
+        )
+        == 0
+    )
     assert "imported v0001: state_dict: loaded" in capsys.readouterr().out
     assert main(["rank", "--datastore", str(ds), "--k", "2"]) == 0
     lines = capsys.readouterr().out.splitlines()
@@ -65,8 +77,12 @@ def test_model_import_rank_infer_adapt_from_the_command_line(tmp_path, capsys):
 
 def test_quick_demo_runs_end_to_end_and_writes_its_outputs(tmp_path):
     out = tmp_path / "demo"
-    result = subprocess.run([sys.executable, "-m", "asfda", "demo", "--quick", "--out", str(out)],
-                            capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [sys.executable, "-m", "asfda", "demo", "--quick", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "target test Dice before adaptation" in result.stdout and "asfda + pseudo-labels" in result.stdout
     report = json.loads((out / "demo-report.json").read_text())

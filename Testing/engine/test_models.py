@@ -3,13 +3,12 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_config
-
 from asfda.errors import ConfigError, ModelNotFound, WeightsMismatch
 from asfda.model_config import ModelConfig
 from asfda.model_store import ModelStore
 from asfda.networks import build_network, find_feature_module
 from asfda.weights import load_weights
+from conftest import tiny_config
 
 
 def _swin_config(**extra) -> ModelConfig:
@@ -58,8 +57,9 @@ def test_plain_state_dict_and_checkpoint_dict_load_exactly(tmp_path):
     config = tiny_config()
     source = build_network(config)
     torch.save(source.state_dict(), tmp_path / "plain.pt")
-    torch.save({"epoch": 3, "state_dict": {f"module.{k}": v for k, v in source.state_dict().items()}},
-               tmp_path / "ckpt.pt")
+    torch.save(
+        {"epoch": 3, "state_dict": {f"module.{k}": v for k, v in source.state_dict().items()}}, tmp_path / "ckpt.pt"
+    )
     for name, layout in (("plain.pt", "state_dict"), ("ckpt.pt", "checkpoint")):
         target = build_network(config)
         report = load_weights(target, tmp_path / name)

@@ -1,12 +1,11 @@
 import numpy as np
-from conftest import blob, tiny_config, write_nifti
-
 from asfda.datastore import Datastore, LabelTag
 from asfda.imaging import Geometry, load_volume
 from asfda.inference import Predictor
 from asfda.networks import build_network
 from asfda.predict import predict_case
 from asfda.preprocess import prepare_image, to_original_space
+from conftest import blob, tiny_config, write_nifti
 
 
 def test_resampled_and_reoriented_maps_come_back_on_the_original_grid(tmp_path):
