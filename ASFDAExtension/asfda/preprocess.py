@@ -52,7 +52,9 @@ def prepare_label(label: MetaTensor, config: ModelConfig) -> MetaTensor:
 
 def to_original_space(prepared: MetaTensor, channels: torch.Tensor, config: ModelConfig) -> MetaTensor:
     """Map (C, X', Y', Z') maps computed on `prepared` back to the original image grid."""
-    carrier = MetaTensor(channels.float(), affine=prepared.affine.clone(), meta={k: v for k, v in prepared.meta.items() if k != "affine"})
+    carrier = MetaTensor(
+        channels.float(), affine=prepared.affine.clone(), meta={k: v for k, v in prepared.meta.items() if k != "affine"}
+    )
     # The inverse runs on fresh transform objects; TraceKeys.NONE tells MONAI not to match object ids.
     carrier.applied_operations = [{**op, TraceKeys.ID: TraceKeys.NONE} for op in prepared.applied_operations]
     restored = spatial_transforms(config).inverse(carrier)
