@@ -15,6 +15,7 @@ TORCH_REQUIREMENT = ">=2.2"
 # requirement -> import name, same specifiers as the engine's pyproject.toml
 WORKER_REQUIREMENTS = {
     "monai>=1.4,<1.7": "monai",
+    "einops>=0.7": "einops",
     "numpy>=1.24": "numpy",
     "nibabel>=5.0": "nibabel",
     "pynrrd>=1.0": "nrrd",
