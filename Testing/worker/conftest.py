@@ -13,7 +13,6 @@ from typing import Callable, Dict, List, Optional
 
 import httpx
 import pytest
-
 from asfda.worker.sample import make_sample_datastore, write_labels
 
 START_DEADLINE_S = 120.0

@@ -8,13 +8,12 @@ import threading
 
 import httpx
 import nibabel as nib
-import numpy as np
 import nrrd
+import numpy as np
 import psutil
 import pytest
-from conftest import TOKEN, WorkerProcess, upload
-
 from asfda.worker.sample import sample_affine
+from conftest import TOKEN, WorkerProcess, upload
 
 LIMIT_MB = 1
 

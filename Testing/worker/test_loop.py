@@ -10,9 +10,8 @@ import nibabel as nib
 import numpy as np
 import psutil
 import pytest
-from conftest import WorkerProcess, upload, wait_for, wait_job, wait_training
-
 from asfda.worker.sample import sample_affine
+from conftest import WorkerProcess, upload, wait_for, wait_job, wait_training
 
 
 @pytest.fixture(scope="module")
