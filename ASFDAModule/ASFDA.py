@@ -18,6 +18,7 @@ import qt
 import slicer
 from ASFDALib import dependencies, segmentation_io
 from ASFDALib.client import WorkerClient
+from ASFDALib.edits import EditTracker
 from ASFDALib.launcher import WorkerLauncher, slicerPythonExecutable
 from ASFDALib.poller import CachedPoller, TaskRunner
 from ASFDALib.worklist import COLUMNS, SORT_KEYS, JobProgress, JobState, Worklist
@@ -101,6 +102,8 @@ class ASFDAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.rankJobId = None
         self.adaptJobId = None
         self._jobsPrimed = False
+        self.edits = EditTracker()
+        self._observedSegmentation = None
 
     def resourcePath(self, filename):
         return resourceFile(__file__, filename)
@@ -159,6 +162,9 @@ class ASFDAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._parameterNodeGuiTag = None
 
     def onSceneStartClose(self, caller, event):
+        self.confirmLeavingCase(None)  # the scene closes anyway: at least keep a copy of the edits
+        self.edits.caseClosed()
+        self._observedSegmentation = None
         self.setParameterNode(None)
 
     def onSceneEndClose(self, caller, event):
@@ -379,7 +385,34 @@ class ASFDAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 return
             self.loadCase(caseId)
 
+    def confirmLeavingCase(self, nextCaseId=None):
+        """Ask before unsubmitted edits go; a copy is written first so even 'discard' loses nothing."""
+        if not self.edits.mustConfirmLeaving(nextCaseId):
+            return True
+        p = self._parameterNode
+        try:
+            backup = self.logic.backupUnsubmittedLabel(p.currentSegmentation, p.currentVolume, p.currentCaseId)
+            where = _("A copy of the edits is kept in {path}.").format(path=backup)
+        except Exception as error:  # an empty or invalid segmentation cannot be exported: say so
+            where = _("No copy could be written ({error}).").format(error=error)
+        return slicer.util.confirmOkCancelDisplay(
+            _("Case {case} has edits that were not submitted. {where} Continue without submitting?").format(
+                case=p.currentCaseId, where=where))
+
+    def observeSegmentationEdits(self, segmentationNode):
+        if self._observedSegmentation is not None:
+            self.removeObserver(self._observedSegmentation, slicer.vtkSegmentation.RepresentationModified,
+                                self.onSegmentationEdited)
+        self._observedSegmentation = segmentationNode.GetSegmentation()
+        self.addObserver(self._observedSegmentation, slicer.vtkSegmentation.RepresentationModified,
+                         self.onSegmentationEdited)
+
+    def onSegmentationEdited(self, caller=None, event=None):
+        self.edits.segmentationEdited()
+
     def loadCase(self, caseId):
+        if not self.confirmLeavingCase(caseId):
+            return
         self.ui.caseStatusLabel.text = _("Loading {case} and the model's prediction...").format(case=caseId)
         client = self.logic.client
         self.runInBackground(lambda: self.logic.fetchCase(client, caseId), self.onCaseFetched,
@@ -389,6 +422,8 @@ class ASFDAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         with slicer.util.tryWithErrorDisplay(_("Failed to load case {case}.").format(case=files["caseId"]),
                                              waitCursor=True):
             volume, segmentation = self.logic.loadCase(files, self._parameterNode)
+            self.edits.caseLoaded(files["caseId"])
+            self.observeSegmentationEdits(segmentation)
             slicer.util.setSliceViewerLayers(background=volume, fit=True)
             editor = self.ui.segmentEditorWidget
             editor.setSegmentationNode(segmentation)
@@ -410,6 +445,7 @@ class ASFDAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                                  _("The worker refused the label of {case}.").format(case=caseId))
 
     def onLabelSubmitted(self, reply):
+        self.edits.labelSubmitted(reply["case_id"])
         self.logic.worklist.markLabeled(reply["case_id"])
         self.ui.caseStatusLabel.text = _("Label of {case} saved (values {values}).").format(
             case=reply["case_id"], values=reply.get("label_values"))
@@ -550,6 +586,13 @@ class ASFDALogic(ScriptedLoadableModuleLogic):
             parameterNode.currentVolume = volume
             parameterNode.currentSegmentation = segmentation
         return volume, segmentation
+
+    def backupUnsubmittedLabel(self, segmentationNode, volumeNode, caseId):
+        """Save unsubmitted edits under the work folder with a time stamp; returns the path."""
+        folder = os.path.join(self.workDir, caseId, "unsubmitted-" + time.strftime("%Y%m%d-%H%M%S"))
+        os.makedirs(folder, exist_ok=True)
+        return segmentation_io.exportSegmentationToFile(
+            slicer.mrmlScene, segmentationNode, volumeNode, self.labels, folder, caseId)
 
     def exportLabel(self, segmentationNode, volumeNode, caseId):
         if not caseId or segmentationNode is None:
