@@ -53,6 +53,7 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s: %(message)s")
     app = create_app(settings)
     print(f"asfda worker: serving {settings.datastore} on http://{settings.host}:{settings.port} ({settings.device})")
+    # Bounded graceful shutdown: an /infer request waiting on a long job must not hold the worker open.
     uvicorn.run(
         app,
         host=settings.host,
