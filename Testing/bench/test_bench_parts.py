@@ -7,7 +7,6 @@ import tarfile
 
 import numpy as np
 import pytest
-
 from asfda.bench.archives import extract_deb
 from asfda.bench.plan import ABLATIONS, pick_default
 from asfda.bench.spec import RunSpec

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -12,7 +15,6 @@ from typing import Dict, List, Tuple
 import numpy as np
 import torch
 
-from asfda.bench.memory import peak_memory
 from asfda.inference import Predictor
 from asfda.model_config import ModelConfig
 from asfda.model_store import FeaturePrior
@@ -37,6 +39,7 @@ class SpeedSettings:
     mc_samples: int = MONAI_LABEL_EPISTEMIC_SAMPLES
     device: str = "cpu"
     threads: int = 1
+    child_memory: bool = True  # peak memory per mode from a fresh process each (see peak_child)
 
     @classmethod
     def from_args(cls, args) -> SpeedSettings:
@@ -48,6 +51,7 @@ class SpeedSettings:
             if args.network == "swinunetr":
                 s.roi, s.volume_sizes = (32, 32, 32), ((32, 32, 32),)
             s.mc_samples = 2
+            s.child_memory = False
         return s
 
 
@@ -69,15 +73,39 @@ def _volumes(shape, count: int, seed: int) -> List[torch.Tensor]:
     return found
 
 
-def _time_per_volume(fn, volumes) -> Tuple[float, Dict]:
-    fn(volumes[0])  # warm-up: first-call allocations and kernel selection
-    times = []
-    with peak_memory() as memory:
-        for volume in volumes:
+def child_peak(settings: SpeedSettings, volume: torch.Tensor, mode: str) -> Dict:
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "volume.npy"
+        np.save(path, volume.numpy())
+        spec = {
+            "network": settings.network,
+            "roi": list(settings.roi),
+            "device": settings.device,
+            "volume_path": str(path),
+            "mode": mode,
+            "samples": settings.mc_samples,
+        }
+        run = subprocess.run(
+            [sys.executable, "-m", "asfda.bench.peak_child", json.dumps(spec)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    return json.loads(run.stdout.strip().splitlines()[-1])
+
+
+def _time_modes(modes: Dict, volumes: List[torch.Tensor]) -> Dict[str, List[float]]:
+    """Seconds per volume for every mode, interleaved volume by volume, so that load from other
+    processes on a shared machine falls on all modes alike rather than on whichever ran last."""
+    for fn in modes.values():
+        fn(volumes[0])  # warm-up: first-call allocations and kernel selection
+    times: Dict[str, List[float]] = {name: [] for name in modes}
+    for volume in volumes:
+        for name, fn in modes.items():
             started = time.perf_counter()
             fn(volume)
-            times.append(time.perf_counter() - started)
-    return statistics.median(times), memory
+            times[name].append(time.perf_counter() - started)
+    return times
 
 
 def run_speed(settings: SpeedSettings, out: Path) -> Dict:
@@ -104,21 +132,26 @@ def run_speed(settings: SpeedSettings, out: Path) -> Dict:
     for shape in settings.volume_sizes:
         volumes = _volumes(shape, settings.repeats, 1)
         row = {"shape": list(shape)}
-        for name, fn in modes.items():
-            seconds, memory = _time_per_volume(fn, volumes)
-            row[name] = {"seconds": seconds, **memory}
-        base = row["inference"]["seconds"]
-        row["ratio_asfda"] = row["asfda_scoring"]["seconds"] / base
-        row["ratio_mc_dropout"] = row["mc_dropout_scoring"]["seconds"] / base
+        times = _time_modes(modes, volumes)
+        for name in modes:
+            row[name] = {"seconds": statistics.median(times[name]), "all_seconds": times[name]}
+            if settings.child_memory:
+                row[name]["memory"] = child_peak(settings, volumes[0], name)
+        # Ratios per volume (modes timed back to back on it), then the median: robust to load drifts.
+        for name, key in (("asfda_scoring", "ratio_asfda"), ("mc_dropout_scoring", "ratio_mc_dropout")):
+            row[key] = statistics.median(t / b for t, b in zip(times[name], times["inference"]))
         report["per_volume"].append(row)
     pool = _volumes(settings.roi, max(settings.pool_sizes), 7)
     signals = compute_signals(predictor, {f"p{i}": v for i, v in enumerate(pool)}, prior)
     for n in settings.pool_sizes:
         row = {"pool": n}
         for strategy in (Strategy.ASFDA, Strategy.CORESET, Strategy.RANDOM):
-            started = time.perf_counter()
-            rank(signals[:n], [], RankingOptions(strategy=strategy, k=4))
-            row[f"rank_{strategy.value}_s"] = time.perf_counter() - started
+            spent = []
+            for _ in range(5):
+                started = time.perf_counter()
+                rank(signals[:n], [], RankingOptions(strategy=strategy, k=4))
+                spent.append(time.perf_counter() - started)
+            row[f"rank_{strategy.value}_s"] = statistics.median(spent)
         row["score_pool_s_est"] = n * report["per_volume"][0]["asfda_scoring"]["seconds"]
         report["ranking"].append(row)
     out = Path(out)
@@ -128,36 +161,35 @@ def run_speed(settings: SpeedSettings, out: Path) -> Dict:
     return report
 
 
+def _memory(entry: Dict) -> str:
+    if "memory" not in entry:
+        return "-"
+    text = f"{entry['memory']['rise_mb']:.0f}"
+    return text + (f" (CUDA {entry['memory']['cuda_peak_mb']:.0f})" if "cuda_peak_mb" in entry["memory"] else "")
+
+
 def format_speed(report: Dict) -> str:
     s = report["settings"]
+    modes = ("inference", "asfda_scoring", "mc_dropout_scoring")
     lines = [
         f"# Scoring cost: {s['network']} on {report['device']} ({report['torch_threads']} thread(s)), "
         f"roi {tuple(s['roi'])}, median of {s['repeats']} volumes, MC-dropout {s['mc_samples']} samples",
         "",
-        "| volume | inference s | ASFDA scoring s (x) | MC-dropout s (x) | peak RSS rise MB inf / ASFDA / MC |",
+        "| volume | inference s | ASFDA scoring s (x) | MC-dropout s (x) | peak memory rise MB inf / ASFDA / MC |",
         "|---|---|---|---|---|",
     ]
     for r in report["per_volume"]:
-        mem = " / ".join(
-            f"{r[m]['rss_rise_peak_mb']:.0f}" for m in ("inference", "asfda_scoring", "mc_dropout_scoring")
-        )
+        mem = " / ".join(_memory(r[m]) for m in modes)
         lines.append(
             f"| {'x'.join(map(str, r['shape']))} | {r['inference']['seconds']:.3f} | "
             f"{r['asfda_scoring']['seconds']:.3f} ({r['ratio_asfda']:.2f}x) | "
             f"{r['mc_dropout_scoring']['seconds']:.3f} ({r['ratio_mc_dropout']:.2f}x) | {mem} |"
         )
-    if any("cuda_peak_mb" in r["inference"] for r in report["per_volume"]):
-        lines.append(
-            "CUDA peak MB: "
-            + "; ".join(
-                f"{'x'.join(map(str, r['shape']))}: "
-                + "/".join(
-                    f"{r[m].get('cuda_peak_mb', 0):.0f}" for m in ("inference", "asfda_scoring", "mc_dropout_scoring")
-                )
-                for r in report["per_volume"]
-            )
-        )
     lines += [
+        "",
+        "(x) = median over volumes of the mode's time over plain inference on the same volume, timed back to "
+        "back. Memory: peak rise of the resident set (sampled every 2 ms) of a fresh process running the mode "
+        "once, over its level after loading model and volume; CUDA: torch.cuda.max_memory_allocated.",
         "",
         "| pool size | rank asfda s | rank coreset s | rank random s | scoring the pool s (est.) |",
         "|---|---|---|---|---|",
