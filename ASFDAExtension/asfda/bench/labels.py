@@ -96,6 +96,7 @@ def run_labels(
         "fingerprint": settings.fingerprint(),
         "anatomies": [a.name for a in ctx.anatomies],
         "picked": picked,
+        "code_defaults_match_pick": _code_matches(picked),
         "pick_log": pick_log,
         "diagnostics": diag,
         "seconds": time.monotonic() - started,
@@ -103,6 +104,17 @@ def run_labels(
     }
     write_report(out, phases, meta)
     return phases
+
+
+def _code_matches(picked: Dict[str, Dict]) -> bool:
+    from asfda.bench.spec import BASELINE_GUARDS, BASELINE_RANKING, BASELINE_RELIABILITY, code_defaults
+
+    wanted = {
+        "ranking": {**BASELINE_RANKING, **picked.get("ranking", {})},
+        "reliability": {**BASELINE_RELIABILITY, **picked.get("reliability", {})},
+        "guards": {**BASELINE_GUARDS, **picked.get("guards", {})},
+    }
+    return wanted == code_defaults()
 
 
 def settings_from_args(args, base: Optional[BenchSettings] = None) -> BenchSettings:

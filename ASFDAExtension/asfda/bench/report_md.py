@@ -107,7 +107,10 @@ def _ablation(rows: List[Dict], meta) -> List[str]:
             f"| {variant}{mark} | {val[0]:.3f} ± {val[1]:.3f} | {gain} | {test[0]:.3f} ± {test[1]:.3f} | {cover:.2f} |"
         )
     lines.append("")
-    lines.append(f"Picked overrides of the defaults: `{meta.get('picked')}`")
+    lines.append(
+        f"Picked overrides of the reconstruction's original choices: `{meta.get('picked')}`; the code "
+        f"defaults now {'match' if meta.get('code_defaults_match_pick') else 'do NOT match'} the pick."
+    )
     return lines
 
 
