@@ -43,16 +43,14 @@ class ForwardResult:
 class _Probe:
     """Forward hooks that accumulate statistics over all sliding-window patches of one volume."""
 
-    def __init__(self, network: nn.Module, feature_module: str, collect_norm_stats: bool):
-        self.layers = norm_layers_with_stats(network) if collect_norm_stats else []
+    def __init__(self, feature_module: nn.Module, norm_layers: List[nn.Module]):
+        self.layers = norm_layers
         self.sums = [None] * len(self.layers)
         self.sumsq = [None] * len(self.layers)
         self.counts = [0] * len(self.layers)
         self.feature_sum: Optional[torch.Tensor] = None
         self.feature_count = 0
-        self.handles = []
-        modules = dict(network.named_modules())
-        self.handles.append(modules[feature_module].register_forward_hook(self._on_feature))
+        self.handles = [feature_module.register_forward_hook(self._on_feature)]
         for index, layer in enumerate(self.layers):
             self.handles.append(layer.register_forward_pre_hook(self._make_norm_hook(index)))
 
@@ -97,6 +95,9 @@ class Predictor:
         self.config = config
         self.device = device
         self.feature_module = find_feature_module(self.network, config)
+        # Looked up once: walking the module tree on every volume costs more than the hooks themselves.
+        self._feature_module = dict(self.network.named_modules())[self.feature_module]
+        self._norm_layers = norm_layers_with_stats(self.network)
 
     def _logits(self, image: torch.Tensor) -> torch.Tensor:
         batch = image.unsqueeze(0) if image.ndim == 4 else image
@@ -112,7 +113,7 @@ class Predictor:
     @torch.no_grad()
     def forward(self, image: torch.Tensor, collect: bool = True) -> ForwardResult:
         """Probabilities plus (when `collect`) pooled features and norm statistics from the same pass."""
-        probe = _Probe(self.network, self.feature_module, collect_norm_stats=collect)
+        probe = _Probe(self._feature_module, self._norm_layers if collect else [])
         try:
             probs = torch.softmax(self._logits(image), dim=0).cpu()
         finally:
@@ -134,8 +135,7 @@ class Predictor:
             for m in dropouts:
                 m.train()
         else:
-            module = dict(self.network.named_modules())[self.feature_module]
-            handle = module.register_forward_hook(lambda _m, _i, out: F.dropout(out, p=p, training=True))
+            handle = self._feature_module.register_forward_hook(lambda _m, _i, out: F.dropout(out, p=p, training=True))
         generator_state = torch.random.get_rng_state()
         torch.manual_seed(seed)
         try:

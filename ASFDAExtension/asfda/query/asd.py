@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 import math
+from typing import Optional
 
 import numpy as np
 import torch
@@ -29,13 +30,21 @@ def voxel_entropy(probs: torch.Tensor) -> torch.Tensor:
     return -(p * p.log()).sum(dim=0) / math.log(c)
 
 
+def predicted_foreground(probs: torch.Tensor) -> torch.Tensor:
+    """argmax(probs) > 0 without torch's argmax over the leading channel axis, which is slow on CPU."""
+    strongest_other = probs[1]
+    for channel in probs[2:]:
+        strongest_other = torch.maximum(strongest_other, channel)
+    return probs[0] < strongest_other  # a tie goes to background, as argmax does
+
+
 def foreground_region(probs: torch.Tensor, rule: ForegroundRule = ForegroundRule.OTSU) -> np.ndarray:
     fg = (1.0 - probs[0]).numpy()  # channel 0 is background by the model config's contract
     if rule == ForegroundRule.WHOLE_VOLUME:
         return np.ones(fg.shape, dtype=bool)
     if rule == ForegroundRule.DILATED_ARGMAX:
-        return ndimage.binary_dilation(probs.argmax(0).numpy() > 0, iterations=2)
-    near_anatomy = ndimage.binary_dilation(probs.argmax(0).numpy() > 0, iterations=2)
+        return ndimage.binary_dilation(predicted_foreground(probs).numpy(), iterations=2)
+    near_anatomy = ndimage.binary_dilation(predicted_foreground(probs).numpy(), iterations=2)
     if float(fg.max() - fg.min()) < 1e-6:
         return (fg > 0.5) & near_anatomy
     # Otsu on the foreground probability separates "probably anatomy" from confident background and
@@ -44,15 +53,15 @@ def foreground_region(probs: torch.Tensor, rule: ForegroundRule = ForegroundRule
     return (fg > threshold_otsu(fg)) & near_anatomy
 
 
-def anatomical_segmentation_difficulty(probs: torch.Tensor, rule: ForegroundRule = ForegroundRule.OTSU) -> float:
+def anatomical_segmentation_difficulty(
+    probs: torch.Tensor, rule: ForegroundRule = ForegroundRule.OTSU, entropy: Optional[torch.Tensor] = None
+) -> float:
+    """`entropy` may be passed in when the caller already computed voxel_entropy(probs)."""
     region = foreground_region(probs, rule)
     if not region.any():
         return 1.0
-    return float(voxel_entropy(probs).numpy()[region].mean())
-
-
-def whole_volume_entropy(probs: torch.Tensor) -> float:
-    return float(voxel_entropy(probs).mean())
+    entropy = voxel_entropy(probs) if entropy is None else entropy
+    return float(entropy.numpy()[region].mean())
 
 
 def mc_dropout_epistemic(samples: torch.Tensor) -> float:

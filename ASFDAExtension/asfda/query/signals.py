@@ -10,7 +10,7 @@ import torch
 
 from asfda.inference import Predictor
 from asfda.model_store import FeaturePrior
-from asfda.query.asd import ForegroundRule, anatomical_segmentation_difficulty, whole_volume_entropy
+from asfda.query.asd import ForegroundRule, anatomical_segmentation_difficulty, predicted_foreground, voxel_entropy
 from asfda.query.dkd import (
     KnowledgeSource,
     choose_knowledge_source,
@@ -57,16 +57,17 @@ def compute_signals(
             gap = feature_prior_gap(result.feature, feature_prior)
         else:
             gap = float("nan")  # needs the whole pool; filled below
+        entropy = voxel_entropy(result.probs)
         found.append(
             CaseSignals(
                 case_id=case_id,
                 dkd=gap,
-                asd=anatomical_segmentation_difficulty(result.probs, asd_rule),
-                entropy=whole_volume_entropy(result.probs),
+                asd=anatomical_segmentation_difficulty(result.probs, asd_rule, entropy),
+                entropy=float(entropy.mean()),
                 feature=result.feature,
                 layer_means=result.layer_means,
                 layer_vars=result.layer_vars,
-                foreground_fraction=float((result.probs.argmax(0) > 0).float().mean()),
+                foreground_fraction=float(predicted_foreground(result.probs).float().mean()),
                 knowledge_source=source.value,
             )
         )

@@ -27,7 +27,9 @@ class Strategy(str, enum.Enum):
 class RankingOptions:
     strategy: Strategy = Strategy.ASFDA
     k: int = 4
-    alpha: float = 0.5  # weight of DKD against ASD in the fused score
+    # Weight of DKD against ASD in the fused score. 0.25 (was 0.5): picked on the validation split of
+    # `asfda bench labels` (docs/benchmarks.md); the gain was small, the ranking of volumes barely moves.
+    alpha: float = 0.25
     rule: SelectionRule = SelectionRule.CLUSTER_COVERAGE
     embedding: EmbeddingKind = EmbeddingKind.MULTILAYER
     seed: int = 0
