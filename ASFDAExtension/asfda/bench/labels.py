@@ -47,11 +47,13 @@ def _run_phase(
         bar.update(1)
     bar.close()
     # The phase's own view of the rows: a run shared with another phase carries this phase's name here.
-    return [
-        (s, {**store.rows[s.key(fingerprint)], "phase": s.phase, "variant": s.variant})
-        for s in specs
-        if s.key(fingerprint) in store
-    ]
+    seen, view = set(), []
+    for s in specs:  # one row per distinct run: two specs of a phase may resolve to the same run
+        key = s.key(fingerprint)
+        if key in store and key not in seen:
+            seen.add(key)
+            view.append((s, {**store.rows[key], "phase": s.phase, "variant": s.variant}))
+    return view
 
 
 def run_labels(

@@ -105,6 +105,17 @@ def main_specs(settings: BenchSettings, picked: Dict[str, Dict]) -> List[RunSpec
     for seed in range(settings.seeds_for(2 * top)):
         spec = RunSpec("main", "picked default", "random", 2 * top, False, seed)
         specs.append(with_overrides(spec, "guards", picked.get("guards", {})))
+    # The headline arms (asfda + PL, random + PL at k, random without PL at 2k) get extra seeds: their
+    # differences are small next to the fine-tuning noise, so they need the most pairs.
+    for k in order:
+        for seed in range(settings.seeds_for(k), settings.headline_seeds):
+            for strategy, budget, pseudo in (("asfda", k, True), ("random", k, True), ("random", 2 * k, False)):
+                spec = RunSpec("main", "picked default", strategy, budget, pseudo, seed)
+                for section in ("reliability", "guards") if pseudo else ("guards",):
+                    spec = with_overrides(spec, section, picked.get(section, {}))
+                if strategy == "asfda":
+                    spec = with_overrides(spec, "ranking", picked.get("ranking", {}))
+                specs.append(spec)
     return specs
 
 

@@ -11,6 +11,12 @@ def _p(value) -> str:
     return "n/a" if value is None or value != value else f"{value:.3g}"
 
 
+def _run_minutes(phases) -> float:
+    # Each run once, though a run shared by two phases appears in both.
+    unique = {r["key"]: r.get("seconds", 0.0) for rows in phases.values() for r in rows}
+    return sum(unique.values()) / 60
+
+
 def markdown(phases, meta, unadapted, summary, head, budgets, main_table, worst_table) -> str:
     s = meta["settings"]
     lines = [
@@ -20,8 +26,9 @@ def markdown(phases, meta, unadapted, summary, head, budgets, main_table, worst_
         f"(T1-like); target pool / validation / test drawn from all anatomies with distinct deformation seeds and "
         f"shift severity uniform in [0, 1]. Grid {tuple(s['shape'])} at {s['spacing']} mm; UNet channels "
         f"{tuple(s['channels'])} with batch norm; {s['adapt_steps']} fine-tuning steps for every arm; every seed "
-        f"draws its own pool ({s['n_pool_per_anatomy']} per anatomy). Finished in {meta['seconds'] / 60:.1f} min "
-        f"({meta['threads']} thread(s)). Settings fingerprint `{meta['fingerprint']}`.",
+        f"draws its own pool ({s['n_pool_per_anatomy']} per anatomy). The runs took {_run_minutes(phases):.1f} min "
+        f"summed ({meta['threads']} torch thread(s)); this invocation {meta['seconds'] / 60:.1f} min. Settings "
+        f"fingerprint `{meta['fingerprint']}`.",
         "",
         f"Unadapted source model: test Dice {unadapted.get('test_dice', float('nan')):.3f}; per anatomy "
         + ", ".join(f"{g} {v:.3f}" for g, v in unadapted.get("test_by_anatomy", {}).items())

@@ -7,6 +7,18 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import List, Tuple
 
+# How many runs there are, not how a run is made: changing these keeps every cached run valid.
+RUN_COUNT_FIELDS = (
+    "budgets",
+    "seeds",
+    "seeds_at_large_budget",
+    "strategies",
+    "ablations",
+    "threads",
+    "ablation_seeds",
+    "headline_seeds",
+)
+
 
 @dataclass
 class BenchSettings:
@@ -23,6 +35,7 @@ class BenchSettings:
     budgets: Tuple[int, ...] = (1, 2, 4, 8)
     seeds: int = 5
     seeds_at_large_budget: int = 3  # budgets >= 8 cost the most and vary the least
+    headline_seeds: int = 10  # the arms of the headline comparisons get more seeds than the rest of the grid
     strategies: Tuple[str, ...] = ("random", "entropy", "coreset", "mc_dropout", "dkd", "asd", "asfda")
     mc_samples: int = 10  # MONAI Label's EpistemicScoring default num_samples
     ablation_budget: int = 4
@@ -35,12 +48,7 @@ class BenchSettings:
 
     def fingerprint(self) -> str:
         """Runs from other sizes must never be mixed into these results."""
-        keys = {
-            k: v
-            for k, v in asdict(self).items()
-            if k
-            not in ("budgets", "seeds", "seeds_at_large_budget", "strategies", "ablations", "threads", "ablation_seeds")
-        }
+        keys = {k: v for k, v in asdict(self).items() if k not in RUN_COUNT_FIELDS}
         return hashlib.sha1(json.dumps(keys, sort_keys=True, default=list).encode()).hexdigest()[:10]
 
     def seeds_for(self, budget: int) -> int:
@@ -62,6 +70,7 @@ def tiny_settings() -> BenchSettings:
         budgets=(1, 2),
         seeds=1,
         seeds_at_large_budget=1,
+        headline_seeds=1,
         strategies=("random", "asfda"),
         mc_samples=2,
         ablation_budget=2,
