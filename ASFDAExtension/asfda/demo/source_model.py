@@ -42,7 +42,8 @@ def train_source_model(
     torch.manual_seed(seed)
     network = build_network(config)
     items = [as_item(s, config) for s in subjects]
-    options = FinetuneOptions(steps=steps, learning_rate=2e-3, batch_size=2, seed=seed)
+    # Source training is plain supervised training: the adaptation-time EMA guard is not part of it.
+    options = FinetuneOptions(steps=steps, learning_rate=2e-3, batch_size=2, seed=seed, ema_decay=0.0)
     finetune(network, config.roi_size, items, [], options, progress=progress)
     # The feature prior lets DKD work for networks without norm statistics too.
     predictor = Predictor(network, config)
