@@ -10,7 +10,7 @@ from asfda.inference import Predictor
 from asfda.networks import build_network
 from asfda.query.strategies import RankingOptions, Strategy
 from asfda.ranking import rank_datastore
-from conftest import blob, shifted, tiny_config, write_nifti
+from engine_helpers import blob, shifted, tiny_config, write_nifti
 
 
 def _item(case_id, image, label):

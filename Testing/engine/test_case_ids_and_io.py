@@ -7,7 +7,7 @@ from asfda.case_ids import validate_case_id
 from asfda.datastore import Datastore, LabelTag
 from asfda.errors import CorruptImage, EmptyLabel, GeometryMismatch, InvalidCaseId, UnknownCase, UnknownLabelValues
 from asfda.imaging import Geometry, load_volume
-from conftest import blob, write_nifti
+from engine_helpers import blob, write_nifti
 
 
 @pytest.mark.parametrize("bad", ["../etc/passwd", "a/b", "..", "", ".hidden", "a\\b", "x" * 200, "case..1", "é"])

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from asfda.cli import main
 from asfda.networks import build_network
-from conftest import blob, shifted, tiny_config, write_nifti
+from engine_helpers import blob, shifted, tiny_config, write_nifti
 
 
 def test_help_lists_the_commands(capsys):

@@ -4,7 +4,7 @@ import torch
 from asfda.atomic import atomic_path, atomic_write_text
 from asfda.inference import Predictor
 from asfda.networks import build_network
-from conftest import tiny_config
+from engine_helpers import tiny_config
 
 
 def test_any_volume_size_runs_in_fixed_size_patches():

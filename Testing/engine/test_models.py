@@ -8,7 +8,7 @@ from asfda.model_config import ModelConfig
 from asfda.model_store import ModelStore
 from asfda.networks import build_network, find_feature_module
 from asfda.weights import load_weights
-from conftest import tiny_config
+from engine_helpers import tiny_config
 
 
 def _swin_config(**extra) -> ModelConfig:

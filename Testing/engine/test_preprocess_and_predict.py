@@ -5,7 +5,7 @@ from asfda.inference import Predictor
 from asfda.networks import build_network
 from asfda.predict import predict_case
 from asfda.preprocess import prepare_image, to_original_space
-from conftest import blob, tiny_config, write_nifti
+from engine_helpers import blob, tiny_config, write_nifti
 
 
 def test_resampled_and_reoriented_maps_come_back_on_the_original_grid(tmp_path):

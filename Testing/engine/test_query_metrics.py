@@ -6,7 +6,7 @@ from asfda.networks import build_network
 from asfda.query.asd import ForegroundRule, anatomical_segmentation_difficulty, mc_dropout_epistemic
 from asfda.query.dkd import KnowledgeSource
 from asfda.query.signals import compute_signals
-from conftest import SHAPE, blob, shifted, tiny_config
+from engine_helpers import SHAPE, blob, shifted, tiny_config
 
 
 def _network_with_source_stats(config, seeds=range(6)):

@@ -13,7 +13,7 @@ import numpy as np
 import psutil
 import pytest
 from asfda.worker.sample import sample_affine
-from conftest import TOKEN, WorkerProcess, upload
+from worker_helpers import TOKEN, WorkerProcess, upload
 
 LIMIT_MB = 1
 

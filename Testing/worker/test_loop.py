@@ -11,7 +11,7 @@ import numpy as np
 import psutil
 import pytest
 from asfda.worker.sample import sample_affine
-from conftest import WorkerProcess, upload, wait_for, wait_job, wait_training
+from worker_helpers import WorkerProcess, upload, wait_for, wait_job, wait_training
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import sys
 import nibabel as nib
 import numpy as np
 import psutil
-from conftest import WorkerProcess, free_port, upload, wait_for, wait_job, wait_training
+from worker_helpers import WorkerProcess, free_port, upload, wait_for, wait_job, wait_training
 
 
 def test_non_loopback_without_token_is_refused(tmp_path):
