@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 import threading
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional
+from typing import Any, Dict, List, Optional
+
+from asfda.sqlite_db import connect
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS labels (
@@ -72,18 +72,8 @@ class StateDB:
         with self.connect() as db:
             db.executescript(_SCHEMA)
 
-    @contextmanager
-    def connect(self) -> Iterator[sqlite3.Connection]:
-        # One short-lived connection per operation: safe across threads and processes; WAL keeps
-        # readers unblocked while a writer commits.
-        db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-        try:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=FULL")
-            db.row_factory = sqlite3.Row
-            yield db
-        finally:
-            db.close()
+    def connect(self):
+        return connect(self.path)
 
     def record_label(self, record: LabelRecord) -> None:
         with self._lock, self.connect() as db:
