@@ -48,31 +48,9 @@ def worst_subgroup(rows: Sequence[Dict], field: str = "test_by_anatomy") -> tupl
     return name, means[name]
 
 
-def paired_test(a: Dict[int, float], b: Dict[int, float]) -> Optional[Dict]:
-    """a - b over the seeds both have: mean gain, its spread, paired t-test and Wilcoxon signed-rank p-values."""
-    seeds = sorted(set(a) & set(b))
-    if len(seeds) < 2:
-        return None
-    diff = np.array([a[s] - b[s] for s in seeds])
-    t_p = float(stats.ttest_rel([a[s] for s in seeds], [b[s] for s in seeds]).pvalue) if diff.std() > 0 else 1.0
-    try:
-        w_p = float(stats.wilcoxon(diff).pvalue) if np.any(diff != 0) else 1.0
-    except ValueError:
-        w_p = float("nan")
-    return {
-        "gain": float(diff.mean()),
-        "gain_std": float(diff.std(ddof=1)),
-        "n": len(seeds),
-        "p_t": t_p,
-        "p_wilcoxon": w_p,
-    }
-
-
-def one_sample_test(values: Dict[int, float], reference: float) -> Optional[Dict]:
-    if len(values) < 2:
-        return None
-    diff = np.array([v - reference for v in values.values()])
-    p = float(stats.ttest_1samp(diff, 0.0).pvalue) if diff.std() > 0 else 1.0
+def _test_differences(diff: np.ndarray) -> Dict:
+    """Mean gain, its spread, t-test and Wilcoxon signed-rank p-values of differences against zero."""
+    t_p = float(stats.ttest_1samp(diff, 0.0).pvalue) if diff.std() > 0 else 1.0
     try:
         w_p = float(stats.wilcoxon(diff).pvalue) if np.any(diff != 0) else 1.0
     except ValueError:
@@ -81,9 +59,23 @@ def one_sample_test(values: Dict[int, float], reference: float) -> Optional[Dict
         "gain": float(diff.mean()),
         "gain_std": float(diff.std(ddof=1)),
         "n": len(diff),
-        "p_t": p,
+        "p_t": t_p,
         "p_wilcoxon": w_p,
     }
+
+
+def paired_test(a: Dict[int, float], b: Dict[int, float]) -> Optional[Dict]:
+    """a - b over the seeds both have (a paired t-test is the one-sample test of the differences)."""
+    seeds = sorted(set(a) & set(b))
+    if len(seeds) < 2:
+        return None
+    return _test_differences(np.array([a[s] - b[s] for s in seeds]))
+
+
+def one_sample_test(values: Dict[int, float], reference: float) -> Optional[Dict]:
+    if len(values) < 2:
+        return None
+    return _test_differences(np.array([v - reference for v in values.values()]))
 
 
 def holm(p_values: Sequence[float]) -> List[float]:
