@@ -40,6 +40,13 @@ def add_parser(subparsers) -> None:
     labels.add_argument("--threads", type=int, help="torch CPU threads [1]")
     labels.add_argument("--report-only", action="store_true", help="write the report from the finished runs only")
     labels.add_argument("--no-ablations", action="store_true", help="skip the ablation phase")
+    labels.add_argument(
+        "--headline-only",
+        action="store_true",
+        help="only the headline arms (asfda + PL, random + PL, random at k and 2k) and the unadapted model, "
+        "with the code-default recipe; no ablations, no multi-round",
+    )
+    labels.add_argument("--headline-seeds", dest="headline_seeds", type=int, help="seeds of the headline arms [10]")
     labels.set_defaults(func=run_labels)
 
     speed = sub.add_parser(

@@ -71,3 +71,58 @@ def test_run_keys_ignore_labels_and_options_that_do_not_apply():
     d = RunSpec("main", "x", "asfda", 2, False, 0)
     d.ranking["alpha"] = 0.9
     assert c.key("f") != d.key("f")
+
+
+def test_headline_only_runs_exactly_the_headline_arms_with_the_code_default_recipe():
+    from asfda.bench.labels import settings_from_args
+    from asfda.bench.plan import code_pick, headline_specs
+    from asfda.bench.settings import BenchSettings
+    from asfda.cli import build_parser
+
+    args = build_parser().parse_args(
+        ["bench", "labels", "--headline-only", "--budgets", "1", "2", "--headline-seeds", "3"]
+    )
+    settings = settings_from_args(args, BenchSettings())
+    assert settings.headline_only and not settings.ablations
+    assert settings.fingerprint() == BenchSettings().fingerprint()  # which runs, not how they are made
+    picked = code_pick()
+    specs = headline_specs(settings, picked)
+    arms = {(s.strategy, s.k, s.pseudo) for s in specs}
+    assert arms == {
+        ("asfda", 1, True),
+        ("random", 1, True),
+        ("random", 1, False),
+        ("random", 2, False),
+        ("asfda", 2, True),
+        ("random", 2, True),
+        ("random", 4, False),
+    }
+    assert {s.seed for s in specs} == {0, 1, 2}
+    asfda = next(s for s in specs if s.strategy == "asfda")
+    assert all(asfda.ranking[k] == v for k, v in picked["ranking"].items())
+    assert all(asfda.guards[k] == v for k, v in picked["guards"].items())
+
+
+def test_closing_is_in_millimetres_and_fills_a_sulcus():
+    from asfda.synth.anatomy import close_mm
+
+    mask = np.zeros((40, 40, 40), bool)
+    mask[10:30, 10:30, 10:30] = True
+    mask[10:30, 19:21, 20:30] = False  # a 2-voxel-wide "sulcus" open to the outside
+    assert not close_mm(mask, (1.0, 1.0, 1.0), 0)[20, 20, 25]
+    # the same 0.5 mm ball: the 2-voxel gap is 2 mm wide at 1 mm voxels (stays open), 0.5 mm at 0.25 mm (closed)
+    assert not close_mm(mask, (1.0, 1.0, 1.0), 0.5)[20, 20, 25]
+    assert close_mm(mask, (0.25, 0.25, 0.25), 0.5)[20, 20, 25]
+    assert close_mm(mask, (1.0, 1.0, 1.0), 3.0)[20, 20, 25]
+    assert (close_mm(mask, (1.0, 1.0, 1.0), 3.0) >= mask).all()  # closing only adds
+
+
+def test_mni152_brain_mask_is_whole_brain_and_the_tissue_task_is_unchanged():
+    pytest.importorskip("nilearn")
+    from asfda.synth.anatomy import mni152
+
+    grey_white = mni152(spacing=8.0, shape=(24, 28, 24), closing_mm=0)
+    whole = mni152(spacing=8.0, shape=(24, 28, 24))
+    assert whole.label.sum() > 1.03 * grey_white.label.sum()  # the sulcal CSF is now inside
+    tissue = mni152(spacing=8.0, shape=(24, 28, 24), task="tissue")
+    assert set(np.unique(tissue.label)) == {0, 1, 2}

@@ -10,7 +10,7 @@ import numpy as np
 from scipy import ndimage
 
 from asfda.bench.sources import SourceRecord, read_manifest, verify
-from asfda.synth.anatomy import Anatomy, crop_or_pad_to, mni152, resample_to_spacing
+from asfda.synth.anatomy import BRAIN_CLOSING_MM, Anatomy, crop_or_pad_to, mni152, resample_to_spacing
 
 BRAIN_LABELS = {"background": 0, "brain": 1}
 
@@ -30,9 +30,11 @@ def _scale(image: np.ndarray) -> np.ndarray:
     return np.clip(image / max(scale, 1e-6), 0, 1.5).astype(np.float32)
 
 
-def harmonise(record: SourceRecord, cache: Path, spacing: float, shape: Sequence[int]) -> Anatomy:
+def harmonise(
+    record: SourceRecord, cache: Path, spacing: float, shape: Sequence[int], closing_mm: float = BRAIN_CLOSING_MM
+) -> Anatomy:
     if record.name == "mni152":
-        anatomy = mni152(spacing=spacing, shape=tuple(shape), task="brain")
+        anatomy = mni152(spacing=spacing, shape=tuple(shape), task="brain", closing_mm=closing_mm)
         anatomy.image = _scale(anatomy.image)
         return anatomy
     t1 = _canonical(cache / record.files["t1"])
@@ -49,23 +51,44 @@ def harmonise(record: SourceRecord, cache: Path, spacing: float, shape: Sequence
     return Anatomy(record.name, image, label, new_affine, dict(BRAIN_LABELS))
 
 
-def load_anatomies(cache: Path, spacing: float, shape: Sequence[int], names: Sequence[str] = ()) -> List[Anatomy]:
-    """Harmonised anatomies of every ready source (memoised per grid inside the cache)."""
+def load_anatomies(
+    cache: Path,
+    spacing: float,
+    shape: Sequence[int],
+    names: Sequence[str] = (),
+    mni152_closing_mm: float = BRAIN_CLOSING_MM,
+) -> List[Anatomy]:
+    """Harmonised anatomies of every ready source (memoised per grid and mask definition inside the cache)."""
     cache = Path(cache)
     found = []
     for record in read_manifest(cache):
         if record.status != "ready" or (names and record.name not in names):
             continue
-        memo = cache / "grid" / f"{record.name}_{spacing:g}mm_{'x'.join(map(str, shape))}.npz"
+        tag = f"_close{mni152_closing_mm:g}mm" if record.name == "mni152" else ""
+        memo = cache / "grid" / f"{record.name}{tag}_{spacing:g}mm_{'x'.join(map(str, shape))}.npz"
         if memo.exists():
             stored = np.load(memo)
             found.append(Anatomy(record.name, stored["image"], stored["label"], stored["affine"], dict(BRAIN_LABELS)))
             continue
         verify(cache, record)
-        anatomy = harmonise(record, cache, spacing, shape)
+        anatomy = harmonise(record, cache, spacing, shape, mni152_closing_mm)
         memo.parent.mkdir(parents=True, exist_ok=True)
         np.savez_compressed(memo, image=anatomy.image, label=anatomy.label, affine=anatomy.affine)
         found.append(anatomy)
     if not found:
         raise FileNotFoundError(f"{cache}: no ready anatomy; run `asfda bench data --cache {cache}`")
     return found
+
+
+def mask_summary(anatomy: Anatomy, spacing: float) -> dict:
+    """How a brain mask is defined, in numbers comparable across sources on the common grid: its volume
+    (ml), its share of the head (T1 above 10% of its 99th percentile, holes filled), and the share of the
+    mask darker than half the mask's median T1 (CSF-like: a whole-brain mask holds sulcal CSF)."""
+    brain = anatomy.label > 0
+    head = ndimage.binary_fill_holes((anatomy.image > 0.1 * np.percentile(anatomy.image, 99)) | brain)
+    inside = anatomy.image[brain]
+    return {
+        "brain_ml": float(brain.sum() * spacing**3 / 1000),
+        "brain_share_of_head": float(brain.sum() / max(head.sum(), 1)),
+        "dark_share_of_brain": float((inside < 0.5 * np.median(inside)).mean()) if inside.size else float("nan"),
+    }

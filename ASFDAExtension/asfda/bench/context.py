@@ -51,7 +51,9 @@ class BenchContext:
     def __init__(self, settings: BenchSettings, data_cache: Path, results: Path, log=print):
         self.settings = settings
         torch.set_num_threads(settings.threads)
-        self.anatomies: List[Anatomy] = load_anatomies(data_cache, settings.spacing, settings.shape, settings.anatomies)
+        self.anatomies: List[Anatomy] = load_anatomies(
+            data_cache, settings.spacing, settings.shape, settings.anatomies, settings.mni152_closing_mm
+        )
         self.config: ModelConfig = demo_model_config({"background": 0, "brain": 1}, settings.shape)
         self.config.network_args["channels"] = list(settings.channels)
         seed = settings.data_seed

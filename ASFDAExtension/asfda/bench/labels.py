@@ -10,8 +10,17 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 from tqdm import tqdm
 
+from asfda.bench.anatomies import mask_summary
 from asfda.bench.context import BenchContext
-from asfda.bench.plan import ablation_specs, main_specs, multiround_specs, pick_default, reference_specs
+from asfda.bench.plan import (
+    ablation_specs,
+    code_pick,
+    headline_specs,
+    main_specs,
+    multiround_specs,
+    pick_default,
+    reference_specs,
+)
 from asfda.bench.runner import evaluate, execute
 from asfda.bench.settings import BenchSettings
 from asfda.bench.spec import RunSpec
@@ -72,12 +81,20 @@ def run_labels(
     log(
         f"anatomies: {', '.join(a.name for a in ctx.anatomies)}; source model on {', '.join(settings.source_anatomies)}"
     )
+    masks = {a.name: mask_summary(a, settings.spacing) for a in ctx.anatomies}
+    for name, m in masks.items():
+        log(
+            f"  {name:<8} brain mask {m['brain_ml']:.0f} ml, {m['brain_share_of_head']:.2f} of the head, "
+            f"{m['dark_share_of_brain']:.3f} CSF-dark"
+        )
     pool_size = len(ctx.pool(0).items)
     phases: Dict[str, List[Dict]] = {}
-    phases["reference"] = [
-        r for _, r in _run_phase(ctx, store, reference_specs(settings, pool_size), "reference", not report_only)
-    ]
-    picked: Dict[str, Dict] = {"ranking": {}, "reliability": {}, "guards": {}}
+    reference = reference_specs(settings, pool_size)
+    if settings.headline_only:  # the unadapted model only
+        reference = [s for s in reference if s.variant == "unadapted"]
+    phases["reference"] = [r for _, r in _run_phase(ctx, store, reference, "reference", not report_only)]
+    # Without the ablation phase, run the recipe that landed in the code defaults (the earlier pick).
+    picked: Dict[str, Dict] = code_pick()
     pick_log: List[Dict] = []
     if settings.ablations:
         phases["ablation"] = [
@@ -85,10 +102,10 @@ def run_labels(
         ]
         picked, pick_log = pick_default(phases["ablation"])
         log(f"picked on the validation split: {json.dumps(picked)}")
-    phases["main"] = [r for _, r in _run_phase(ctx, store, main_specs(settings, picked), "main", not report_only)]
-    phases["multiround"] = [
-        r for _, r in _run_phase(ctx, store, multiround_specs(settings, picked), "multiround", not report_only)
-    ]
+    main = headline_specs(settings, picked) if settings.headline_only else main_specs(settings, picked)
+    phases["main"] = [r for _, r in _run_phase(ctx, store, main, "main", not report_only)]
+    multiround = [] if settings.headline_only else multiround_specs(settings, picked)
+    phases["multiround"] = [r for _, r in _run_phase(ctx, store, multiround, "multiround", not report_only)]
     from asfda.bench.diagnostics import diagnostics
     from asfda.bench.report import write_report
 
@@ -97,6 +114,7 @@ def run_labels(
         "settings": settings.__dict__,
         "fingerprint": settings.fingerprint(),
         "anatomies": [a.name for a in ctx.anatomies],
+        "brain_masks": masks,
         "picked": picked,
         "code_defaults_match_pick": _code_matches(picked),
         "pick_log": pick_log,
@@ -121,7 +139,7 @@ def _code_matches(picked: Dict[str, Dict]) -> bool:
 
 def settings_from_args(args, base: Optional[BenchSettings] = None) -> BenchSettings:
     settings = base or BenchSettings()
-    for name in ("seeds", "adapt_steps", "threads"):
+    for name in ("seeds", "headline_seeds", "adapt_steps", "threads"):
         value = getattr(args, name, None)
         if value is not None:
             setattr(settings, name, value)
@@ -131,4 +149,6 @@ def settings_from_args(args, base: Optional[BenchSettings] = None) -> BenchSetti
         settings.strategies = tuple(args.strategies)
     if getattr(args, "no_ablations", False):
         settings.ablations = False
+    if getattr(args, "headline_only", False):
+        settings.headline_only, settings.ablations = True, False
     return settings

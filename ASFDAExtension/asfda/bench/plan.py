@@ -8,7 +8,7 @@ from typing import Dict, List, Sequence, Tuple
 import numpy as np
 
 from asfda.bench.settings import BenchSettings
-from asfda.bench.spec import RunSpec
+from asfda.bench.spec import BASELINE_GUARDS, BASELINE_RANKING, BASELINE_RELIABILITY, RunSpec, code_defaults
 
 # Each ablation changes ONE reconstructed choice of the default: (group, variant name, section, overrides).
 ABLATIONS: List[Tuple[str, str, str, Dict]] = [
@@ -84,6 +84,36 @@ def pick_default(rows: Sequence[Dict]) -> Tuple[Dict[str, Dict], List[Dict]]:
             chosen[best[1]].update(best[2])
             log.append({"group": group, "variant": best[3], "chosen": True})
     return chosen, log
+
+
+def code_pick() -> Dict[str, Dict]:
+    """The overrides that turn the pinned original choices into the code defaults (the pick that landed):
+    the recipe to run when the ablation phase that picks it is skipped."""
+    baseline = {"ranking": BASELINE_RANKING, "reliability": BASELINE_RELIABILITY, "guards": BASELINE_GUARDS}
+    return {
+        section: {k: v for k, v in values.items() if baseline[section].get(k) != v}
+        for section, values in code_defaults().items()
+    }
+
+
+def _arm(strategy: str, k: int, pseudo: bool, seed: int, picked: Dict[str, Dict]) -> RunSpec:
+    spec = RunSpec("main", "picked default", strategy, k, pseudo, seed)
+    for section in ("reliability", "guards") if pseudo else ("guards",):
+        spec = with_overrides(spec, section, picked.get(section, {}))
+    if strategy == "asfda":
+        spec = with_overrides(spec, "ranking", picked.get("ranking", {}))
+    return spec
+
+
+def headline_specs(settings: BenchSettings, picked: Dict[str, Dict]) -> List[RunSpec]:
+    """Only the arms of the headline comparisons, `headline_seeds` each: asfda + PL, random + PL and random
+    without PL at every budget k, and random without PL at 2k."""
+    specs = []
+    for seed in range(settings.headline_seeds):
+        for k in sorted(settings.budgets):
+            arms = [("asfda", k, True), ("random", k, True), ("random", k, False), ("random", 2 * k, False)]
+            specs += [_arm(strategy, budget, pseudo, seed, picked) for strategy, budget, pseudo in arms]
+    return specs
 
 
 def main_specs(settings: BenchSettings, picked: Dict[str, Dict]) -> List[RunSpec]:

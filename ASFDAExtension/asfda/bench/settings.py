@@ -17,6 +17,7 @@ RUN_COUNT_FIELDS = (
     "threads",
     "ablation_seeds",
     "headline_seeds",
+    "headline_only",
 )
 
 
@@ -45,6 +46,9 @@ class BenchSettings:
     data_seed: int = 2026
     threads: int = 1
     anatomies: List[str] = field(default_factory=list)  # empty: every ready source
+    # MNI152's brain mask: GM + WM closed with a ball of this radius (mm) -> whole-brain like the other sources
+    mni152_closing_mm: float = 6.0
+    headline_only: bool = False  # main phase: only the headline arms; no whole-pool reference, no multi-round
 
     def fingerprint(self) -> str:
         """Runs from other sizes must never be mixed into these results."""

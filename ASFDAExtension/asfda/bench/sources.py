@@ -58,7 +58,8 @@ def _fetch_mni152(cache: Path) -> SourceRecord:
         "ready",
         f"PyPI nilearn {nilearn.__version__} wheel: nilearn/datasets/data (MNI152 2009 T1, GM and WM maps)",
         "MNI ICBM152 notice (permissive, keep the notice); nilearn BSD-3-Clause",
-        "grey + white matter probability > 0.5, holes filled (no CSF outside the ventricles)",
+        "grey + white matter probability > 0.5 at 1 mm, closed with a 6 mm ball, holes filled (whole brain with "
+        "sulcal CSF, like the BET-style masks of the other sources)",
         files,
     )
 

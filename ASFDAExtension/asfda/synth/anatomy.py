@@ -57,19 +57,45 @@ def crop_or_pad_to(volume: np.ndarray, shape, affine: np.ndarray, center) -> tup
     return out, new_affine
 
 
-def mni152(spacing: float = 4.0, shape=(48, 56, 48), task: str = "brain") -> Anatomy:
-    """MNI152 head T1 with a brain mask (task 'brain') or background/GM/WM (task 'tissue')."""
+# Radius (mm) of the closing that turns MNI152's GM + WM mask into a whole-brain (BET-style) mask with the
+# sulcal CSF, like the masks of the other benchmark sources; 6 mm, chosen against Colin27's ch2bet (same space).
+BRAIN_CLOSING_MM = 6.0
+
+
+def close_mm(mask: np.ndarray, zooms, radius_mm: float) -> np.ndarray:
+    """Morphological closing with a ball of `radius_mm` in physical units (exact, via distance transforms)."""
+    if radius_mm <= 0:
+        return mask.astype(bool)
+    pad = int(np.ceil(radius_mm / float(np.min(zooms)))) + 1
+    padded = np.pad(mask.astype(bool), pad)
+    dilated = ndimage.distance_transform_edt(~padded, sampling=zooms) <= radius_mm
+    closed = ndimage.distance_transform_edt(dilated, sampling=zooms) > radius_mm
+    return closed[tuple(slice(pad, -pad) for _ in range(mask.ndim))]
+
+
+def mni152(
+    spacing: float = 4.0, shape=(48, 56, 48), task: str = "brain", closing_mm: float = BRAIN_CLOSING_MM
+) -> Anatomy:
+    """MNI152 head T1 with a brain mask (task 'brain') or background/GM/WM (task 'tissue').
+
+    The brain mask is whole-brain (BET-style): GM + WM probability > 0.5, closed with a ball of
+    `closing_mm` at the native 1 mm grid (so sulcal CSF is inside, whatever the output spacing), holes
+    filled, then resampled. `closing_mm=0` gives the former GM + WM definition.
+    """
     data = _nilearn_data_dir()
     t1 = nib.load(data / "mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz")
-    gm = nib.load(data / "mni_icbm152_gm_tal_nlin_sym_09a_converted.nii.gz").get_fdata() / 255.0
-    wm = nib.load(data / "mni_icbm152_wm_tal_nlin_sym_09a_converted.nii.gz").get_fdata() / 255.0
+    gm_native = nib.load(data / "mni_icbm152_gm_tal_nlin_sym_09a_converted.nii.gz").get_fdata() / 255.0
+    wm_native = nib.load(data / "mni_icbm152_wm_tal_nlin_sym_09a_converted.nii.gz").get_fdata() / 255.0
     image, affine = resample_to_spacing(t1.get_fdata() / 255.0, t1.affine, spacing, order=1)
-    gm, _ = resample_to_spacing(gm, t1.affine, spacing, order=1)
-    wm, _ = resample_to_spacing(wm, t1.affine, spacing, order=1)
     if task == "brain":
-        label = ndimage.binary_fill_holes(gm + wm > 0.5).astype(np.uint8)
+        zooms = np.linalg.norm(t1.affine[:3, :3], axis=0)
+        brain = ndimage.binary_fill_holes(close_mm(gm_native + wm_native > 0.5, zooms, closing_mm))
+        brain, _ = resample_to_spacing(brain.astype(np.float32), t1.affine, spacing, order=1)
+        label = ndimage.binary_fill_holes(brain > 0.5).astype(np.uint8)
         labels = {"background": 0, "brain": 1}
     elif task == "tissue":
+        gm, _ = resample_to_spacing(gm_native, t1.affine, spacing, order=1)
+        wm, _ = resample_to_spacing(wm_native, t1.affine, spacing, order=1)
         tissue = np.stack([np.clip(1.0 - gm - wm, 0, 1), gm, wm])
         label = np.where(gm + wm > 0.5, tissue.argmax(0), 0).astype(np.uint8)
         labels = {"background": 0, "grey_matter": 1, "white_matter": 2}
