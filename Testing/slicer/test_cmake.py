@@ -66,7 +66,8 @@ def test_extension_configures_builds_and_installs(tmp_path):
 
     modules = prefix / "lib" / "Slicer-5.10" / "qt-scripted-modules"
     for relative in ["ASFDA.py", "ASFDALib/client.py", "Resources/UI/ASFDA.ui", "Resources/Icons/ASFDA.png",
-                     "ASFDAWorker/pyproject.toml", "ASFDAWorker/ASFDAExtension/asfda/__main__.py"]:
+                     "ASFDAWorker/pyproject.toml", "ASFDAWorker/LICENSE",
+                     "ASFDAWorker/ASFDAExtension/asfda/__main__.py"]:
         assert (modules / relative).is_file(), relative
     assert not list((modules / "ASFDAWorker").rglob("__pycache__"))
     built = build / "lib" / "Slicer-5.10" / "qt-scripted-modules"
