@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
-from typing import Dict, List
+from typing import Callable, Dict, List
 
 from asfda.bench.headline import headline
 from asfda.bench.plot import plot_budget
@@ -61,36 +61,30 @@ def _write_csv(path: Path, rows: List[Dict]) -> None:
             writer.writerow({c: (f"{v:.4f}" if isinstance(v, float) else v) for c, v in r.items()})
 
 
-def _main_table(rows: List[Dict], budgets: List[int]) -> List[str]:
+def _arm_table(rows: List[Dict], budgets: List[int], cell: Callable[[List[Dict]], str]) -> List[str]:
+    """One row per strategy and pseudo-label setting, one column per budget, `cell` rendering each arm."""
     lines = ["| strategy | " + " | ".join(f"k={k}" for k in budgets) + " |", "|---|" + "---|" * len(budgets)]
     arms = group_arms(rows)
     for strategy in dict.fromkeys(s for (s, _, _, _) in arms):
         for pseudo in (False, True):
-            cells = []
-            for k in budgets:
-                arm = arms.get((strategy, pseudo, k, 1))
-                cells.append(_fmt(*mean_std([r["test_dice"] for r in arm]), len(arm)) if arm else "")
+            cells = [
+                cell(arms[(strategy, pseudo, k, 1)]) if arms.get((strategy, pseudo, k, 1)) else "" for k in budgets
+            ]
             if any(cells):
                 lines.append(f"| {arm_name(strategy, pseudo)} | " + " | ".join(cells) + " |")
     return lines
+
+
+def _main_table(rows: List[Dict], budgets: List[int]) -> List[str]:
+    return _arm_table(rows, budgets, lambda arm: _fmt(*mean_std([r["test_dice"] for r in arm]), len(arm)))
 
 
 def _worst_table(rows: List[Dict], budgets: List[int], base: Dict) -> List[str]:
-    lines = ["| strategy | " + " | ".join(f"k={k}" for k in budgets) + " |", "|---|" + "---|" * len(budgets)]
-    arms = group_arms(rows)
-    for strategy in dict.fromkeys(s for (s, _, _, _) in arms):
-        for pseudo in (False, True):
-            cells = []
-            for k in budgets:
-                arm = arms.get((strategy, pseudo, k, 1))
-                if not arm:
-                    cells.append("")
-                    continue
-                group, worst = worst_subgroup(arm)
-                cells.append(f"{group} {worst:.3f} ({worst - base.get(group, float('nan')):+.3f})")
-            if any(cells):
-                lines.append(f"| {arm_name(strategy, pseudo)} | " + " | ".join(cells) + " |")
-    return lines
+    def cell(arm: List[Dict]) -> str:
+        group, worst = worst_subgroup(arm)
+        return f"{group} {worst:.3f} ({worst - base.get(group, float('nan')):+.3f})"
+
+    return _arm_table(rows, budgets, cell)
 
 
 def write_report(out: Path, phases: Dict[str, List[Dict]], meta: Dict) -> Path:
