@@ -6,10 +6,6 @@ import csv
 import json
 
 import pytest
-
-pytest.importorskip("nilearn")
-pytest.importorskip("matplotlib")
-
 from asfda.bench.labels import run_labels  # noqa: E402
 from asfda.bench.settings import tiny_settings  # noqa: E402
 from asfda.bench.sources import fetch_all  # noqa: E402

@@ -118,7 +118,6 @@ def test_closing_is_in_millimetres_and_fills_a_sulcus():
 
 
 def test_mni152_brain_mask_is_whole_brain_and_the_tissue_task_is_unchanged():
-    pytest.importorskip("nilearn")
     from asfda.synth.anatomy import mni152
 
     grey_white = mni152(spacing=8.0, shape=(24, 28, 24), closing_mm=0)

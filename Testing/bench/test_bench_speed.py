@@ -5,10 +5,6 @@ from __future__ import annotations
 import json
 from types import SimpleNamespace
 
-import pytest
-
-pytest.importorskip("nilearn")
-
 from asfda.bench.speed import MONAI_LABEL_EPISTEMIC_SAMPLES, SpeedSettings, run_speed  # noqa: E402
 
 

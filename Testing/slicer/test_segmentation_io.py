@@ -1,10 +1,11 @@
 """MRML conversions on real slicer-core nodes: geometry and label values must survive exactly."""
 
+import nibabel as nib
 import numpy as np
 import pytest
 
+# slicer-core (and the vtk it pins) ships for CPython 3.11 on x86_64 Linux only.
 slicer = pytest.importorskip("slicer")
-nib = pytest.importorskip("nibabel")
 vtk = pytest.importorskip("vtk")
 
 from ASFDALib import segmentation_io as sio  # noqa: E402
