@@ -47,6 +47,13 @@ def add_parser(subparsers) -> None:
         "with the code-default recipe; no ablations, no multi-round",
     )
     labels.add_argument("--headline-seeds", dest="headline_seeds", type=int, help="seeds of the headline arms [10]")
+    labels.add_argument(
+        "--task",
+        choices=["brain", "tissue"],
+        default="brain",
+        help="brain: background/brain on every source [default]; tissue: background/grey/white matter on "
+        "MNI152 only (subgroups: shift-severity bands)",
+    )
     labels.set_defaults(func=run_labels)
 
     speed = sub.add_parser(

@@ -13,6 +13,8 @@ from asfda.bench.sources import SourceRecord, read_manifest, verify
 from asfda.synth.anatomy import BRAIN_CLOSING_MM, Anatomy, crop_or_pad_to, mni152, resample_to_spacing
 
 BRAIN_LABELS = {"background": 0, "brain": 1}
+TISSUE_LABELS = {"background": 0, "grey_matter": 1, "white_matter": 2}
+TASK_LABELS = {"brain": BRAIN_LABELS, "tissue": TISSUE_LABELS}
 
 
 def _canonical(path: Path) -> nib.Nifti1Image:
@@ -31,12 +33,19 @@ def _scale(image: np.ndarray) -> np.ndarray:
 
 
 def harmonise(
-    record: SourceRecord, cache: Path, spacing: float, shape: Sequence[int], closing_mm: float = BRAIN_CLOSING_MM
+    record: SourceRecord,
+    cache: Path,
+    spacing: float,
+    shape: Sequence[int],
+    closing_mm: float = BRAIN_CLOSING_MM,
+    task: str = "brain",
 ) -> Anatomy:
     if record.name == "mni152":
-        anatomy = mni152(spacing=spacing, shape=tuple(shape), task="brain", closing_mm=closing_mm)
+        anatomy = mni152(spacing=spacing, shape=tuple(shape), task=task, closing_mm=closing_mm)
         anatomy.image = _scale(anatomy.image)
         return anatomy
+    if task != "brain":
+        raise ValueError(f"{record.name} has no {task} labels (only mni152 has)")
     t1 = _canonical(cache / record.files["t1"])
     brain = _canonical(cache / record.files["brain"])
     image, affine = resample_to_spacing(t1.get_fdata(), t1.affine, spacing, order=1)
@@ -57,6 +66,7 @@ def load_anatomies(
     shape: Sequence[int],
     names: Sequence[str] = (),
     mni152_closing_mm: float = BRAIN_CLOSING_MM,
+    task: str = "brain",
 ) -> List[Anatomy]:
     """Harmonised anatomies of every ready source (memoised per grid and mask definition inside the cache)."""
     cache = Path(cache)
@@ -65,13 +75,16 @@ def load_anatomies(
         if record.status != "ready" or (names and record.name not in names):
             continue
         tag = f"_close{mni152_closing_mm:g}mm" if record.name == "mni152" else ""
+        tag = "_tissue" if task == "tissue" else tag
         memo = cache / "grid" / f"{record.name}{tag}_{spacing:g}mm_{'x'.join(map(str, shape))}.npz"
         if memo.exists():
             stored = np.load(memo)
-            found.append(Anatomy(record.name, stored["image"], stored["label"], stored["affine"], dict(BRAIN_LABELS)))
+            found.append(
+                Anatomy(record.name, stored["image"], stored["label"], stored["affine"], dict(TASK_LABELS[task]))
+            )
             continue
         verify(cache, record)
-        anatomy = harmonise(record, cache, spacing, shape, mni152_closing_mm)
+        anatomy = harmonise(record, cache, spacing, shape, mni152_closing_mm, task)
         memo.parent.mkdir(parents=True, exist_ok=True)
         np.savez_compressed(memo, image=anatomy.image, label=anatomy.label, affine=anatomy.affine)
         found.append(anatomy)

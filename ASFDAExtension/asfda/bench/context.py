@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from asfda.adapt.finetune import TrainingItem
-from asfda.bench.anatomies import load_anatomies
+from asfda.bench.anatomies import TASK_LABELS, load_anatomies
 from asfda.bench.dataset import Cohort, pool_cohort, source_cohort, target_cohort
 from asfda.bench.settings import BenchSettings
 from asfda.demo.source_model import as_item, demo_model_config, train_source_model
@@ -52,9 +52,9 @@ class BenchContext:
         self.settings = settings
         torch.set_num_threads(settings.threads)
         self.anatomies: List[Anatomy] = load_anatomies(
-            data_cache, settings.spacing, settings.shape, settings.anatomies, settings.mni152_closing_mm
+            data_cache, settings.spacing, settings.shape, settings.anatomies, settings.mni152_closing_mm, settings.task
         )
-        self.config: ModelConfig = demo_model_config({"background": 0, "brain": 1}, settings.shape)
+        self.config: ModelConfig = demo_model_config(TASK_LABELS[settings.task], settings.shape)
         self.config.network_args["channels"] = list(settings.channels)
         seed = settings.data_seed
         self.val = target_cohort(self.anatomies, settings.n_val_per_anatomy, "val", seed)

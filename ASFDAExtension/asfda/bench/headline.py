@@ -11,10 +11,11 @@ def _by_seed(rows: List[Dict], field: str = "test_dice") -> Dict[int, float]:
     return {r["seed"]: r[field] for r in rows}
 
 
-def headline(main_rows: List[Dict], unadapted: Dict) -> Dict:
+def headline(main_rows: List[Dict], unadapted: Dict, field: str = "test_by_anatomy", noun: str = "anatomy") -> Dict:
+    """`field` / `noun`: the subgroups of target (c) (anatomies; severity bands for a single-anatomy task)."""
     arms = group_arms(main_rows)
     budgets = sorted({k for (_, _, k, _) in arms})
-    base_groups = unadapted.get("test_by_anatomy", {})
+    base_groups = unadapted.get(field, {})
     tests, targets = [], {"a": [], "b": [], "c": []}
     for k in budgets:
         ours = arms.get(("asfda", True, k, 1))
@@ -47,27 +48,27 @@ def headline(main_rows: List[Dict], unadapted: Dict) -> Dict:
                     "met": ours_mean >= double_mean,
                 }
             )
-        group, _ = worst_subgroup(ours)
+        group, _ = worst_subgroup(ours, field)
         if group is not None and group in base_groups:
-            per_seed = {r["seed"]: r["test_by_anatomy"][group] for r in ours}
+            per_seed = {r["seed"]: r[field][group] for r in ours if group in r[field]}
             result = one_sample_test(per_seed, base_groups[group])
             if result:
-                tests.append({"comparison": f"asfda + PL worst anatomy ({group}) vs unadapted, k={k}", **result})
-            means = subgroup_means(ours)
+                tests.append({"comparison": f"asfda + PL worst {noun} ({group}) vs unadapted, k={k}", **result})
+            means = subgroup_means(ours, field)
             margin = min(means[g] - base_groups[g] for g in means if g in base_groups)
             targets["c"].append({"k": k, "worst_group": group, "min_margin_over_groups": margin, "met": margin >= 0})
     adjusted = holm([t["p_t"] for t in tests])
     adjusted_w = holm([t["p_wilcoxon"] for t in tests])
     for test, p, pw in zip(tests, adjusted, adjusted_w):
         test["p_t_holm"], test["p_wilcoxon_holm"] = p, pw
-    return {"tests": tests, "targets": targets, "violations_c_all_arms": _all_arm_violations(arms, base_groups)}
+    return {"tests": tests, "targets": targets, "violations_c_all_arms": _all_arm_violations(arms, base_groups, field)}
 
 
-def _all_arm_violations(arms, base_groups) -> List[Dict]:
+def _all_arm_violations(arms, base_groups, field: str = "test_by_anatomy") -> List[Dict]:
     """Target (c) over every arm: subgroups whose mean Dice fell below the unadapted model's."""
     found = []
     for (strategy, pseudo, k, _rounds), rows in sorted(arms.items()):
-        for group, value in subgroup_means(rows).items():
+        for group, value in subgroup_means(rows, field).items():
             if group in base_groups and value < base_groups[group]:
                 found.append(
                     {

@@ -22,7 +22,7 @@ from asfda.bench.plan import (
     reference_specs,
 )
 from asfda.bench.runner import evaluate, execute
-from asfda.bench.settings import BenchSettings
+from asfda.bench.settings import BenchSettings, for_task
 from asfda.bench.spec import RunSpec
 from asfda.bench.store import ResultStore
 
@@ -151,4 +151,4 @@ def settings_from_args(args, base: Optional[BenchSettings] = None) -> BenchSetti
         settings.ablations = False
     if getattr(args, "headline_only", False):
         settings.headline_only, settings.ablations = True, False
-    return settings
+    return for_task(settings, getattr(args, "task", None) or "brain")

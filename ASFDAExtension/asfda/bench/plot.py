@@ -14,7 +14,9 @@ import numpy as np  # noqa: E402
 from asfda.bench.stats import arm_name, group_arms, mean_std, worst_subgroup  # noqa: E402
 
 
-def plot_budget(target: Path, rows: List[Dict], unadapted: Dict) -> None:
+def plot_budget(
+    target: Path, rows: List[Dict], unadapted: Dict, field: str = "test_by_anatomy", noun: str = "anatomy"
+) -> None:
     arms = group_arms(rows)
     strategies = list(dict.fromkeys(s for (s, _, _, _) in arms))
     colours = dict(zip(strategies, plt.cm.tab10(np.linspace(0, 1, 10))))
@@ -25,7 +27,7 @@ def plot_budget(target: Path, rows: List[Dict], unadapted: Dict) -> None:
             if not ks:
                 continue
             stats = [mean_std([r["test_dice"] for r in arms[(strategy, pseudo, k, 1)]]) for k in ks]
-            worst = [worst_subgroup(arms[(strategy, pseudo, k, 1)])[1] for k in ks]
+            worst = [worst_subgroup(arms[(strategy, pseudo, k, 1)], field)[1] for k in ks]
             x = np.array(ks, dtype=float) * (1 + 0.02 * (s_index - len(strategies) / 2))  # spread markers apart
             style = dict(color=colours[strategy], linestyle="-" if pseudo else "--", marker="o" if pseudo else "x")
             ax.errorbar(
@@ -39,7 +41,7 @@ def plot_budget(target: Path, rows: List[Dict], unadapted: Dict) -> None:
             ax_worst.plot(x, worst, **style)
     if unadapted:
         ax.axhline(unadapted["test_dice"], color="grey", linestyle=":", label="unadapted")
-        base = unadapted.get("test_by_anatomy", {})
+        base = unadapted.get(field, {})
         if base:
             ax_worst.axhline(min(base.values()), color="grey", linestyle=":", label="unadapted (its worst)")
     for a in (ax, ax_worst):
@@ -47,7 +49,7 @@ def plot_budget(target: Path, rows: List[Dict], unadapted: Dict) -> None:
         a.set_xlabel("annotation budget k (labelled volumes)")
     ax.set_ylabel("mean Dice on the target test set (± std over seeds)")
     ax.set_title("Label efficiency: solid = with selective pseudo-labels")
-    ax_worst.set_ylabel("Dice on the worst anatomy (mean over seeds)")
+    ax_worst.set_ylabel(f"Dice on the worst {noun} (mean over seeds)")
     ax_worst.set_title("Worst subgroup")
     ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()

@@ -9,6 +9,7 @@ from typing import Callable, Dict, List
 
 from asfda.bench.headline import headline
 from asfda.bench.plot import plot_budget
+from asfda.bench.settings import subgroups
 from asfda.bench.stats import arm_name, group_arms, mean_std, subgroup_means, worst_subgroup
 
 
@@ -16,8 +17,11 @@ def _fmt(mean: float, std: float, n: int) -> str:
     return f"{mean:.3f} ± {std:.3f} (n={n})"
 
 
-def summary_rows(phases: Dict[str, List[Dict]], unadapted: Dict) -> List[Dict]:
-    base = unadapted.get("test_by_anatomy", {})
+def summary_rows(
+    phases: Dict[str, List[Dict]], unadapted: Dict, field: str = "test_by_anatomy", noun: str = "anatomy"
+) -> List[Dict]:
+    base = unadapted.get(field, {})
+    worst_column = f"worst_{noun.split()[-1]}"  # worst_anatomy, or worst_band
     out = []
     for phase in ("reference", "ablation", "main", "multiround"):
         by_variant: Dict[str, List[Dict]] = {}
@@ -27,7 +31,7 @@ def summary_rows(phases: Dict[str, List[Dict]], unadapted: Dict) -> List[Dict]:
             for key, arm in group_arms(rows).items():
                 strategy, pseudo, k, rounds = key
                 test, val = mean_std([r["test_dice"] for r in arm]), mean_std([r["val_dice"] for r in arm])
-                group, worst = worst_subgroup(arm)
+                group, worst = worst_subgroup(arm, field)
                 line = {
                     "phase": phase,
                     "variant": variant,
@@ -40,7 +44,7 @@ def summary_rows(phases: Dict[str, List[Dict]], unadapted: Dict) -> List[Dict]:
                     "test_std": test[1],
                     "val_mean": val[0],
                     "val_std": val[1],
-                    "worst_anatomy": group,
+                    worst_column: group,
                     "worst_dice": worst,
                     "worst_unadapted": base.get(group, float("nan")),
                     "anatomies_in_picks": mean_std([len(r.get("picks_by_anatomy", {})) for r in arm])[0],
@@ -48,6 +52,7 @@ def summary_rows(phases: Dict[str, List[Dict]], unadapted: Dict) -> List[Dict]:
                 }
                 line.update({f"test_{g}": v for g, v in subgroup_means(arm).items()})
                 line.update({f"band_{g}": v for g, v in subgroup_means(arm, "test_by_severity").items()})
+                line.update({f"class_{g}": v for g, v in subgroup_means(arm, "test_by_class").items()})
                 out.append(line)
     return out
 
@@ -79,9 +84,9 @@ def _main_table(rows: List[Dict], budgets: List[int]) -> List[str]:
     return _arm_table(rows, budgets, lambda arm: _fmt(*mean_std([r["test_dice"] for r in arm]), len(arm)))
 
 
-def _worst_table(rows: List[Dict], budgets: List[int], base: Dict) -> List[str]:
+def _worst_table(rows: List[Dict], budgets: List[int], base: Dict, field: str = "test_by_anatomy") -> List[str]:
     def cell(arm: List[Dict]) -> str:
-        group, worst = worst_subgroup(arm)
+        group, worst = worst_subgroup(arm, field)
         return f"{group} {worst:.3f} ({worst - base.get(group, float('nan')):+.3f})"
 
     return _arm_table(rows, budgets, cell)
@@ -90,7 +95,8 @@ def _worst_table(rows: List[Dict], budgets: List[int], base: Dict) -> List[str]:
 def write_report(out: Path, phases: Dict[str, List[Dict]], meta: Dict) -> Path:
     out = Path(out)
     unadapted = next((r for r in phases.get("reference", []) if r["variant"] == "unadapted"), {})
-    summary = summary_rows(phases, unadapted)
+    field, noun = subgroups(meta["settings"].get("task", "brain"))
+    summary = summary_rows(phases, unadapted, field, noun)
     _write_csv(out / "summary.csv", summary)
     _write_csv(
         out / "runs.csv",
@@ -100,12 +106,15 @@ def write_report(out: Path, phases: Dict[str, List[Dict]], meta: Dict) -> Path:
             for r in rows
         ],
     )
-    head = headline(phases.get("main", []), unadapted)
+    head = headline(phases.get("main", []), unadapted, field, noun)
     (out / "headline.json").write_text(json.dumps({"meta": meta, **head}, indent=2, default=str))
     budgets = sorted({r["k"] for r in phases.get("main", [])})
-    plot_budget(out / "dice_vs_budget.png", phases.get("main", []), unadapted)
+    plot_budget(out / "dice_vs_budget.png", phases.get("main", []), unadapted, field, noun)
     from asfda.bench.report_md import markdown
 
-    text = markdown(phases, meta, unadapted, summary, head, budgets, _main_table, _worst_table)
+    def worst_table(rows, budgets, base):
+        return _worst_table(rows, budgets, base, field)
+
+    text = markdown(phases, meta, unadapted, summary, head, budgets, _main_table, worst_table, field, noun)
     (out / "report.md").write_text(text)
     return out / "report.md"

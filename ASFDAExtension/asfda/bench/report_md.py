@@ -17,7 +17,9 @@ def _run_minutes(phases) -> float:
     return sum(unique.values()) / 60
 
 
-def markdown(phases, meta, unadapted, summary, head, budgets, main_table, worst_table) -> str:
+def markdown(
+    phases, meta, unadapted, summary, head, budgets, main_table, worst_table, field="test_by_anatomy", noun="anatomy"
+) -> str:
     s = meta["settings"]
     lines = [
         "# ASFDA label-efficiency benchmark",
@@ -36,14 +38,17 @@ def markdown(phases, meta, unadapted, summary, head, budgets, main_table, worst_
         + ", ".join(f"{g} {v:.3f}" for g, v in unadapted.get("test_by_severity", {}).items())
         + ".",
     ]
+    if unadapted.get("test_by_class"):
+        lines[-1] += " Per class: " + ", ".join(f"{g} {v:.3f}" for g, v in unadapted["test_by_class"].items()) + "."
     whole = [r for r in phases.get("reference", []) if r["variant"] == "whole pool labelled"]
     if whole:
         m, sd = mean_std([r["test_dice"] for r in whole])
         lines.append(f"Whole pool labelled (k={whole[0]['k']}, no PL): {m:.3f} ± {sd:.3f} (n={len(whole)}).")
     lines += ["", "## Test Dice per strategy and budget (mean ± std over seeds)", ""]
     lines += main_table(phases.get("main", []), budgets)
-    lines += ["", "## Worst anatomy per arm (mean Dice, and its change against the unadapted model)", ""]
-    lines += worst_table(phases.get("main", []), budgets, unadapted.get("test_by_anatomy", {}))
+    lines += _per_class(phases.get("main", []))
+    lines += ["", f"## Worst {noun} per arm (mean Dice, and its change against the unadapted model)", ""]
+    lines += worst_table(phases.get("main", []), budgets, unadapted.get(field, {}))
     lines += [
         "",
         "## Headline comparisons (paired over seeds; Holm correction over this family)",
@@ -69,11 +74,11 @@ def markdown(phases, meta, unadapted, summary, head, budgets, main_table, worst_
         )
     for t in head["targets"]["c"]:
         lines.append(
-            f"- (c) k={t['k']}: worst anatomy {t['worst_group']}; smallest margin over the unadapted "
-            f"model across anatomies {t['min_margin_over_groups']:+.3f} -> {'met' if t['met'] else 'MISSED'}"
+            f"- (c) k={t['k']}: worst {noun} {t['worst_group']}; smallest margin over the unadapted "
+            f"model across {noun}s {t['min_margin_over_groups']:+.3f} -> {'met' if t['met'] else 'MISSED'}"
         )
     lines.append(
-        f"- (c) over every arm: {len(head['violations_c_all_arms'])} arm/anatomy cells below the "
+        f"- (c) over every arm: {len(head['violations_c_all_arms'])} arm/{noun} cells below the "
         "unadapted model (listed in headline.json)"
     )
     lines += _ablation(phases.get("ablation", []), meta)
@@ -86,6 +91,27 @@ def markdown(phases, meta, unadapted, summary, head, budgets, main_table, worst_
         "",
     ]
     return "\n".join(lines)
+
+
+def _per_class(rows: List[Dict]) -> List[str]:
+    """A multi-class task: test Dice of each foreground class per arm (mean over seeds)."""
+    classes = list(dict.fromkeys(c for r in rows for c in r.get("test_by_class", {})))
+    if not classes:
+        return []
+    lines = [
+        "",
+        "## Test Dice per foreground class (mean ± std over seeds)",
+        "",
+        "| arm | k | n | " + " | ".join(classes) + " |",
+        "|---|---|---|" + "---|" * len(classes),
+    ]
+    for (strategy, pseudo, k, _rounds), arm in sorted(group_arms(rows).items(), key=lambda kv: (kv[0][2], kv[0])):
+        cells = []
+        for c in classes:
+            m, sd = mean_std([r["test_by_class"][c] for r in arm if c in r.get("test_by_class", {})])
+            cells.append(f"{m:.3f} ± {sd:.3f}")
+        lines.append(f"| {strategy}{' + PL' if pseudo else ''} | {k} | {len(arm)} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def _ablation(rows: List[Dict], meta) -> List[str]:

@@ -12,7 +12,7 @@ from asfda.adapt.pseudo_labels import pseudo_label
 from asfda.adapt.reliability import ReliabilityOptions, reliability_scores, select_reliable
 from asfda.bench.context import BenchContext, CachingPredictor, group_means
 from asfda.bench.spec import RunSpec
-from asfda.demo.evaluate import by_severity, dice_per_subject
+from asfda.demo.evaluate import by_severity, class_dice_per_subject
 from asfda.query.asd import ForegroundRule
 from asfda.query.dkd import KnowledgeSource
 from asfda.query.embedding import EmbeddingKind
@@ -129,8 +129,13 @@ def evaluate(ctx: BenchContext, network, spec: RunSpec, picks, n_pseudo, pseudo_
             counts[pool.cohort.anatomy[case]] = counts.get(pool.cohort.anatomy[case], 0) + 1
         row["picks_by_anatomy"] = counts
     for split, cohort in (("val", ctx.val), ("test", ctx.test)):
-        dice = dice_per_subject(network, ctx.config, cohort.subjects)
+        per_class = class_dice_per_subject(network, ctx.config, cohort.subjects)
+        dice = {case: float(np.mean(list(d.values()))) for case, d in per_class.items()}
         row[f"{split}_dice"] = float(np.mean(list(dice.values())))
+        if ctx.config.out_channels > 2:  # a multi-class task: the Dice of each foreground class too
+            row[f"{split}_by_class"] = {
+                name: float(np.mean([d[name] for d in per_class.values()])) for name in next(iter(per_class.values()))
+            }
         row[f"{split}_by_anatomy"] = group_means(dice, cohort.anatomy)
         row[f"{split}_by_severity"] = by_severity(dice, cohort.severity)
     row["seconds"] = seconds

@@ -49,10 +49,13 @@ class BenchSettings:
     # MNI152's brain mask: GM + WM closed with a ball of this radius (mm) -> whole-brain like the other sources
     mni152_closing_mm: float = 6.0
     headline_only: bool = False  # main phase: only the headline arms; no whole-pool reference, no multi-round
+    task: str = "brain"  # "brain": background/brain on every source; "tissue": background/GM/WM on MNI152 only
 
     def fingerprint(self) -> str:
         """Runs from other sizes must never be mixed into these results."""
         keys = {k: v for k, v in asdict(self).items() if k not in RUN_COUNT_FIELDS}
+        if keys["task"] == "brain":  # the brain task predates the field: its fingerprints stay as they were
+            del keys["task"]
         return hashlib.sha1(json.dumps(keys, sort_keys=True, default=list).encode()).hexdigest()[:10]
 
     def seeds_for(self, budget: int) -> int:
@@ -82,3 +85,30 @@ def tiny_settings() -> BenchSettings:
         ablations=False,
         multiround=(2, 1),
     )
+
+
+TASKS = ("brain", "tissue")
+# Sources in the brain task (all four registry T1s; the source model on two of them): the tissue task, on
+# MNI152 alone, draws per anatomy as many subjects as the brain task draws in total.
+_TARGET_SOURCES, _SOURCE_SOURCES = 4, 2
+
+
+def for_task(settings: BenchSettings, task: str) -> BenchSettings:
+    """The settings of `task`. 'tissue' (background / grey matter / white matter) exists for MNI152 only (the
+    other sources ship no tissue maps), so its subgroups are the shift-severity bands, not anatomies."""
+    if task not in TASKS:
+        raise ValueError(f"unknown task {task!r}: use one of {', '.join(TASKS)}")
+    settings.task = task
+    if task == "tissue":
+        settings.anatomies = ["mni152"]
+        settings.source_anatomies = ("mni152",)
+        settings.n_source_per_anatomy *= _SOURCE_SOURCES
+        settings.n_pool_per_anatomy *= _TARGET_SOURCES
+        settings.n_val_per_anatomy *= _TARGET_SOURCES
+        settings.n_test_per_anatomy *= _TARGET_SOURCES
+    return settings
+
+
+def subgroups(task: str) -> Tuple[str, str]:
+    """The per-subject Dice field whose groups the worst-subgroup target (c) looks at, and their name."""
+    return ("test_by_severity", "severity band") if task == "tissue" else ("test_by_anatomy", "anatomy")

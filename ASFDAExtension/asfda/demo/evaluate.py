@@ -18,15 +18,25 @@ SEVERITY_BANDS = (("mild", 0.0, 1 / 3), ("moderate", 1 / 3, 2 / 3), ("severe", 2
 
 
 def dice_per_subject(network: torch.nn.Module, config: ModelConfig, subjects: List[Subject]) -> Dict[str, float]:
+    """Mean foreground Dice per subject (background excluded; a multi-class model averages its classes)."""
+    return {
+        case: float(np.mean(list(d.values()))) for case, d in class_dice_per_subject(network, config, subjects).items()
+    }
+
+
+def class_dice_per_subject(
+    network: torch.nn.Module, config: ModelConfig, subjects: List[Subject]
+) -> Dict[str, Dict[str, float]]:
+    """Dice of every foreground label per subject (MONAI DiceMetric, include_background=False)."""
     predictor = Predictor(network, config)
-    metric = DiceMetric(include_background=False, reduction="mean", ignore_empty=False)
+    metric = DiceMetric(include_background=False, reduction="none", ignore_empty=False)
+    names = [name for name, value in sorted(config.labels.items(), key=lambda kv: kv[1]) if value != 0]
     found = {}
     for subject in subjects:
         item = as_item(subject, config)
         pred = predictor.forward(item.image, collect=False).probs.argmax(0, keepdim=True)
-        found[subject.case_id] = float(
-            metric(one_hot(pred[None], config.out_channels), one_hot(item.label[None], config.out_channels)).mean()
-        )
+        values = metric(one_hot(pred[None], config.out_channels), one_hot(item.label[None], config.out_channels))[0]
+        found[subject.case_id] = {name: float(v) for name, v in zip(names, values)}
     return found
 
 
