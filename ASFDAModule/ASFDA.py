@@ -14,7 +14,7 @@ from typing import Annotated
 
 import qt
 import slicer
-from ASFDALib import dependencies, loop_test, segmentation_io
+from ASFDALib import dependencies, segmentation_io, selftest
 from ASFDALib.client import WorkerClient
 from ASFDALib.edits import EditTracker, SegmentationEditWatcher
 from ASFDALib.launcher import WorkerLauncher
@@ -702,7 +702,7 @@ class ASFDATest(ScriptedLoadableModuleTest):
 
     Set ASFDA_TEST_FULL_LOOP=1 to also run rank, label, adapt and rollback against a local worker
     on a demo datastore (needs the worker and demo requirements in ASFDA_TEST_PYTHON or Slicer's
-    Python; several minutes).
+    Python; several minutes). See ASFDALib/selftest.py.
     """
 
     def setUp(self):
@@ -710,37 +710,14 @@ class ASFDATest(ScriptedLoadableModuleTest):
 
     def runTest(self):
         self.setUp()
-        self.test_ASFDA_case_round_trip()
-        if loop_test.fullLoopRequested():
-            self.setUp()
-            loop_test.runFullLoop(self, ASFDALogic(), processEvents=slicer.app.processEvents)
-        else:
-            logging.info("ASFDA: full worker loop skipped (set %s=1 to run it)", loop_test.FULL_LOOP_VARIABLE)
-        self.delayDisplay("Test passed")
-
-    def test_ASFDA_case_round_trip(self):
-        """A prediction file becomes a segmentation and comes back as the same label file."""
-        import numpy as np
-
-        self.delayDisplay("Loading a synthetic case and submitting it back")
         logic = ASFDALogic()
         try:
-            logic.info = {"labels": {"background": 0, "tumor": 1, "edema": 2}}
-            labels = np.zeros((6, 7, 8), dtype=np.uint8)
-            labels[1:3, 2:4, 3:5] = 1
-            labels[4, 5, 6] = 2
-            source = slicer.util.addVolumeFromArray(labels.astype(np.int16), name="ASFDATestImage")
-            prediction = slicer.util.addVolumeFromArray(labels, name="ASFDATestPrediction",
-                                                        nodeClassName="vtkMRMLLabelMapVolumeNode")
-            paths = {}
-            for key, node in (("image", source), ("prediction", prediction)):
-                paths[key] = os.path.join(logic.workDir, f"{key}.nrrd")
-                self.assertTrue(slicer.util.saveNode(node, paths[key]))
-            parameterNode = logic.getParameterNode()
-            volume, segmentation = logic.loadCase(dict(paths, caseId="synthetic"), parameterNode)
-            self.assertEqual(segmentation.GetSegmentation().GetNumberOfSegments(), 2)
-            path = logic.exportLabel(segmentation, volume, "synthetic")
-            roundTrip = slicer.util.arrayFromVolume(slicer.util.loadLabelVolume(path))
-            np.testing.assert_array_equal(roundTrip, labels)
+            selftest.runCaseRoundTrip(self, logic, slicer)
         finally:
             logic.cleanup()
+        if selftest.fullLoopRequested():
+            self.setUp()
+            selftest.runFullLoop(self, ASFDALogic(), processEvents=slicer.app.processEvents)
+        else:
+            logging.info("ASFDA: full worker loop skipped (set %s=1 to run it)", selftest.FULL_LOOP_VARIABLE)
+        self.delayDisplay("Test passed")

@@ -116,6 +116,12 @@ class TaskRunner:
         threading.Thread(target=run, name="ASFDATask", daemon=True).start()
         return task
 
+    def waitUntilFinished(self, timeoutS=None):
+        """Block until every submitted call has returned (tests and shutdown only, never the GUI refresh)."""
+        with self._lock:
+            tasks = list(self._tasks)
+        return all(task.done.wait(timeoutS) for task in tasks)
+
     def drain(self):
         """Run continuations of finished tasks, in submission order; call on the GUI thread.
 

@@ -1,6 +1,7 @@
-"""The whole loop against a real local worker on a tiny demo datastore (CPU, several minutes).
+"""What ``ASFDATest`` runs inside Slicer.
 
-Run by ``ASFDATest`` only when asked (environment variable ``ASFDA_TEST_FULL_LOOP=1``): it builds a
+A light case round trip (seconds, no worker) always runs. The whole loop against a real local worker
+on a tiny demo datastore (CPU, several minutes) runs only when asked (environment variable ``ASFDA_TEST_FULL_LOOP=1``): it builds a
 demo datastore, which needs the demo extras (nilearn, matplotlib) in the worker's Python, and can
 block for many minutes, which extension build machines do not allow.
 """
@@ -11,7 +12,7 @@ import subprocess
 import tempfile
 import time
 
-from ASFDALib import dependencies
+from ASFDALib import dependencies, segmentation_io
 from ASFDALib.launcher import slicerPythonExecutable
 from ASFDALib.worklist import JobState
 
@@ -91,3 +92,27 @@ def runFullLoop(test, logic, processEvents=None):
     finally:
         logic.stopLocalWorker()
         shutil.rmtree(workDir, ignore_errors=True)
+
+
+def runCaseRoundTrip(test, logic, slicer):
+    """A prediction file becomes a segmentation with one segment per label and comes back unchanged."""
+    import numpy as np
+
+    test.delayDisplay("Loading a synthetic case and submitting it back")
+    logic.info = {"labels": {"background": 0, "tumor": 1, "edema": 2}}
+    labels = np.zeros((6, 7, 8), dtype=np.uint8)
+    labels[1:3, 2:4, 3:5] = 1
+    labels[4, 5, 6] = 2
+    scene = slicer.mrmlScene
+    paths = {}
+    for key, nodeClass in (("image", "vtkMRMLScalarVolumeNode"), ("prediction", "vtkMRMLLabelMapVolumeNode")):
+        node = slicer.util.addVolumeFromArray(labels, name=f"ASFDATest {key}", nodeClassName=nodeClass)
+        paths[key] = segmentation_io.saveLabelmap(scene, node, os.path.join(logic.workDir, f"{key}.nrrd"))
+        segmentation_io.removeNodeWithDisplayNodes(scene, node)
+    parameterNode = logic.getParameterNode()
+    volume, segmentation = logic.loadCase(dict(paths, caseId="synthetic"), parameterNode)
+    test.assertEqual(parameterNode.currentCaseId, "synthetic")
+    test.assertEqual(segmentation.GetSegmentation().GetNumberOfSegments(), 2)
+    path = logic.exportLabel(segmentation, volume, "synthetic")
+    roundTrip = segmentation_io.loadScalarVolume(scene, path, "ASFDATest round trip")
+    np.testing.assert_array_equal(slicer.util.arrayFromVolume(roundTrip), labels)
