@@ -439,6 +439,7 @@ class ASFDAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 setattr(self, attr, None)
 
         self.runInBackground(request, self.onJobStarted, errorMessage, onFailure=onFailure)
+        self.updateGUIFromCache()  # disable the button now, not at the next tick
 
     def onRank(self):
         with slicer.util.tryWithErrorDisplay(_("Failed to start ranking."), waitCursor=True):

@@ -169,6 +169,7 @@ def exportSegmentationToLabelmap(scene, segmentationNode, referenceVolumeNode, l
             f"Segments {unknown} are not model labels; "
             f"rename them to one of {sorted(valueByName)} or delete them")
     table = createLabelColorTable(scene, labels)
+    colorTablesBefore = _nodeIds(scene, "vtkMRMLColorTableNode")
     labelmap = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", scene.GenerateUniqueName(name))
     try:
         ids = vtk.vtkStringArray()
@@ -186,7 +187,14 @@ def exportSegmentationToLabelmap(scene, segmentationNode, referenceVolumeNode, l
         raise
     finally:
         scene.RemoveNode(table)
+        # The export makes a color table for the temporary labelmap; one would be left per submit.
+        for nodeId in _nodeIds(scene, "vtkMRMLColorTableNode") - colorTablesBefore:
+            scene.RemoveNode(scene.GetNodeByID(nodeId))
     return labelmap
+
+
+def _nodeIds(scene, className):
+    return {scene.GetNthNodeByClass(i, className).GetID() for i in range(scene.GetNumberOfNodesByClass(className))}
 
 
 def saveLabelmap(scene, labelmapNode, path):

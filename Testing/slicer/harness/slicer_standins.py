@@ -10,7 +10,7 @@ copied). Each part names the Slicer behaviour it stands in for:
   edited nodes are state a test can read.
 - ``App``: ``slicer.app`` (testingEnabled, topLevelWidgets with a main window named
   ``qSlicerMainWindow`` and a status bar, override cursors, processEvents, defaultScenePath,
-  moduleManager signals). Testing mode is off, so ``slicer.util`` really shows dialogs (recorded).
+  moduleManager signals, no layoutManager since there are no views). Testing mode is off, so ``slicer.util`` really shows dialogs (recorded).
 - ``scriptedLoadableModule``: ``slicer.ScriptedLoadableModule``: the module sets ``parent``
   fields; the widget builds a qMRMLWidget parent with a vertical layout when none is given and
   finds resources under ``Resources/`` next to the module file (``slicer.modules.<name>.path``);
@@ -183,6 +183,9 @@ class App:
 
     def moduleManager(self):
         return self._moduleManager
+
+    def layoutManager(self):
+        return None  # no views in this harness; slicer.util skips fitting slice views without one
 
     def startupEnvironment(self):
         return dict(os.environ)
