@@ -1,9 +1,10 @@
 """What ``ASFDATest`` runs inside Slicer.
 
-A light case round trip (seconds, no worker) always runs. The whole loop against a real local worker
-on a tiny demo datastore (CPU, several minutes) runs only when asked (environment variable ``ASFDA_TEST_FULL_LOOP=1``): it builds a
-demo datastore, which needs the demo extras (nilearn, matplotlib) in the worker's Python, and can
-block for many minutes, which extension build machines do not allow.
+A light case round trip (seconds, no worker) always runs. The whole loop against a real local
+worker on a tiny demo datastore (CPU, several minutes) runs only when asked (environment variable
+``ASFDA_TEST_FULL_LOOP=1``): it builds a demo datastore, which needs the demo extras (nilearn,
+matplotlib) in the worker's Python, and can block for many minutes, which extension build machines
+do not allow.
 """
 
 import os
@@ -53,8 +54,12 @@ def runFullLoop(test, logic, processEvents=None):
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(dependencies.workerPythonPath(logic.moduleDir()))
     test.delayDisplay("Building a tiny demo datastore")
-    subprocess.run([python or slicerPythonExecutable(), "-m", "asfda", "demo", "--quick", "--out", workDir],
-                   check=True, timeout=900, env=env)
+    subprocess.run(
+        [python or slicerPythonExecutable(), "-m", "asfda", "demo", "--quick", "--out", workDir],
+        check=True,
+        timeout=900,
+        env=env,
+    )
     datastore = os.path.join(workDir, "datastore")
     test.delayDisplay("Starting a local worker")
     logic.startLocalWorker(datastore, 18765 + os.getpid() % 1000, python, "cpu")

@@ -54,9 +54,11 @@ def paint(segmentationNode, segmentName, value=True):
 
 def harnessVolume(segmentationNode):
     scene = segmentationNode.GetScene()
-    return next(scene.GetNthNodeByClass(i, "vtkMRMLScalarVolumeNode")
-                for i in range(scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode"))
-                if not scene.GetNthNodeByClass(i, "vtkMRMLScalarVolumeNode").IsA("vtkMRMLLabelMapVolumeNode"))
+    return next(
+        scene.GetNthNodeByClass(i, "vtkMRMLScalarVolumeNode")
+        for i in range(scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode"))
+        if not scene.GetNthNodeByClass(i, "vtkMRMLScalarVolumeNode").IsA("vtkMRMLLabelMapVolumeNode")
+    )
 
 
 @pytest.mark.parametrize("version", [(5, 8), (5, 10)])
@@ -109,8 +111,10 @@ def test_load_edit_submit_and_next_case(harness, worker):
     editor = ui.segmentEditorWidget
     assert editor.segmentationNode() is segmentationNode
     assert not editor.segmentationNodeSelectorVisible and not editor.sourceVolumeNodeSelectorVisible
-    names = [segmentationNode.GetSegmentation().GetNthSegment(i).GetName()
-             for i in range(segmentationNode.GetSegmentation().GetNumberOfSegments())]
+    names = [
+        segmentationNode.GetSegmentation().GetNthSegment(i).GetName()
+        for i in range(segmentationNode.GetSegmentation().GetNumberOfSegments())
+    ]
     assert names == ["liver", "tumor"]
 
     segmentationNode.CreateClosedSurfaceRepresentation()  # "Show 3D" is not an edit
@@ -230,3 +234,30 @@ def test_module_self_test_is_light_by_default(harness, monkeypatch):
     monkeypatch.setattr(selftest, "runFullLoop", lambda *a, **k: pytest.fail("full loop ran"))
     harness.module.ASFDATest().runTest()
     assert selftest.fullLoopRequested({selftest.FULL_LOOP_VARIABLE: "1"})
+
+
+def test_first_use_install_says_what_it_does_on_older_slicer(harness, monkeypatch):
+    """Finding 16: on Slicer 5.8/5.10 pip_install blocks the GUI; a message stays up meanwhile."""
+    from ASFDALib import dependencies
+
+    seen = []
+
+    def pipInstall(requirements):
+        seen.append(
+            (
+                list(requirements),
+                [box.text for box in pythonqt.VISIBLE_MESSAGE_BOXES],
+                pythonqt.QApplication.overrideCursor() is not None,
+            )
+        )
+
+    monkeypatch.setattr(slicer.util, "pip_install", pipInstall)
+    monkeypatch.setitem(__import__("sys").modules, "slicer.packaging", None)  # 5.8/5.10 have none
+    with pytest.raises(dependencies.DependencyError, match="Could not install"):
+        dependencies.ensureWorkerRequirements({"not-a-real-package-asfda>=1": "not_a_real_package_asfda"})
+    assert harness.dialogs[-1]["text"].startswith("The ASFDA worker needs")
+    ((requirements, boxes, waitCursor),) = seen
+    assert requirements == ["not-a-real-package-asfda>=1"]
+    assert boxes and "several minutes" in boxes[0] and waitCursor
+    assert pythonqt.VISIBLE_MESSAGE_BOXES == [] and pythonqt.QApplication.overrideCursor() is None
+    assert slicer.app.mainWindow.statusBar().messages

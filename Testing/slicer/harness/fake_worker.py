@@ -5,7 +5,6 @@ jobs that succeed at once) so the widget tests stay fast and deterministic.
 """
 
 import gzip
-import io
 import json
 import re
 import threading
@@ -61,13 +60,28 @@ class FakeWorker:
 
     def row(self, caseId, rank):
         status = "final" if caseId in self.labels else "unlabeled"
-        return {"case_id": caseId, "rank": rank, "dkd": 0.5 / rank, "asd": 0.2 * rank, "score": 1.0 / rank,
-                "status": status, "model_version": self.activeVersion, "stale": False, "selected": rank == 1,
-                "knowledge_source": "pool_mean"}
+        return {
+            "case_id": caseId,
+            "rank": rank,
+            "dkd": 0.5 / rank,
+            "asd": 0.2 * rank,
+            "score": 1.0 / rank,
+            "status": status,
+            "model_version": self.activeVersion,
+            "stale": False,
+            "selected": rank == 1,
+            "knowledge_source": "pool_mean",
+        }
 
     def newJob(self, kind):
-        job = {"job_id": f"job-{len(self.jobs) + 1}", "kind": kind, "state": "succeeded",
-               "progress": {"phase": "done", "step": 1, "total": 1}, "result": {}, "error": None}
+        job = {
+            "job_id": f"job-{len(self.jobs) + 1}",
+            "kind": kind,
+            "state": "succeeded",
+            "progress": {"phase": "done", "step": 1, "total": 1},
+            "result": {},
+            "error": None,
+        }
         if kind == "adapt":
             version = f"v{len(self.models) + 1:04d}"
             self.models.append(version)
@@ -82,19 +96,51 @@ class FakeWorker:
         if method == "GET" and path == "/health":
             return 200, {"status": "ok"}, None
         if method == "GET" and path == "/info":
-            return 200, {"version": "test", "device": "cpu", "gpu_memory_free_mb": None,
-                         "active_model_version": self.activeVersion, "datastore": self.datastore,
-                         "labels": LABELS, "label_colors": {}, "max_upload_bytes": 1 << 30}, None
+            return (
+                200,
+                {
+                    "version": "test",
+                    "device": "cpu",
+                    "gpu_memory_free_mb": None,
+                    "active_model_version": self.activeVersion,
+                    "datastore": self.datastore,
+                    "labels": LABELS,
+                    "label_colors": {},
+                    "max_upload_bytes": 1 << 30,
+                },
+                None,
+            )
         if method == "GET" and path.startswith("/worklist"):
-            return 200, {"active_model_version": self.activeVersion, "budget_k": 1, "strategy": "asfda",
-                         "items": [self.row(c, i + 1) for i, c in enumerate(self.cases)]}, None
+            return (
+                200,
+                {
+                    "active_model_version": self.activeVersion,
+                    "budget_k": 1,
+                    "strategy": "asfda",
+                    "items": [self.row(c, i + 1) for i, c in enumerate(self.cases)],
+                },
+                None,
+            )
         if method == "GET" and path == "/cases":
             return 200, [self.row(c, i + 1) for i, c in enumerate(self.cases)], None
         if method == "GET" and path == "/jobs":
             return 200, self.jobs, None
         if method == "GET" and path == "/models":
-            return 200, [{"version": v, "parent": None, "created": "", "metrics": {}, "note": "",
-                          "active": v == self.activeVersion} for v in self.models], None
+            return (
+                200,
+                [
+                    {
+                        "version": v,
+                        "parent": None,
+                        "created": "",
+                        "metrics": {},
+                        "note": "",
+                        "active": v == self.activeVersion,
+                    }
+                    for v in self.models
+                ],
+                None,
+            )
         if method == "POST" and path == "/rank":
             return 200, self.newJob("rank"), None
         if method == "POST" and path == "/adapt":
@@ -141,8 +187,9 @@ class FakeWorker:
                 status, payload, extra = worker.route(method, self.path, body, self.headers)
                 data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
                 self.send_response(status)
-                self.send_header("Content-Type", "application/octet-stream" if isinstance(payload, bytes)
-                                 else "application/json")
+                self.send_header(
+                    "Content-Type", "application/octet-stream" if isinstance(payload, bytes) else "application/json"
+                )
                 self.send_header("Content-Length", str(len(data)))
                 for key, value in (extra or {}).items():
                     self.send_header(key, value)
@@ -159,5 +206,3 @@ class FakeWorker:
                 self._serve("PUT")
 
         return Handler
-
-

@@ -762,6 +762,20 @@ def _propertyValue(prop):
 
 WIDGET_CLASSES = {
     cls.__name__: cls
-    for cls in (QWidget, QLabel, QPushButton, QCheckBox, QLineEdit, QSpinBox, QComboBox, QProgressBar,
-                QTableWidget, QVBoxLayout, QHBoxLayout, QGridLayout, ctkCollapsibleButton, ctkPathLineEdit)
+    for cls in (
+        QWidget,
+        QLabel,
+        QPushButton,
+        QCheckBox,
+        QLineEdit,
+        QSpinBox,
+        QComboBox,
+        QProgressBar,
+        QTableWidget,
+        QVBoxLayout,
+        QHBoxLayout,
+        QGridLayout,
+        ctkCollapsibleButton,
+        ctkPathLineEdit,
+    )
 }

@@ -10,7 +10,8 @@ copied). Each part names the Slicer behaviour it stands in for:
   edited nodes are state a test can read.
 - ``App``: ``slicer.app`` (testingEnabled, topLevelWidgets with a main window named
   ``qSlicerMainWindow`` and a status bar, override cursors, processEvents, defaultScenePath,
-  moduleManager signals, no layoutManager since there are no views). Testing mode is off, so ``slicer.util`` really shows dialogs (recorded).
+  moduleManager signals; no layoutManager, as there are no views). Testing mode is off, so
+  ``slicer.util`` really shows its dialogs (recorded).
 - ``scriptedLoadableModule``: ``slicer.ScriptedLoadableModule``: the module sets ``parent``
   fields; the widget builds a qMRMLWidget parent with a vertical layout when none is given and
   finds resources under ``Resources/`` next to the module file (``slicer.modules.<name>.path``);
@@ -45,19 +46,50 @@ SLICER_VERSION = [(5, 10)]  # a list so tests can switch it; (5, 8) imitates the
 # qMRMLSegmentEditorWidget's Python-callable API (slots, Q_INVOKABLE methods, property setters),
 # read from Modules/Loadable/Segmentations/Widgets/qMRMLSegmentEditorWidget.h at v5.8.0, v5.10.0,
 # v5.12.0 and main (2026-11): the names below are identical at all four.
-SEGMENT_EDITOR_API = frozenset({
-    "mrmlSegmentEditorNode", "segmentationNode", "segmentationNodeID", "sourceVolumeNode",
-    "sourceVolumeNodeID", "activeEffect", "setActiveEffect", "setActiveEffectByName", "setEffectNameOrder",
-    "setupViewObservations", "segmentationNodeSelectorVisible", "sourceVolumeNodeSelectorVisible",
-    "setMRMLScene", "setMRMLSegmentEditorNode", "setSegmentationNode", "setSegmentationNodeID",
-    "setSourceVolumeNode", "setSourceVolumeNodeID", "setCurrentSegmentID", "setSegmentationNodeSelectorVisible",
-    "setSourceVolumeNodeSelectorVisible", "setAutoShowSourceVolumeNode", "setMaskingSectionVisible",
-    "setSpecifyGeometryButtonVisible", "setAddRemoveSegmentButtonsVisible", "setSwitchToSegmentationsButtonVisible",
-    "setUndoEnabled", "setMaximumNumberOfUndoStates", "setReadOnly", "installKeyboardShortcuts",
-    "uninstallKeyboardShortcuts", "setEffectButtonStyle", "setEffectColumnCount", "setInteractionNode",
-    "setJumpToSelectedSegmentEnabled", "setSourceRepresentationToBinaryLabelmap", "setUnorderedEffectsVisible",
-    "setDefaultTerminologyEntrySettingsKey", "setDefaultTerminologyEntry", "updateWidgetFromMRML",
-})
+SEGMENT_EDITOR_API = frozenset(
+    {
+        "mrmlSegmentEditorNode",
+        "segmentationNode",
+        "segmentationNodeID",
+        "sourceVolumeNode",
+        "sourceVolumeNodeID",
+        "activeEffect",
+        "setActiveEffect",
+        "setActiveEffectByName",
+        "setEffectNameOrder",
+        "setupViewObservations",
+        "segmentationNodeSelectorVisible",
+        "sourceVolumeNodeSelectorVisible",
+        "setMRMLScene",
+        "setMRMLSegmentEditorNode",
+        "setSegmentationNode",
+        "setSegmentationNodeID",
+        "setSourceVolumeNode",
+        "setSourceVolumeNodeID",
+        "setCurrentSegmentID",
+        "setSegmentationNodeSelectorVisible",
+        "setSourceVolumeNodeSelectorVisible",
+        "setAutoShowSourceVolumeNode",
+        "setMaskingSectionVisible",
+        "setSpecifyGeometryButtonVisible",
+        "setAddRemoveSegmentButtonsVisible",
+        "setSwitchToSegmentationsButtonVisible",
+        "setUndoEnabled",
+        "setMaximumNumberOfUndoStates",
+        "setReadOnly",
+        "installKeyboardShortcuts",
+        "uninstallKeyboardShortcuts",
+        "setEffectButtonStyle",
+        "setEffectColumnCount",
+        "setInteractionNode",
+        "setJumpToSelectedSegmentEnabled",
+        "setSourceRepresentationToBinaryLabelmap",
+        "setUnorderedEffectsVisible",
+        "setDefaultTerminologyEntrySettingsKey",
+        "setDefaultTerminologyEntry",
+        "updateWidgetFromMRML",
+    }
+)
 
 
 class qMRMLWidget(qt.QWidget):
@@ -281,8 +313,12 @@ def _makeScriptedLoadableModule(slicer):
         def runTest(self):
             pass
 
-    for cls in (ScriptedLoadableModule, ScriptedLoadableModuleWidget, ScriptedLoadableModuleLogic,
-                ScriptedLoadableModuleTest):
+    for cls in (
+        ScriptedLoadableModule,
+        ScriptedLoadableModuleWidget,
+        ScriptedLoadableModuleLogic,
+        ScriptedLoadableModuleTest,
+    ):
         setattr(module, cls.__name__, cls)
     return module
 
@@ -369,13 +405,19 @@ def _connectorFor(field, widget):
         widget.clear()  # refilled on every bind; each change is signalled
         for choice in choices:
             widget.addItem(str(choice))
-        return (lambda: widget.currentText), (lambda v: widget.setCurrentIndex(widget.findText(str(v)))), \
-            widget.currentIndexChanged
+        return (
+            (lambda: widget.currentText),
+            (lambda v: widget.setCurrentIndex(widget.findText(str(v)))),
+            widget.currentIndexChanged,
+        )
     if isinstance(widget, qt.QLineEdit) and field.type is str:
         return (lambda: widget.text), (lambda v: widget.setText(v)), widget.textChanged
     if isinstance(widget, qt.ctkPathLineEdit) and field.type is pathlib.Path:
-        return (lambda: pathlib.Path(widget.currentPath)), (lambda v: widget.setCurrentPath(str(v))), \
-            widget.currentPathChanged
+        return (
+            (lambda: pathlib.Path(widget.currentPath)),
+            (lambda v: widget.setCurrentPath(str(v))),
+            widget.currentPathChanged,
+        )
     raise TypeError(f"no GUI connector for {type(widget).__name__} and {field.type}")
 
 
@@ -461,11 +503,22 @@ def _makeParameterNodeWrapper():
 
 def install(slicer, tmpPath):
     """Publish the stand-ins where Slicer has them; returns a function that undoes it."""
-    savedModules = {name: sys.modules.get(name) for name in
-                    ("qt", "ctk", "slicer.i18n", "slicer.ScriptedLoadableModule", "slicer.parameterNodeWrapper")}
-    savedAttrs = {name: getattr(slicer, name, _NOT_SET) for name in
-                  ("app", "qMRMLWidget", "qMRMLSegmentEditorWidget", "i18n", "ScriptedLoadableModule",
-                   "parameterNodeWrapper", "selfTests")}
+    savedModules = {
+        name: sys.modules.get(name)
+        for name in ("qt", "ctk", "slicer.i18n", "slicer.ScriptedLoadableModule", "slicer.parameterNodeWrapper")
+    }
+    savedAttrs = {
+        name: getattr(slicer, name, _NOT_SET)
+        for name in (
+            "app",
+            "qMRMLWidget",
+            "qMRMLSegmentEditorWidget",
+            "i18n",
+            "ScriptedLoadableModule",
+            "parameterNodeWrapper",
+            "selfTests",
+        )
+    }
     qt.reset()
     TRANSLATION_CONTEXTS.clear()
     qtModule = types.ModuleType("qt")
@@ -477,8 +530,11 @@ def install(slicer, tmpPath):
         elif name.startswith("Q") or name == "Qt":
             setattr(qtModule, name, obj)
     qt.WIDGET_CLASSES.update({"qMRMLWidget": qMRMLWidget, "qMRMLSegmentEditorWidget": qMRMLSegmentEditorWidget})
-    submodules = {"slicer.i18n": _makeI18n(), "slicer.ScriptedLoadableModule": _makeScriptedLoadableModule(slicer),
-                  "slicer.parameterNodeWrapper": _makeParameterNodeWrapper()}
+    submodules = {
+        "slicer.i18n": _makeI18n(),
+        "slicer.ScriptedLoadableModule": _makeScriptedLoadableModule(slicer),
+        "slicer.parameterNodeWrapper": _makeParameterNodeWrapper(),
+    }
     sys.modules.update({"qt": qtModule, "ctk": ctkModule, **submodules})
     for fullName, module in submodules.items():
         setattr(slicer, fullName.split(".")[1], module)
