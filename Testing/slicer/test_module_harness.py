@@ -106,7 +106,7 @@ def test_load_edit_submit_and_next_case(harness, worker):
     """Findings 5, 8, 10, 12, 17, and the DKD knowledge-source tooltip."""
     segmentationNode = loadFirstCase(harness, worker)
     widget, ui = harness.widget, harness.ui
-    dkd = ui.worklistTable.item(0, widget.module.DKD_COLUMN if hasattr(widget, "module") else 2)
+    dkd = ui.worklistTable.item(0, harness.module.DKD_COLUMN)
     assert "pool_mean" in dkd.toolTip()
     editor = ui.segmentEditorWidget
     assert editor.segmentationNode() is segmentationNode
@@ -261,3 +261,23 @@ def test_first_use_install_says_what_it_does_on_older_slicer(harness, monkeypatc
     assert boxes and "several minutes" in boxes[0] and waitCursor
     assert pythonqt.VISIBLE_MESSAGE_BOXES == [] and pythonqt.QApplication.overrideCursor() is None
     assert slicer.app.mainWindow.statusBar().messages
+
+
+def test_tick_is_guarded_against_reentry(harness):
+    """Finding 21: a dialog opened by a continuation runs a nested event loop that fires the timer again."""
+    tasks, seen = harness.widget.tasks, []
+
+    def continuation(result):
+        tasks.submit(lambda: 3, seen.append)
+        tasks.waitUntilFinished(5)
+        harness.tick()  # the nested event loop: must not run other continuations inside this one
+        seen.append(result)
+
+    tasks.submit(lambda: 1, continuation)
+    tasks.submit(lambda: 2, seen.append)
+    assert tasks.waitUntilFinished(5)
+    harness.tick()
+    assert seen == [1, 2]
+    harness.tick()
+    assert seen == [1, 2, 3]
+    assert harness.slotErrors == []
