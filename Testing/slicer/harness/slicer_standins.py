@@ -5,7 +5,7 @@ copied). Each part names the Slicer behaviour it stands in for:
 
 - ``qMRMLWidget``: a QWidget with ``setMRMLScene``/``mrmlScene`` (Slicer's qMRMLWidget).
 - ``qMRMLSegmentEditorWidget``: the embedded Segment Editor's Python-visible API; it only has the
-  methods and properties listed in ``SEGMENT_EDITOR_API`` (read from Slicer's header at the tags
+  methods and properties listed in ``slicer_api_lists.SEGMENT_EDITOR_API`` (read from the header at the tags
   named there), so a call to a method Slicer lacks fails here too. Node selector visibility and the
   edited nodes are state a test can read.
 - ``App``: ``slicer.app`` (testingEnabled, topLevelWidgets with a main window named
@@ -42,54 +42,6 @@ import vtk
 from . import pythonqt as qt
 
 SLICER_VERSION = [(5, 10)]  # a list so tests can switch it; (5, 8) imitates the older connectGui
-
-# qMRMLSegmentEditorWidget's Python-callable API (slots, Q_INVOKABLE methods, property setters),
-# read from Modules/Loadable/Segmentations/Widgets/qMRMLSegmentEditorWidget.h at v5.8.0, v5.10.0,
-# v5.12.0 and main (2026-11): the names below are identical at all four.
-SEGMENT_EDITOR_API = frozenset(
-    {
-        "mrmlSegmentEditorNode",
-        "segmentationNode",
-        "segmentationNodeID",
-        "sourceVolumeNode",
-        "sourceVolumeNodeID",
-        "activeEffect",
-        "setActiveEffect",
-        "setActiveEffectByName",
-        "setEffectNameOrder",
-        "setupViewObservations",
-        "segmentationNodeSelectorVisible",
-        "sourceVolumeNodeSelectorVisible",
-        "setMRMLScene",
-        "setMRMLSegmentEditorNode",
-        "setSegmentationNode",
-        "setSegmentationNodeID",
-        "setSourceVolumeNode",
-        "setSourceVolumeNodeID",
-        "setCurrentSegmentID",
-        "setSegmentationNodeSelectorVisible",
-        "setSourceVolumeNodeSelectorVisible",
-        "setAutoShowSourceVolumeNode",
-        "setMaskingSectionVisible",
-        "setSpecifyGeometryButtonVisible",
-        "setAddRemoveSegmentButtonsVisible",
-        "setSwitchToSegmentationsButtonVisible",
-        "setUndoEnabled",
-        "setMaximumNumberOfUndoStates",
-        "setReadOnly",
-        "installKeyboardShortcuts",
-        "uninstallKeyboardShortcuts",
-        "setEffectButtonStyle",
-        "setEffectColumnCount",
-        "setInteractionNode",
-        "setJumpToSelectedSegmentEnabled",
-        "setSourceRepresentationToBinaryLabelmap",
-        "setUnorderedEffectsVisible",
-        "setDefaultTerminologyEntrySettingsKey",
-        "setDefaultTerminologyEntry",
-        "updateWidgetFromMRML",
-    }
-)
 
 
 class qMRMLWidget(qt.QWidget):
