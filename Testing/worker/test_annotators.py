@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import sys
 import threading
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -176,3 +178,22 @@ def test_expired_lease_is_offered_again(worker):
         assert bob.post("/next").json()["case_id"] == held
         actions = [e["action"] for e in worker.client.get(f"/cases/{held}/audit").json()]
         assert "lease expired" in actions
+
+
+def test_slicer_client_names_its_annotator(worker):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "ASFDAModule"))
+    from ASFDALib.client import WorkerClient, WorkerError
+
+    for lease in worker.client.get("/leases").json():
+        worker.client.delete(f"/cases/{lease['case_id']}/lease", params={"force": True})
+    mueller = WorkerClient(worker.url, token=ADMIN_TOKEN, annotator="  Dr.  Müller ")
+    other = WorkerClient(worker.url, token=ADMIN_TOKEN, annotator="Dr. Okafor")
+    lease = mueller.nextCase(leaseSeconds=120)
+    assert lease["annotator"] == "Dr. Müller" and lease["rank"] is not None
+    with pytest.raises(WorkerError, match="leased to Dr. Müller") as refused:
+        other.leaseCase(lease["case_id"])
+    assert refused.value.status == 409
+    assert [x["annotator"] for x in other.leases()] == ["Dr. Müller"]
+    assert mueller.releaseCase(lease["case_id"])["released"] is True
+    assert other.leaseCase(lease["case_id"])["annotator"] == "Dr. Okafor"
+    assert [e["action"] for e in other.audit(lease["case_id"])][-3:] == ["leased", "released", "leased"]
