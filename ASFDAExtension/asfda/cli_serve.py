@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from asfda.dicomweb.options import add_dicomweb_args
 from asfda.worker.settings import DEFAULT_MAX_UPLOAD_MB, DEFAULT_PORT
 
 
@@ -32,6 +33,7 @@ def add_parser(subparsers) -> None:
         default=None,
         help='JSON file {"name": "token"}: one bearer token per annotator [env ASFDA_ANNOTATORS_FILE]',
     )
+    add_dicomweb_args(p)
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.set_defaults(func=run)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from contextlib import asynccontextmanager
 
@@ -11,6 +12,7 @@ from fastapi.responses import JSONResponse
 
 import asfda
 from asfda.datastore import Datastore
+from asfda.dicomweb.errors import CacheFull, PacsUnavailable
 from asfda.errors import (
     AsfdaError,
     CorruptImage,
@@ -21,7 +23,7 @@ from asfda.errors import (
     UnknownCase,
     UnknownLabelValues,
 )
-from asfda.worker import routes_annotators, routes_cases, routes_jobs, routes_models
+from asfda.worker import routes_annotators, routes_cases, routes_dicomweb, routes_jobs, routes_models
 from asfda.worker.auth import BearerTokenMiddleware
 from asfda.worker.context import Worker
 from asfda.worker.jobstore import JobStore, one_line
@@ -39,6 +41,8 @@ STATUS_OF = [
     (UnknownCase, 404),
     (ModelNotFound, 404),
     (LeaseConflict, 409),
+    (PacsUnavailable, 503),
+    (CacheFull, 507),
     ((CorruptImage, GeometryMismatch, UnknownLabelValues, EmptyLabel), 422),
     (AsfdaError, 400),
 ]
@@ -75,9 +79,11 @@ def create_app(settings: WorkerSettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
         runner.start()
+        write_back = asyncio.create_task(routes_dicomweb.retry_forever(_app.state.worker))
         try:
             yield
         finally:
+            write_back.cancel()
             runner.stop()
             lock.close()
 
@@ -91,7 +97,7 @@ def create_app(settings: WorkerSettings) -> FastAPI:
     app.add_exception_handler(AsfdaError, _engine_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(Exception, _unexpected_error)
-    for module in (routes_models, routes_cases, routes_annotators, routes_jobs):
+    for module in (routes_models, routes_cases, routes_annotators, routes_dicomweb, routes_jobs):
         app.include_router(module.router)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_upload_bytes)
     if settings.token or settings.annotator_tokens:  # added last: runs first

@@ -6,12 +6,13 @@ import asyncio
 from pathlib import Path
 from typing import Annotated, Any, Dict, List, Optional
 
-from fastapi import APIRouter, HTTPException, Query, Request, Response
+from fastapi import APIRouter, BackgroundTasks, HTTPException, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
 
 from asfda.datastore import LabelTag
 from asfda.imaging import NIFTI_SUFFIXES, load_volume, volume_suffix
+from asfda.worker import routes_dicomweb
 from asfda.worker import worklist as worklist_queries
 from asfda.worker.annotators import request_annotator
 from asfda.worker.context import Worker, WorkerDep
@@ -138,7 +139,9 @@ async def infer(case_id: str, worker: WorkerDep) -> Response:
 
 
 @router.put(CASE + "/label", response_model=LabelReply, openapi_extra=UPLOAD_BODY)
-async def upload_label(case_id: str, request: Request, worker: WorkerDep) -> Dict[str, Any]:
+async def upload_label(
+    case_id: str, request: Request, worker: WorkerDep, background: BackgroundTasks
+) -> Dict[str, Any]:
     """Store a clinician label (multipart `file` NIfTI/NRRD; the annotator from their token, the
     X-Annotator header or form `author`); durable before the reply; ends the submitter's lease."""
     await run_in_threadpool(worker.case, case_id)  # 400/404 before a byte of the body is read
@@ -152,4 +155,6 @@ async def upload_label(case_id: str, request: Request, worker: WorkerDep) -> Dic
         path.unlink(missing_ok=True)
     detail = {"label_values": reply["label_values"], "prediction": reply["prediction"]}
     await run_in_threadpool(worker.leases.submitted, case_id, annotator, version, **detail)
+    if await run_in_threadpool(routes_dicomweb.queue_seg, worker, case_id, annotator, version):
+        background.add_task(routes_dicomweb.flush_segs, worker)  # after the reply: the label is already safe
     return reply
