@@ -25,7 +25,8 @@ def _segments(labels: Dict[str, int]) -> Dict[int, str]:
 
 def _person_name(annotator: Optional[str]) -> str:
     # PN separates name parts with '^' and groups with '='; a free-text name must contain neither.
-    return re.sub(r"[\^=\\]", " ", annotator or "unknown")[:64]
+    # A trailing '^' says "one component on purpose" (a display name, not family^given).
+    return " ".join(re.sub(r"[\^=\\]", " ", annotator or "unknown").split())[:63] + "^"
 
 
 def build_seg(

@@ -16,7 +16,7 @@ from asfda.dicomweb.source import DicomwebSource, pacs_error
 from asfda.errors import AsfdaError, ModelNotFound
 
 log = logging.getLogger("asfda.dicomweb")
-_FAILED_SOP_SEQUENCE = "00081198"
+_FAILED_SOP_SEQUENCE = "FailedSOPSequence"
 
 
 def send_seg(source: DicomwebSource, seg) -> None:
@@ -32,6 +32,15 @@ def send_seg(source: DicomwebSource, seg) -> None:
     failed = reply.get(_FAILED_SOP_SEQUENCE) if hasattr(reply, "get") else None
     if failed:
         raise SegRejected("PACS rejected the SEG (listed in FailedSOPSequence)")
+    # Some PACS answer a STOW they filtered out with success: only a SEG we can find again counts.
+    try:
+        kept = source.client.search_for_instances(
+            study_instance_uid=str(seg.StudyInstanceUID), search_filters={"SOPInstanceUID": str(seg.SOPInstanceUID)}
+        )
+    except Exception as exc:
+        raise pacs_error("checking the stored SEG (QIDO-RS)", exc) from None
+    if not kept:
+        raise SegRejected("PACS rejected the SEG: it accepted the upload but did not keep the instance")
 
 
 def flush(store, source: DicomwebSource, leases=None) -> List[Dict]:
