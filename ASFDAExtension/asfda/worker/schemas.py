@@ -75,6 +75,8 @@ class ScoreFields(BaseModel):
     model_version: Optional[str] = None
     scored_at: Optional[str] = None
     stale: bool = False
+    leased_by: Optional[str] = Field(None, description="annotator holding the case now, if any")
+    lease_expires_at: Optional[str] = None
 
 
 class Case(ScoreFields):
@@ -99,6 +101,26 @@ class LabelReply(BaseModel):
     created: str
     model_version: Optional[str]
     label_values: List[int] = Field(description="non-background label values present in the stored label")
+    prediction: Optional[Dict[str, Any]] = Field(
+        None, description="the stored prediction the label was corrected from: model_version, created, sha256"
+    )
+
+
+class LeaseReply(BaseModel):
+    case_id: str
+    annotator: str
+    leased_at: str
+    expires_at: str
+    rank: Optional[int] = None
+    status: Optional[CaseStatus] = None
+
+
+class AuditEvent(BaseModel):
+    at: str
+    annotator: Optional[str]
+    action: str
+    model_version: Optional[str]
+    detail: Dict[str, Any]
 
 
 class ModelInfo(BaseModel):
