@@ -1,4 +1,4 @@
-"""The `asfda` command line: rank, adapt, infer, model import, demo (serve and bench register here too)."""
+"""The `asfda` command line: one module per command group registers its sub-commands (COMMAND_MODULES)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,19 @@ import importlib
 import sys
 from typing import List, Optional
 
+from asfda.cli_common import apply_threads
 from asfda.errors import AsfdaError
 
 # Each module adds one sub-command with `add_parser(subparsers)`.
-COMMAND_MODULES = ["asfda.cli_engine", "asfda.cli_demo", "asfda.cli_serve", "asfda.cli_bench"]
+COMMAND_MODULES = [
+    "asfda.cli_model",
+    "asfda.cli_cases",
+    "asfda.cli_engine",
+    "asfda.cli_evaluate",
+    "asfda.cli_demo",
+    "asfda.cli_serve",
+    "asfda.cli_bench",
+]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        apply_threads(getattr(args, "threads", None))
         return int(args.func(args) or 0)
     except (AsfdaError, FileNotFoundError, ValueError) as exc:
         print(
