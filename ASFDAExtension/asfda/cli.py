@@ -34,17 +34,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def command_name(args: argparse.Namespace) -> str:
+    """`model import`, `rank`: the words the user typed to pick the command."""
+    action = next((v for k, v in vars(args).items() if k.endswith("_command") and isinstance(v, str)), None)
+    return f"{args.command} {action}" if action else args.command
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
+    name = command_name(args)
     try:
         apply_threads(getattr(args, "threads", None))
         return int(args.func(args) or 0)
     except (AsfdaError, FileNotFoundError, ValueError) as exc:
         print(
-            f"asfda {args.command}: error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
+            f"asfda {name}: error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
             file=sys.stderr,
         )
         return 2
     except KeyboardInterrupt:
-        print(f"asfda {args.command}: interrupted", file=sys.stderr)
+        print(f"asfda {name}: interrupted", file=sys.stderr)
         return 130

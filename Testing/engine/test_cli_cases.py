@@ -51,16 +51,16 @@ def test_case_add_takes_files_folders_nrrd_and_dicom_and_refuses_what_it_cannot_
     before = sorted(p.name for p in store.images_dir.iterdir())
     (tmp_path / "scan.mha").write_bytes(b"ObjectType = Image\n")
     assert main(["case", "add", "--datastore", str(ds), str(tmp_path / "scan.mha")]) == 2
-    assert "scan.mha: unsupported format" in one_line_error(capsys, "case")
+    assert "scan.mha: unsupported format" in one_line_error(capsys, "case add")
     (tmp_path / "broken.nii.gz").write_bytes(b"\x1f\x8bnot really gzip")
     assert main(["case", "add", "--datastore", str(ds), str(tmp_path / "broken.nii.gz")]) == 2
-    assert "broken.nii.gz: cannot read volume" in one_line_error(capsys, "case")
+    assert "broken.nii.gz: cannot read volume" in one_line_error(capsys, "case add")
     assert main(["case", "add", "--datastore", str(ds), str(setup.scans / "case1.nii.gz")]) == 2
-    assert "case 'case1' is already in the datastore" in one_line_error(capsys, "case")
+    assert "case 'case1' is already in the datastore" in one_line_error(capsys, "case add")
     assert main(["case", "add", "--datastore", str(ds), "--id", "x", str(setup.scans)]) == 2
-    assert "--id names one case" in one_line_error(capsys, "case")
+    assert "--id names one case" in one_line_error(capsys, "case add")
     assert main(["case", "add", "--datastore", str(ds), "--id", "../x", str(tmp_path / "scan.nrrd")]) == 2
-    assert "invalid case id" in one_line_error(capsys, "case")
+    assert "invalid case id" in one_line_error(capsys, "case add")
     assert sorted(p.name for p in store.images_dir.iterdir()) == before  # nothing written, no temp files left
     assert main(["case", "add", "--datastore", str(ds), "--skip-existing", str(setup.scans)]) == 0
     assert "0 case(s) added, 7 in the datastore" in capsys.readouterr().out
@@ -80,13 +80,13 @@ def test_label_submit_checks_like_the_upload_route_and_records_the_author(setup,
     for name, (data, affine, message) in bad.items():
         write_nifti(tmp_path / name, data.astype(np.uint8), affine)
         assert main(["label", "submit", "--datastore", str(ds), "case1", str(tmp_path / name)]) == 2
-        err = one_line_error(capsys, "label")
+        err = one_line_error(capsys, "label submit")
         assert name in err and message in err, err
     (tmp_path / "label.png").write_bytes(b"\x89PNG")
     assert main(["label", "submit", "--datastore", str(ds), "case1", str(tmp_path / "label.png")]) == 2
-    assert "label.png: unsupported format" in one_line_error(capsys, "label")
+    assert "label.png: unsupported format" in one_line_error(capsys, "label submit")
     assert main(["label", "submit", "--datastore", str(ds), "nope", str(tmp_path / "mask255.nii.gz")]) == 2
-    assert "case 'nope' is not in the datastore" in one_line_error(capsys, "label")
+    assert "case 'nope' is not in the datastore" in one_line_error(capsys, "label submit")
     assert not store.has_label("case1", LabelTag.FINAL) and not store.state.labels(LabelTag.FINAL.value)
 
     assert (
