@@ -88,7 +88,9 @@ def run_label_submit(args) -> int:
             require_foreground=not args.allow_empty,
         )
     except AsfdaError as exc:
-        raise type(exc)(f"{args.file.name}: {str(exc).removeprefix(f'{args.file.name}: ')}") from None
+        if args.file.name in str(exc):
+            raise
+        raise type(exc)(f"{args.file.name}: {exc}") from None
     values = [v for v in record.extra.get("label_values", []) if v != 0]
     print(f"stored label for {record.case_id} (values {values}, author {record.author}, model {model})")
     return 0
