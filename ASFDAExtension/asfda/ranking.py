@@ -58,12 +58,16 @@ def rank_pool(
             add_epistemic(store, scorer, signals, MC_DROPOUT_SAMPLES, progress)
         pool = [signals.signals[c] for c in pool_ids if c in signals.signals]
         labeled = [signals.signals[c] for c in labeled_ids if c in signals.signals]
-        outcome = RankOutcome(rank(pool, labeled, options), model.version, signals.errors, signals.scored, signals.cached)
+        outcome = RankOutcome(
+            rank(pool, labeled, options), model.version, signals.errors, signals.scored, signals.cached
+        )
     run_id, now = uuid.uuid4().hex[:12], utc_now()
     store.state.replace_scores(
         strategy.value,
         [
-            ScoreRecord(r.case_id, strategy.value, model.version, r.dkd, r.asd, r.score, r.rank, r.selected, now, run_id)
+            ScoreRecord(
+                r.case_id, strategy.value, model.version, r.dkd, r.asd, r.score, r.rank, r.selected, now, run_id
+            )
             for r in outcome.ranked
         ],
     )

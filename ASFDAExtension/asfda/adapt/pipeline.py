@@ -64,7 +64,10 @@ def adapt_datastore(
     config = teacher.config
     labeled_ids = [c for c in store.case_ids() if store.case_status(c) == "final"]
     if not labeled_ids:
-        raise ValueError("no clinician labels yet: submit at least one label before adapting")
+        raise ValueError(
+            f"no clinician labels yet in {store.label_dir(LabelTag.FINAL)}: add one with `asfda label submit` "
+            "(or the worker's PUT /cases/CASE/label) before adapting"
+        )
     candidate_ids = [c for c in store.case_ids() if c not in labeled_ids]
     images = prepared_images(store, labeled_ids + candidate_ids, config)
     labeled = [TrainingItem(c, images[c], prepared_label(store, c, LabelTag.FINAL, config)) for c in labeled_ids]

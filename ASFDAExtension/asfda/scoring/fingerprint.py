@@ -17,5 +17,7 @@ def file_fingerprint(path: Path) -> str:
     digest = hashlib.sha1()
     for file in files:
         stat = file.stat()
-        digest.update(f"{file.relative_to(path) if path.is_dir() else file.name}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
+        digest.update(
+            f"{file.relative_to(path) if path.is_dir() else file.name}|{stat.st_size}|{stat.st_mtime_ns}\n".encode()
+        )
     return digest.hexdigest()[:20]
