@@ -52,6 +52,8 @@ def scoring_options(params: Dict[str, Any]):
     options = ScoringOptions()
     if params.get("precision"):
         options.precision = params["precision"]
+    if params.get("chunk_size"):
+        options.chunk_size = int(params["chunk_size"])
     return options
 
 
