@@ -198,6 +198,7 @@ def test_tick_is_fast_while_requests_are_in_flight(harness, worker):
     timer = harness.widget.timer
     assert timer.interval == poller.IDLE_TICK_MS
     harness.ui.workerUrlLineEdit.text = worker.url
+    harness.ui.annotatorLineEdit.text = "Dr. Ada"
     harness.ui.connectButton.click()
     assert timer.interval == poller.BUSY_TICK_MS
     harness.connect(worker.url)
