@@ -11,22 +11,7 @@ import pytest
 
 slicer = pytest.importorskip("slicer")
 
-from harness import ModuleHarness, pythonqt, slicer_standins  # noqa: E402
-from harness.fake_worker import FakeWorker  # noqa: E402
-
-
-@pytest.fixture
-def worker(tmp_path):
-    with FakeWorker(tmp_path / "datastore") as w:
-        yield w
-
-
-@pytest.fixture
-def harness(mrmlScene, tmp_path):
-    h = ModuleHarness(slicer, tmp_path / "scenes")
-    yield h
-    h.close()
-    slicer_standins.SLICER_VERSION[0] = (5, 10)
+from harness import pythonqt, slicer_standins  # noqa: E402
 
 
 def segmentationOf(harness):
