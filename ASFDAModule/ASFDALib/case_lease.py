@@ -38,7 +38,8 @@ def checkToken(url, token):
     """Beyond this computer every annotator has their own token: say so before the worker answers 401."""
     if not isLoopbackUrl(url.strip()) and not (token or "").strip():
         raise ValueError(
-            "A worker on another computer needs your own annotator token (from its administrator) in Token")
+            "A worker on another computer needs your own annotator token (from its administrator) in Token"
+        )
 
 
 def holderOf(error):

@@ -193,7 +193,8 @@ class Worklist:
         the last poll showed held by someone else are left out.
         """
         rows = [
-            r for r in self.sortedRows("rank")
+            r
+            for r in self.sortedRows("rank")
             if not r.labeled and r.caseId != afterCaseId and (annotator is None or r.leasedBy in (None, annotator))
         ]
         return [r.caseId for r in rows if r.selected] + [r.caseId for r in rows if not r.selected]

@@ -29,8 +29,7 @@ def test_names_and_tokens():
     with pytest.raises(ValueError, match="your own annotator token"):
         case_lease.checkToken("http://10.1.2.3:8765", " ")
     case_lease.checkToken("https://gpu.hospital.example", "tok")
-    assert case_lease.holderOf("HTTP 409: case 'c' is leased to Dr. Bea until 2030-01-01T00:00:00+00:00") == (
-        "Dr. Bea")
+    assert case_lease.holderOf("HTTP 409: case 'c' is leased to Dr. Bea until 2030-01-01T00:00:00+00:00") == ("Dr. Bea")
     assert case_lease.holderOf("HTTP 409: case 'c' is leased to Dr. Bea, not to Dr. Ada") == "Dr. Bea"
     assert case_lease.holderOf("HTTP 500: boom") is None
 

@@ -227,7 +227,9 @@ class FakeWorker:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
                 worker.requests.append((method, self.path))
-                worker.annotatorHeaders.append((method, self.path, urllib.parse.unquote(self.headers.get("X-Annotator", ""))))
+                worker.annotatorHeaders.append(
+                    (method, self.path, urllib.parse.unquote(self.headers.get("X-Annotator", "")))
+                )
                 status, payload, extra = worker.route(method, self.path, body, self.headers)
                 data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
                 self.send_response(status)
