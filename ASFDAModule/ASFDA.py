@@ -9,17 +9,16 @@ import logging
 import os
 import shutil
 import tempfile
-import time
 from typing import Annotated
 
 import qt
 import slicer
-from ASFDALib import case_lease, dependencies, segmentation_io, selftest
-from ASFDALib.client import WorkerClient
+from ASFDALib import case_lease, segmentation_io, selftest
+from ASFDALib.case_files import CaseFilesMixin
 from ASFDALib.edits import EditTracker, SegmentationEditWatcher
-from ASFDALib.launcher import WorkerLauncher
 from ASFDALib.machine_settings import DEVICES, MachineSettings
 from ASFDALib.poller import CachedPoller, TaskRunner, tickIntervalMs, yieldToBackgroundThreads
+from ASFDALib.worker_connection import WorkerConnectionMixin
 from ASFDALib.worklist import COLUMNS, SORT_KEYS, JobProgress, JobState, Worklist
 from slicer.parameterNodeWrapper import WithinRange, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import (
@@ -308,7 +307,7 @@ class ASFDAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         lease = self._fresh("lease")
         if lease is not None and lease.value:
             self.ui.caseStatusLabel.text = _("Your lease on {case} expired and {name} holds it now: Submit will be "
-                                             "refused.").format(case=self._parameterNode.currentCaseId, name=lease.value)
+                                             "refused.").format(case=self.lease.caseId, name=lease.value)
         errors = [p.error for p in self.pollers.values() if p.error]
         if not connected:
             status = _("Not connected")
@@ -615,8 +614,11 @@ class ASFDAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.pokeAll(force=True)
 
 
-class ASFDALogic(ScriptedLoadableModuleLogic):
-    """Everything but the GUI; usable from the Python console and the test below."""
+class ASFDALogic(ScriptedLoadableModuleLogic, WorkerConnectionMixin, CaseFilesMixin):
+    """Everything but the GUI; usable from the Python console and the test below.
+
+    Connecting and the local worker: ASFDALib/worker_connection.py; case files: ASFDALib/case_files.py.
+    """
 
     def __init__(self):
         ScriptedLoadableModuleLogic.__init__(self)
@@ -649,52 +651,6 @@ class ASFDALogic(ScriptedLoadableModuleLogic):
     def moduleDir():
         return os.path.dirname(os.path.abspath(__file__))
 
-    @staticmethod
-    def unsubmittedFolder():
-        """Backups of unsubmitted edits: outlive the session, next to the user's scenes."""
-        base = getattr(slicer.app, "defaultScenePath", "") or os.path.expanduser("~")
-        return os.path.join(base, "ASFDA unsubmitted edits")
-
-    # Connection: openConnection may run in a worker thread; setConnection on the GUI thread.
-    @staticmethod
-    def openConnection(url, token="", annotator=""):
-        client = WorkerClient(url, token, annotator=annotator)
-        return client, client.info()
-
-    def setConnection(self, client, info):
-        self.client, self.info = client, info
-        self.worklist = Worklist(activeModelVersion=info.get("active_model_version"))
-
-    def ensureLocalDependencies(self):
-        return dependencies.ensureLocalWorkerDependencies(self.moduleDir())
-
-    def startLocalWorker(self, datastorePath, port, pythonExecutable="", device="auto", token=""):
-        datastore = str(datastorePath or "").strip()
-        if datastore in ("", "."):
-            raise ValueError(_("Choose a datastore folder first"))
-        self.stopLocalWorker()
-        self.launcher = WorkerLauncher(
-            datastore, port, pythonExecutable=pythonExecutable or None, token=token,
-            device=None if device == "auto" else device,
-            extraPythonPath=dependencies.workerPythonPath(self.moduleDir()),
-            # Slicer's own environment is tuned for Slicer; a worker in another Python needs the user's.
-            env=slicer.util.startupEnvironment() if pythonExecutable else None)
-        self.launcher.start()
-        return self.launcher
-
-    def waitForLocalWorker(self, annotator="", timeoutS=180.0):
-        launcher = self.launcher
-        client = WorkerClient(launcher.url, launcher.token, annotator=annotator)
-        launcher.waitUntilHealthy(lambda: client.health(timeout=2.0), timeoutS=timeoutS)
-        return client, launcher.checkServesOurDatastore(client.info())
-
-    def stopLocalWorker(self):
-        if self.launcher is not None:
-            if self.client is not None and self.client.url == self.launcher.url:
-                self.client = None
-            self.launcher.stop()
-            self.launcher = None
-
     def updateWorklist(self, worklistReply, casesReply):
         self.worklist.updateFromWorklistReply(worklistReply)
         self.worklist.updateFromCasesReply(casesReply)
@@ -702,16 +658,6 @@ class ASFDALogic(ScriptedLoadableModuleLogic):
     @property
     def labels(self):
         return (self.info or {}).get("labels") or {}
-
-    def fetchCase(self, client, caseId):
-        """Download the image and a fresh prediction of the active model (background thread)."""
-        folder = os.path.join(self.workDir, caseId)
-        os.makedirs(folder, exist_ok=True)
-        imagePath = os.path.join(folder, "image.nii.gz")
-        predictionPath = os.path.join(folder, "prediction.nii.gz")
-        client.downloadImage(caseId, imagePath)
-        version = client.infer(caseId, predictionPath)
-        return {"caseId": caseId, "image": imagePath, "prediction": predictionPath, "modelVersion": version}
 
     def loadCase(self, files, parameterNode=None):
         """Replace the previous case's nodes with this case's volume and pre-filled segmentation."""
@@ -729,21 +675,6 @@ class ASFDALogic(ScriptedLoadableModuleLogic):
             parameterNode.currentVolume = volume
             parameterNode.currentSegmentation = segmentation
         return volume, segmentation
-
-    def backupUnsubmittedLabel(self, segmentationNode, volumeNode, caseId):
-        """Save unsubmitted edits (even an empty segmentation) with a time stamp; returns the path."""
-        folder = os.path.join(self.unsubmittedFolder(), caseId + "-" + time.strftime("%Y%m%d-%H%M%S"))
-        os.makedirs(folder, exist_ok=True)
-        return segmentation_io.exportSegmentationToFile(
-            slicer.mrmlScene, segmentationNode, volumeNode, self.labels, folder, caseId, allowEmpty=True)
-
-    def exportLabel(self, segmentationNode, volumeNode, caseId, allowEmpty=False):
-        if not caseId or segmentationNode is None:
-            raise ValueError(_("Load a case before submitting a label"))
-        folder = os.path.join(self.workDir, caseId)
-        os.makedirs(folder, exist_ok=True)
-        return segmentation_io.exportSegmentationToFile(
-            slicer.mrmlScene, segmentationNode, volumeNode, self.labels, folder, caseId, allowEmpty=allowEmpty)
 
 
 class ASFDATest(ScriptedLoadableModuleTest):
