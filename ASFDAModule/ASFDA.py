@@ -548,7 +548,7 @@ class ASFDAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         name = self.ui.annotatorLineEdit.text
         if not name.strip():
             name = qt.QInputDialog.getText(slicer.util.mainWindow(), _("ASFDA annotator"), _(
-                "Your name, as the worker records it with your labels (asked once, editable under Worker):"))
+                "Your name, as the worker records it with your leases and labels (asked once; editable under Worker):"))
         if not (name or "").strip():
             self.ui.workerStatusLabel.text = _("Enter your name as annotator to connect.")
             return None
