@@ -443,7 +443,8 @@ class ASFDAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         with slicer.util.tryWithErrorDisplay(_("Failed to stop the local worker."), waitCursor=True):
             self.logic.stopLocalWorker()
             self.pollers = {}
-            self.lease.forget()
+            if self.logic.client is None:  # the lease was on the stopped worker: nothing to give back
+                self.lease.forget()
             self.rankJobId = self.adaptJobId = None
 
     def startJob(self, attr, request, errorMessage):
@@ -492,13 +493,14 @@ class ASFDAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.loadCase(item.data(qt.Qt.UserRole))
 
     def onNextCase(self):
-        current, client = self._parameterNode.currentCaseId or None, self.logic.client
-        if not self.keepUnsubmittedEdits():
-            return
-        candidates = self.logic.worklist.candidates(current, client.annotator)
-        self.ui.caseStatusLabel.text = _("Asking the worker for your next case...")
-        self.runInBackground(lambda: self.lease.openNext(client, candidates, current, self.logic.fetchCase),
-                             self.onCaseOpened, _("Failed to load the next case."))
+        with slicer.util.tryWithErrorDisplay(_("Failed to load the next case."), waitCursor=True):
+            current, client = self._parameterNode.currentCaseId or None, self.logic.client
+            if not self.keepUnsubmittedEdits():
+                return
+            candidates = self.logic.worklist.candidates(current, client.annotator)
+            self.ui.caseStatusLabel.text = _("Asking the worker for your next case...")
+            self.runInBackground(lambda: self.lease.openNext(client, candidates, current, self.logic.fetchCase),
+                                 self.onCaseOpened, _("Failed to load the next case."))
 
     def keepUnsubmittedEdits(self, nextCaseId=None, askToContinue=True):
         """Write a copy of unsubmitted edits before they go; ask (or, when nothing can stop it, tell)."""

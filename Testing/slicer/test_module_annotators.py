@@ -154,3 +154,22 @@ def test_a_worker_without_leases_works_as_before(harness, worker):
     leaseCalls = [r for r in worker.requests if r[1] == "/next" or r[1].endswith("/lease")]
     assert leaseCalls == [("POST", "/next")]
     assert harness.slotErrors == []
+
+
+def test_a_lost_lease_is_said_and_a_remote_worker_needs_a_token(harness, worker):
+    harness.enter()
+    harness.connect(worker.url)
+    assert harness.ui.nextCaseButton.click()
+    harness.tickUntil(lambda: currentCase(harness) == "case-a", message="case-a")
+    worker.leases["case-a"] = "Dr. Bea"  # Ada's lease expired (a laptop asleep) and Bea took the case
+    harness.widget.pollers["lease"].poke(force=True)
+    settle(harness)
+    assert "Dr. Bea holds it now" in harness.ui.caseStatusLabel.text
+
+    requestsBefore = len(worker.requests)
+    harness.ui.workerUrlLineEdit.text = "http://10.1.2.3:8765"
+    assert harness.ui.connectButton.click()
+    assert "your own annotator token" in harness.dialogs[-1]["text"]
+    assert len(worker.requests) == requestsBefore and harness.widget.tasks.pending == 0
+    # Slicer's tryWithErrorDisplay shows the error, then re-raises it to PythonQt, which prints it.
+    assert [type(error).__name__ for *_, error in harness.slotErrors] == ["ValueError"]
