@@ -11,7 +11,7 @@ import numpy as np
 from asfda.datastore import Datastore
 from asfda.query.strategies import RankedCase, RankingOptions, Strategy, rank
 from asfda.scoring.options import ScoringOptions
-from asfda.scoring.pool import CaseScorer, add_epistemic, score_pool
+from asfda.scoring.pool import CaseScorer, PoolSignals, add_epistemic, score_pool
 from asfda.state import ScoreRecord, utc_now
 
 # MONAI Label's epistemic scoring default number of dropout samples.
@@ -43,6 +43,7 @@ def rank_pool(
     progress: Optional[ProgressFn] = None,
     scoring: Optional[ScoringOptions] = None,
     should_yield: Optional[Callable[[], bool]] = None,
+    pool_scorer: Optional[Callable[..., PoolSignals]] = None,  # score_pool's shape, e.g. scoring.ray_pool's
 ) -> RankOutcome:
     model = store.models.load(device=device)
     strategy = Strategy(options.strategy)
@@ -53,7 +54,7 @@ def rank_pool(
         outcome = RankOutcome(_random_order(pool_ids, options), model.version)
     else:
         scorer = CaseScorer(model, device, scoring or ScoringOptions())
-        signals = score_pool(store, scorer, pool_ids + labeled_ids, progress, should_yield)
+        signals = (pool_scorer or score_pool)(store, scorer, pool_ids + labeled_ids, progress, should_yield)
         if strategy == Strategy.MC_DROPOUT:
             add_epistemic(store, scorer, signals, MC_DROPOUT_SAMPLES, progress)
         pool = [signals.signals[c] for c in pool_ids if c in signals.signals]

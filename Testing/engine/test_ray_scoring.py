@@ -1,0 +1,188 @@
+"""Scoring a pool on a local Ray (CPUs only): the single-process ranking, retries after an actor dies,
+no actor outliving a killed coordinator, and one signal cache for both paths."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+import ray
+import torch
+from asfda.datastore import Datastore
+from asfda.errors import AsfdaError
+from asfda.networks import build_network
+from asfda.query.strategies import RankingOptions
+from asfda.ranking import rank_pool
+from asfda.scoring.options import ScoringOptions
+from asfda.scoring.ray_options import DataAccess, RayOptions
+from asfda.scoring.ray_pool import RayPoolScorer
+from asfda.sqlite_db import connect
+from asfda.worker.processes import kill_tree
+from engine_helpers import blob, shifted, tiny_config, write_nifti
+
+CPUS = 2
+GONE_WITHIN_S = 60.0
+
+
+@pytest.fixture(scope="module")
+def ray_address():
+    # One local Ray for the module: starting it costs seconds. Two logical CPUs: two one-CPU actors.
+    ray.init(num_cpus=CPUS, include_dashboard=False, log_to_driver=False)
+    yield ray.get_runtime_context().gcs_address
+    ray.shutdown()
+
+
+def _datastore(root: Path, cases: int) -> Datastore:
+    store = Datastore(root)
+    config = tiny_config()
+    torch.manual_seed(0)
+    store.models.publish(build_network(config), config, parent=None, note="test source")
+    for seed in range(cases):
+        label, image = blob(seed)
+        write_nifti(store.images_dir / f"case{seed}.nii.gz", shifted(image, label, seed, strength=seed / cases))
+    return store
+
+
+def _rank(store: Datastore, pool_scorer=None, progress=None):
+    scoring = ScoringOptions(loader_workers=0)
+    return rank_pool(store, RankingOptions(k=2), scoring=scoring, pool_scorer=pool_scorer, progress=progress)
+
+
+def _same_ranking(outcome, expected) -> None:
+    assert [r.case_id for r in outcome.ranked] == [r.case_id for r in expected.ranked]
+    for got, want in zip(outcome.ranked, expected.ranked):
+        assert got.score == pytest.approx(want.score, rel=1e-5, abs=1e-7)
+        assert got.dkd == pytest.approx(want.dkd, rel=1e-5) and got.asd == pytest.approx(want.asd, rel=1e-5)
+        assert got.selected == want.selected
+
+
+def test_ray_ranks_like_one_process_and_both_share_the_cache(tmp_path, ray_address):
+    store = _datastore(tmp_path / "ray", cases=6)
+    (store.images_dir / "broken.nii.gz").write_bytes(b"not a volume")
+    single_store = Datastore(shutil.copytree(store.root, tmp_path / "single"))
+    single = _rank(single_store)
+
+    steps = []
+    scorer = RayPoolScorer(RayOptions(ray_address))
+    outcome = _rank(store, scorer, progress=lambda phase, step, total: steps.append(step))
+    _same_ranking(outcome, single)
+    assert (outcome.scored, outcome.cached) == (6, 0)
+    assert "cannot read volume" in outcome.errors["broken"]  # a bad case: its one line, the rest ranked
+    assert len(scorer.report.actors) == CPUS and scorer.report.retries == 0
+    assert {a["device"] for a in scorer.report.actors} == {"cpu"}
+    assert steps[0] == 0 and steps[-1] == 7 and steps == sorted(steps)  # counted as results came back
+
+    (store.images_dir / "broken.nii.gz").unlink()  # else it is tried again, as on the single-process path
+    again = _rank(store, scorer)  # everything cached: no actor is even started
+    assert (again.scored, again.cached) == (0, 6) and scorer.report.actors == []
+    _same_ranking(again, single)
+    assert _rank(store).scored == 0  # the single-process path reads what Ray scored
+    assert _rank(single_store, RayPoolScorer(RayOptions(ray_address))).scored == 0  # and the other way round
+
+
+def test_a_killed_actors_cases_are_retried_on_another(tmp_path, ray_address):
+    # Images and the model go through the object store here, as for nodes without the datastore mounted.
+    store = _datastore(tmp_path / "ray", cases=10)
+    single = _rank(Datastore(shutil.copytree(store.root, tmp_path / "single")))
+    scorer = RayPoolScorer(RayOptions(ray_address, data=DataAccess.OBJECT_STORE))
+    actors = []
+    scorer.on_started = actors.extend
+
+    def kill_one_after_the_first_result(phase, step, total):
+        if step == 1:
+            ray.kill(actors[0], no_restart=True)
+
+    outcome = _rank(store, scorer, progress=kill_one_after_the_first_result)
+    assert scorer.report.actor_deaths == 1 and scorer.report.retries >= 1
+    assert (outcome.scored, outcome.errors) == (10, {})
+    _same_ranking(outcome, single)
+
+
+def test_a_killed_coordinator_takes_its_actors_with_it(tmp_path, ray_address):
+    """A cancelled worker job is killed with its process tree: its Ray actors must end too."""
+    store = _datastore(tmp_path / "ray", cases=12)
+    pids_file = tmp_path / "actor_pids.json"
+    script = textwrap.dedent(
+        f"""
+        import json, time
+        from asfda.datastore import Datastore
+        from asfda.query.strategies import RankingOptions
+        from asfda.ranking import rank_pool
+        from asfda.scoring.options import ScoringOptions
+        from asfda.scoring.ray_options import RayOptions
+        from asfda.scoring.ray_pool import RayPoolScorer
+
+        scorer = RayPoolScorer(RayOptions({ray_address!r}))
+
+        def started(actors):
+            with open({str(pids_file)!r} + ".tmp", "w") as out:
+                json.dump([a["pid"] for a in scorer.report.actors], out)
+            import os
+            os.rename({str(pids_file)!r} + ".tmp", {str(pids_file)!r})
+
+        def slow(phase, step, total):
+            time.sleep(0.5)  # still ranking when the test kills this process
+
+        scorer.on_started = started
+        rank_pool(Datastore({str(store.root)!r}), RankingOptions(k=2), progress=slow, pool_scorer=scorer,
+                  scoring=ScoringOptions(loader_workers=0))
+        """
+    )
+    driver = subprocess.Popen([sys.executable, "-c", script], env={**os.environ, "OMP_NUM_THREADS": "1"})
+    try:
+        deadline = time.monotonic() + 180
+        while not pids_file.exists():
+            assert driver.poll() is None, "the coordinator ended before its actors started"
+            assert time.monotonic() < deadline, "the coordinator's actors did not start"
+            time.sleep(0.2)
+        actor_pids = json.loads(pids_file.read_text())
+        assert len(actor_pids) == CPUS and all(psutil.pid_exists(p) for p in actor_pids)
+        while _cached_rows(store) == 0:  # kill it mid-rank: some results in, the rest still out on the actors
+            assert driver.poll() is None and time.monotonic() < deadline, "no result reached the cache"
+            time.sleep(0.1)
+    finally:
+        kill_tree(driver.pid)  # what the worker does on cancel
+    deadline = time.monotonic() + GONE_WITHIN_S
+    while time.monotonic() < deadline:
+        alive = [p for p in actor_pids if _running(p)]
+        if not alive and ray.available_resources().get("CPU", 0) == CPUS:
+            break
+        time.sleep(0.5)
+    assert not [p for p in actor_pids if _running(p)], "an actor outlived its coordinator"
+    assert ray.available_resources().get("CPU", 0) == CPUS  # the actors' CPUs are free again
+    # What came back before the kill stays in the cache: a new rank only scores the rest.
+    cached = _cached_rows(store)
+    resumed = _rank(store)
+    assert (resumed.scored, resumed.cached) == (12 - cached, cached) and 1 <= cached < 12
+
+
+def _cached_rows(store: Datastore) -> int:
+    with connect(store.root / "asfda.db") as db:
+        has_table = db.execute("SELECT 1 FROM sqlite_master WHERE name = 'signals'").fetchone()
+        return db.execute("SELECT COUNT(*) FROM signals").fetchone()[0] if has_table else 0
+
+
+def _running(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def test_options_from_the_environment():
+    env = {"ASFDA_RAY_DATA": "object-store", "ASFDA_RAY_ACTORS": "8", "ASFDA_RAY_ROOT": "/mnt/ds"}
+    options = RayOptions.from_env("auto", env)
+    assert (options.data, options.actors, options.root_on_nodes) == (DataAccess.OBJECT_STORE, 8, "/mnt/ds")
+    assert RayOptions.from_env("local", {}).data == DataAccess.SHARED
+    with pytest.raises(AsfdaError, match="ASFDA_RAY_DATA"):
+        RayOptions.from_env("auto", {"ASFDA_RAY_DATA": "nfs"})
+    with pytest.raises(AsfdaError, match="ASFDA_RAY_ACTORS"):
+        RayOptions.from_env("auto", {"ASFDA_RAY_ACTORS": "two"})
+    with pytest.raises(AsfdaError, match="address"):
+        RayOptions.from_env(" ", {})
