@@ -24,6 +24,12 @@ def add_parser(subparsers) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the strategies that draw at random")
     add_json(p, "the ranking (one object per case)")
     add_threads(p)
+    p.add_argument(
+        "--ray",
+        metavar="ADDRESS",
+        help="score on a Ray cluster: auto, local (start one here, CPUs only) or ray://HOST:PORT; "
+        "settings in ASFDA_RAY_* (docs/worker.md)",
+    )
     p.set_defaults(func=run_rank)
 
     p = add_command(subparsers, "infer", "predict cases with the active model (written to labels/prediction/)")
@@ -80,16 +86,25 @@ def rank_rows(ranked, version: str) -> list:
 def run_rank(args) -> int:
     from asfda.datastore import Datastore
     from asfda.query.strategies import RankingOptions
-    from asfda.ranking import rank_datastore
+    from asfda.ranking import rank_pool
 
     store = Datastore(args.datastore, create=False)
     check_labels_on_disk(store)
-    ranked = rank_datastore(
+    pool_scorer = None
+    if args.ray:
+        from asfda.scoring.ray_options import RayOptions
+        from asfda.scoring.ray_pool import RayPoolScorer
+
+        pool_scorer = RayPoolScorer(RayOptions.from_env(args.ray).check_installed())
+    ranked = rank_pool(
         store,
         RankingOptions(strategy=args.strategy, k=args.k, seed=args.seed),
         args.device,
         progress=console_progress("rank"),
-    )
+        pool_scorer=pool_scorer,
+    ).ranked
+    if pool_scorer is not None:
+        print(pool_scorer.report.summary(), file=sys.stderr)
     rows = rank_rows(ranked, store.models.active_version())
     if args.json:
         print_json(rows)

@@ -36,6 +36,11 @@ def add_parser(subparsers) -> None:
         help='JSON file {"name": "token"}: one bearer token per annotator [env ASFDA_ANNOTATORS_FILE]',
     )
     add_dicomweb_args(p)
+    p.add_argument(
+        "--ray",
+        metavar="ADDRESS",
+        help="score ranks on a Ray cluster: auto, local or ray://HOST:PORT; settings in ASFDA_RAY_* (docs/worker.md)",
+    )
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"], help="log level")
     p.set_defaults(func=run)
 
@@ -56,6 +61,13 @@ def run(args: argparse.Namespace) -> int:
             settings = WorkerSettings.build(
                 args.datastore, args.host, args.port, "cuda", args.token, args.max_upload_mb, args.annotators
             ).check()
+    if args.ray:
+        import os
+
+        from asfda.scoring.ray_options import ADDRESS_ENV, RayOptions
+
+        RayOptions.from_env(args.ray).check_installed()
+        os.environ[ADDRESS_ENV] = args.ray  # inherited by every job process; rank jobs score on Ray
     import uvicorn
 
     from asfda.worker.app import create_app

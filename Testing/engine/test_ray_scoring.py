@@ -6,14 +6,16 @@ import os
 import shutil
 import subprocess
 import sys
-import textwrap
 import time
+from contextlib import redirect_stderr, redirect_stdout
+from io import StringIO
 from pathlib import Path
 
 import psutil
 import pytest
 import ray
 import torch
+from asfda.cli import main
 from asfda.datastore import Datastore
 from asfda.errors import AsfdaError
 from asfda.networks import build_network
@@ -83,7 +85,13 @@ def test_ray_ranks_like_one_process_and_both_share_the_cache(tmp_path, ray_addre
     assert (again.scored, again.cached) == (0, 6) and scorer.report.actors == []
     _same_ranking(again, single)
     assert _rank(store).scored == 0  # the single-process path reads what Ray scored
-    assert _rank(single_store, RayPoolScorer(RayOptions(ray_address))).scored == 0  # and the other way round
+    # And the other way round, through `asfda rank --ray`: all cached, so no actor starts and the order stands.
+    (single_store.images_dir / "broken.nii.gz").unlink()
+    out, err = StringIO(), StringIO()
+    with redirect_stdout(out), redirect_stderr(err):
+        assert main(["rank", "--datastore", str(single_store.root), "--k", "2", "--json", "--ray", ray_address]) == 0
+    assert [row["case_id"] for row in json.loads(out.getvalue())] == [r.case_id for r in single.ranked]
+    assert "ray: 0 actors" in err.getvalue() and "0 scored" in err.getvalue()
 
 
 def test_a_killed_actors_cases_are_retried_on_another(tmp_path, ray_address):
@@ -108,33 +116,8 @@ def test_a_killed_coordinator_takes_its_actors_with_it(tmp_path, ray_address):
     """A cancelled worker job is killed with its process tree: its Ray actors must end too."""
     store = _datastore(tmp_path / "ray", cases=12)
     pids_file = tmp_path / "actor_pids.json"
-    script = textwrap.dedent(
-        f"""
-        import json, time
-        from asfda.datastore import Datastore
-        from asfda.query.strategies import RankingOptions
-        from asfda.ranking import rank_pool
-        from asfda.scoring.options import ScoringOptions
-        from asfda.scoring.ray_options import RayOptions
-        from asfda.scoring.ray_pool import RayPoolScorer
-
-        scorer = RayPoolScorer(RayOptions({ray_address!r}))
-
-        def started(actors):
-            with open({str(pids_file)!r} + ".tmp", "w") as out:
-                json.dump([a["pid"] for a in scorer.report.actors], out)
-            import os
-            os.rename({str(pids_file)!r} + ".tmp", {str(pids_file)!r})
-
-        def slow(phase, step, total):
-            time.sleep(0.5)  # still ranking when the test kills this process
-
-        scorer.on_started = started
-        rank_pool(Datastore({str(store.root)!r}), RankingOptions(k=2), progress=slow, pool_scorer=scorer,
-                  scoring=ScoringOptions(loader_workers=0))
-        """
-    )
-    driver = subprocess.Popen([sys.executable, "-c", script], env={**os.environ, "OMP_NUM_THREADS": "1"})
+    command = [sys.executable, str(Path(__file__).with_name("ray_driver.py")), ray_address, str(store.root)]
+    driver = subprocess.Popen([*command, str(pids_file)], env={**os.environ, "OMP_NUM_THREADS": "1"})
     try:
         deadline = time.monotonic() + 180
         while not pids_file.exists():
@@ -173,6 +156,18 @@ def _running(pid: int) -> bool:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return False
+
+
+def test_a_worker_started_with_ray_scores_its_ranks_there(monkeypatch):
+    from asfda.scoring.ray_options import ADDRESS_ENV
+    from asfda.worker.tasks import ray_pool_scorer
+
+    monkeypatch.delenv(ADDRESS_ENV, raising=False)
+    assert ray_pool_scorer() is None
+    monkeypatch.setenv(ADDRESS_ENV, "ray://head:10001")
+    monkeypatch.setenv("ASFDA_RAY_DATA", "object-store")
+    scorer = ray_pool_scorer()
+    assert (scorer.options.address, scorer.options.data) == ("ray://head:10001", DataAccess.OBJECT_STORE)
 
 
 def test_options_from_the_environment():

@@ -45,6 +45,13 @@ class RayOptions:
         if self.in_flight_per_actor < 1 or self.max_retries < 0:
             raise AsfdaError("in-flight cases per actor must be at least 1 and retries not negative")
 
+    def check_installed(self) -> RayOptions:
+        import importlib.util
+
+        if importlib.util.find_spec("ray") is None:
+            raise AsfdaError("--ray needs the ray package: pip install 'asfda[cluster]' (or pip install ray)")
+        return self
+
     @property
     def local(self) -> bool:
         return self.address == "local"

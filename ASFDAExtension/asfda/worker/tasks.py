@@ -64,6 +64,7 @@ def run_rank(store: Datastore, params: Dict[str, Any], device: str, progress: Pr
 
     strategy = Strategy(params["strategy"])
     options = RankingOptions(strategy=strategy, k=int(params["budget_k"]), seed=int(params.get("seed", 0)))
+    pool_scorer = ray_pool_scorer()
     outcome = rank_pool(
         store,
         options,
@@ -72,8 +73,9 @@ def run_rank(store: Datastore, params: Dict[str, Any], device: str, progress: Pr
         scoring=scoring_options(params),
         # Between chunks an Infer request (a clinician waiting on a case) goes first; the rank resumes after it.
         should_yield=lambda: progress.jobs.interactive_waiting(PRIORITY["rank"]),
+        pool_scorer=pool_scorer,
     )
-    return {
+    result = {
         "strategy": strategy.value,
         "budget_k": options.k,
         "model_version": outcome.model_version,
@@ -83,6 +85,23 @@ def run_rank(store: Datastore, params: Dict[str, Any], device: str, progress: Pr
         "cached": outcome.cached,
         "skipped": outcome.errors,
     }
+    if pool_scorer is not None:
+        result["ray"] = pool_scorer.report.as_dict()  # actors, retries, actor deaths
+    return result
+
+
+def ray_pool_scorer():
+    """`asfda serve --ray ADDRESS` puts the address in the environment of every job process."""
+    import os
+
+    from asfda.scoring.ray_options import ADDRESS_ENV
+
+    if not os.environ.get(ADDRESS_ENV):
+        return None
+    from asfda.scoring.ray_options import RayOptions
+    from asfda.scoring.ray_pool import RayPoolScorer
+
+    return RayPoolScorer(RayOptions.from_env(os.environ[ADDRESS_ENV]))
 
 
 def run_adapt(store: Datastore, params: Dict[str, Any], device: str, progress: ProgressReporter) -> Dict[str, Any]:
