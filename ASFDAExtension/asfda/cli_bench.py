@@ -1,4 +1,5 @@
-"""`asfda bench`: data (fetch the real anatomies), labels (label efficiency), speed (scoring cost)."""
+"""`asfda bench`: data (fetch the real anatomies), labels (label efficiency), speed (scoring cost), ray (cluster
+scoring throughput)."""
 
 from __future__ import annotations
 
@@ -79,6 +80,18 @@ def add_parser(subparsers) -> None:
     speed.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32", help="autocast precision")
     speed.set_defaults(func=run_speed)
 
+    ray = sub.add_parser(
+        "ray",
+        help="scoring throughput of 1, 2, 4 Ray CPU actors against one process; SQLite cache write rate",
+        description="Starts a local Ray (logical CPUs: the most actors asked) and scores the same synthetic "
+        "pool from an empty cache with one process and with each actor count (docs/benchmarks.md).",
+    )
+    ray.add_argument("--out", type=Path, default=Path("bench-results/ray"), help="results folder")
+    ray.add_argument("--volumes", type=int, help="pool size [24]")
+    ray.add_argument("--actors", type=int, nargs="+", help="actor counts [1 2 4]")
+    ray.add_argument("--tiny", action="store_true", help="tiny sizes, for tests")
+    ray.set_defaults(func=run_ray)
+
 
 def run_data(args: argparse.Namespace) -> int:
     from asfda.bench.sources import fetch_all
@@ -110,4 +123,11 @@ def run_speed(args: argparse.Namespace) -> int:
 
     report = run(SpeedSettings.from_args(args), args.out)
     print(format_speed(report))
+    return 0
+
+
+def run_ray(args: argparse.Namespace) -> int:
+    from asfda.bench.ray_speed import RaySpeedSettings, format_ray_speed, run_ray_speed
+
+    print(format_ray_speed(run_ray_speed(RaySpeedSettings.from_args(args), args.out)))
     return 0
