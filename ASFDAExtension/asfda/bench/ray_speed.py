@@ -75,8 +75,10 @@ def _datastore(root: Path, settings: RaySpeedSettings):
 
 
 def _clear_cache(store) -> None:
+    from asfda.scoring.cache import SignalCache
     from asfda.sqlite_db import connect
 
+    SignalCache(store.root / "asfda.db")  # creates the table on first use
     with connect(store.root / "asfda.db") as db:
         db.execute("DELETE FROM signals")
 
