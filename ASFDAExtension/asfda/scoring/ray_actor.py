@@ -4,6 +4,10 @@ Plain Python (the coordinator wraps it with `ray.remote`), so it imports without
 scoring are the single-process path's own: `CaseScorer.score` on `prepare_image(load_volume(path))`.
 An actor never opens the datastore (its SQLite and folders have one writer: the coordinator); it only
 reads an image path or unpacks shipped bytes into its own temporary folder.
+
+The actor runs its calls in threads (max_concurrency = cases in flight): the next case is read and
+resampled while the current one is on the device, as the DataLoader workers do on the single-process
+path; a lock keeps one network pass at a time, so device memory holds one volume's activations.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,6 +97,7 @@ class CaseScoringActor:
                     "ASFDA_RAY_DATA=object-store"
                 )
         self.device = device
+        self._device_lock = threading.Lock()
         self.scorer = CaseScorer(ModelStore(models_root).load(version, device), device, options)
 
     def describe(self) -> dict:
@@ -123,7 +129,8 @@ class CaseScoringActor:
             if unpacked is not None:
                 shutil.rmtree(unpacked, ignore_errors=True)
         # A failing network pass is not the case's fault: it fails the rank, as on the single-process path.
-        signal = self.scorer.score(case_id, prepared)
+        with self._device_lock:
+            signal = self.scorer.score(case_id, prepared)
         return ScoredCase(case_id, signal, None, time.perf_counter() - started)
 
     def __del__(self):

@@ -78,14 +78,18 @@ def ray_connection(options: RayOptions):
 
 
 def _actor_plan(ray, options: RayOptions) -> Tuple[int, dict, str, int]:
-    """(number of actors, their resource request, their device, their torch threads)."""
+    """(number of actors, their Ray options, their device, their torch threads)."""
     resources = ray.cluster_resources()
     gpus = int(resources.get("GPU", 0)) if not options.local else 0
     cpus = max(1, int(options.cpus_per_actor))
+    # Reading the next case during the current pass pays when the pass is on a GPU or the actor has a
+    # spare core; a one-core CPU actor would only split its core between the two (measured: no gain).
+    overlap = options.in_flight_per_actor if gpus or cpus > 1 else 1
+    request = {"num_cpus": options.cpus_per_actor, "max_concurrency": overlap}
     if gpus:
-        return options.actors or gpus, {"num_gpus": 1, "num_cpus": options.cpus_per_actor}, "cuda", cpus
+        return options.actors or gpus, {**request, "num_gpus": 1}, "cuda", cpus
     count = options.actors or max(1, int(resources.get("CPU", 1) // options.cpus_per_actor))
-    return count, {"num_gpus": 0, "num_cpus": options.cpus_per_actor}, "cpu", cpus
+    return count, {**request, "num_gpus": 0}, "cpu", cpus
 
 
 def _models_source(ray, store: Datastore, version: str, options: RayOptions):
@@ -111,9 +115,12 @@ def start_actors(ray, store: Datastore, scorer: CaseScorer, options: RayOptions,
     models = _models_source(ray, store, scorer.model.version, options)
     run = uuid.uuid4().hex[:8]
     actors = [
-        remote.options(name=f"{ACTOR_PREFIX}{run}-{i}", max_restarts=0, max_task_retries=0, **resources).remote(
-            models, scorer.model.version, scorer.options, device, threads
-        )
+        remote.options(
+            name=f"{ACTOR_PREFIX}{run}-{i}",
+            max_restarts=0,  # a dead actor's cases are retried on the others (see _Dispatch)
+            max_task_retries=0,
+            **resources,
+        ).remote(models, scorer.model.version, scorer.options, device, threads)
         for i in range(count)
     ]
     probes = {actor.describe.remote(): actor for actor in actors}
