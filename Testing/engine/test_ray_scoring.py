@@ -159,6 +159,19 @@ def _running(pid: int) -> bool:
         return False
 
 
+def test_bench_ray_prints_its_figures(tmp_path, ray_address):
+    from asfda.bench.ray_speed import RaySpeedSettings, format_ray_speed, run_ray_speed
+
+    settings = RaySpeedSettings(volumes=3, shape=(24, 24, 24), roi=(16, 16, 16), actor_counts=(2,), cache_writes=10)
+    settings.overhead_pairs = 1
+    report = run_ray_speed(settings, tmp_path)
+    assert [(r["actors"], r["data"]) for r in report.ray] == [(2, "shared"), (2, "object-store")]
+    assert all(r["scoring_s"] > 0 and r["retries"] == 0 for r in report.ray) and len(report.overhead_ratios) == 1
+    assert report.cache_writes_per_s > 0 and (tmp_path / "ray_speed.json").exists()
+    text = format_ray_speed(report)
+    assert "Ray, 2 actor(s), object-store" in text and "commits/s" in text
+
+
 def test_a_worker_started_with_ray_scores_its_ranks_there(monkeypatch):
     from asfda.scoring.ray_options import ADDRESS_ENV
     from asfda.worker.tasks import ray_pool_scorer

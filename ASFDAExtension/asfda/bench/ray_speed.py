@@ -1,7 +1,9 @@
 """`asfda bench ray`: scoring throughput of 1, 2, 4 Ray CPU actors on one machine against one process.
 
 One datastore of synthetic volumes and one model; every run starts from an empty signal cache, so each
-one scores the whole pool. Times are the scoring wall time (first submission to last result for Ray, the
+one scores the whole pool. "Actors idle" is the share of the actors' wall time not spent reading and
+scoring (dispatch, transfer, waiting on the coordinator): Ray's overhead, measured within one run, so
+the machine's load does not blur it. Times are the scoring wall time (first submission to last result for Ray, the
 `score_pool` call for one process); Ray's actor start (a fresh Python with torch and MONAI) is timed
 apart, since a long rank pays it once. Also measured: how many signals per second the coordinator can
 commit to the SQLite cache, the ceiling of any cluster size.
@@ -27,6 +29,7 @@ class RaySpeedSettings:
     roi: Tuple[int, int, int] = (32, 40, 32)
     actor_counts: Tuple[int, ...] = (1, 2, 4)
     cache_writes: int = 500
+    overhead_pairs: int = 3  # one process and one actor back to back, for a ratio the machine's load cancels from
     tiny: bool = False
 
     @classmethod
@@ -34,6 +37,7 @@ class RaySpeedSettings:
         s = cls()
         if args.tiny:
             s.volumes, s.shape, s.roi, s.actor_counts, s.cache_writes = 4, (24, 24, 24), (16, 16, 16), (1, 2), 20
+            s.overhead_pairs = 1
         if args.volumes:
             s.volumes = args.volumes
         if args.actors:
@@ -48,6 +52,7 @@ class RaySpeedReport:
     load_after: List[float] = field(default_factory=list)
     single_process: Dict[str, float] = field(default_factory=dict)  # mode -> seconds for the pool
     ray: List[Dict] = field(default_factory=list)  # per actor count: scoring s, actor start s, retries
+    overhead_ratios: List[float] = field(default_factory=list)  # one actor / one process, back to back
     cache_writes_per_s: float = 0.0
     cache_reads_per_s: float = 0.0
 
@@ -148,14 +153,20 @@ def run_ray_speed(settings: RaySpeedSettings, out: Path) -> RaySpeedReport:
         report.single_process["loader_workers=0"] = _single_process(store, scorer, 0)
         report.single_process["loader_workers=1"] = _single_process(store, scorer, 1)
         scorer.options.loader_workers = 0
-        # Logical CPUs: as many as the largest run asks, whatever the cores (the load is recorded with it).
-        ray.init(num_cpus=max(settings.actor_counts), num_gpus=0, include_dashboard=False, log_to_driver=False)
+        started_here = not ray.is_initialized()  # a running Ray (a test's) is used as it is
+        if started_here:
+            # Logical CPUs: as many as the largest run asks, whatever the cores (the load is recorded with it).
+            ray.init(num_cpus=max(settings.actor_counts), num_gpus=0, include_dashboard=False, log_to_driver=False)
         try:
+            for _ in range(settings.overhead_pairs):
+                alone = _single_process(store, scorer, 0)
+                report.overhead_ratios.append(_ray_run(store, scorer, 1, "shared")["scoring_s"] / alone)
             for actors in settings.actor_counts:
                 report.ray.append(_ray_run(store, scorer, actors, "shared"))
             report.ray.append(_ray_run(store, scorer, min(settings.actor_counts), "object-store"))
         finally:
-            ray.shutdown()
+            if started_here:
+                ray.shutdown()
         report.cache_writes_per_s, report.cache_reads_per_s = _cache_rates(store, scorer, settings.cache_writes)
     report.load_after = list(os.getloadavg())
     out.mkdir(parents=True, exist_ok=True)
@@ -171,20 +182,23 @@ def format_ray_speed(report: RaySpeedReport) -> str:
         f"{'x'.join(map(str, report.settings['roi']))}, 1 torch thread per process; load average "
         f"{report.load_before[0]:.1f} before, {report.load_after[0]:.1f} after",
         "",
-        "| path | scoring s | volumes/s | vs one process | actor start s |",
-        "|---|---|---|---|---|",
+        "| path | scoring s | volumes/s | vs one process | actor start s | actors idle |",
+        "|---|---|---|---|---|---|",
     ]
     for mode, seconds in report.single_process.items():
-        lines.append(f"| one process, {mode} | {seconds:.2f} | {volumes / seconds:.2f} | {base / seconds:.2f}x | - |")
+        speed = f"{volumes / seconds:.2f} | {base / seconds:.2f}x"
+        lines.append(f"| one process, {mode} | {seconds:.2f} | {speed} | - | - |")
     for run in report.ray:
         lines.append(
             f"| Ray, {run['actors']} actor(s), {run['data']} | {run['scoring_s']:.2f} | "
-            f"{volumes / run['scoring_s']:.2f} | {base / run['scoring_s']:.2f}x | {run['actor_start_s']:.1f} |"
+            f"{volumes / run['scoring_s']:.2f} | {base / run['scoring_s']:.2f}x | {run['actor_start_s']:.1f} | "
+            f"{100.0 * (1 - run['actor_busy_s'] / (run['actors'] * run['scoring_s'])):.1f} % |"
         )
-    one = next(r for r in report.ray if r["actors"] == 1 and r["data"] == "shared") if report.ray else None
-    if one:
-        lines.append("")
-        lines.append(f"Ray overhead at 1 actor: {100.0 * (one['scoring_s'] / base - 1):+.1f} % of the scoring time")
+    lines.append("")
+    if report.overhead_ratios:
+        ratios = ", ".join(f"{100.0 * (r - 1):+.1f} %" for r in report.overhead_ratios)
+        median = 100.0 * (float(np.median(report.overhead_ratios)) - 1)
+        lines.append(f"Ray overhead at 1 actor, back to back with one process: median {median:+.1f} % ({ratios})")
     lines.append(
         f"SQLite signal cache: {report.cache_writes_per_s:.0f} commits/s (one signal each), "
         f"{report.cache_reads_per_s:.0f} keyed reads/s"
