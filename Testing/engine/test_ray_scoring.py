@@ -186,12 +186,16 @@ def test_a_worker_started_with_ray_scores_its_ranks_there(monkeypatch):
 
 def test_options_from_the_environment():
     env = {"ASFDA_RAY_DATA": "object-store", "ASFDA_RAY_ACTORS": "8", "ASFDA_RAY_ROOT": "/mnt/ds"}
+    env.update({"ASFDA_RAY_CPUS_PER_ACTOR": "4", "ASFDA_RAY_IN_FLIGHT": "3", "ASFDA_RAY_MAX_RETRIES": "1"})
     options = RayOptions.from_env("auto", env)
     assert (options.data, options.actors, options.root_on_nodes) == (DataAccess.OBJECT_STORE, 8, "/mnt/ds")
+    assert (options.cpus_per_actor, options.in_flight_per_actor, options.max_retries) == (4.0, 3, 1)
     assert RayOptions.from_env("local", {}).data == DataAccess.SHARED
     with pytest.raises(AsfdaError, match="ASFDA_RAY_DATA"):
         RayOptions.from_env("auto", {"ASFDA_RAY_DATA": "nfs"})
     with pytest.raises(AsfdaError, match="ASFDA_RAY_ACTORS"):
         RayOptions.from_env("auto", {"ASFDA_RAY_ACTORS": "two"})
+    with pytest.raises(AsfdaError, match="ASFDA_RAY_IN_FLIGHT"):
+        RayOptions.from_env("auto", {"ASFDA_RAY_IN_FLIGHT": "0"})
     with pytest.raises(AsfdaError, match="address"):
         RayOptions.from_env(" ", {})

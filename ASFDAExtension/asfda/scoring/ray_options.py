@@ -29,7 +29,8 @@ class RayOptions:
     root_on_nodes: Optional[str] = None  # the datastore as the nodes mount it; None: the same path as here
     actors: Optional[int] = None  # None: one per GPU of the cluster, else one per `cpus_per_actor` CPUs
     cpus_per_actor: float = 1.0
-    in_flight_per_actor: int = 2  # one scoring, one queued behind it so the actor never waits on the coordinator
+    # One scoring, one read meanwhile; more when reading a volume takes longer than its device pass.
+    in_flight_per_actor: int = 2
     max_retries: int = 2  # tries of one case after the actor scoring it died, before it is reported as an error
     start_timeout_s: float = 180.0  # actors not running by then (no free resources) are dropped
 
@@ -42,8 +43,10 @@ class RayOptions:
             raise AsfdaError(f"ASFDA_RAY_ACTORS must be at least 1, not {self.actors}")
         if self.cpus_per_actor <= 0:
             raise AsfdaError(f"ASFDA_RAY_CPUS_PER_ACTOR must be positive, not {self.cpus_per_actor}")
-        if self.in_flight_per_actor < 1 or self.max_retries < 0:
-            raise AsfdaError("in-flight cases per actor must be at least 1 and retries not negative")
+        if self.in_flight_per_actor < 1:
+            raise AsfdaError(f"ASFDA_RAY_IN_FLIGHT must be at least 1, not {self.in_flight_per_actor}")
+        if self.max_retries < 0:
+            raise AsfdaError(f"ASFDA_RAY_MAX_RETRIES must not be negative, not {self.max_retries}")
 
     def check_installed(self) -> RayOptions:
         import importlib.util
@@ -79,4 +82,5 @@ class RayOptions:
             actors=read("ASFDA_RAY_ACTORS", int, None),
             cpus_per_actor=read("ASFDA_RAY_CPUS_PER_ACTOR", float, 1.0),
             max_retries=read("ASFDA_RAY_MAX_RETRIES", int, 2),
+            in_flight_per_actor=read("ASFDA_RAY_IN_FLIGHT", int, 2),
         )
