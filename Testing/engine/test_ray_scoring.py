@@ -113,6 +113,15 @@ def test_a_killed_actors_cases_are_retried_on_another(tmp_path, ray_address):
     _same_ranking(outcome, single)
 
 
+def test_nodes_that_cannot_read_the_datastore_stop_the_rank_with_one_line(tmp_path, ray_address):
+    store = _datastore(tmp_path / "ray", cases=1)
+    scorer = RayPoolScorer(RayOptions(ray_address, actors=1, root_on_nodes=str(tmp_path / "not-mounted")))
+    with pytest.raises(AsfdaError, match="no Ray scoring actor could start") as error:
+        _rank(store, scorer)
+    assert "is not readable at" in str(error.value) and "object-store" in str(error.value)
+    assert "\n" not in str(error.value)
+
+
 def test_a_killed_coordinator_takes_its_actors_with_it(tmp_path, ray_address):
     """A cancelled worker job is killed with its process tree: its Ray actors must end too."""
     store = _datastore(tmp_path / "ray", cases=12)
