@@ -78,6 +78,37 @@ def add_parser(subparsers) -> None:
     )
     speed.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32", help="autocast precision")
     speed.set_defaults(func=run_speed)
+    add_pool_parser(sub)
+
+
+def add_pool_parser(sub) -> None:
+    pool = sub.add_parser(
+        "pool",
+        help="ranking memory and time against pool size (first rank and re-rank with the same model)",
+        description="Writes synthetic pools once, then runs the product's rank in a fresh process per "
+        "measurement and samples the resident memory of the process tree.",
+    )
+    pool.add_argument("--out", type=Path, default=Path("bench-results/pool"), help="results folder")
+    pool.add_argument("--sizes", type=int, nargs="+", default=[4, 32, 128], help="pool sizes")
+    pool.add_argument("--shape", type=int, nargs=3, default=[160, 160, 128], help="volume size")
+    pool.add_argument("--device", default="cpu")
+    pool.add_argument("--loader-workers", dest="loader_workers", type=int, default=1, help="reader processes")
+    pool.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    pool.set_defaults(func=run_pool)
+
+
+def run_pool(args: argparse.Namespace) -> int:
+    from asfda.bench.pool import PoolBenchSettings, format_pool, run_pool_bench
+
+    settings = PoolBenchSettings(
+        sizes=tuple(args.sizes),
+        shape=tuple(args.shape),
+        device=args.device,
+        loader_workers=args.loader_workers,
+        threads=args.threads or 0,
+    )
+    print(format_pool(run_pool_bench(settings, args.out)))
+    return 0
 
 
 def run_data(args: argparse.Namespace) -> int:

@@ -13,7 +13,7 @@ from asfda.datastore import Datastore
 from asfda.errors import AsfdaError
 from asfda.inference import Predictor
 from asfda.model_store import LoadedModel
-from asfda.query.dkd import knowledge_reference
+from asfda.query.dkd import KnowledgeReference, knowledge_reference
 from asfda.query.signals import CaseSignals, fill_pool_mean_gaps, score_volume
 from asfda.scoring.cache import SignalCache, SignalKey
 from asfda.scoring.options import ScoringOptions
@@ -38,9 +38,24 @@ class CaseScorer:
     """One model on one device, ready to score volumes; built once per job (or per cluster actor)."""
 
     def __init__(self, model: LoadedModel, device: str, options: ScoringOptions):
-        self.model, self.options = model, options
-        self.predictor = Predictor(model.network, model.config, device, options.precision)
-        self.reference = knowledge_reference(self.predictor.network, model.feature_prior, options.knowledge_source)
+        self.model, self.device, self.options = model, device, options
+        self._predictor: Optional[Predictor] = None
+        self._reference: Optional[KnowledgeReference] = None
+
+    @property
+    def predictor(self) -> Predictor:
+        # Built on first use: a re-rank served from the cache never moves the network or probes its layers.
+        if self._predictor is None:
+            self._predictor = Predictor(self.model.network, self.model.config, self.device, self.options.precision)
+        return self._predictor
+
+    @property
+    def reference(self) -> KnowledgeReference:
+        if self._reference is None:
+            self._reference = knowledge_reference(
+                self.predictor.network, self.model.feature_prior, self.options.knowledge_source
+            )
+        return self._reference
 
     def score(self, case_id: str, image) -> CaseSignals:
         return score_volume(self.predictor, case_id, image, self.reference, self.options.asd_rule)

@@ -1,0 +1,170 @@
+"""`asfda bench pool`: ranking memory and time against pool size, through the product's own rank_pool.
+
+For each pool size a datastore of synthetic volumes is written once; then, each in a fresh process (so
+one run's allocator state cannot hide the next one's memory), the first rank and a re-rank with the same
+model run while the parent samples the resident memory of the whole process tree (the job process and
+its DataLoader readers).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Dict, List, Tuple
+
+import numpy as np
+import psutil
+
+SAMPLE_INTERVAL_S = 0.02
+
+
+@dataclass
+class PoolBenchSettings:
+    sizes: Tuple[int, ...] = (4, 32, 128)
+    shape: Tuple[int, int, int] = (160, 160, 128)
+    roi: Tuple[int, int, int] = (96, 96, 96)
+    sw_batch_size: int = 4
+    device: str = "cpu"
+    loader_workers: int = 1
+    threads: int = 0  # 0: torch's default
+
+
+def _write_pool(root: Path, settings: PoolBenchSettings, count: int) -> None:
+    import nibabel as nib
+    import torch
+
+    from asfda.datastore import Datastore
+    from asfda.model_config import ModelConfig
+    from asfda.networks import build_network
+
+    store = Datastore(root)
+    if store.models.active_version() is None:
+        config = ModelConfig(
+            network="UNet",
+            network_args={"channels": [16, 32, 64, 128, 256], "strides": [2, 2, 2, 2], "num_res_units": 2},
+            roi_size=list(settings.roi),
+            sw_batch_size=settings.sw_batch_size,
+        )
+        torch.manual_seed(0)
+        store.models.publish(build_network(config), config, parent=None, note="bench pool")
+    rng = np.random.default_rng(0)
+    grid = np.stack(np.meshgrid(*[np.linspace(-1, 1, s) for s in settings.shape], indexing="ij"), axis=-1)
+    for index in range(count):
+        path = store.images_dir / f"vol{index:04d}.nii"
+        if path.exists():
+            continue
+        radius = rng.uniform(0.3, 0.6)
+        body = (np.linalg.norm(grid * rng.uniform(0.8, 1.2, 3), axis=-1) < radius).astype(np.float32)
+        image = body * rng.uniform(40, 80) + rng.normal(0, 10, settings.shape).astype(np.float32)
+        nib.save(nib.Nifti1Image(image.astype(np.float32), np.diag([1.5, 1.5, 1.5, 1.0])), str(path))
+
+
+def _tree_rss(process: psutil.Process) -> int:
+    total = 0
+    for p in [process, *process.children(recursive=True)]:
+        try:
+            total += p.memory_info().rss
+        except psutil.Error:
+            pass
+    return total
+
+
+def _measured_rank(root: Path, settings: PoolBenchSettings) -> Dict:
+    spec = {
+        "root": str(root),
+        "device": settings.device,
+        "workers": settings.loader_workers,
+        "threads": settings.threads,
+    }
+    started = time.perf_counter()
+    child = subprocess.Popen(
+        [sys.executable, "-m", "asfda.bench.pool", json.dumps(spec)], stdout=subprocess.PIPE, text=True
+    )
+    process, peak = psutil.Process(child.pid), 0
+    while child.poll() is None:
+        peak = max(peak, _tree_rss(process))
+        time.sleep(SAMPLE_INTERVAL_S)
+    out = child.stdout.read()
+    if child.returncode != 0:
+        raise RuntimeError(f"rank child failed with exit code {child.returncode}")
+    result = json.loads(out.strip().splitlines()[-1])
+    return {**result, "peak_rss_mb": peak / 2**20, "process_s": time.perf_counter() - started}
+
+
+def run_pool_bench(settings: PoolBenchSettings, out: Path) -> Dict:
+    out = Path(out)
+    rows: List[Dict] = []
+    for size in settings.sizes:
+        root = out / f"pool-{size}"
+        _write_pool(root, settings, size)
+        first = _measured_rank(root, settings)
+        again = _measured_rank(root, settings)
+        rows.append({"pool": size, "first": first, "rerank": again})
+        print(
+            f"pool {size}: first rank {first['rank_s']:.1f} s (peak {first['peak_rss_mb']:.0f} MB), "
+            f"re-rank {again['rank_s']:.2f} s (peak {again['peak_rss_mb']:.0f} MB)",
+            flush=True,
+        )
+        _forget_cache(root)  # the next invocation measures a first rank again
+    report = {"settings": asdict(settings), "rows": rows}
+    (out / "pool.json").write_text(json.dumps(report, indent=2))
+    (out / "pool.md").write_text(format_pool(report) + "\n")
+    return report
+
+
+def _forget_cache(root: Path) -> None:
+    from asfda.sqlite_db import connect
+
+    with connect(root / "asfda.db") as db:
+        db.execute("DELETE FROM signals")
+
+
+def format_pool(report: Dict) -> str:
+    s = report["settings"]
+    rows = report["rows"]
+    lines = [
+        f"# Ranking against pool size: {'x'.join(map(str, s['shape']))} volumes, roi {tuple(s['roi'])}, "
+        f"sw_batch_size {s['sw_batch_size']}, {s['device']}, {s['loader_workers']} reader process(es)",
+        "",
+        "| pool | first rank s | s per volume | peak RSS MB (job + readers) | re-rank s (x first) | re-rank peak MB |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        first, again = r["first"], r["rerank"]
+        lines.append(
+            f"| {r['pool']} | {first['rank_s']:.1f} | {first['rank_s'] / r['pool']:.2f} | "
+            f"{first['peak_rss_mb']:.0f} | {again['rank_s']:.2f} ({again['rank_s'] / first['rank_s']:.3f}x) | "
+            f"{again['peak_rss_mb']:.0f} |"
+        )
+    if len(rows) >= 2:
+        growth = rows[1]["first"]["peak_rss_mb"] - rows[0]["first"]["peak_rss_mb"]
+        lines += ["", f"Peak memory growth from {rows[0]['pool']} to {rows[1]['pool']} volumes: {growth:.0f} MB."]
+    return "\n".join(lines)
+
+
+def _child(spec: Dict) -> Dict:
+    import torch
+
+    from asfda.datastore import Datastore
+    from asfda.query.strategies import RankingOptions
+    from asfda.ranking import rank_pool
+    from asfda.scoring.options import ScoringOptions
+
+    if spec["threads"]:
+        torch.set_num_threads(spec["threads"])
+    store = Datastore(Path(spec["root"]), create=False)
+    started = time.perf_counter()
+    outcome = rank_pool(
+        store, RankingOptions(k=4), spec["device"], scoring=ScoringOptions(loader_workers=spec["workers"])
+    )
+    if spec["device"].startswith("cuda"):
+        torch.cuda.synchronize()
+    return {"rank_s": time.perf_counter() - started, "scored": outcome.scored, "cached": outcome.cached}
+
+
+if __name__ == "__main__":
+    print(json.dumps(_child(json.loads(sys.argv[1]))))
