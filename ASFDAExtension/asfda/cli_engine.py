@@ -20,6 +20,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--config", type=Path, help="model config JSON (import)")
     p.add_argument("--weights", type=Path, help="weights: state dict, checkpoint dict or Swin SSL encoder (import)")
     p.add_argument("--version", help="version to activate (activate)")
+    p.add_argument("--bundle", type=Path, help="MONAI bundle folder instead of --config/--weights (import)")
+    p.add_argument("--reference", type=Path, help="folder of source-like volumes for DKD reference statistics")
     p.set_defaults(func=run_model)
 
     p = subparsers.add_parser("rank", help="score unlabeled cases and print the ranked worklist")
@@ -51,7 +53,11 @@ def run_model(args) -> int:
     from asfda.weights import load_weights
 
     store = Datastore(args.datastore)
-    if args.action == "import":
+    if args.action == "import" and (args.bundle or args.reference):
+        from asfda.model_import import import_model
+
+        print(import_model(store, args.config, args.weights, args.bundle, args.reference, args.device).summary())
+    elif args.action == "import":
         if not args.config:
             raise ValueError("model import needs --config")
         config = ModelConfig.load(args.config)
