@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import functools
 import inspect
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional
@@ -155,7 +156,9 @@ def read_preprocessing(bundle_root: Path, label: bool = False) -> BundlePreproce
         if label and name in SPATIAL_STEPS and isinstance(item, dict):
             parser[f"{list_id}#{i}"] = _with_nearest(item)
         try:
-            step = parser.get_parsed_content(f"{list_id}#{i}", lazy=False)
+            with warnings.catch_warnings():  # bundles written before MONAI changed Orientation's default labels
+                warnings.filterwarnings("ignore", message=".*Orientationd?.__init__:labels", category=FutureWarning)
+                step = parser.get_parsed_content(f"{list_id}#{i}", lazy=False)
         except Exception as exc:
             raise UnsupportedBundle(f"preprocessing step {name} cannot be built ({type(exc).__name__}: {exc})") from exc
         if name in SPATIAL_STEPS:
