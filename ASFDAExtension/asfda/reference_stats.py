@@ -8,7 +8,7 @@ instance and group norm) and for batch-norm networks whose buffers drift during 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, Iterable, List, Tuple
 
 import numpy as np
 import torch
@@ -41,20 +41,27 @@ def pooled_reference(names: List[str], per_volume: List[Dict[str, tuple]]) -> Re
     return ReferenceStats(layers, means, variances, names)
 
 
-def compute_reference_stats(
-    network: torch.nn.Module, config: ModelConfig, folder: Path, device: str = "cpu"
-) -> ReferenceStats:
-    paths = reference_volumes(folder)
-    predictor = Predictor(network, config, device)
-    per_volume = []
-    for path in paths:
-        result = predictor.forward(prepare_image(load_volume(path), config), collect=True)
+def reference_stats_of(predictor: Predictor, images: Iterable[Tuple[str, torch.Tensor]]) -> ReferenceStats:
+    """Reference statistics of (name, prepared image) pairs, one forward pass each; images may stream."""
+    names, per_volume = [], []
+    for name, image in images:
+        names.append(name)
+        result = predictor.forward(image, collect=True)
         if not result.layer_names:
-            raise ConfigError(f"--reference: {config.network} has no normalisation layers, nothing to record")
+            raise ConfigError(f"--reference: {predictor.config.network} has no normalisation layers, nothing to record")
         per_volume.append(
             {
                 name: (np.asarray(m, np.float64), np.asarray(v, np.float64))
                 for name, m, v in zip(result.layer_names, result.layer_means, result.layer_vars)
             }
         )
-    return pooled_reference([strip_volume_suffix(p) for p in paths], per_volume)
+    return pooled_reference(names, per_volume)
+
+
+def compute_reference_stats(
+    network: torch.nn.Module, config: ModelConfig, folder: Path, device: str = "cpu"
+) -> ReferenceStats:
+    """Reference statistics of the volumes in `folder`, prepared as the model prepares a case."""
+    paths = reference_volumes(folder)  # checked before the first, possibly long, pass
+    images = ((strip_volume_suffix(p), prepare_image(load_volume(p), config)) for p in paths)
+    return reference_stats_of(Predictor(network, config, device), images)
