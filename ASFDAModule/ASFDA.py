@@ -7,22 +7,21 @@ their results on the GUI thread and the GUI is rendered from cached worker state
 
 import logging
 import os
-import pathlib
 import shutil
-import subprocess
 import tempfile
 import time
 from typing import Annotated
 
 import qt
 import slicer
-from ASFDALib import dependencies, segmentation_io
+from ASFDALib import dependencies, segmentation_io, selftest
 from ASFDALib.client import WorkerClient
-from ASFDALib.edits import EditTracker
-from ASFDALib.launcher import WorkerLauncher, slicerPythonExecutable
-from ASFDALib.poller import CachedPoller, TaskRunner
+from ASFDALib.edits import EditTracker, SegmentationEditWatcher
+from ASFDALib.launcher import WorkerLauncher
+from ASFDALib.machine_settings import DEVICES, MachineSettings
+from ASFDALib.poller import CachedPoller, TaskRunner, tickIntervalMs, yieldToBackgroundThreads
 from ASFDALib.worklist import COLUMNS, SORT_KEYS, JobProgress, JobState, Worklist
-from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
+from slicer.parameterNodeWrapper import WithinRange, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModule,
     ScriptedLoadableModuleLogic,
@@ -33,29 +32,26 @@ from slicer.util import VTKObservationMixin
 
 try:
     from slicer.i18n import tr as _
+    from slicer.i18n import translate
 except ImportError:  # Slicer < 5.4
+
     def _(text):
         return text
 
-TICK_MS = 500
-DEVICES = ["auto", "cuda", "cpu"]
+    def translate(context, text):
+        return text
 
 
-def resourceFile(moduleFile, relativePath):
-    """Built extensions copy Resources/ next to the module; a source checkout keeps it one level up."""
-    moduleDir = os.path.dirname(os.path.abspath(moduleFile))
-    for root in (moduleDir, os.path.dirname(moduleDir)):
-        candidate = os.path.join(root, "Resources", relativePath)
-        if os.path.exists(candidate):
-            return candidate
-    return os.path.join(moduleDir, "Resources", relativePath)
+PENDING = "pending"  # a job request is in flight; its id is not known yet
+DKD_COLUMN = COLUMNS.index("DKD")
 
 
 class ASFDA(ScriptedLoadableModule):
     def __init__(self, parent):
         ScriptedLoadableModule.__init__(self, parent)
         self.parent.title = _("ASFDA")
-        self.parent.categories = [_("Segmentation")]
+        # The core context, so the category merges with Slicer's own translated "Segmentation".
+        self.parent.categories = [translate("qSlicerAbstractCoreModule", "Segmentation")]
         self.parent.dependencies = ["Segmentations"]
         self.parent.contributors = ["ASFDA Slicer contributors"]
         self.parent.helpText = _(
@@ -65,21 +61,17 @@ class ASFDA(ScriptedLoadableModule):
             "again. The scoring formulas are this project's reconstruction of arXiv 2509.10784.")
         self.parent.acknowledgementText = _(
             "Method: Yang, Marcus, Sotiras, arXiv 2509.10784. Built on 3D Slicer and MONAI.")
-        # The default icon lookup only sees Resources/ next to this file, not a checkout's.
-        self.parent.icon = qt.QIcon(resourceFile(__file__, "Icons/ASFDA.png"))
 
 
 @parameterNodeWrapper
 class ASFDAParameterNode:
-    """Saved with the scene. The worker token is deliberately absent: scenes get shared."""
+    """Saved with the scene: only what belongs to this scene's work.
 
-    workerUrl: str = "http://127.0.0.1:8765"
-    localPort: Annotated[int, WithinRange(1024, 65535)] = 8765
-    workerPython: str = ""
-    device: Annotated[str, Choice(DEVICES)] = "auto"
-    datastorePath: pathlib.Path
+    Per-computer choices (worker URL, port, Python, device, datastore, annotator) are in the
+    application settings (ASFDALib.machine_settings); the worker token is kept nowhere.
+    """
+
     budgetK: Annotated[int, WithinRange(1, 1000)] = 4
-    annotator: str = ""
     adaptSteps: Annotated[int, WithinRange(0, 100000)] = 0
     usePseudoLabels: bool = True
     currentCaseId: str = ""
@@ -92,21 +84,21 @@ class ASFDAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         ScriptedLoadableModuleWidget.__init__(self, parent)
         VTKObservationMixin.__init__(self)
         self.logic = None
+        self.timer = None
         self._parameterNode = None
         self._parameterNodeGuiTag = None
+        self._guiConnected = False
         self.tasks = TaskRunner()
         self.pollers = {}
         self._rendered = {}
         self._announced = set()
+        self._ticking = False
         self.sortKey, self.sortDescending = "rank", False
         self.rankJobId = None
         self.adaptJobId = None
         self._jobsPrimed = False
         self.edits = EditTracker()
-        self._observedSegmentation = None
-
-    def resourcePath(self, filename):
-        return resourceFile(__file__, filename)
+        self.editWatcher = SegmentationEditWatcher(slicer.vtkSegmentation, self.edits.segmentationEdited)
 
     def setup(self):
         ScriptedLoadableModuleWidget.setup(self)
@@ -136,19 +128,55 @@ class ASFDAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.cancelJobButton.clicked.connect(self.onCancelJob)
         self.ui.activateModelButton.clicked.connect(self.onActivateModel)
 
-        self.ui.segmentEditorWidget.setMRMLScene(slicer.mrmlScene)
+        editor = self.ui.segmentEditorWidget
+        editor.setMRMLScene(slicer.mrmlScene)
+        # The case decides what is edited: with these selectors a clinician could paint another
+        # segmentation and Submit would send the untouched prediction.
+        editor.setSegmentationNodeSelectorVisible(False)
+        editor.setSourceVolumeNodeSelectorVisible(False)
+        self.setupMachineSettings()
         self.initializeParameterNode()
         # Always ticking: jobs finish while the clinician works in other modules.
         self.timer = qt.QTimer()
-        self.timer.setInterval(TICK_MS)
+        self.timer.setInterval(tickIntervalMs(False))
         self.timer.timeout.connect(self.onTimerTick)
         self.timer.start()
         self.updateGUIFromCache()
 
+    def setupMachineSettings(self):
+        self.ui.deviceComboBox.clear()
+        for device in DEVICES:
+            self.ui.deviceComboBox.addItem(device)
+        self.ui.localPortSpinBox.setRange(1024, 65535)
+        s = MachineSettings.load(qt.QSettings())
+        self.ui.workerUrlLineEdit.text = s.workerUrl
+        self.ui.localPortSpinBox.value = s.localPort
+        self.ui.workerPythonLineEdit.text = s.workerPython
+        self.ui.deviceComboBox.currentIndex = DEVICES.index(s.device)
+        self.ui.datastorePathLineEdit.currentPath = s.datastorePath
+        self.ui.annotatorLineEdit.text = s.annotator
+        for signal in (self.ui.workerUrlLineEdit.textChanged, self.ui.localPortSpinBox.valueChanged,
+                       self.ui.workerPythonLineEdit.textChanged, self.ui.deviceComboBox.currentIndexChanged,
+                       self.ui.datastorePathLineEdit.currentPathChanged, self.ui.annotatorLineEdit.textChanged):
+            signal.connect(self.saveMachineSettings)
+
+    def machineSettings(self):
+        return MachineSettings.fromValues({
+            "workerUrl": self.ui.workerUrlLineEdit.text, "localPort": self.ui.localPortSpinBox.value,
+            "workerPython": self.ui.workerPythonLineEdit.text, "device": self.ui.deviceComboBox.currentText,
+            "datastorePath": self.ui.datastorePathLineEdit.currentPath, "annotator": self.ui.annotatorLineEdit.text})
+
+    def saveMachineSettings(self, *unused):
+        self.machineSettings().save(qt.QSettings())
+
     def cleanup(self):
-        self.timer.stop()
+        if self.timer is not None:
+            self.timer.stop()
+        self.editWatcher.release()
         self.removeObservers()
-        self.logic.stopLocalWorker()  # never leave a training run holding the GPU after Slicer exits
+        if self.logic is not None:
+            self.logic.stopLocalWorker()  # never leave a training run holding the GPU after Slicer exits
+            self.logic.cleanup()
 
     def enter(self):
         self.initializeParameterNode()
@@ -157,14 +185,13 @@ class ASFDAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def exit(self):
         self.ui.segmentEditorWidget.setActiveEffect(None)
         self.ui.segmentEditorWidget.uninstallKeyboardShortcuts()
-        if self._parameterNode:
-            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-            self._parameterNodeGuiTag = None
+        self.disconnectParameterGui()
 
     def onSceneStartClose(self, caller, event):
-        self.confirmLeavingCase(None)  # the scene closes anyway: at least keep a copy of the edits
+        # A scene close cannot be refused: keep a copy of unsubmitted edits and say where it is.
+        self.keepUnsubmittedEdits(askToContinue=False)
+        self.editWatcher.release()
         self.edits.caseClosed()
-        self._observedSegmentation = None
         self.setParameterNode(None)
 
     def onSceneEndClose(self, caller, event):
@@ -176,20 +203,39 @@ class ASFDAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.segmentEditorWidget.setMRMLSegmentEditorNode(self.logic.getSegmentEditorNode())
 
     def setParameterNode(self, inputParameterNode):
-        if self._parameterNode:
+        node = inputParameterNode.parameterNode if inputParameterNode else None
+        current = self._parameterNode.parameterNode if self._parameterNode else None
+        if self._guiConnected and node is not None and node is current:
+            return  # already shown: connecting again would stack a second set of connectors
+        self.disconnectParameterGui()
+        self._parameterNode = inputParameterNode
+        if inputParameterNode:
+            self._parameterNodeGuiTag = inputParameterNode.connectGui(self.ui)
+            self._guiConnected = True
+
+    def disconnectParameterGui(self):
+        # Slicer 5.8's connectGui returns no tag, so nothing can be disconnected there: the GUI
+        # stays bound to its node, and setParameterNode does not bind the same node twice.
+        if self._guiConnected and self._parameterNodeGuiTag is not None:
             self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
             self._parameterNodeGuiTag = None
-        self._parameterNode = inputParameterNode
-        if self._parameterNode:
-            self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
+            self._guiConnected = False
 
     # -- background work ---------------------------------------------------------------------
 
-    def runInBackground(self, function, onSuccess, errorMessage):
+    def runInBackground(self, function, onSuccess, errorMessage, onFailure=None):
+        """Run ``function`` off the GUI thread; on failure undo ``onFailure`` state, then tell the user.
+
+        The error is shown, not raised: raising would leave the timer tick that delivers it.
+        """
+
         def onError(error):
-            with slicer.util.tryWithErrorDisplay(errorMessage):
-                raise error
+            if onFailure is not None:
+                onFailure()
+            slicer.util.errorDisplay(f"{errorMessage}\n\n{error}")
+
         self.tasks.submit(function, onSuccess, onError)
+        self.adjustTickInterval()
 
     def startPolling(self):
         client = self.logic.client
@@ -206,10 +252,32 @@ class ASFDAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         for poller in self.pollers.values():
             poller.poke(force=force)
 
+    def busy(self):
+        return self.tasks.pending > 0 or any(p.busy for p in self.pollers.values())
+
+    def adjustTickInterval(self):
+        if self.timer is not None:
+            interval = tickIntervalMs(self.busy())
+            if self.timer.interval != interval:
+                self.timer.setInterval(interval)
+
     def onTimerTick(self):
-        self.tasks.drain()
-        self.pokeAll()
-        self.updateGUIFromCache()
+        if self._ticking:  # a dialog opened by a continuation runs a nested event loop
+            return
+        self._ticking = True
+        try:
+            self.tasks.drain()
+            self.pokeAll()
+        except Exception:
+            logging.exception("ASFDA: timer tick failed")
+        finally:
+            try:
+                self.updateGUIFromCache()
+            finally:
+                busy = self.busy()
+                yieldToBackgroundThreads(busy)
+                self.adjustTickInterval()
+                self._ticking = False
 
     # -- rendering (cached state only, no worker I/O) ------------------------------------------
 
@@ -239,19 +307,19 @@ class ASFDAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             status = _("Worker not answering: {error}").format(error=errors[0])
         else:
             info = self.logic.info or {}
-            status = _("Connected to {url} ({device}, model {version})").format(
-                url=self.logic.client.url, device=info.get("device", "?"),
+            status = _("Connected to {url} ({device}, model {version}, datastore {datastore})").format(
+                url=self.logic.client.url, device=info.get("device", "?"), datastore=info.get("datastore", "?"),
                 version=self.logic.worklist.activeModelVersion or info.get("active_model_version") or "none")
         self.ui.workerStatusLabel.text = status
         p = self._parameterNode
         caseOpen = bool(p and p.currentCaseId and p.currentSegmentation)
-        running = {jobId for jobId in (self.rankJobId, self.adaptJobId) if jobId}
+        jobRunning = any(jobId not in (None, PENDING) for jobId in (self.rankJobId, self.adaptJobId))
         self.ui.stopLocalWorkerButton.enabled = self.logic.launcher is not None
         self.ui.rankButton.enabled = connected and self.rankJobId is None
         self.ui.nextCaseButton.enabled = connected and bool(self.logic.worklist.rows)
         self.ui.submitLabelButton.enabled = connected and caseOpen
         self.ui.adaptButton.enabled = connected and self.adaptJobId is None
-        self.ui.cancelJobButton.enabled = connected and bool(running)
+        self.ui.cancelJobButton.enabled = connected and jobRunning
         self.ui.activateModelButton.enabled = connected and self.ui.modelVersionComboBox.count > 0
 
     def renderWorklist(self):
@@ -263,9 +331,14 @@ class ASFDAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             for c, text in enumerate(row.cells()):
                 item = qt.QTableWidgetItem(text)
                 item.setData(qt.Qt.UserRole, row.caseId)
+                tips = []
                 if row.stale:
-                    item.setToolTip(_("Scored by model {version}, not the active one: rank again").format(
+                    tips.append(_("Scored by model {version}, not the active one: rank again").format(
                         version=row.modelVersion))
+                if c == DKD_COLUMN and row.knowledgeSource:
+                    tips.append(_("DKD knowledge source: {source}").format(source=row.knowledgeSource))
+                if tips:
+                    item.setToolTip("\n".join(tips))
                 if row.caseId == current:
                     font = item.font()
                     font.setBold(True)
@@ -289,7 +362,8 @@ class ASFDAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             progress = JobProgress.fromReply(job)
             bar.value = progress.percent
             bar.setFormat(progress.describe())
-            setattr(self, attr, None if progress.state.finished else progress.jobId)
+            if not (progress.state.finished and getattr(self, attr) == PENDING):  # an older job's end
+                setattr(self, attr, None if progress.state.finished else progress.jobId)
             if kind == "adapt":
                 self.ui.adaptStatusLabel.text = progress.describe()
             if progress.state.finished and progress.jobId not in self._announced:
@@ -328,8 +402,8 @@ class ASFDAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onConnected(self, connection):
         self.logic.setConnection(*connection)
-        if self._parameterNode:
-            self._parameterNode.workerUrl = self.logic.client.url
+        self.ui.workerUrlLineEdit.text = self.logic.client.url
+        self.rankJobId = self.adaptJobId = None
         self.startPolling()
 
     def onConnect(self):
@@ -341,10 +415,10 @@ class ASFDAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onStartLocalWorker(self):
         with slicer.util.tryWithErrorDisplay(_("Failed to start the local worker."), waitCursor=True):
-            p = self._parameterNode
-            if not p.workerPython and not self.logic.ensureLocalDependencies():
+            s = self.machineSettings()
+            if not s.workerPython and not self.logic.ensureLocalDependencies():
                 return
-            launcher = self.logic.startLocalWorker(p.datastorePath, p.localPort, p.workerPython, p.device,
+            launcher = self.logic.startLocalWorker(s.datastorePath, s.localPort, s.workerPython, s.device,
                                                    self.ui.workerTokenLineEdit.text)
             self.ui.workerStatusLabel.text = _("Starting local worker (log: {log})...").format(log=launcher.logPath)
             self.runInBackground(self.logic.waitForLocalWorker, self.onConnected,
@@ -356,15 +430,39 @@ class ASFDAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.pollers = {}
             self.rankJobId = self.adaptJobId = None
 
+    def startJob(self, attr, request, errorMessage):
+        """Mark the job as requested until the worker answers; a refusal frees the button again."""
+        setattr(self, attr, PENDING)
+
+        def onFailure():
+            if getattr(self, attr) == PENDING:
+                setattr(self, attr, None)
+
+        self.runInBackground(request, self.onJobStarted, errorMessage, onFailure=onFailure)
+        self.updateGUIFromCache()  # disable the button now, not at the next tick
+
     def onRank(self):
         with slicer.util.tryWithErrorDisplay(_("Failed to start ranking."), waitCursor=True):
             client, k = self.logic.client, self._parameterNode.budgetK
-            self.rankJobId = "pending"
-            self.runInBackground(lambda: client.rank(k), self.onJobStarted, _("Failed to start ranking."))
+            self.startJob("rankJobId", lambda: client.rank(k), _("Failed to start ranking."))
+
+    def onAdapt(self):
+        with slicer.util.tryWithErrorDisplay(_("Failed to start adaptation."), waitCursor=True):
+            p, client = self._parameterNode, self.logic.client
+            steps, pseudo = p.adaptSteps or None, p.usePseudoLabels
+            self.startJob("adaptJobId", lambda: client.adapt(steps, pseudo), _("Failed to start adaptation."))
 
     def onJobStarted(self, job):
         setattr(self, "rankJobId" if job.get("kind") == "rank" else "adaptJobId", job["job_id"])
         self.pokeAll(force=True)
+
+    def onCancelJob(self):
+        with slicer.util.tryWithErrorDisplay(_("Failed to cancel the job."), waitCursor=True):
+            client = self.logic.client
+            for jobId in (self.adaptJobId, self.rankJobId):
+                if jobId and jobId != PENDING:
+                    self.runInBackground(lambda j=jobId: client.cancelJob(j), lambda job: self.pokeAll(True),
+                                         _("Failed to cancel the job."))
 
     def onHeaderClicked(self, column):
         key = SORT_KEYS[column]
@@ -385,33 +483,26 @@ class ASFDAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 return
             self.loadCase(caseId)
 
-    def confirmLeavingCase(self, nextCaseId=None):
-        """Ask before unsubmitted edits go; a copy is written first so even 'discard' loses nothing."""
+    def keepUnsubmittedEdits(self, nextCaseId=None, askToContinue=True):
+        """Write a copy of unsubmitted edits before they go; ask (or, when nothing can stop it, tell)."""
         if not self.edits.mustConfirmLeaving(nextCaseId):
             return True
         p = self._parameterNode
         try:
             backup = self.logic.backupUnsubmittedLabel(p.currentSegmentation, p.currentVolume, p.currentCaseId)
             where = _("A copy of the edits is kept in {path}.").format(path=backup)
-        except Exception as error:  # an empty or invalid segmentation cannot be exported: say so
+        except Exception as error:  # an invalid segmentation cannot be exported: say so
             where = _("No copy could be written ({error}).").format(error=error)
+        if not askToContinue:
+            slicer.util.warningDisplay(_("Case {case} had edits that were not submitted. {where}").format(
+                case=p.currentCaseId, where=where))
+            return True
         return slicer.util.confirmOkCancelDisplay(
             _("Case {case} has edits that were not submitted. {where} Continue without submitting?").format(
                 case=p.currentCaseId, where=where))
 
-    def observeSegmentationEdits(self, segmentationNode):
-        if self._observedSegmentation is not None:
-            self.removeObserver(self._observedSegmentation, slicer.vtkSegmentation.RepresentationModified,
-                                self.onSegmentationEdited)
-        self._observedSegmentation = segmentationNode.GetSegmentation()
-        self.addObserver(self._observedSegmentation, slicer.vtkSegmentation.RepresentationModified,
-                         self.onSegmentationEdited)
-
-    def onSegmentationEdited(self, caller=None, event=None):
-        self.edits.segmentationEdited()
-
     def loadCase(self, caseId):
-        if not self.confirmLeavingCase(caseId):
+        if not self.keepUnsubmittedEdits(caseId):
             return
         self.ui.caseStatusLabel.text = _("Loading {case} and the model's prediction...").format(case=caseId)
         client = self.logic.client
@@ -421,16 +512,14 @@ class ASFDAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onCaseFetched(self, files):
         with slicer.util.tryWithErrorDisplay(_("Failed to load case {case}.").format(case=files["caseId"]),
                                              waitCursor=True):
+            self.editWatcher.release()
             volume, segmentation = self.logic.loadCase(files, self._parameterNode)
             self.edits.caseLoaded(files["caseId"])
-            self.observeSegmentationEdits(segmentation)
+            self.editWatcher.watch(segmentation.GetSegmentation())
             slicer.util.setSliceViewerLayers(background=volume, fit=True)
             editor = self.ui.segmentEditorWidget
             editor.setSegmentationNode(segmentation)
-            if hasattr(editor, "setSourceVolumeNode"):
-                editor.setSourceVolumeNode(volume)
-            else:  # Slicer < 5.4
-                editor.setMasterVolumeNode(volume)
+            editor.setSourceVolumeNode(volume)
             self.ui.caseStatusLabel.text = _("{case}: prediction of model {version}. Correct it, then submit.").format(
                 case=files["caseId"], version=files.get("modelVersion") or "?")
             self.renderWorklist()
@@ -438,8 +527,19 @@ class ASFDAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onSubmitLabel(self):
         with slicer.util.tryWithErrorDisplay(_("Failed to submit the label."), waitCursor=True):
             p = self._parameterNode
-            path = self.logic.exportLabel(p.currentSegmentation, p.currentVolume, p.currentCaseId)
-            client, caseId, author = self.logic.client, p.currentCaseId, p.annotator
+            if self.ui.segmentEditorWidget.segmentationNode() is not p.currentSegmentation:
+                raise ValueError(_("The Segment Editor shows another segmentation than case {case}: "
+                                   "load the case again").format(case=p.currentCaseId))
+            try:
+                path = self.logic.exportLabel(p.currentSegmentation, p.currentVolume, p.currentCaseId)
+            except segmentation_io.EmptyLabelError:
+                if not slicer.util.confirmOkCancelDisplay(_(
+                        "Nothing is painted in case {case}. Submit it as a case without any structure "
+                        "(every voxel background)?").format(case=p.currentCaseId)):
+                    return
+                path = self.logic.exportLabel(p.currentSegmentation, p.currentVolume, p.currentCaseId,
+                                              allowEmpty=True)
+            client, caseId, author = self.logic.client, p.currentCaseId, self.ui.annotatorLineEdit.text
             self.ui.caseStatusLabel.text = _("Uploading the label of {case}...").format(case=caseId)
             self.runInBackground(lambda: client.uploadLabel(caseId, path, author), self.onLabelSubmitted,
                                  _("The worker refused the label of {case}.").format(case=caseId))
@@ -451,22 +551,6 @@ class ASFDAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             case=reply["case_id"], values=reply.get("label_values"))
         self.renderWorklist()
         self.pokeAll(force=True)
-
-    def onAdapt(self):
-        with slicer.util.tryWithErrorDisplay(_("Failed to start adaptation."), waitCursor=True):
-            p, client = self._parameterNode, self.logic.client
-            steps, pseudo = p.adaptSteps or None, p.usePseudoLabels
-            self.adaptJobId = "pending"
-            self.runInBackground(lambda: client.adapt(steps, pseudo), self.onJobStarted,
-                                 _("Failed to start adaptation."))
-
-    def onCancelJob(self):
-        with slicer.util.tryWithErrorDisplay(_("Failed to cancel the job."), waitCursor=True):
-            client = self.logic.client
-            for jobId in (self.adaptJobId, self.rankJobId):
-                if jobId and jobId != "pending":
-                    self.runInBackground(lambda j=jobId: client.cancelJob(j), lambda job: self.pokeAll(True),
-                                         _("Failed to cancel the job."))
 
     def onActivateModel(self):
         with slicer.util.tryWithErrorDisplay(_("Failed to activate the model version."), waitCursor=True):
@@ -492,24 +576,36 @@ class ASFDALogic(ScriptedLoadableModuleLogic):
         self.info = None
         self.launcher = None
         self.worklist = Worklist()
-        self.workDir = tempfile.mkdtemp(prefix="asfda-slicer-")
+        self.workDir = tempfile.mkdtemp(prefix="asfda-slicer-")  # downloads of this session only
+
+    def cleanup(self):
+        shutil.rmtree(self.workDir, ignore_errors=True)
 
     def getParameterNode(self):
         return ASFDAParameterNode(super().getParameterNode())
 
     @staticmethod
     def getSegmentEditorNode():
-        # Our own singleton, so the Segment Editor module's settings are left alone.
-        node = slicer.mrmlScene.GetSingletonNode("ASFDA", "vtkMRMLSegmentEditorNode")
+        # Our own singleton, so the Segment Editor module's settings are left alone; created from the
+        # scene's default node, as the Segment Editor does, so preferences such as overwrite mode apply.
+        scene = slicer.mrmlScene
+        node = scene.GetSingletonNode("ASFDA", "vtkMRMLSegmentEditorNode")
         if node is None:
-            node = slicer.vtkMRMLSegmentEditorNode()
+            node = scene.CreateNodeByClass("vtkMRMLSegmentEditorNode")
+            node.UnRegister(None)  # CreateNodeByClass hands over a reference Python already holds
             node.SetSingletonTag("ASFDA")
-            node = slicer.mrmlScene.AddNode(node)
+            node = scene.AddNode(node)
         return node
 
     @staticmethod
     def moduleDir():
         return os.path.dirname(os.path.abspath(__file__))
+
+    @staticmethod
+    def unsubmittedFolder():
+        """Backups of unsubmitted edits: outlive the session, next to the user's scenes."""
+        base = getattr(slicer.app, "defaultScenePath", "") or os.path.expanduser("~")
+        return os.path.join(base, "ASFDA unsubmitted edits")
 
     # Connection: openConnection may run in a worker thread; setConnection on the GUI thread.
     @staticmethod
@@ -525,7 +621,7 @@ class ASFDALogic(ScriptedLoadableModuleLogic):
         return dependencies.ensureLocalWorkerDependencies(self.moduleDir())
 
     def startLocalWorker(self, datastorePath, port, pythonExecutable="", device="auto", token=""):
-        datastore = str(datastorePath or "")
+        datastore = str(datastorePath or "").strip()
         if datastore in ("", "."):
             raise ValueError(_("Choose a datastore folder first"))
         self.stopLocalWorker()
@@ -542,7 +638,7 @@ class ASFDALogic(ScriptedLoadableModuleLogic):
         launcher = self.launcher
         client = WorkerClient(launcher.url, launcher.token)
         launcher.waitUntilHealthy(lambda: client.health(timeout=2.0), timeoutS=timeoutS)
-        return client, client.info()
+        return client, launcher.checkServesOurDatastore(client.info())
 
     def stopLocalWorker(self):
         if self.launcher is not None:
@@ -574,8 +670,7 @@ class ASFDALogic(ScriptedLoadableModuleLogic):
         scene = slicer.mrmlScene
         if parameterNode is not None:
             for node in (parameterNode.currentSegmentation, parameterNode.currentVolume):
-                if node is not None:
-                    scene.RemoveNode(node)
+                segmentation_io.removeNodeWithDisplayNodes(scene, node)
         caseId = files["caseId"]
         volume = segmentation_io.loadScalarVolume(scene, files["image"], caseId)
         segmentation = segmentation_io.loadPredictionAsSegmentation(
@@ -588,26 +683,27 @@ class ASFDALogic(ScriptedLoadableModuleLogic):
         return volume, segmentation
 
     def backupUnsubmittedLabel(self, segmentationNode, volumeNode, caseId):
-        """Save unsubmitted edits under the work folder with a time stamp; returns the path."""
-        folder = os.path.join(self.workDir, caseId, "unsubmitted-" + time.strftime("%Y%m%d-%H%M%S"))
+        """Save unsubmitted edits (even an empty segmentation) with a time stamp; returns the path."""
+        folder = os.path.join(self.unsubmittedFolder(), caseId + "-" + time.strftime("%Y%m%d-%H%M%S"))
         os.makedirs(folder, exist_ok=True)
         return segmentation_io.exportSegmentationToFile(
-            slicer.mrmlScene, segmentationNode, volumeNode, self.labels, folder, caseId)
+            slicer.mrmlScene, segmentationNode, volumeNode, self.labels, folder, caseId, allowEmpty=True)
 
-    def exportLabel(self, segmentationNode, volumeNode, caseId):
+    def exportLabel(self, segmentationNode, volumeNode, caseId, allowEmpty=False):
         if not caseId or segmentationNode is None:
             raise ValueError(_("Load a case before submitting a label"))
         folder = os.path.join(self.workDir, caseId)
         os.makedirs(folder, exist_ok=True)
         return segmentation_io.exportSegmentationToFile(
-            slicer.mrmlScene, segmentationNode, volumeNode, self.labels, folder, caseId)
+            slicer.mrmlScene, segmentationNode, volumeNode, self.labels, folder, caseId, allowEmpty=allowEmpty)
 
 
 class ASFDATest(ScriptedLoadableModuleTest):
-    """The whole loop against a real local worker on a tiny demo datastore (CPU, a few minutes).
+    """A light in-Slicer test (seconds, no worker); the whole loop only when asked.
 
-    Needs the worker requirements in the Python named by the ASFDA_TEST_PYTHON environment
-    variable (default: Slicer's own Python).
+    Set ASFDA_TEST_FULL_LOOP=1 to also run rank, label, adapt and rollback against a local worker
+    on a demo datastore (needs the worker and demo requirements in ASFDA_TEST_PYTHON or Slicer's
+    Python; several minutes). See ASFDALib/selftest.py.
     """
 
     def setUp(self):
@@ -615,81 +711,14 @@ class ASFDATest(ScriptedLoadableModuleTest):
 
     def runTest(self):
         self.setUp()
-        self.test_ASFDA_loop()
-
-    def waitFor(self, condition, timeoutS, message):
-        deadline = time.monotonic() + timeoutS
-        while time.monotonic() < deadline:
-            value = condition()
-            if value:
-                return value
-            slicer.app.processEvents()
-            time.sleep(0.2)
-        raise AssertionError(message)
-
-    def waitForJob(self, client, job, timeoutS=600):
-        def finishedJob():
-            current = client.job(job["job_id"])
-            return current if JobState(current["state"]).finished else None
-
-        finished = self.waitFor(finishedJob, timeoutS, f"{job['kind']} job did not finish")
-        self.assertEqual(finished["state"], "succeeded", finished.get("error"))
-        return finished
-
-    def test_ASFDA_loop(self):
-        self.delayDisplay("Building a tiny demo datastore")
         logic = ASFDALogic()
-        python = os.environ.get("ASFDA_TEST_PYTHON", "")
-        workDir = tempfile.mkdtemp(prefix="asfda-test-")
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(dependencies.workerPythonPath(logic.moduleDir()))
-        subprocess.run([python or slicerPythonExecutable(), "-m", "asfda", "demo", "--quick", "--out", workDir],
-                       check=True, timeout=900, env=env)
-        datastore = os.path.join(workDir, "datastore")
-
-        self.delayDisplay("Starting a local worker")
-        logic.startLocalWorker(datastore, 18765 + os.getpid() % 1000, python, "cpu")
         try:
-            logic.setConnection(*logic.waitForLocalWorker(timeoutS=300))
-            client = logic.client
-            self.assertTrue(logic.labels)
-            versionBefore = logic.info["active_model_version"]
-
-            self.delayDisplay("Ranking")
-            self.waitForJob(client, client.rank(2))
-            logic.updateWorklist(client.worklist(), client.cases())
-            caseId = logic.worklist.nextCase()
-            self.assertIsNotNone(caseId)
-            self.assertTrue(logic.worklist.selectedCaseIds)
-
-            self.delayDisplay(f"Loading {caseId} with its prediction")
-            parameterNode = logic.getParameterNode()
-            volume, segmentation = logic.loadCase(logic.fetchCase(client, caseId), parameterNode)
-            self.assertEqual(parameterNode.currentCaseId, caseId)
-            self.assertGreater(segmentation.GetSegmentation().GetNumberOfSegments(), 0)
-
-            self.delayDisplay("Submitting the (uncorrected) prediction as the label")
-            path = logic.exportLabel(segmentation, volume, caseId)
-            reply = client.uploadLabel(caseId, path, "ASFDATest")
-            self.assertEqual(reply["tag"], "final")
-            logic.updateWorklist(client.worklist(), client.cases())
-            self.assertTrue(logic.worklist.row(caseId).labeled)
-
-            self.delayDisplay("Adapting")
-            versionsBefore = len(client.models())
-            self.waitForJob(client, client.adapt(steps=2, usePseudoLabels=True))
-            models = client.models()
-            active = [m["version"] for m in models if m["active"]]
-            self.assertEqual(len(models), versionsBefore + 1)
-            self.assertEqual(len(active), 1)
-            self.assertNotEqual(active[0], versionBefore)
-
-            self.delayDisplay("Rolling back")
-            self.assertEqual(client.activateModel(versionBefore)["active_model_version"], versionBefore)
-            logic.worklist.setActiveModelVersion(versionBefore)
-            logic.updateWorklist(client.worklist(), client.cases())
+            selftest.runCaseRoundTrip(self, logic, slicer)
         finally:
-            logic.stopLocalWorker()
-            shutil.rmtree(workDir, ignore_errors=True)
-        logging.info("ASFDA loop test passed")
+            logic.cleanup()
+        if selftest.fullLoopRequested():
+            self.setUp()
+            selftest.runFullLoop(self, ASFDALogic(), processEvents=slicer.app.processEvents)
+        else:
+            logging.info("ASFDA: full worker loop skipped (set %s=1 to run it)", selftest.FULL_LOOP_VARIABLE)
         self.delayDisplay("Test passed")

@@ -4,6 +4,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 extras="${1:-demo}"
+# The DICOMweb tests run a real Orthanc (Debian packages). Installed here when we may (root + apt);
+# elsewhere those tests skip, and fail with the install command under CI=true.
+if [ "$extras" = "test" ] && [ ! -e /usr/share/orthanc/plugins/libOrthancDicomWeb.so ] && [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null; then
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq orthanc orthanc-dicomweb >/dev/null
+fi
 python3 -m venv .venv
 .venv/bin/python -m pip install --quiet --upgrade pip
 if [ "${ASFDA_TORCH:-cpu}" != "skip" ] && ! .venv/bin/python -c "import torch" 2>/dev/null; then

@@ -28,6 +28,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        from asfda.dicomweb.options import apply_dicomweb_args
+
+        apply_dicomweb_args(args)  # --dicomweb URL: the datastore's images come from a PACS from now on
         return int(args.func(args) or 0)
     except (AsfdaError, FileNotFoundError, ValueError) as exc:
         print(

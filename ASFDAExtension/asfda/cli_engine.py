@@ -5,12 +5,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from asfda.dicomweb.options import add_dicomweb_args
 from asfda.progress import console_progress
 
 
 def _datastore_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--datastore", type=Path, required=True, help="datastore folder (images/, labels/, models/)")
     p.add_argument("--device", default="cpu", help="cpu or cuda[:N] [cpu]")
+    add_dicomweb_args(p)
 
 
 def add_parser(subparsers) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from asfda.dicomweb.options import add_dicomweb_args
 from asfda.worker.settings import DEFAULT_MAX_UPLOAD_MB, DEFAULT_PORT
 
 
@@ -26,6 +27,13 @@ def add_parser(subparsers) -> None:
         default=DEFAULT_MAX_UPLOAD_MB,
         help=f"largest accepted request body in MiB [{DEFAULT_MAX_UPLOAD_MB}]",
     )
+    p.add_argument(
+        "--annotators",
+        type=Path,
+        default=None,
+        help='JSON file {"name": "token"}: one bearer token per annotator [env ASFDA_ANNOTATORS_FILE]',
+    )
+    add_dicomweb_args(p)
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.set_defaults(func=run)
 
@@ -37,14 +45,14 @@ def run(args: argparse.Namespace) -> int:
 
     # Checked before the heavy imports: a refused start must be quick and clear.
     settings = WorkerSettings.build(
-        args.datastore, args.host, args.port, args.device or "cpu", args.token, args.max_upload_mb
+        args.datastore, args.host, args.port, args.device or "cpu", args.token, args.max_upload_mb, args.annotators
     ).check()
     if args.device is None:
         import torch
 
         if torch.cuda.is_available():
             settings = WorkerSettings.build(
-                args.datastore, args.host, args.port, "cuda", args.token, args.max_upload_mb
+                args.datastore, args.host, args.port, "cuda", args.token, args.max_upload_mb, args.annotators
             ).check()
     import uvicorn
 

@@ -25,6 +25,15 @@ from asfda.model_store import ModelStore
 from asfda.state import LabelRecord, StateDB, utc_now
 
 
+def configured_image_source(root: Path):
+    """The image source saved in the datastore (dicomweb.json), so every process opening it agrees."""
+    if not (Path(root) / "dicomweb.json").exists():
+        return None
+    from asfda.dicomweb.source import load_source
+
+    return load_source(root)
+
+
 class LabelTag(str, enum.Enum):
     FINAL = "final"  # from a clinician
     PSEUDO = "pseudo"  # selected, masked model output used for adaptation
@@ -32,7 +41,7 @@ class LabelTag(str, enum.Enum):
 
 
 class Datastore:
-    def __init__(self, root: Path, create: bool = True):
+    def __init__(self, root: Path, create: bool = True, image_source=None):
         self.root = Path(root)
         if not self.root.exists() and not create:
             raise DatastoreNotFound(f"datastore {self.root} does not exist")
@@ -41,6 +50,8 @@ class Datastore:
             self.label_dir(tag).mkdir(parents=True, exist_ok=True)
         self.models = ModelStore(self.root / "models")
         self.state = StateDB(self.root / "asfda.db")
+        # Pluggable image source (case_ids + image_path), e.g. a PACS (asfda.dicomweb); None: images/.
+        self.image_source = image_source if image_source is not None else configured_image_source(self.root)
 
     @property
     def images_dir(self) -> Path:
@@ -50,6 +61,8 @@ class Datastore:
         return self.root / "labels" / LabelTag(tag).value
 
     def case_ids(self) -> List[str]:
+        if self.image_source is not None:
+            return self.image_source.case_ids()
         ids = []
         for path in sorted(self.images_dir.iterdir()):
             if path.name.startswith("."):
@@ -60,6 +73,8 @@ class Datastore:
 
     def image_path(self, case_id: str) -> Path:
         validate_case_id(case_id)
+        if self.image_source is not None:
+            return self.image_source.image_path(case_id)
         folder = self.images_dir / case_id
         if folder.is_dir():
             return folder

@@ -1,9 +1,15 @@
-"""One forward pass per volume that yields probabilities, pooled features and norm-layer statistics."""
+"""One forward pass per volume that yields probabilities, pooled features and norm-layer statistics.
+
+Everything that scoring needs is computed on the network's device: the hooks keep running sums there
+and the caller transfers one small result per volume, never a per-layer or per-window tensor.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import enum
 from dataclasses import dataclass, field
-from typing import List, Optional
+from typing import Iterator, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -14,24 +20,52 @@ from torch import nn
 from asfda.model_config import ModelConfig
 from asfda.networks import find_feature_module
 
+NORM_TYPES = (nn.modules.batchnorm._BatchNorm, nn.modules.instancenorm._InstanceNorm, nn.GroupNorm, nn.LayerNorm)
+
+
+class Precision(str, enum.Enum):
+    FP32 = "fp32"
+    BF16 = "bf16"  # autocast; what it gains depends on the network and device (docs/benchmarks.md)
+    FP16 = "fp16"
+
+
+def autocast(device: str, precision: Precision):
+    precision = Precision(precision)
+    if precision == Precision.FP32:
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if precision == Precision.BF16 else torch.float16
+    return torch.autocast(device_type=torch.device(device).type, dtype=dtype)
+
+
+def norm_layers(network: nn.Module) -> List[Tuple[str, nn.Module]]:
+    """Every normalisation layer whose input has one channel axis (batch, instance, group, layer norm)."""
+    return [
+        (name, m)
+        for name, m in network.named_modules()
+        if isinstance(m, NORM_TYPES) and not (isinstance(m, nn.LayerNorm) and len(m.normalized_shape) != 1)
+    ]
+
 
 def norm_layers_with_stats(network: nn.Module) -> List[nn.Module]:
     """Normalisation layers that stored source running statistics (batch norm, tracked instance norm)."""
+    return [m for _, m in named_norm_layers_with_stats(network)]
+
+
+def named_norm_layers_with_stats(network: nn.Module) -> List[Tuple[str, nn.Module]]:
     return [
-        m
-        for m in network.modules()
-        if isinstance(m, (nn.modules.batchnorm._BatchNorm, nn.modules.instancenorm._InstanceNorm))
-        and getattr(m, "track_running_stats", False)
-        and m.running_mean is not None
+        (name, m)
+        for name, m in norm_layers(network)
+        if getattr(m, "track_running_stats", False) and getattr(m, "running_mean", None) is not None
     ]
 
 
 @dataclass
 class ForwardResult:
-    probs: torch.Tensor  # (C, X, Y, Z) softmax probabilities in network space
+    probs: torch.Tensor  # (C, X, Y, Z) softmax probabilities in network space (on the CPU unless asked otherwise)
     feature: np.ndarray  # pooled deepest-encoder feature z(x)
     layer_means: List[np.ndarray] = field(default_factory=list)  # per norm layer: channel means of its input
     layer_vars: List[np.ndarray] = field(default_factory=list)
+    layer_names: List[str] = field(default_factory=list)  # module names, aligned with layer_means/layer_vars
 
     @property
     def multilayer_embedding(self) -> np.ndarray:
@@ -41,34 +75,49 @@ class ForwardResult:
 
 
 class _Probe:
-    """Forward hooks that accumulate statistics over all sliding-window patches of one volume."""
+    """Forward hooks that pool statistics over all sliding-window patches of one volume, on the device.
 
-    def __init__(self, feature_module: nn.Module, norm_layers: List[nn.Module]):
-        self.layers = norm_layers
-        self.sums = [None] * len(self.layers)
-        self.sumsq = [None] * len(self.layers)
-        self.counts = [0] * len(self.layers)
+    Per call a hook takes the channel mean and variance of its input in one pass (var_mean) and merges
+    them into float64 running moments (Chan et al.'s parallel update), which stays exact for large
+    voxel counts where sums of squares would cancel.
+    """
+
+    def __init__(self, feature_module: nn.Module, layers: List[Tuple[str, nn.Module]]):
+        self.names = [name for name, _ in layers]
+        self.counts = [0] * len(layers)
+        self.means: List[Optional[torch.Tensor]] = [None] * len(layers)
+        self.m2s: List[Optional[torch.Tensor]] = [None] * len(layers)
         self.feature_sum: Optional[torch.Tensor] = None
         self.feature_count = 0
         self.handles = [feature_module.register_forward_hook(self._on_feature)]
-        for index, layer in enumerate(self.layers):
-            self.handles.append(layer.register_forward_pre_hook(self._make_norm_hook(index)))
+        for index, (_, layer) in enumerate(layers):
+            channel_axis = -1 if isinstance(layer, nn.LayerNorm) else 1  # Swin's layer norms see channels last
+            self.handles.append(layer.register_forward_pre_hook(self._make_norm_hook(index, channel_axis)))
 
     def _on_feature(self, _module, _inputs, output):
         pooled = output.detach().float().mean(dim=tuple(range(2, output.ndim)))  # (B, D)
-        total = pooled.sum(dim=0).double().cpu()
+        total = pooled.sum(dim=0).double()
         self.feature_sum = total if self.feature_sum is None else self.feature_sum + total
         self.feature_count += pooled.shape[0]
 
-    def _make_norm_hook(self, index: int):
+    def _make_norm_hook(self, index: int, channel_axis: int):
         def hook(_module, inputs):
-            x = inputs[0].detach().double()
-            dims = [0] + list(range(2, x.ndim))
-            s, ss = x.sum(dim=dims).cpu(), (x * x).sum(dim=dims).cpu()
-            n = x.numel() // x.shape[1]
-            self.sums[index] = s if self.sums[index] is None else self.sums[index] + s
-            self.sumsq[index] = ss if self.sumsq[index] is None else self.sumsq[index] + ss
-            self.counts[index] += n
+            x = inputs[0].detach()
+            if x.dtype != torch.float32:
+                x = x.float()
+            axis = channel_axis % x.ndim
+            dims = [d for d in range(x.ndim) if d != axis]
+            var, mean = torch.var_mean(x, dim=dims, unbiased=False)
+            n = x.numel() // x.shape[axis]
+            mean, m2 = mean.double(), var.double() * n
+            total = self.counts[index] + n
+            if self.means[index] is None:
+                self.means[index], self.m2s[index] = mean, m2
+            else:
+                delta = mean - self.means[index]
+                self.means[index] = self.means[index] + delta * (n / total)
+                self.m2s[index] = self.m2s[index] + m2 + delta * delta * (self.counts[index] * n / total)
+            self.counts[index] = total
 
         return hook
 
@@ -76,59 +125,83 @@ class _Probe:
         for handle in self.handles:
             handle.remove()
 
-    def layer_stats(self):
-        means, variances = [], []
-        for s, ss, n in zip(self.sums, self.sumsq, self.counts):
-            if n == 0:
-                continue
-            mean = (s / n).numpy()
-            means.append(mean)
-            variances.append(np.maximum((ss / n).numpy() - mean * mean, 1e-8))
-        return means, variances
+    def to_host(self) -> Tuple[Optional[np.ndarray], List[str], List[np.ndarray], List[np.ndarray]]:
+        """(feature, layer names, means, variances) with a single device-to-host transfer."""
+        seen = [i for i, n in enumerate(self.counts) if n > 0]
+        parts = [self.means[i] for i in seen] + [self.m2s[i] / self.counts[i] for i in seen]
+        if self.feature_sum is not None:
+            parts.append(self.feature_sum / max(self.feature_count, 1))
+        if not parts:
+            return None, [], [], []
+        flat = torch.cat([p.reshape(-1) for p in parts]).cpu().numpy()
+        sizes = [p.numel() for p in parts]
+        pieces = np.split(flat, np.cumsum(sizes)[:-1])
+        feature = pieces.pop() if self.feature_sum is not None else None
+        means, variances = pieces[: len(seen)], [np.maximum(v, 1e-8) for v in pieces[len(seen) :]]
+        return feature, [self.names[i] for i in seen], means, variances
 
 
 class Predictor:
     """Wraps a network for sliding-window inference and scoring on one device."""
 
-    def __init__(self, network: nn.Module, config: ModelConfig, device: str = "cpu"):
+    def __init__(
+        self, network: nn.Module, config: ModelConfig, device: str = "cpu", precision: Precision = Precision.FP32
+    ):
         self.network = network.to(device).eval()
         self.config = config
         self.device = device
+        self.precision = Precision(precision)
         self.feature_module = find_feature_module(self.network, config)
         # Looked up once: walking the module tree on every volume costs more than the hooks themselves.
         self._feature_module = dict(self.network.named_modules())[self.feature_module]
-        self._norm_layers = norm_layers_with_stats(self.network)
+        self._norm_layers = norm_layers(self.network)
 
     def _logits(self, image: torch.Tensor) -> torch.Tensor:
         batch = image.unsqueeze(0) if image.ndim == 4 else image
-        return sliding_window_inference(
-            batch.to(self.device).float(),
-            roi_size=self.config.roi_size,
-            sw_batch_size=self.config.sw_batch_size,
-            predictor=self.network,
-            overlap=self.config.sw_overlap,
-            mode="gaussian",
-        )[0]
+        with autocast(self.device, self.precision):
+            logits = sliding_window_inference(
+                torch.as_tensor(batch).to(self.device).float(),
+                roi_size=self.config.roi_size,
+                sw_batch_size=self.config.sw_batch_size,
+                predictor=self.network,
+                overlap=self.config.sw_overlap,
+                mode="gaussian",
+            )[0]
+        return torch.as_tensor(logits).float()
+
+    @torch.no_grad()
+    def device_pass(self, image: torch.Tensor, collect: bool = True) -> ForwardResult:
+        """Like `forward`, but the probabilities stay on the network's device."""
+        probe = _Probe(self._feature_module, self._norm_layers if collect else [])
+        try:
+            probs = torch.softmax(self._logits(image), dim=0)
+        finally:
+            probe.close()
+        feature, names, means, variances = probe.to_host()
+        return ForwardResult(probs=probs, feature=feature, layer_means=means, layer_vars=variances, layer_names=names)
 
     @torch.no_grad()
     def forward(self, image: torch.Tensor, collect: bool = True) -> ForwardResult:
-        """Probabilities plus (when `collect`) pooled features and norm statistics from the same pass."""
-        probe = _Probe(self._feature_module, self._norm_layers if collect else [])
-        try:
-            probs = torch.softmax(self._logits(image), dim=0).cpu()
-        finally:
-            probe.close()
-        feature = (probe.feature_sum / max(probe.feature_count, 1)).numpy() if probe.feature_sum is not None else None
-        means, variances = probe.layer_stats()
-        return ForwardResult(probs=probs, feature=feature, layer_means=means, layer_vars=variances)
+        """Probabilities on the CPU plus (when `collect`) pooled features and norm statistics of the same pass."""
+        result = self.device_pass(image, collect)
+        result.probs = result.probs.cpu()
+        return result
 
     @torch.no_grad()
-    def mc_dropout_probs(self, image: torch.Tensor, samples: int, p: float = 0.2, seed: int = 0) -> torch.Tensor:
-        """(S, C, X, Y, Z) probabilities from `samples` passes with dropout active.
+    def label_map(self, image: torch.Tensor) -> torch.Tensor:
+        """(X, Y, Z) uint8 class ids in network space; the argmax runs on the device, only ids come back."""
+        return torch.argmax(self._logits(image), dim=0).to(torch.uint8).cpu()
 
-        Networks without dropout layers get dropout on their deepest encoder output, the usual place
-        for MC-dropout in encoder-decoder segmentation networks.
-        """
+    @torch.no_grad()
+    def confident_label_map(self, image: torch.Tensor, voxel_confidence: float) -> Tuple[torch.Tensor, torch.Tensor]:
+        """(uint8 class ids, bool mask of voxels whose top probability reaches `voxel_confidence`), network space."""
+        top, label = torch.softmax(self._logits(image), dim=0).max(dim=0)
+        return label.to(torch.uint8).cpu(), (top >= voxel_confidence).cpu()
+
+    @contextlib.contextmanager
+    def _dropout_active(self, p: float, seed: int) -> Iterator[None]:
+        """Dropout on at inference time. Networks without dropout layers get dropout on their deepest encoder
+        output, the usual place for MC-dropout in encoder-decoder segmentation networks."""
         dropouts = [m for m in self.network.modules() if isinstance(m, nn.modules.dropout._DropoutNd) and m.p > 0]
         handle = None
         if dropouts:
@@ -137,12 +210,37 @@ class Predictor:
         else:
             handle = self._feature_module.register_forward_hook(lambda _m, _i, out: F.dropout(out, p=p, training=True))
         generator_state = torch.random.get_rng_state()
+        cuda_state = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
         torch.manual_seed(seed)
         try:
-            return torch.stack([torch.softmax(self._logits(image), dim=0).cpu() for _ in range(samples)])
+            yield
         finally:
             torch.random.set_rng_state(generator_state)
+            if cuda_state is not None:
+                torch.cuda.set_rng_state_all(cuda_state)
             if handle is not None:
                 handle.remove()
             for m in dropouts:
                 m.eval()
+
+    @torch.no_grad()
+    def mc_dropout_probs(self, image: torch.Tensor, samples: int, p: float = 0.2, seed: int = 0) -> torch.Tensor:
+        """(S, C, X, Y, Z) probabilities from `samples` passes with dropout active (on the CPU)."""
+        with self._dropout_active(p, seed):
+            return torch.stack([torch.softmax(self._logits(image), dim=0).cpu() for _ in range(samples)])
+
+    @torch.no_grad()
+    def mc_dropout_epistemic(self, image: torch.Tensor, samples: int, p: float = 0.2, seed: int = 0) -> float:
+        """BALD mutual information averaged over voxels, accumulated pass by pass on the device: memory stays
+        at two probability maps whatever the number of samples."""
+        from asfda.query.asd import voxel_entropy
+
+        mean_probs: Optional[torch.Tensor] = None
+        mean_entropy: Optional[torch.Tensor] = None
+        with self._dropout_active(p, seed):
+            for _ in range(samples):
+                probs = torch.softmax(self._logits(image), dim=0)
+                entropy = voxel_entropy(probs)
+                mean_probs = probs / samples if mean_probs is None else mean_probs + probs / samples
+                mean_entropy = entropy / samples if mean_entropy is None else mean_entropy + entropy / samples
+        return float((voxel_entropy(mean_probs) - mean_entropy).clamp_min(0).mean())

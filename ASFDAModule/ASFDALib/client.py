@@ -61,7 +61,7 @@ def checkCaseId(caseId):
 class WorkerClient:
     """One worker endpoint; cheap to create, holds no connection."""
 
-    def __init__(self, url, token="", timeout=DEFAULT_TIMEOUT_S, longTimeout=LONG_TIMEOUT_S):
+    def __init__(self, url, token="", timeout=DEFAULT_TIMEOUT_S, longTimeout=LONG_TIMEOUT_S, annotator=""):
         url = (url or "").strip()
         if not url:
             raise WorkerError("No worker URL given")
@@ -71,6 +71,8 @@ class WorkerClient:
         self.token = (token or "").strip()
         self.timeout = timeout
         self.longTimeout = longTimeout
+        # Who is working: sent with every request (percent-encoded UTF-8, as HTTP headers are latin-1).
+        self.annotator = " ".join((annotator or "").split())
 
     # -- transport -------------------------------------------------------------------------
 
@@ -78,6 +80,8 @@ class WorkerClient:
         headers = dict(headers or {})
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
+        if self.annotator:
+            headers["X-Annotator"] = urllib.parse.quote(self.annotator)
         request = urllib.request.Request(self.url + path, data=data, headers=headers, method=method)
         where = f"{method} {path.split('?')[0]}"
         limit = self.timeout if timeout is None else timeout
@@ -194,6 +198,7 @@ class WorkerClient:
         return self._download("GET", path, targetPath, self.longTimeout)
 
     def uploadLabel(self, caseId, filePath, author=""):
+        author = author or self.annotator
         path = f"/cases/{urllib.parse.quote(checkCaseId(caseId))}/label"
         boundary = "asfda-" + uuid.uuid4().hex
         with open(filePath, "rb") as f:
@@ -202,7 +207,7 @@ class WorkerClient:
         parts = [
             f'--{boundary}\r\nContent-Disposition: form-data; name="author"\r\n\r\n{author}\r\n'.encode(),
             (
-                f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{fileName}\"\r\n"
+                f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{fileName}"\r\n'
                 "Content-Type: application/octet-stream\r\n\r\n"
             ).encode(),
             content,
@@ -233,3 +238,24 @@ class WorkerClient:
 
     def activateModel(self, version):
         return self._json("POST", f"/models/{urllib.parse.quote(str(version), safe='')}/activate")
+
+    # -- several annotators (leases, audit) ---------------------------------------------------
+
+    def nextCase(self, leaseSeconds=None):
+        """Lease this annotator's next case (the one already held, else the best-ranked free one); None if none."""
+        query = f"?lease_s={float(leaseSeconds):g}" if leaseSeconds else ""
+        return self._json("POST", "/next" + query)
+
+    def leaseCase(self, caseId, leaseSeconds=None):
+        """Lease (or renew) one case; WorkerError with status 409 names the holder when someone else has it."""
+        query = f"?lease_s={float(leaseSeconds):g}" if leaseSeconds else ""
+        return self._json("POST", f"/cases/{urllib.parse.quote(checkCaseId(caseId))}/lease" + query)
+
+    def releaseCase(self, caseId):
+        return self._json("DELETE", f"/cases/{urllib.parse.quote(checkCaseId(caseId))}/lease")
+
+    def leases(self):
+        return self._json("GET", "/leases")
+
+    def audit(self, caseId):
+        return self._json("GET", f"/cases/{urllib.parse.quote(checkCaseId(caseId))}/audit")

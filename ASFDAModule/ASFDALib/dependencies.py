@@ -85,6 +85,15 @@ def ensureTorch(askConfirmation=True):
     return torch is not None
 
 
+def installWithStatus(slicer, requirements):
+    """pip_install blocks the GUI for minutes on Slicer 5.8/5.10: say so while it runs."""
+    message = ("Installing the ASFDA worker requirements; this can take several minutes and Slicer does not "
+               "respond meanwhile:\n" + "\n".join(requirements))
+    slicer.util.showStatusMessage(message.splitlines()[0])
+    with slicer.util.MessageDialog(message), slicer.util.WaitCursor():
+        slicer.util.pip_install(list(requirements))
+
+
 def ensureWorkerRequirements(requirements=None):
     """pip-install missing worker requirements with Slicer's helpers (GUI thread only)."""
     import slicer
@@ -104,12 +113,12 @@ def ensureWorkerRequirements(requirements=None):
             packaging.pip_install(missing)  # dry-run against Slicer's constraints, then prompts
         except getattr(packaging, "InstallationAbortedError", ()) as aborted:
             raise DependencyError("Installation of the worker requirements was cancelled") from aborted
-    else:
+    else:  # Slicer 5.8 and 5.10
         if not slicer.util.confirmOkCancelDisplay(
                 "The ASFDA worker needs these Python packages, which will be installed now:\n"
                 + "\n".join(missing), windowTitle="ASFDA"):
             raise DependencyError("Installation of the worker requirements was cancelled")
-        slicer.util.pip_install(missing)
+        installWithStatus(slicer, missing)
     stillMissing = missingRequirements(requirements)
     if stillMissing:
         raise DependencyError(f"Could not install: {', '.join(stillMissing)}")

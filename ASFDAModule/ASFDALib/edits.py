@@ -29,3 +29,51 @@ class EditTracker:
     def mustConfirmLeaving(self, nextCaseId=None):
         """True when moving to `nextCaseId` (None: closing) would drop unsubmitted edits."""
         return self.dirty and nextCaseId != self.caseId
+
+
+def editEvents(segmentationClass):
+    """vtkSegmentation events that mean the clinician changed the label.
+
+    Not ``RepresentationModified``: it also fires when a derived representation is (re)built, for
+    example a closed surface for "Show 3D", which changes nothing the worker receives.
+    """
+    names = ("SourceRepresentationModified", "MasterRepresentationModified", "SegmentAdded", "SegmentRemoved")
+    events = []
+    for name in names:
+        event = getattr(segmentationClass, name, None)
+        if event is not None and event not in events:
+            events.append(event)
+    return events
+
+
+class SegmentationEditWatcher:
+    """Observes one case's segmentation at a time and releases it completely when the case goes.
+
+    Kept out of the widget's VTKObservationMixin on purpose: its removeObserver keeps the observed
+    object as a dictionary key, so each loaded case's segmentation would stay alive for the
+    widget's life.
+    """
+
+    def __init__(self, segmentationClass, onEdited):
+        self._events = editEvents(segmentationClass)
+        self._onEdited = onEdited
+        self._observed = None
+        self._tags = []
+
+    @property
+    def observed(self):
+        return self._observed
+
+    def watch(self, segmentation):
+        self.release()
+        self._observed = segmentation
+        self._tags = [segmentation.AddObserver(event, self._changed) for event in self._events]
+
+    def release(self):
+        if self._observed is not None:
+            for tag in self._tags:
+                self._observed.RemoveObserver(tag)
+        self._observed, self._tags = None, []
+
+    def _changed(self, caller=None, event=None):
+        self._onEdited()

@@ -3,7 +3,12 @@
 The worker runs as ``python -m asfda serve`` in its own session (process group), so stopping
 it can take down the job subprocesses it spawns too, instead of leaving a training run holding
 the GPU after Slicer closes. Its output goes to a log file rather than a pipe: nobody has to
-drain it, and the tail explains a failed start.
+drain it, and the tail explains a failed start. On Windows it starts without a console window,
+as Slicer's own ``launchConsoleProcess`` does.
+
+psutil is imported when stopping, not at load: it is one of the packages installed on first
+use, so a module-level import would miss it for the whole session and stop only the
+``PythonSlicer`` launcher, leaving the real worker holding the port, the GPU and the datastore.
 """
 
 import os
@@ -15,10 +20,11 @@ import sys
 import tempfile
 import time
 
-try:
-    import psutil
-except ImportError:  # psutil is optional; os.killpg covers POSIX without it
-    psutil = None
+# Windows process-creation flags (subprocess only defines them on Windows).
+CREATE_NEW_PROCESS_GROUP = 0x00000200
+CREATE_NO_WINDOW = 0x08000000
+STARTF_USESHOWWINDOW = 0x00000001
+SW_HIDE = 0
 
 
 def freePort(host="127.0.0.1"):
@@ -41,6 +47,45 @@ def slicerPythonExecutable():
 
 class WorkerStartError(RuntimeError):
     pass
+
+
+def _loadPsutil():
+    try:
+        import psutil
+    except ImportError:  # optional: os.killpg covers POSIX, taskkill covers Windows
+        return None
+    return psutil
+
+
+def popenPlatformOptions(osName=None):
+    """Popen keyword arguments: own process group, and on Windows no console window."""
+    if (osName or os.name) != "nt":
+        return {"start_new_session": True}
+    options = {"creationflags": CREATE_NEW_PROCESS_GROUP | CREATE_NO_WINDOW}
+    if hasattr(subprocess, "STARTUPINFO"):
+        info = subprocess.STARTUPINFO()
+        info.dwFlags |= STARTF_USESHOWWINDOW
+        info.wShowWindow = SW_HIDE
+        options["startupinfo"] = info
+    return options
+
+
+def treeKillCommand(pid):
+    """Windows' own way to end a process and all its descendants, when psutil is missing."""
+    return ["taskkill", "/T", "/F", "/PID", str(int(pid))]
+
+
+def portInUse(port, host="127.0.0.1"):
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.settimeout(0.5)
+        return s.connect_ex((host, int(port))) == 0
+
+
+def sameFolder(a, b):
+    try:
+        return os.path.normcase(os.path.realpath(str(a))) == os.path.normcase(os.path.realpath(str(b)))
+    except (OSError, ValueError):
+        return False
 
 
 class WorkerLauncher:
@@ -84,11 +129,12 @@ class WorkerLauncher:
             return self.process
         if not os.path.isdir(self.datastore):
             raise WorkerStartError(f"Datastore folder does not exist: {self.datastore}")
-        kwargs = {}
-        if os.name == "nt":
-            kwargs["creationflags"] = subprocess.CREATE_NEW_PROCESS_GROUP
-        else:
-            kwargs["start_new_session"] = True
+        if portInUse(self.port, self.host):
+            # A leftover worker (or anything else) there would answer /health in place of ours.
+            raise WorkerStartError(
+                f"Port {self.port} is already in use: stop the program using it (perhaps a worker left from "
+                "an earlier session) or choose another local port")
+        kwargs = popenPlatformOptions()
         log = open(self.logPath, "wb")
         try:
             self.process = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL, stdout=log,
@@ -107,6 +153,15 @@ class WorkerLauncher:
         except OSError:
             return ""
         return "\n".join(text.splitlines()[-lines:])
+
+    def checkServesOurDatastore(self, info):
+        """Refuse a worker whose /info names another datastore than the one this launcher started."""
+        served = (info or {}).get("datastore")
+        if not served or not sameFolder(served, self.datastore):
+            raise WorkerStartError(
+                f"The worker at {self.url} serves datastore {served!r}, not {self.datastore!r}: another "
+                "worker holds this port. Stop it, or choose another local port")
+        return info
 
     def waitUntilHealthy(self, health, timeoutS=60.0, intervalS=0.25):
         """Poll ``health()`` until it succeeds; fail early, with the log tail, if the process dies.
@@ -134,12 +189,14 @@ class WorkerLauncher:
         if process is None:
             return
         if process.poll() is None:
+            psutil = _loadPsutil()
             if psutil is not None:
-                _stopTreeWithPsutil(process.pid, timeoutS)
+                _stopTreeWithPsutil(psutil, process.pid, timeoutS)
             elif os.name != "nt":
                 _stopGroupWithKillpg(process, timeoutS)
             else:
-                process.kill()
+                subprocess.run(treeKillCommand(process.pid), capture_output=True, timeout=30,
+                               **{k: v for k, v in popenPlatformOptions().items() if k != "start_new_session"})
         try:
             process.wait(timeoutS)
         except subprocess.TimeoutExpired:
@@ -148,7 +205,7 @@ class WorkerLauncher:
         self.process = None
 
 
-def _stopTreeWithPsutil(pid, timeoutS):
+def _stopTreeWithPsutil(psutil, pid, timeoutS):
     try:
         parent = psutil.Process(pid)
         children = parent.children(recursive=True)

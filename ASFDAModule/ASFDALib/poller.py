@@ -7,8 +7,25 @@ GUI refresh itself reads only the cached values here, so a slow or dead worker n
 Slicer, unlike a plugin that does HTTP inside its refresh.
 """
 
+import logging
 import threading
 import time
+
+# Slicer's GUI thread holds the GIL between timer ticks, so background requests only advance while a
+# tick runs Python: tick often (and sleep briefly, releasing the GIL) while anything is in flight.
+IDLE_TICK_MS = 500
+BUSY_TICK_MS = 50
+GIL_YIELD_S = 0.005
+
+
+def tickIntervalMs(busy):
+    return BUSY_TICK_MS if busy else IDLE_TICK_MS
+
+
+def yieldToBackgroundThreads(busy):
+    """Let request threads run for a moment; only while some are in flight, so idle Slicer stays idle."""
+    if busy:
+        time.sleep(GIL_YIELD_S)
 
 
 class CachedPoller:
@@ -99,15 +116,28 @@ class TaskRunner:
         threading.Thread(target=run, name="ASFDATask", daemon=True).start()
         return task
 
+    def waitUntilFinished(self, timeoutS=None):
+        """Block until every submitted call has returned (tests and shutdown only, never the GUI refresh)."""
+        with self._lock:
+            tasks = list(self._tasks)
+        return all(task.done.wait(timeoutS) for task in tasks)
+
     def drain(self):
-        """Run continuations of finished tasks, in submission order; call on the GUI thread."""
+        """Run continuations of finished tasks, in submission order; call on the GUI thread.
+
+        A continuation that raises (an error display re-raises, for example) is logged and does not
+        stop the others: results that finished in the same tick are never lost.
+        """
         with self._lock:
             finished = [t for t in self._tasks if t.done.is_set()]
             self._tasks = [t for t in self._tasks if not t.done.is_set()]
         for task in finished:
-            if task.error is not None:
-                if task.onError is not None:
-                    task.onError(task.error)
-            elif task.onSuccess is not None:
-                task.onSuccess(task.result)
+            try:
+                if task.error is not None:
+                    if task.onError is not None:
+                        task.onError(task.error)
+                elif task.onSuccess is not None:
+                    task.onSuccess(task.result)
+            except Exception:
+                logging.exception("ASFDA: a background task's continuation failed")
         return len(finished)

@@ -20,6 +20,25 @@ _DEFAULT_COLORS = [
 ]
 
 
+class EmptyLabelError(ValueError):
+    """Nothing is painted: a valid negative case, but only when the clinician says so."""
+
+
+def removeNodeWithDisplayNodes(scene, node):
+    """Remove a node and its display and storage nodes: the scene keeps those otherwise, one set per case."""
+    if node is None or node.GetScene() is None:
+        return
+    dependents = []
+    for getCount, getNth in (("GetNumberOfDisplayNodes", "GetNthDisplayNode"),
+                             ("GetNumberOfStorageNodes", "GetNthStorageNode")):
+        if hasattr(node, getCount):
+            dependents += [getattr(node, getNth)(i) for i in range(getattr(node, getCount)())]
+    scene.RemoveNode(node)
+    for dependent in dependents:
+        if dependent is not None and dependent.GetScene() is not None:
+            scene.RemoveNode(dependent)
+
+
 def foregroundLabels(labels):
     """``{name: value}`` from /info without the background, sorted by value."""
     items = sorted(((str(n), int(v)) for n, v in (labels or {}).items()), key=lambda item: item[1])
@@ -69,7 +88,7 @@ def loadScalarVolume(scene, path, name):
     try:
         _readIntoNode(scene, node, path)
     except Exception:
-        scene.RemoveNode(node)
+        removeNodeWithDisplayNodes(scene, node)
         raise
     node.CreateDefaultDisplayNodes()
     return node
@@ -105,10 +124,10 @@ def loadPredictionAsSegmentation(scene, predictionPath, labels, labelColors=None
                 segmentation.GetSegmentation().AddEmptySegment("", labelName,
                                                                labelColor(labelName, value, labelColors))
     except Exception:
-        scene.RemoveNode(segmentation)
+        removeNodeWithDisplayNodes(scene, segmentation)
         raise
     finally:
-        scene.RemoveNode(labelmap)
+        removeNodeWithDisplayNodes(scene, labelmap)
         scene.RemoveNode(table)
     return segmentation
 
@@ -133,11 +152,12 @@ def segmentNames(segmentationNode):
     return [segmentation.GetNthSegment(i).GetName() for i in range(segmentation.GetNumberOfSegments())]
 
 
-def exportSegmentationToLabelmap(scene, segmentationNode, referenceVolumeNode, labels, name="ASFDALabel"):
+def exportSegmentationToLabelmap(scene, segmentationNode, referenceVolumeNode, labels, name="ASFDALabel",
+                                 allowEmpty=False):
     """A labelmap node on the reference volume's exact grid, valued with the model's labels.
 
-    Raises ValueError when a segment is named after no model label (the worker would reject it)
-    or when nothing is painted.
+    Raises ValueError when a segment is named after no model label (the worker would reject it),
+    and EmptyLabelError when nothing is painted unless ``allowEmpty`` (a confirmed negative case).
     """
     if referenceVolumeNode is None:
         raise ValueError("No reference volume: load a case before submitting its label")
@@ -149,6 +169,7 @@ def exportSegmentationToLabelmap(scene, segmentationNode, referenceVolumeNode, l
             f"Segments {unknown} are not model labels; "
             f"rename them to one of {sorted(valueByName)} or delete them")
     table = createLabelColorTable(scene, labels)
+    colorTablesBefore = _nodeIds(scene, "vtkMRMLColorTableNode")
     labelmap = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", scene.GenerateUniqueName(name))
     try:
         ids = vtk.vtkStringArray()
@@ -159,14 +180,21 @@ def exportSegmentationToLabelmap(scene, segmentationNode, referenceVolumeNode, l
         if not ok:
             raise RuntimeError("Could not export the segmentation to a labelmap")
         high = labelmap.GetImageData().GetPointData().GetScalars().GetRange()[1]
-        if high <= BACKGROUND_VALUE:
-            raise ValueError("The segmentation is empty: paint at least one structure before submitting")
+        if high <= BACKGROUND_VALUE and not allowEmpty:
+            raise EmptyLabelError("The segmentation is empty: nothing is painted")
     except Exception:
-        scene.RemoveNode(labelmap)
+        removeNodeWithDisplayNodes(scene, labelmap)
         raise
     finally:
         scene.RemoveNode(table)
+        # The export makes a color table for the temporary labelmap; one would be left per submit.
+        for nodeId in _nodeIds(scene, "vtkMRMLColorTableNode") - colorTablesBefore:
+            scene.RemoveNode(scene.GetNodeByID(nodeId))
     return labelmap
+
+
+def _nodeIds(scene, className):
+    return {scene.GetNthNodeByClass(i, className).GetID() for i in range(scene.GetNumberOfNodesByClass(className))}
 
 
 def saveLabelmap(scene, labelmapNode, path):
@@ -183,10 +211,12 @@ def saveLabelmap(scene, labelmapNode, path):
     return str(path)
 
 
-def exportSegmentationToFile(scene, segmentationNode, referenceVolumeNode, labels, directory, caseId):
+def exportSegmentationToFile(scene, segmentationNode, referenceVolumeNode, labels, directory, caseId,
+                             allowEmpty=False):
     """Export and save to ``directory/<caseId>-label.nii.gz``; returns the file path."""
-    labelmap = exportSegmentationToLabelmap(scene, segmentationNode, referenceVolumeNode, labels)
+    labelmap = exportSegmentationToLabelmap(scene, segmentationNode, referenceVolumeNode, labels,
+                                            allowEmpty=allowEmpty)
     try:
         return saveLabelmap(scene, labelmap, os.path.join(directory, f"{caseId}-label.nii.gz"))
     finally:
-        scene.RemoveNode(labelmap)
+        removeNodeWithDisplayNodes(scene, labelmap)

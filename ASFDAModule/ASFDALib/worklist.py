@@ -60,6 +60,7 @@ class WorklistRow:
     scoredAt: Optional[str] = None
     stale: bool = False
     selected: bool = False
+    knowledgeSource: Optional[str] = None  # which DKD reference the worker used; absent on older workers
 
     @classmethod
     def fromReply(cls, item):
@@ -75,6 +76,7 @@ class WorklistRow:
             scoredAt=item.get("scored_at"),
             stale=bool(item.get("stale", False)),
             selected=bool(item.get("selected", False)),
+            knowledgeSource=item.get("knowledge_source") or None,
         )
 
     @property

@@ -5,6 +5,7 @@ extension uses, with the same argument checks Slicer's do (files must exist). Wh
 a script missing from SCRIPTS, a resource or engine file not landing next to the module.
 """
 
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -28,6 +29,7 @@ macro(slicerMacroBuildScriptedModule)
     endif()
     get_filename_component(_d ${f} DIRECTORY)
     install(FILES ${f} DESTINATION ${Slicer_INSTALL_QTSCRIPTEDMODULES_LIB_DIR}/${_d})
+    configure_file(${f} ${CMAKE_BINARY_DIR}/${Slicer_QTSCRIPTEDMODULES_LIB_DIR}/${f} COPYONLY)
   endforeach()
   file(WRITE ${CMAKE_BINARY_DIR}/scripts.txt "${MY_SCRIPTS}")
 endmacro()
@@ -71,3 +73,23 @@ def test_extension_configures_builds_and_installs(tmp_path):
     built = build / "lib" / "Slicer-5.10" / "qt-scripted-modules"
     assert (built / "Resources" / "UI" / "ASFDA.ui").is_file()
     assert (built / "ASFDAWorker" / "ASFDAExtension" / "asfda" / "__main__.py").is_file()
+
+
+def test_index_urls_are_literal_https():
+    """The Extensions Index reads these values as written; a ${VAR} in them fails its checks."""
+    text = (REPO / "CMakeLists.txt").read_text()
+    for name in ("EXTENSION_HOMEPAGE", "EXTENSION_ICONURL", "EXTENSION_SCREENSHOTURLS"):
+        match = re.search(rf'set\({name}\s+"([^"]*)"\)', text)
+        assert match, name
+        assert match.group(1).startswith("https://") and "${" not in match.group(1), (name, match.group(1))
+    icon = re.search(r'set\(EXTENSION_ICONURL "[^"]*/raw/main/([^"]+)"\)', text).group(1)
+    shot = re.search(r'set\(EXTENSION_SCREENSHOTURLS "[^"]*/raw/main/([^"]+)"\)', text).group(1)
+    assert (REPO / icon).is_file() and (REPO / shot).is_file()
+
+
+def test_module_resources_are_listed_for_the_macro():
+    text = (REPO / "ASFDAModule" / "CMakeLists.txt").read_text()
+    listed = re.search(r"set\(MODULE_PYTHON_RESOURCES(.*?)\)", text, re.S).group(1).split()
+    files = {f"Resources/{p.relative_to(REPO / 'ASFDAModule' / 'Resources')}"
+             for p in (REPO / "ASFDAModule" / "Resources").rglob("*") if p.is_file()}
+    assert {entry.replace("${MODULE_NAME}", "ASFDA") for entry in listed} == files

@@ -75,7 +75,7 @@ def waitGone(pid, timeoutS=5.0):
 @pytest.mark.parametrize("usePsutil", [True, False])
 def test_start_health_and_stop_whole_tree(tmp_path, fakeEngine, monkeypatch, usePsutil):
     if not usePsutil:
-        monkeypatch.setattr(launcherModule, "psutil", None)
+        monkeypatch.setattr(launcherModule, "_loadPsutil", lambda: None)
     datastore = tmp_path / "store"
     datastore.mkdir()
     port = freePort()

@@ -142,3 +142,29 @@ def test_export_file_for_upload(mrmlScene, tmp_path):
     assert data.shape == (9, 7, 5)
     assert sorted(np.unique(data).tolist()) == [0, 2]
     assert int((data == 2).sum()) == int(mask.sum())
+
+
+def test_empty_segmentation_is_allowed_when_confirmed_and_leaves_no_nodes(mrmlScene, tmp_path):
+    """Findings 10 (negative cases) and 17 (nodes left behind by each export)."""
+    volume = makeReferenceVolume(mrmlScene)
+    seg = mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode")
+    seg.SetReferenceImageGeometryParameterFromVolumeNode(volume)
+    seg.GetSegmentation().AddEmptySegment("", "liver")
+    seg.CreateDefaultDisplayNodes()  # as every loaded case has
+    nodesBefore = mrmlScene.GetNumberOfNodes()
+    with pytest.raises(sio.EmptyLabelError):
+        sio.exportSegmentationToFile(mrmlScene, seg, volume, LABELS, str(tmp_path), "neg")
+    path = sio.exportSegmentationToFile(mrmlScene, seg, volume, LABELS, str(tmp_path), "neg", allowEmpty=True)
+    assert not np.asarray(nib.load(path).dataobj).any()
+    left = [mrmlScene.GetNthNode(i).GetClassName() for i in range(nodesBefore, mrmlScene.GetNumberOfNodes())]
+    assert left == [], left
+
+
+def test_removing_a_node_removes_its_display_and_storage_nodes(mrmlScene):
+    volume = makeReferenceVolume(mrmlScene)
+    volume.CreateDefaultDisplayNodes()
+    volume.AddDefaultStorageNode()
+    before = mrmlScene.GetNumberOfNodes()
+    sio.removeNodeWithDisplayNodes(mrmlScene, volume)
+    assert mrmlScene.GetNumberOfNodes() == before - 3
+    sio.removeNodeWithDisplayNodes(mrmlScene, volume)  # already gone: nothing to do

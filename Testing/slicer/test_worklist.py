@@ -99,3 +99,12 @@ def test_job_progress_from_reply():
     assert failed.describe() == "rank failed: CUDA out of memory"
     done = JobProgress.fromReply({"job_id": "j9", "kind": "rank", "state": "succeeded", "progress": {}})
     assert done.percent == 100
+
+
+def test_knowledge_source_is_read_when_the_worker_sends_it():
+    from ASFDALib.worklist import WorklistRow
+
+    assert WorklistRow.fromReply({"case_id": "a", "knowledge_source": "reference_stats"}).knowledgeSource == (
+        "reference_stats"
+    )
+    assert WorklistRow.fromReply({"case_id": "b"}).knowledgeSource is None  # older workers

@@ -10,13 +10,16 @@ saved Gaussian feature prior, and without that the distance from the target-pool
 from __future__ import annotations
 
 import enum
-from typing import List, Optional, Sequence
+from dataclasses import dataclass, field
+from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 from torch import nn
 
-from asfda.inference import ForwardResult, norm_layers_with_stats
+from asfda.inference import ForwardResult, named_norm_layers_with_stats
 from asfda.model_store import FeaturePrior
+
+LayerStats = Dict[str, Tuple[np.ndarray, np.ndarray]]  # norm layer name -> (channel means, channel variances)
 
 
 class KnowledgeSource(str, enum.Enum):
@@ -30,19 +33,21 @@ def gaussian_kl(mean_x, var_x, mean_s, var_s) -> np.ndarray:
     return 0.5 * (np.log(var_s / var_x) + (var_x + (mean_x - mean_s) ** 2) / var_s - 1.0)
 
 
-def source_norm_stats(network: nn.Module):
-    layers = norm_layers_with_stats(network)
-    return [m.running_mean.detach().double().cpu().numpy() for m in layers], [
-        m.running_var.detach().double().cpu().numpy() for m in layers
-    ]
+def source_norm_stats(network: nn.Module) -> LayerStats:
+    return {
+        name: (m.running_mean.detach().double().cpu().numpy(), m.running_var.detach().double().cpu().numpy())
+        for name, m in named_norm_layers_with_stats(network)
+    }
 
 
-def norm_stats_gap(result: ForwardResult, source_means: List[np.ndarray], source_vars: List[np.ndarray]) -> float:
+def norm_stats_gap(result: ForwardResult, source: LayerStats) -> float:
+    """Mean over the layers both sides know (matched by module name) of the mean channel KL."""
     per_layer = [
-        float(gaussian_kl(mx, vx, ms, vs).mean())
-        for mx, vx, ms, vs in zip(result.layer_means, result.layer_vars, source_means, source_vars)
+        float(gaussian_kl(mx, vx, *source[name]).mean())
+        for name, mx, vx in zip(result.layer_names, result.layer_means, result.layer_vars)
+        if name in source
     ]
-    return float(np.mean(per_layer))
+    return float(np.mean(per_layer)) if per_layer else float("nan")
 
 
 def feature_prior_gap(feature: np.ndarray, prior: FeaturePrior) -> float:
@@ -59,7 +64,7 @@ def pool_mean_gaps(features: Sequence[np.ndarray]) -> np.ndarray:
 def choose_knowledge_source(
     network: nn.Module, prior: Optional[FeaturePrior], preferred: Optional[KnowledgeSource] = None
 ) -> KnowledgeSource:
-    has_stats = bool(norm_layers_with_stats(network))
+    has_stats = bool(named_norm_layers_with_stats(network))
     if preferred == KnowledgeSource.FEATURE_PRIOR and prior is not None:
         return KnowledgeSource.FEATURE_PRIOR
     if preferred == KnowledgeSource.POOL_MEAN:
@@ -67,3 +72,27 @@ def choose_knowledge_source(
     if has_stats:
         return KnowledgeSource.NORM_STATS
     return KnowledgeSource.FEATURE_PRIOR if prior is not None else KnowledgeSource.POOL_MEAN
+
+
+@dataclass
+class KnowledgeReference:
+    """What a volume's knowledge gap is measured against, fixed once per model before scoring a pool."""
+
+    source: KnowledgeSource
+    layer_stats: LayerStats = field(default_factory=dict)
+    prior: Optional[FeaturePrior] = None
+
+    def gap(self, result: ForwardResult) -> float:
+        if self.source == KnowledgeSource.NORM_STATS:
+            return norm_stats_gap(result, self.layer_stats)
+        if self.source == KnowledgeSource.FEATURE_PRIOR:
+            return feature_prior_gap(result.feature, self.prior)
+        return float("nan")  # pool mean: needs the whole pool, see pool_mean_gaps
+
+
+def knowledge_reference(
+    network: nn.Module, prior: Optional[FeaturePrior], preferred: Optional[KnowledgeSource] = None
+) -> KnowledgeReference:
+    source = choose_knowledge_source(network, prior, preferred)
+    stats = source_norm_stats(network) if source == KnowledgeSource.NORM_STATS else {}
+    return KnowledgeReference(source, stats, prior)

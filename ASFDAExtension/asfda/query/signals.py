@@ -10,15 +10,8 @@ import torch
 
 from asfda.inference import Predictor
 from asfda.model_store import FeaturePrior
-from asfda.query.asd import ForegroundRule, anatomical_segmentation_difficulty, predicted_foreground, voxel_entropy
-from asfda.query.dkd import (
-    KnowledgeSource,
-    choose_knowledge_source,
-    feature_prior_gap,
-    norm_stats_gap,
-    pool_mean_gaps,
-    source_norm_stats,
-)
+from asfda.query.asd import ForegroundRule, foreground_region, predicted_foreground, region_mean, voxel_entropy
+from asfda.query.dkd import KnowledgeReference, KnowledgeSource, knowledge_reference, pool_mean_gaps
 
 ProgressFn = Callable[[int, int], None]
 
@@ -35,6 +28,49 @@ class CaseSignals:
     foreground_fraction: float = 0.0
     knowledge_source: str = KnowledgeSource.NORM_STATS.value
     epistemic: Optional[float] = None
+    layer_names: List[str] = field(default_factory=list)
+    foreground_voxels: int = 0
+
+
+def score_volume(
+    predictor: Predictor,
+    case_id: str,
+    image: torch.Tensor,
+    reference: KnowledgeReference,
+    asd_rule: ForegroundRule = ForegroundRule.OTSU,
+) -> CaseSignals:
+    """One pass on the predictor's device; only the pooled statistics and four scalars come back.
+
+    A pool-mean gap is left as NaN: it needs every volume's feature (see fill_pool_mean_gaps).
+    """
+    result = predictor.device_pass(image, collect=True)
+    probs = result.probs
+    entropy = voxel_entropy(probs)
+    foreground = predicted_foreground(probs)
+    asd = region_mean(entropy, foreground_region(probs, asd_rule), empty=1.0)
+    scalars = torch.stack([asd, entropy.mean(), foreground.float().mean(), foreground.sum().float()]).cpu().tolist()
+    del probs, entropy, foreground, result.probs
+    return CaseSignals(
+        case_id=case_id,
+        dkd=reference.gap(result),
+        asd=float(scalars[0]),
+        entropy=float(scalars[1]),
+        feature=result.feature,
+        layer_means=result.layer_means,
+        layer_vars=result.layer_vars,
+        foreground_fraction=float(scalars[2]),
+        knowledge_source=reference.source.value,
+        layer_names=result.layer_names,
+        foreground_voxels=int(scalars[3]),
+    )
+
+
+def fill_pool_mean_gaps(signals: List[CaseSignals]) -> None:
+    """Pool-mean DKD: each volume's distance from the pool's feature distribution, set in place."""
+    chosen = [s for s in signals if s.knowledge_source == KnowledgeSource.POOL_MEAN.value]
+    if chosen:
+        for signal, gap in zip(chosen, pool_mean_gaps([s.feature for s in chosen])):
+            signal.dkd = float(gap)
 
 
 def compute_signals(
@@ -45,35 +81,13 @@ def compute_signals(
     asd_rule: ForegroundRule = ForegroundRule.OTSU,
     progress: Optional[ProgressFn] = None,
 ) -> List[CaseSignals]:
-    """Score every prepared image with a single forward pass each."""
-    source = choose_knowledge_source(predictor.network, feature_prior, knowledge_source)
-    src_means, src_vars = source_norm_stats(predictor.network)
+    """Score every prepared image held in memory with a single forward pass each (small pools, benchmarks);
+    datastores stream their cases through asfda.scoring instead."""
+    reference = knowledge_reference(predictor.network, feature_prior, knowledge_source)
     found: List[CaseSignals] = []
     for index, (case_id, image) in enumerate(images.items()):
-        result = predictor.forward(image, collect=True)
-        if source == KnowledgeSource.NORM_STATS:
-            gap = norm_stats_gap(result, src_means, src_vars)
-        elif source == KnowledgeSource.FEATURE_PRIOR:
-            gap = feature_prior_gap(result.feature, feature_prior)
-        else:
-            gap = float("nan")  # needs the whole pool; filled below
-        entropy = voxel_entropy(result.probs)
-        found.append(
-            CaseSignals(
-                case_id=case_id,
-                dkd=gap,
-                asd=anatomical_segmentation_difficulty(result.probs, asd_rule, entropy),
-                entropy=float(entropy.mean()),
-                feature=result.feature,
-                layer_means=result.layer_means,
-                layer_vars=result.layer_vars,
-                foreground_fraction=float(predicted_foreground(result.probs).float().mean()),
-                knowledge_source=source.value,
-            )
-        )
+        found.append(score_volume(predictor, case_id, image, reference, asd_rule))
         if progress:
             progress(index + 1, len(images))
-    if source == KnowledgeSource.POOL_MEAN and found:
-        for signal, gap in zip(found, pool_mean_gaps([s.feature for s in found])):
-            signal.dkd = float(gap)
+    fill_pool_mean_gaps(found)
     return found

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from contextlib import asynccontextmanager
 
@@ -11,6 +12,7 @@ from fastapi.responses import JSONResponse
 
 import asfda
 from asfda.datastore import Datastore
+from asfda.dicomweb.errors import CacheFull, PacsUnavailable
 from asfda.errors import (
     AsfdaError,
     CorruptImage,
@@ -21,10 +23,11 @@ from asfda.errors import (
     UnknownCase,
     UnknownLabelValues,
 )
-from asfda.worker import routes_cases, routes_jobs, routes_models
+from asfda.worker import routes_annotators, routes_cases, routes_dicomweb, routes_jobs, routes_models
 from asfda.worker.auth import BearerTokenMiddleware
 from asfda.worker.context import Worker
 from asfda.worker.jobstore import JobStore, one_line
+from asfda.worker.leases import LeaseBook, LeaseConflict
 from asfda.worker.limits import BodySizeLimitMiddleware
 from asfda.worker.recovery import lock_datastore, recover
 from asfda.worker.runner import JobRunner
@@ -37,6 +40,9 @@ STATUS_OF = [
     (InvalidCaseId, 400),
     (UnknownCase, 404),
     (ModelNotFound, 404),
+    (LeaseConflict, 409),
+    (PacsUnavailable, 503),
+    (CacheFull, 507),
     ((CorruptImage, GeometryMismatch, UnknownLabelValues, EmptyLabel), 422),
     (AsfdaError, 400),
 ]
@@ -73,9 +79,11 @@ def create_app(settings: WorkerSettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
         runner.start()
+        write_back = asyncio.create_task(routes_dicomweb.retry_forever(_app.state.worker))
         try:
             yield
         finally:
+            write_back.cancel()
             runner.stop()
             lock.close()
 
@@ -85,13 +93,13 @@ def create_app(settings: WorkerSettings) -> FastAPI:
         description="Rank, label and adapt over one datastore; see docs/worker-api.md.",
         lifespan=lifespan,
     )
-    app.state.worker = Worker(settings, store, jobs, runner)
+    app.state.worker = Worker(settings, store, jobs, runner, LeaseBook(store.root / "asfda.db"))
     app.add_exception_handler(AsfdaError, _engine_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(Exception, _unexpected_error)
-    for module in (routes_models, routes_cases, routes_jobs):
+    for module in (routes_models, routes_cases, routes_annotators, routes_dicomweb, routes_jobs):
         app.include_router(module.router)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_upload_bytes)
-    if settings.token:
-        app.add_middleware(BearerTokenMiddleware, token=settings.token)  # added last: runs first
+    if settings.token or settings.annotator_tokens:  # added last: runs first
+        app.add_middleware(BearerTokenMiddleware, token=settings.token, annotator_tokens=settings.annotator_tokens)
     return app

@@ -11,8 +11,10 @@ from fastapi import Depends, HTTPException, Request
 
 from asfda.case_ids import validate_case_id
 from asfda.datastore import Datastore
+from asfda.errors import UnknownCase
 from asfda.model_config import ModelConfig
 from asfda.worker.jobstore import JobStore
+from asfda.worker.leases import LeaseBook
 from asfda.worker.runner import JobRunner
 from asfda.worker.settings import WorkerSettings
 
@@ -28,6 +30,7 @@ class Worker:
     store: Datastore
     jobs: JobStore
     runner: JobRunner
+    leases: LeaseBook
 
     def active(self) -> Tuple[Optional[str], Optional[ModelConfig]]:
         """The active version and its config. Read on every call, so a version a job published (or a
@@ -48,6 +51,12 @@ class Worker:
         """The image path of a valid, existing case (400 for a malformed id, 404 for an unknown one)."""
         validate_case_id(case_id)
         return self.store.image_path(case_id)
+
+    def known_case(self, case_id: str) -> str:
+        """Like `case` without touching the image (which, from a PACS, may mean fetching it)."""
+        if validate_case_id(case_id) not in self.store.case_ids():
+            raise UnknownCase(f"case {case_id!r} is not in the datastore")
+        return case_id
 
 
 def get_worker(request: Request) -> Worker:

@@ -6,13 +6,15 @@ import asyncio
 from pathlib import Path
 from typing import Annotated, Any, Dict, List, Optional
 
-from fastapi import APIRouter, HTTPException, Query, Request, Response
+from fastapi import APIRouter, BackgroundTasks, HTTPException, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
 
 from asfda.datastore import LabelTag
 from asfda.imaging import NIFTI_SUFFIXES, load_volume, volume_suffix
+from asfda.worker import routes_dicomweb
 from asfda.worker import worklist as worklist_queries
+from asfda.worker.annotators import request_annotator
 from asfda.worker.context import Worker, WorkerDep
 from asfda.worker.jobstore import CANCELLED, FINISHED, SUCCEEDED
 from asfda.worker.recovery import uploads_dir
@@ -52,7 +54,7 @@ def _volume_reply(data: bytes, filename: str, version: Optional[str]) -> Respons
 
 @router.get("/cases", response_model=List[Case])
 def cases(worker: WorkerDep) -> List[Dict[str, Any]]:
-    return worklist_queries.cases(worker.store, worker.store.models.active_version())
+    return worklist_queries.cases(worker.store, worker.store.models.active_version(), worker.leases.leases())
 
 
 @router.get("/worklist", response_model=Worklist)
@@ -60,7 +62,7 @@ def worklist(
     worker: WorkerDep,
     k: Annotated[Optional[int], Query(ge=0, description="budget: mark the first k ranks selected")] = None,
 ) -> Dict[str, Any]:
-    return worklist_queries.worklist(worker.store, worker.store.models.active_version(), k)
+    return worklist_queries.worklist(worker.store, worker.store.models.active_version(), k, worker.leases.leases())
 
 
 @router.get(CASE + "/image", response_class=Response)
@@ -137,12 +139,22 @@ async def infer(case_id: str, worker: WorkerDep) -> Response:
 
 
 @router.put(CASE + "/label", response_model=LabelReply, openapi_extra=UPLOAD_BODY)
-async def upload_label(case_id: str, request: Request, worker: WorkerDep) -> Dict[str, Any]:
-    """Store a clinician label (multipart `file` NIfTI/NRRD + form `author`); durable before the reply."""
+async def upload_label(
+    case_id: str, request: Request, worker: WorkerDep, background: BackgroundTasks
+) -> Dict[str, Any]:
+    """Store a clinician label (multipart `file` NIfTI/NRRD; the annotator from their token, the
+    X-Annotator header or form `author`); durable before the reply; ends the submitter's lease."""
     await run_in_threadpool(worker.case, case_id)  # 400/404 before a byte of the body is read
     version, config = worker.require_active()
     path, author = await receive_upload(request, uploads_dir(worker.store))
     try:
-        return await run_in_threadpool(store_label, worker.store, case_id, path, author, version, config)
+        annotator = request_annotator(request, fallback=author)
+        await run_in_threadpool(worker.leases.check_may_submit, case_id, annotator)
+        reply = await run_in_threadpool(store_label, worker.store, case_id, path, annotator, version, config)
     finally:
         path.unlink(missing_ok=True)
+    detail = {"label_values": reply["label_values"], "prediction": reply["prediction"]}
+    await run_in_threadpool(worker.leases.submitted, case_id, annotator, version, **detail)
+    if await run_in_threadpool(routes_dicomweb.queue_seg, worker, case_id, annotator, version):
+        background.add_task(routes_dicomweb.flush_segs, worker)  # after the reply: the label is already safe
+    return reply

@@ -76,6 +76,8 @@ class ScoreFields(BaseModel):
     scored_at: Optional[str] = None
     knowledge_source: Optional[str] = None  # DKD's reference: norm_stats, reference_stats, feature_prior, pool_mean
     stale: bool = False
+    leased_by: Optional[str] = Field(None, description="annotator holding the case now, if any")
+    lease_expires_at: Optional[str] = None
 
 
 class Case(ScoreFields):
@@ -100,6 +102,26 @@ class LabelReply(BaseModel):
     created: str
     model_version: Optional[str]
     label_values: List[int] = Field(description="non-background label values present in the stored label")
+    prediction: Optional[Dict[str, Any]] = Field(
+        None, description="the stored prediction the label was corrected from: model_version, created, sha256"
+    )
+
+
+class LeaseReply(BaseModel):
+    case_id: str
+    annotator: str
+    leased_at: str
+    expires_at: str
+    rank: Optional[int] = None
+    status: Optional[CaseStatus] = None
+
+
+class AuditEvent(BaseModel):
+    at: str
+    annotator: Optional[str]
+    action: str
+    model_version: Optional[str]
+    detail: Dict[str, Any]
 
 
 class ModelInfo(BaseModel):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import threading
 import uuid
@@ -68,12 +69,20 @@ def store_label(
     store: Datastore, case_id: str, path: Path, author: Optional[str], version: str, config: ModelConfig
 ) -> Dict:
     """Validate geometry and values against the image and model, then write atomically (fsynced)."""
+    prediction = prediction_provenance(store, case_id)
     with VOLUME_IO_LOCK:  # save_label reads the image too
         volume = load_volume(path)
         labels = volume.detach().cpu().numpy()
         affine = volume.affine.detach().cpu().numpy().astype(np.float64)
         record = store.save_label(
-            case_id, LabelTag.FINAL, labels, affine, config.label_values, author=author, model_version=version
+            case_id,
+            LabelTag.FINAL,
+            labels,
+            affine,
+            config.label_values,
+            author=author,
+            model_version=version,
+            extra={"prediction": prediction},
         )
     values = [v for v in record.extra.get("label_values", []) if v != 0]
     return {
@@ -83,4 +92,21 @@ def store_label(
         "created": record.created,
         "model_version": record.model_version,
         "label_values": values,
+        "prediction": prediction,
+    }
+
+
+def prediction_provenance(store: Datastore, case_id: str) -> Optional[Dict]:
+    """Which stored prediction a clinician label was corrected from: its model version, time and hash."""
+    path = store.label_path(case_id, LabelTag.PREDICTION)
+    try:
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    except FileNotFoundError:
+        return None
+    records = [r for r in store.state.labels(LabelTag.PREDICTION.value) if r.case_id == case_id]
+    record = records[0] if records else None
+    return {
+        "model_version": record.model_version if record else None,
+        "created": record.created if record else None,
+        "sha256": digest,
     }

@@ -6,6 +6,7 @@ from typing import Any, Dict, List, Optional
 
 from asfda.datastore import Datastore
 from asfda.state import ScoreRecord
+from asfda.worker.leases import lease_fields
 
 
 def _score_fields(record: Optional[ScoreRecord], active: Optional[str]) -> Dict[str, Any]:
@@ -31,12 +32,19 @@ def _all_scores(store: Datastore) -> List[ScoreRecord]:
     return [record for strategy in strategies for record in store.state.scores(strategy)]
 
 
-def cases(store: Datastore, active: Optional[str]) -> List[Dict[str, Any]]:
+def cases(store: Datastore, active: Optional[str], leases: Optional[Dict] = None) -> List[Dict[str, Any]]:
+    leases = leases or {}
     latest: Dict[str, ScoreRecord] = {}
     for record in sorted(_all_scores(store), key=lambda r: r.scored_at):
         latest[record.case_id] = record  # the most recent ranking that scored the case wins
     return [
-        {"case_id": c, "status": store.case_status(c), **_score_fields(latest.get(c), active)} for c in store.case_ids()
+        {
+            "case_id": c,
+            "status": store.case_status(c),
+            **_score_fields(latest.get(c), active),
+            **lease_fields(leases.get(c)),
+        }
+        for c in store.case_ids()
     ]
 
 
@@ -46,7 +54,10 @@ def latest_strategy(store: Datastore) -> Optional[str]:
     return row["strategy"] if row else None
 
 
-def worklist(store: Datastore, active: Optional[str], k: Optional[int]) -> Dict[str, Any]:
+def worklist(
+    store: Datastore, active: Optional[str], k: Optional[int], leases: Optional[Dict] = None
+) -> Dict[str, Any]:
+    leases = leases or {}
     strategy = latest_strategy(store)
     records = store.state.scores(strategy) if strategy else []
     known = set(store.case_ids())
@@ -59,7 +70,18 @@ def worklist(store: Datastore, active: Optional[str], k: Optional[int]) -> Dict[
             **_score_fields(r, active),
             # The engine orders the k picks first, so a different budget k takes the first k ranks.
             "selected": r.rank <= k if k is not None else r.selected,
+            **lease_fields(leases.get(r.case_id)),
         }
         for r in records
     ]
     return {"active_model_version": active, "budget_k": budget, "strategy": strategy, "items": items}
+
+
+def next_candidates(store: Datastore) -> List[str]:
+    """Cases still to label, in the order "next case for me" hands them out: the latest ranking's order,
+    then cases the ranking has not seen yet (added after it), by id."""
+    strategy = latest_strategy(store)
+    known = store.case_ids()
+    ranked = [r.case_id for r in store.state.scores(strategy)] if strategy else []
+    order = [c for c in ranked if c in set(known)] + sorted(set(known) - set(ranked))
+    return [c for c in order if store.case_status(c) != "final"]

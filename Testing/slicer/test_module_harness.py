@@ -1,0 +1,283 @@
+"""The unmodified ASFDA.py widget, driven like a person would, on real MRML with a scripted worker.
+
+See harness/ for what stands in for Slicer's Qt layer and scripted-module framework. Each test names the
+finding of issue 11 it guards.
+"""
+
+import os
+
+import numpy as np
+import pytest
+
+slicer = pytest.importorskip("slicer")
+
+from harness import ModuleHarness, pythonqt, slicer_standins  # noqa: E402
+from harness.fake_worker import FakeWorker  # noqa: E402
+
+
+@pytest.fixture
+def worker(tmp_path):
+    with FakeWorker(tmp_path / "datastore") as w:
+        yield w
+
+
+@pytest.fixture
+def harness(mrmlScene, tmp_path):
+    h = ModuleHarness(slicer, tmp_path / "scenes")
+    yield h
+    h.close()
+    slicer_standins.SLICER_VERSION[0] = (5, 10)
+
+
+def segmentationOf(harness):
+    return harness.widget._parameterNode.currentSegmentation
+
+
+def loadFirstCase(harness, worker, caseId="case-a"):
+    harness.enter()
+    harness.connect(worker.url)
+    assert harness.ui.nextCaseButton.click()
+    harness.tickUntil(lambda: harness.widget._parameterNode.currentCaseId == caseId, message="case loaded")
+    return segmentationOf(harness)
+
+
+def paint(segmentationNode, segmentName, value=True):
+    """Change the source representation of one segment, as a paint stroke does."""
+    segmentation = segmentationNode.GetSegmentation()
+    segmentId = segmentation.GetSegmentIdBySegmentName(segmentName)
+    volume = harnessVolume(segmentationNode)
+    mask = np.zeros(slicer.util.arrayFromVolume(volume).shape, dtype=np.uint8)
+    mask[1:3, 1:3, 1:3] = 1 if value else 0
+    slicer.util.updateSegmentBinaryLabelmapFromArray(mask, segmentationNode, segmentId, volume)
+    return mask
+
+
+def harnessVolume(segmentationNode):
+    scene = segmentationNode.GetScene()
+    return next(
+        scene.GetNthNodeByClass(i, "vtkMRMLScalarVolumeNode")
+        for i in range(scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode"))
+        if not scene.GetNthNodeByClass(i, "vtkMRMLScalarVolumeNode").IsA("vtkMRMLLabelMapVolumeNode")
+    )
+
+
+@pytest.mark.parametrize("version", [(5, 8), (5, 10)])
+def test_enter_exit_keeps_choices_and_binds_once(harness, version):
+    """Finding 3 (stacked connectors on 5.8), 20 (machine settings in QSettings), 22 (datastore shows ".")."""
+    slicer_standins.SLICER_VERSION[0] = version
+    harness.enter()
+    ui = harness.ui
+    ui.deviceComboBox.currentIndex = ui.deviceComboBox.findText("cuda")
+    ui.budgetKSpinBox.value = 7
+    for _ in range(3):
+        harness.exit()
+        harness.enter()
+    assert ui.deviceComboBox.currentText == "cuda"
+    assert ui.budgetKSpinBox.value == 7 and harness.widget._parameterNode.budgetK == 7
+    # One binding per widget, however often the module was entered.
+    wrapperSlots = [s for s in ui.budgetKSpinBox.valueChanged.slots if getattr(s, "__name__", "") == "onWidgetChanged"]
+    assert len(wrapperSlots) == 1
+    assert ui.datastorePathLineEdit.currentPath == ""
+    # Per-computer choices are application settings, never parameters of a shareable scene.
+    assert pythonqt.SETTINGS["ASFDA/device"] == "cuda"
+    node = harness.widget._parameterNode.parameterNode
+    assert node.GetParameter("device") == "" and node.GetParameter("workerUrl") == ""
+    assert harness.slotErrors == []
+
+
+def test_refused_job_and_failure_in_the_same_tick(harness, worker):
+    """Finding 1 (a refused Adapt left its button disabled) and 2 (an error display lost other results)."""
+    harness.enter()
+    harness.connect(worker.url)
+    ui, widget = harness.ui, harness.widget
+    assert ui.adaptButton.click()  # refused: 409 no clinician labels yet
+    assert not ui.adaptButton.enabled and not ui.cancelJobButton.enabled  # nothing to cancel yet
+    assert ui.rankButton.click()
+    assert widget.tasks.waitUntilFinished(10)
+    harness.tick()  # both results arrive in this one tick
+    assert any("no clinician labels yet" in d["text"] for d in harness.dialogs)
+    assert widget.adaptJobId is None and ui.adaptButton.enabled
+    assert widget.rankJobId == "job-1"  # the rank reply was not lost to the error
+    harness.tickUntil(lambda: widget.rankJobId is None and ui.rankButton.enabled, message="rank finished")
+    assert harness.slotErrors == []
+
+
+def test_load_edit_submit_and_next_case(harness, worker):
+    """Findings 5, 8, 10, 12, 17, and the DKD knowledge-source tooltip."""
+    segmentationNode = loadFirstCase(harness, worker)
+    widget, ui = harness.widget, harness.ui
+    dkd = ui.worklistTable.item(0, harness.module.DKD_COLUMN)
+    assert "pool_mean" in dkd.toolTip()
+    editor = ui.segmentEditorWidget
+    assert editor.segmentationNode() is segmentationNode
+    assert not editor.segmentationNodeSelectorVisible and not editor.sourceVolumeNodeSelectorVisible
+    names = [
+        segmentationNode.GetSegmentation().GetNthSegment(i).GetName()
+        for i in range(segmentationNode.GetSegmentation().GetNumberOfSegments())
+    ]
+    assert names == ["liver", "tumor"]
+
+    segmentationNode.CreateClosedSurfaceRepresentation()  # "Show 3D" is not an edit
+    assert not widget.edits.dirty
+    painted = paint(segmentationNode, "tumor")
+    assert widget.edits.dirty
+
+    assert ui.submitLabelButton.click()
+    harness.tickUntil(lambda: "case-a" in worker.labels, message="label upload")
+    harness.tickUntil(lambda: not widget.edits.dirty, message="submitted")
+    uploaded = worker.labels["case-a"]
+    assert uploaded.shape == worker.prediction.shape
+    assert set(np.unique(uploaded)) <= {0, 1, 2} and (uploaded == 2).sum() >= painted.sum()
+
+    scene = slicer.mrmlScene
+    nodesBefore = scene.GetNumberOfNodes()
+    assert ui.nextCaseButton.click()
+    harness.tickUntil(lambda: widget._parameterNode.currentCaseId == "case-b", message="next case")
+    # The previous case's nodes are gone with their display nodes, and nothing keeps its segmentation.
+    assert segmentationNode.GetScene() is None
+    assert scene.GetNumberOfNodes() == nodesBefore
+    observed = {obj for obj, *_ in widget.Observations} | {widget.editWatcher.observed}
+    assert segmentationNode.GetSegmentation() not in observed
+    assert segmentationNode.GetSegmentation() not in widget._VTKObservationMixin__observations
+    assert harness.slotErrors == []
+
+
+def test_empty_label_needs_a_confirmation(harness, worker):
+    """Finding 10: a case without any structure can be submitted, after saying so."""
+    segmentationNode = loadFirstCase(harness, worker)
+    segmentation = segmentationNode.GetSegmentation()
+    for name in ("liver", "tumor"):
+        paint(segmentationNode, name, value=False)
+    assert segmentation.GetNumberOfSegments() == 2
+    pythonqt.ANSWERS.append(pythonqt.QMessageBox.Cancel)
+    assert harness.ui.submitLabelButton.click()
+    assert "Nothing is painted" in harness.dialogs[-1]["text"]
+    harness.widget.tasks.waitUntilFinished(5)
+    harness.tick()
+    assert "case-a" not in worker.labels
+    pythonqt.ANSWERS.append(pythonqt.QMessageBox.Ok)
+    assert harness.ui.submitLabelButton.click()
+    harness.tickUntil(lambda: "case-a" in worker.labels, message="negative case upload")
+    assert not worker.labels["case-a"].any()
+
+
+def test_scene_close_informs_and_keeps_a_copy(harness, worker, tmp_path):
+    """Finding 7: a scene close cannot be refused, so the module tells where the edits were saved."""
+    segmentationNode = loadFirstCase(harness, worker)
+    paint(segmentationNode, "liver")
+    slicer.mrmlScene.Clear(False)
+    closing = harness.dialogs[-1]
+    assert closing["answer"] == pythonqt.QMessageBox.Ok and closing["icon"] == pythonqt.QMessageBox.Warning
+    assert "not submitted" in closing["text"]
+    backups = list((tmp_path / "scenes").rglob("case-a-label.nii.gz"))
+    assert len(backups) == 1 and str(backups[0]) in closing["text"]
+    assert not harness.widget.edits.dirty
+    # The module is usable again on the new scene.
+    assert harness.widget._parameterNode.currentCaseId == ""
+    harness.tick()
+    assert not harness.ui.submitLabelButton.enabled
+    assert harness.slotErrors == []
+
+
+def test_cleanup_stops_everything_and_removes_the_session_folder(harness, worker):
+    """Finding 19 (temp folder never removed) and 21 (a guarded tick)."""
+    loadFirstCase(harness, worker)
+    workDir = harness.widget.logic.workDir
+    assert os.path.isdir(workDir)
+    harness.widget.cleanup()
+    assert not harness.widget.timer.isActive()
+    assert not os.path.exists(workDir)
+    assert harness.widget.Observations == []
+
+
+def test_tick_is_fast_while_requests_are_in_flight(harness, worker):
+    """Finding 13: background requests only advance during ticks in Slicer, so tick often while busy."""
+    from ASFDALib import poller
+
+    harness.enter()
+    timer = harness.widget.timer
+    assert timer.interval == poller.IDLE_TICK_MS
+    harness.ui.workerUrlLineEdit.text = worker.url
+    harness.ui.connectButton.click()
+    assert timer.interval == poller.BUSY_TICK_MS
+    harness.connect(worker.url)
+    for poll in harness.widget.pollers.values():
+        poll.wait(5)
+    harness.widget.tasks.waitUntilFinished(5)
+    harness.tick()
+    assert timer.interval == poller.IDLE_TICK_MS
+
+
+def test_segment_editor_node_follows_scene_defaults(harness):
+    """Finding 9: the editor node comes from the scene's default node (overwrite-mode preference)."""
+    scene = slicer.mrmlScene
+    scene.RemoveNode(scene.GetSingletonNode("ASFDA", "vtkMRMLSegmentEditorNode"))
+    default = slicer.vtkMRMLSegmentEditorNode()
+    default.SetOverwriteMode(slicer.vtkMRMLSegmentEditorNode.OverwriteNone)
+    scene.AddDefaultNode(default)
+    node = harness.widget.logic.getSegmentEditorNode()
+    assert node.GetOverwriteMode() == slicer.vtkMRMLSegmentEditorNode.OverwriteNone
+    assert node.GetSingletonTag() == "ASFDA"
+
+
+def test_category_uses_the_core_translation_context(harness):
+    """Finding 18: only the core context merges the category with Slicer's own "Segmentation"."""
+    assert ("qSlicerAbstractCoreModule", "Segmentation") in slicer_standins.TRANSLATION_CONTEXTS
+    assert harness.modulePanel.categories == ["Segmentation"]
+
+
+def test_module_self_test_is_light_by_default(harness, monkeypatch):
+    """Finding 15: ASFDATest runs in seconds without a worker unless the full loop is asked for."""
+    from ASFDALib import selftest
+
+    monkeypatch.delenv(selftest.FULL_LOOP_VARIABLE, raising=False)
+    monkeypatch.setattr(selftest, "runFullLoop", lambda *a, **k: pytest.fail("full loop ran"))
+    harness.module.ASFDATest().runTest()
+    assert selftest.fullLoopRequested({selftest.FULL_LOOP_VARIABLE: "1"})
+
+
+def test_first_use_install_says_what_it_does_on_older_slicer(harness, monkeypatch):
+    """Finding 16: on Slicer 5.8/5.10 pip_install blocks the GUI; a message stays up meanwhile."""
+    from ASFDALib import dependencies
+
+    seen = []
+
+    def pipInstall(requirements):
+        seen.append(
+            (
+                list(requirements),
+                [box.text for box in pythonqt.VISIBLE_MESSAGE_BOXES],
+                pythonqt.QApplication.overrideCursor() is not None,
+            )
+        )
+
+    monkeypatch.setattr(slicer.util, "pip_install", pipInstall)
+    monkeypatch.setitem(__import__("sys").modules, "slicer.packaging", None)  # 5.8/5.10 have none
+    with pytest.raises(dependencies.DependencyError, match="Could not install"):
+        dependencies.ensureWorkerRequirements({"not-a-real-package-asfda>=1": "not_a_real_package_asfda"})
+    assert harness.dialogs[-1]["text"].startswith("The ASFDA worker needs")
+    ((requirements, boxes, waitCursor),) = seen
+    assert requirements == ["not-a-real-package-asfda>=1"]
+    assert boxes and "several minutes" in boxes[0] and waitCursor
+    assert pythonqt.VISIBLE_MESSAGE_BOXES == [] and pythonqt.QApplication.overrideCursor() is None
+    assert slicer.app.mainWindow.statusBar().messages
+
+
+def test_tick_is_guarded_against_reentry(harness):
+    """Finding 21: a dialog opened by a continuation runs a nested event loop that fires the timer again."""
+    tasks, seen = harness.widget.tasks, []
+
+    def continuation(result):
+        tasks.submit(lambda: 3, seen.append)
+        tasks.waitUntilFinished(5)
+        harness.tick()  # the nested event loop: must not run other continuations inside this one
+        seen.append(result)
+
+    tasks.submit(lambda: 1, continuation)
+    tasks.submit(lambda: 2, seen.append)
+    assert tasks.waitUntilFinished(5)
+    harness.tick()
+    assert seen == [1, 2]
+    harness.tick()
+    assert seen == [1, 2, 3]
+    assert harness.slotErrors == []

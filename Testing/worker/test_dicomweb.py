@@ -1,0 +1,215 @@
+"""A DICOMweb datastore against a real Orthanc: listing, lazy fetch, ranking, SEG write-back, faults."""
+
+from __future__ import annotations
+
+import multiprocessing
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import numpy as np
+import pydicom
+import pytest
+from asfda.datastore import Datastore, LabelTag
+from asfda.dicomweb import source as source_module
+from asfda.dicomweb.config import DicomwebConfig
+from asfda.dicomweb.errors import BadSeries, CacheFull, PacsUnavailable, SeriesGone
+from asfda.dicomweb.seg import read_seg
+from asfda.dicomweb.writeback import flush
+from asfda.imaging import Geometry, check_same_geometry, load_volume, reorient_to
+from asfda.query.strategies import RankingOptions
+from asfda.ranking import rank_datastore
+from asfda.synth.anatomy import mni152
+from asfda.worker.leases import LeaseBook
+from asfda.worker.sample import make_sample_datastore
+from orthanc_helpers import OrthancProcess, ct_series
+from worker_helpers import free_port
+
+SHAPE = (32, 32, 16)
+N_SERIES = 4
+
+
+@pytest.fixture(scope="module")
+def anatomy():
+    found = mni152(spacing=8.0, shape=SHAPE)
+    affine = found.affine.copy()
+    affine[:3, :3] = np.diag([-7.5, 7.0, 8.0])  # unequal spacing and a flipped axis catch geometry mistakes
+    return found.image, found.label, affine
+
+
+@pytest.fixture(scope="module")
+def orthanc(tmp_path_factory, anatomy):
+    process = OrthancProcess(tmp_path_factory.mktemp("orthanc"))
+    image, _label, affine = anatomy
+    rng = np.random.default_rng(0)
+    process.series = []
+    for index in range(N_SERIES):
+        volume = image * rng.uniform(0.8, 1.2) + rng.normal(0, 0.02, image.shape)
+        slices = ct_series(volume, affine, f"synthetic head {index}", patient=f"P{index}")
+        process.upload(slices)
+        process.series.append(slices[0].SeriesInstanceUID)
+    yield process
+    process.stop()
+
+
+def pacs_store(root, url, **settings) -> Datastore:
+    make_sample_datastore(root, n_cases=0, size=16)  # just the tiny model (labels background/blob)
+    DicomwebConfig(url=url, **settings).validate().save(root)
+    return Datastore(root)
+
+
+def test_listing_lazy_fetch_and_ranking(orthanc, tmp_path, anatomy):
+    store = pacs_store(tmp_path / "store", orthanc.dicomweb)
+    source = store.image_source
+    assert sorted(store.case_ids()) == sorted(orthanc.series)
+    assert source.index.fetch_count() == 0 and not list(source.cache_dir.glob("1*"))  # listing fetches nothing
+    volume = load_volume(store.image_path(orthanc.series[0]))
+    assert tuple(volume.shape) == SHAPE and source.index.fetch_count() == 1
+    check_same_geometry(Geometry(SHAPE, anatomy[2]), Geometry.of(volume))
+    ranked = rank_datastore(store, RankingOptions(k=2))
+    assert sorted(r.case_id for r in ranked) == sorted(orthanc.series)
+    assert source.index.fetch_count() == N_SERIES
+    rank_datastore(store, RankingOptions(k=2))  # same model, cached series: nothing fetched again
+    assert source.index.fetch_count() == N_SERIES
+
+
+def _materialise(root, case_id, queue):
+    queue.put(str(Datastore(root).image_path(case_id)))
+
+
+def test_concurrent_processes_fetch_a_series_once(orthanc, tmp_path):
+    store = pacs_store(tmp_path / "store", orthanc.dicomweb)
+    store.case_ids()
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    workers = [context.Process(target=_materialise, args=(store.root, orthanc.series[1], queue)) for _ in range(3)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(60)
+    paths = {queue.get(timeout=5) for _ in workers}
+    assert len(paths) == 1 and store.image_source.index.fetch_count() == 1
+    assert len(list(store.image_source.cache_dir.iterdir())) == 2  # the series and .locks, no staging left
+
+
+def _seg_series(orthanc):
+    from dicomweb_client.api import DICOMwebClient
+
+    client = DICOMwebClient(orthanc.dicomweb)
+    found = client.search_for_series(search_filters={"Modality": "SEG"})
+    return client, found
+
+
+def test_seg_written_back_and_read_again(orthanc, tmp_path, anatomy):
+    store = pacs_store(tmp_path / "store", orthanc.dicomweb)
+    source, case_id = store.image_source, orthanc.series[2]
+    store.case_ids()
+    _image, label, affine = anatomy
+    store.save_label(case_id, LabelTag.FINAL, label, affine, [0, 1], author="Dr. Ada^Lovelace", model_version="v0001")
+    source.index.queue_seg(case_id, "Dr. Ada^Lovelace", "v0001")
+    leases = LeaseBook(store.root / "asfda.db")
+    [result] = flush(store, source, leases)
+    assert result["ok"], result
+    client, found = _seg_series(orthanc)
+    seg_uid = result["seg_series_uid"]
+    assert seg_uid in {item["0020000E"]["Value"][0] for item in found}
+    [seg] = client.retrieve_series(found[0]["0020000D"]["Value"][0], seg_uid)
+    assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == case_id
+    assert "v0001" in seg.ContentDescription and "Lovelace" in str(seg.ContentCreatorName)
+    labels, seg_affine = read_seg(seg, source.source_slices(case_id), {"background": 0, "blob": 1})
+    local = load_volume(store.label_path(case_id, LabelTag.FINAL))
+    back, back_affine = reorient_to(labels, seg_affine, Geometry.of(local))
+    check_same_geometry(Geometry.of(local), Geometry(tuple(back.shape), back_affine))
+    np.testing.assert_array_equal(back, local.numpy().astype(back.dtype))
+    assert int(back.sum()) > 100 and source.index.pending_segs() == []
+    assert leases.audit(case_id)[-1]["action"] == "SEG written to PACS"
+
+
+def test_seg_rejected_stays_local_and_is_retried(orthanc, tmp_path, anatomy):
+    store = pacs_store(tmp_path / "store", orthanc.dicomweb)
+    source, case_id = store.image_source, orthanc.series[3]
+    store.case_ids()
+    store.save_label(case_id, LabelTag.FINAL, anatomy[1], anatomy[2], [0, 1], author="b", model_version="v0001")
+    source.index.queue_seg(case_id, "b", "v0001")
+    orthanc.reject_flag.write_text("reject")
+    try:
+        [refused] = flush(store, source)
+    finally:
+        orthanc.reject_flag.unlink()
+    assert not refused["ok"] and "rejected" in refused["error"] and "\n" not in refused["error"]
+    assert [p["case_id"] for p in source.index.pending_segs()] == [case_id]
+    assert store.has_label(case_id, LabelTag.FINAL)
+    [retried] = flush(store, source)
+    assert retried["ok"] and source.index.pending_segs() == []
+    assert source.index.seg_state(case_id)["attempts"] == 2
+
+
+def test_pacs_down_or_slow_is_one_line_per_case(orthanc, tmp_path):
+    store = pacs_store(tmp_path / "store", orthanc.dicomweb, listing_max_age_s=0)
+    listed = store.case_ids()
+    store.image_path(listed[0])
+    dead = f"http://127.0.0.1:{free_port()}/dicom-web"
+    DicomwebConfig(url=dead, listing_max_age_s=0, timeout_s=2).save(store.root)
+    down = Datastore(store.root)
+    assert down.case_ids() == listed  # listing cannot refresh: the cached one serves
+    assert down.image_path(listed[0]).is_dir()  # cached series need no PACS
+    with pytest.raises(PacsUnavailable, match="cannot connect") as error:
+        down.image_path(listed[1])
+    assert "\n" not in str(error.value)
+
+    class Sleepy(BaseHTTPRequestHandler):
+        def do_GET(self):
+            threading.Event().wait(3)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Sleepy)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        DicomwebConfig(url=f"http://127.0.0.1:{server.server_port}/dicom-web", timeout_s=0.5).save(store.root)
+        with pytest.raises(PacsUnavailable, match="timed out"):
+            Datastore(store.root).image_path(listed[2])
+    finally:
+        server.shutdown()
+
+
+def test_deleted_and_broken_series(orthanc, tmp_path, anatomy):
+    image, _label, affine = anatomy
+    gone = ct_series(image, affine, "deleted later")
+    gap = ct_series(image, affine, "missing slice")
+    del gap[7]
+    tilted = ct_series(image, affine, "mixed geometry")
+    tilted[3].ImageOrientationPatient = [1, 0, 0, 0, 0.8, 0.6]
+    for series in (gone, gap, tilted):
+        orthanc.upload(series)
+    try:
+        store = pacs_store(tmp_path / "store", orthanc.dicomweb)
+        assert {s[0].SeriesInstanceUID for s in (gone, gap, tilted)} <= set(store.case_ids())
+        orthanc.delete_series(gone[0].SeriesInstanceUID)
+        with pytest.raises(SeriesGone, match="no longer in the PACS"):
+            store.image_path(gone[0].SeriesInstanceUID)
+        with pytest.raises(BadSeries, match="missing slices"):
+            store.image_path(gap[0].SeriesInstanceUID)
+        with pytest.raises(BadSeries, match="mixed geometry"):
+            store.image_path(tilted[0].SeriesInstanceUID)
+        assert store.image_path(orthanc.series[0]).is_dir()  # the rest of the pool goes on
+    finally:
+        for series in (gap, tilted):
+            orthanc.delete_series(series[0].SeriesInstanceUID)
+
+
+def test_full_cache_keeps_leased_series(orthanc, tmp_path, monkeypatch):
+    monkeypatch.setattr(source_module, "EVICT_GRACE_S", 0.0)
+    series_mb = 32 * 32 * 2 * 16 / 2**20
+    store = pacs_store(tmp_path / "store", orthanc.dicomweb, cache_mb=series_mb * 1.6)  # one series fits
+    first, second = orthanc.series[0], orthanc.series[1]
+    store.case_ids()
+    store.image_path(first)
+    leases = LeaseBook(store.root / "asfda.db")
+    leases.take(first, "alice", 600)  # alice is labelling it: it must stay
+    with pytest.raises(CacheFull, match="cache full"):
+        store.image_path(second)
+    assert store.image_source.is_cached(first)
+    leases.release(first, "alice")
+    assert store.image_path(second).is_dir() and not store.image_source.is_cached(first)  # LRU evicted
+    assert pydicom.dcmread(next(store.image_path(second).glob("*.dcm"))).SeriesInstanceUID == second
