@@ -92,7 +92,10 @@ def run_rank(args) -> int:
         progress=console_progress("rank"),
     )
     version = store.models.active_version()
-    print(f"{'rank':>4}  {'case':<24} {'DKD':>9} {'ASD':>7} {'score':>7}  pick   (model {version})")
+    scores = store.state.scores(args.strategy)
+    source = scores[0].knowledge_source if scores else None
+    knowledge = f" DKD knowledge source: {source}" if source else ""
+    print(f"{'rank':>4}  {'case':<24} {'DKD':>9} {'ASD':>7} {'score':>7}  pick   (model {version}){knowledge}")
     for r in ranked:
         dkd = f"{r.dkd:9.4f}" if r.dkd is not None else " " * 9
         asd = f"{r.asd:7.4f}" if r.asd is not None else " " * 7

@@ -35,7 +35,9 @@ def rank_datastore(
         if progress:
             progress("score", step, total)
 
-    signals = compute_signals(predictor, images, model.feature_prior, progress=report)
+    signals = compute_signals(
+        predictor, images, model.feature_prior, progress=report, reference_stats=model.reference_stats
+    )
     if Strategy(options.strategy) == Strategy.MC_DROPOUT:
         for index, signal in enumerate(signals):
             signal.epistemic = mc_dropout_epistemic(
@@ -47,6 +49,7 @@ def rank_datastore(
     labeled = [s for s in signals if s.case_id in labeled_ids]
     ranked = rank(pool, labeled, options)
     run_id, now = uuid.uuid4().hex[:12], utc_now()
+    knowledge_source = signals[0].knowledge_source if signals else None
     store.state.replace_scores(
         Strategy(options.strategy).value,
         [
@@ -61,6 +64,7 @@ def rank_datastore(
                 r.selected,
                 now,
                 run_id,
+                knowledge_source,
             )
             for r in ranked
         ],

@@ -77,6 +77,7 @@ def adapt_datastore(
             images,
             teacher.feature_prior,
             progress=lambda s, t: progress and progress("select", s, t, None),
+            reference_stats=teacher.reference_stats,
         )
         by_id = {s.case_id: s for s in signals}
         reliable = select_reliable(
