@@ -164,3 +164,26 @@ def test_wrong_weights_nnunet_folders_and_torchscript_only_bundles_are_refused(t
     assert "needs the state dict models/model.pt" in _refused(tmp_path, capsys, bundle)
     (tmp_path / "plain").mkdir()
     assert "not a MONAI bundle, missing configs/inference.json" in _refused(tmp_path, capsys, tmp_path / "plain")
+
+
+def test_prediction_uses_the_bundles_blending_and_padding(tmp_path, monkeypatch):
+    import asfda.inference
+    from asfda.bundle import load_bundle
+    from asfda.inference import Predictor
+
+    spec, _ = load_bundle(write_bundle(tmp_path / "wholebody", wholebody_like()))
+    seen = {}
+    real = asfda.inference.sliding_window_inference
+
+    def recording(*args, **kwargs):
+        seen.update(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(asfda.inference, "sliding_window_inference", recording)
+    Predictor(spec.network, spec.config).forward(torch.zeros(1, 12, 12, 12), collect=False)
+    assert (seen["mode"], seen["padding_mode"], seen["overlap"], list(seen["roi_size"])) == (
+        "gaussian",
+        "replicate",
+        0.25,
+        [16, 16, 16],
+    )
