@@ -1,3 +1,4 @@
+import json
 import sqlite3
 
 import pytest
@@ -118,3 +119,21 @@ def test_import_with_reference_volumes_stores_statistics_that_every_adapted_vers
     assert main(["adapt", "--datastore", str(ds), "--steps", "1", "--no-pseudo"]) == 0
     assert (ds / "models" / "v0002" / "reference_stats.npz").read_bytes() == stats  # frozen at import
     assert store.models.load("v0002").reference_stats.layer_names
+
+
+def test_a_model_config_import_takes_reference_volumes_too(tmp_path, capsys):
+    ds, refs = tmp_path / "ds", tmp_path / "reference"
+    (ds / "images").mkdir(parents=True)
+    refs.mkdir()
+    for i in range(2):
+        label, image = blob(i)
+        write_nifti(ds / "images" / f"case{i}.nii.gz", shifted(image, label, i, 0.5))
+        write_nifti(refs / f"src{i}.nii.gz", blob(20 + i)[1])
+    config = tiny_config()
+    (tmp_path / "cfg.json").write_text(json.dumps(config.to_dict()))
+    torch.save(build_network(config).state_dict(), tmp_path / "w.pt")
+    args = ["--config", str(tmp_path / "cfg.json"), "--weights", str(tmp_path / "w.pt"), "--reference", str(refs)]
+    assert main(["model", "import", "--datastore", str(ds), *args]) == 0
+    assert "imported v0001: state_dict: loaded" in capsys.readouterr().out
+    assert main(["rank", "--datastore", str(ds), "--k", "1"]) == 0
+    assert "DKD knowledge source: reference_stats" in capsys.readouterr().out  # before the batch-norm buffers
