@@ -1,4 +1,4 @@
-"""The `asfda` command line: rank, adapt, infer, model import, demo (serve and bench register here too)."""
+"""The `asfda` command line: one module per command group registers its sub-commands (COMMAND_MODULES)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,19 @@ import importlib
 import sys
 from typing import List, Optional
 
+from asfda.cli_common import apply_threads
 from asfda.errors import AsfdaError
 
 # Each module adds one sub-command with `add_parser(subparsers)`.
-COMMAND_MODULES = ["asfda.cli_engine", "asfda.cli_demo", "asfda.cli_serve", "asfda.cli_bench"]
+COMMAND_MODULES = [
+    "asfda.cli_model",
+    "asfda.cli_cases",
+    "asfda.cli_engine",
+    "asfda.cli_evaluate",
+    "asfda.cli_demo",
+    "asfda.cli_serve",
+    "asfda.cli_bench",
+]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,19 +34,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def command_name(args: argparse.Namespace) -> str:
+    """`model import`, `rank`: the words the user typed to pick the command."""
+    action = next((v for k, v in vars(args).items() if k.endswith("_command") and isinstance(v, str)), None)
+    return f"{args.command} {action}" if action else args.command
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
+    name = command_name(args)
     try:
         from asfda.dicomweb.options import apply_dicomweb_args
 
         apply_dicomweb_args(args)  # --dicomweb URL: the datastore's images come from a PACS from now on
+        apply_threads(getattr(args, "threads", None))
         return int(args.func(args) or 0)
     except (AsfdaError, FileNotFoundError, ValueError) as exc:
         print(
-            f"asfda {args.command}: error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
+            f"asfda {name}: error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
             file=sys.stderr,
         )
         return 2
     except KeyboardInterrupt:
-        print(f"asfda {args.command}: interrupted", file=sys.stderr)
+        print(f"asfda {name}: interrupted", file=sys.stderr)
         return 130

@@ -5,20 +5,24 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from asfda.cli_common import add_command, add_threads
+
 
 def add_parser(subparsers) -> None:
-    p = subparsers.add_parser(
+    p = add_command(
+        subparsers,
         "demo",
-        help="run the whole loop on real anatomy with a simulated annotator",
-        description="Build a source domain and a shifted target domain from the MNI152 anatomy, train a source "
+        "run the whole loop on real anatomy with a simulated annotator",
+        "Build a source domain and a shifted target domain from the MNI152 anatomy, train a source "
         "model, rank the target pool, reveal the true labels of the top-k, adapt, and print target Dice "
         "before and after next to random selection. Writes a plot and a JSON report.",
     )
-    p.add_argument("--out", type=Path, default=Path("asfda-demo"), help="output folder (replaced) [asfda-demo]")
-    p.add_argument("--k", type=int, default=4, help="annotation budget [4]")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--task", choices=["brain", "tissue"], default="brain")
+    p.add_argument("--out", type=Path, default=Path("asfda-demo"), help="output folder (replaced)")
+    p.add_argument("--k", type=int, default=4, help="annotation budget")
+    p.add_argument("--seed", type=int, default=0, help="seed of the synthetic domains, training and selection")
+    p.add_argument("--task", choices=["brain", "tissue"], default="brain", help="brain mask or GM/WM tissue labels")
     p.add_argument("--quick", action="store_true", help="tiny sizes, for tests")
+    add_threads(p)
     p.set_defaults(func=run)
 
 

@@ -1,82 +1,80 @@
-"""Engine commands: model import, rank, infer, adapt."""
+"""Engine commands: rank, infer, adapt."""
 
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
+import sys
 
-from asfda.dicomweb.options import add_dicomweb_args
+from asfda.cli_common import add_command, add_datastore, add_json, add_threads, fmt, print_json
 from asfda.progress import console_progress
 
-
-def _datastore_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--datastore", type=Path, required=True, help="datastore folder (images/, labels/, models/)")
-    p.add_argument("--device", default="cpu", help="cpu or cuda[:N] [cpu]")
-    add_dicomweb_args(p)
+STRATEGIES = ["asfda", "dkd", "asd", "random", "entropy", "coreset", "mc_dropout"]
 
 
 def add_parser(subparsers) -> None:
-    p = subparsers.add_parser("model", help="import a model (config + weights) as a new active version")
-    p.add_argument("action", choices=["import", "list", "activate"])
-    _datastore_arg(p)
-    p.add_argument("--config", type=Path, help="model config JSON (import)")
-    p.add_argument("--weights", type=Path, help="weights: state dict, checkpoint dict or Swin SSL encoder (import)")
-    p.add_argument("--version", help="version to activate (activate)")
-    p.add_argument("--bundle", type=Path, help="MONAI bundle folder instead of --config/--weights (import)")
-    p.add_argument("--reference", type=Path, help="folder of source-like volumes for DKD reference statistics")
-    p.set_defaults(func=run_model)
-
-    p = subparsers.add_parser("rank", help="score unlabeled cases and print the ranked worklist")
-    _datastore_arg(p)
-    p.add_argument(
-        "--strategy", default="asfda", choices=["asfda", "dkd", "asd", "random", "entropy", "coreset", "mc_dropout"]
+    p = add_command(
+        subparsers,
+        "rank",
+        "score unlabeled cases and print the ranked worklist",
+        "Score every case without a clinician label with the active model and rank them; the first --k are "
+        "picked for annotation. The ranking is stored in the datastore (the worker and Slicer show it).",
     )
-    p.add_argument("--k", type=int, default=4, help="annotation budget: how many cases to pick [4]")
-    p.add_argument("--seed", type=int, default=0)
+    add_datastore(p)
+    p.add_argument("--strategy", default="asfda", choices=STRATEGIES, help="query strategy")
+    p.add_argument("--k", type=int, default=4, help="annotation budget: how many cases to pick")
+    p.add_argument("--seed", type=int, default=0, help="seed of the strategies that draw at random")
+    add_json(p, "the ranking (one object per case)")
+    add_threads(p)
     p.set_defaults(func=run_rank)
 
-    p = subparsers.add_parser("infer", help="predict cases with the active model (labels/prediction/)")
-    _datastore_arg(p)
+    p = add_command(subparsers, "infer", "predict cases with the active model (written to labels/prediction/)")
+    add_datastore(p)
     p.add_argument("cases", nargs="*", help="case ids (default: all)")
+    add_threads(p)
     p.set_defaults(func=run_infer)
 
-    p = subparsers.add_parser("adapt", help="fine-tune on clinician labels + reliable pseudo-labels")
-    _datastore_arg(p)
-    p.add_argument("--steps", type=int, default=80)
+    p = add_command(
+        subparsers,
+        "adapt",
+        "fine-tune on clinician labels + reliable pseudo-labels; publishes a new active version",
+        "Fine-tune the active model on the clinician labels in labels/final/ (add them with `asfda label "
+        "submit`) plus reliable, masked pseudo-labels of unlabeled cases, and publish the result as a new "
+        "active version whose parent is the old one (`asfda model activate` rolls back).",
+    )
+    add_datastore(p)
+    p.add_argument("--steps", type=int, default=80, help="fine-tuning steps (one random crop batch each)")
     p.add_argument("--no-pseudo", action="store_true", help="train on clinician labels only")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of crop sampling, augmentation and batch order")
+    add_threads(p)
     p.set_defaults(func=run_adapt)
 
 
-def run_model(args) -> int:
-    from asfda.datastore import Datastore
+def check_labels_on_disk(store) -> None:
+    """Validate label files put into labels/final/ by hand before anything trains or ranks with them."""
+    from asfda.label_files import check_final_labels
     from asfda.model_config import ModelConfig
-    from asfda.networks import build_network
-    from asfda.weights import load_weights
 
-    store = Datastore(args.datastore)
-    if args.action == "import" and (args.bundle or args.reference):
-        from asfda.model_import import import_model
+    version = store.models.active_version()
+    if version is None:
+        return  # the command itself reports the missing model
+    config = ModelConfig.load(store.models.root / version / "config.json")
+    for case_id in check_final_labels(store, config):
+        print(f"checked and recorded label found in labels/final/ for case {case_id}", file=sys.stderr, flush=True)
 
-        print(import_model(store, args.config, args.weights, args.bundle, args.reference, args.device).summary())
-    elif args.action == "import":
-        if not args.config:
-            raise ValueError("model import needs --config")
-        config = ModelConfig.load(args.config)
-        network = build_network(config)
-        report = load_weights(network, args.weights) if args.weights else None
-        version = store.models.publish(
-            network, config, parent=None, note=f"imported ({report.summary() if report else 'fresh weights'})"
-        )
-        print(f"imported {version}: {report.summary() if report else 'no weights given, freshly initialised'}")
-    elif args.action == "activate":
-        store.models.activate(args.version or "")
-        print(f"active model: {args.version}")
-    else:
-        active = store.models.active_version()
-        for v in store.models.versions():
-            print(f"{'*' if v.version == active else ' '} {v.version}  parent={v.parent}  {v.created}  {v.note}")
-    return 0
+
+def rank_rows(ranked, version: str) -> list:
+    return [
+        {
+            "rank": r.rank,
+            "case_id": r.case_id,
+            "score": r.score,
+            "dkd": r.dkd,
+            "asd": r.asd,
+            "selected": bool(r.selected),
+            "model_version": version,
+            "knowledge_source": getattr(r, "knowledge_source", None),
+        }
+        for r in ranked
+    ]
 
 
 def run_rank(args) -> int:
@@ -85,21 +83,29 @@ def run_rank(args) -> int:
     from asfda.ranking import rank_datastore
 
     store = Datastore(args.datastore, create=False)
+    check_labels_on_disk(store)
     ranked = rank_datastore(
         store,
         RankingOptions(strategy=args.strategy, k=args.k, seed=args.seed),
         args.device,
         progress=console_progress("rank"),
     )
+    rows = rank_rows(ranked, store.models.active_version())
+    stored = store.state.scores(args.strategy)
+    source = stored[0].knowledge_source if stored else None  # what DKD measured against, for every case
+    for row in rows:
+        row["knowledge_source"] = source
+    if args.json:
+        print_json(rows)
+        return 0
     version = store.models.active_version()
-    scores = store.state.scores(args.strategy)
-    source = scores[0].knowledge_source if scores else None
     knowledge = f" DKD knowledge source: {source}" if source else ""
     print(f"{'rank':>4}  {'case':<24} {'DKD':>9} {'ASD':>7} {'score':>7}  pick   (model {version}){knowledge}")
-    for r in ranked:
-        dkd = f"{r.dkd:9.4f}" if r.dkd is not None else " " * 9
-        asd = f"{r.asd:7.4f}" if r.asd is not None else " " * 7
-        print(f"{r.rank:>4}  {r.case_id:<24} {dkd} {asd} {r.score:7.4f}  {'*' if r.selected else ''}")
+    for r in rows:
+        print(
+            f"{r['rank']:>4}  {r['case_id']:<24} {fmt(r['dkd'], '9.4f', 9)} {fmt(r['asd'], '7.4f', 7)} "
+            f"{r['score']:7.4f}  {'*' if r['selected'] else ''}"
+        )
     return 0
 
 
@@ -128,6 +134,7 @@ def run_adapt(args) -> int:
     from asfda.datastore import Datastore
 
     store = Datastore(args.datastore, create=False)
+    check_labels_on_disk(store)
     result = adapt_datastore(
         store,
         AdaptOptions(FinetuneOptions(steps=args.steps, seed=args.seed), use_pseudo_labels=not args.no_pseudo),

@@ -5,27 +5,29 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from asfda.cli_common import add_command
 from asfda.dicomweb.options import add_dicomweb_args
 from asfda.worker.settings import DEFAULT_MAX_UPLOAD_MB, DEFAULT_PORT
 
 
 def add_parser(subparsers) -> None:
-    p = subparsers.add_parser(
+    p = add_command(
+        subparsers,
         "serve",
-        help="run the worker: HTTP API over a datastore with one GPU job queue",
-        description="Serve a datastore to the ASFDA Slicer module. Binds 127.0.0.1 unless told otherwise; "
+        "run the worker: HTTP API over a datastore with one GPU job queue",
+        "Serve a datastore to the ASFDA Slicer module. Binds 127.0.0.1 unless told otherwise; "
         "any other address needs a token (--token or ASFDA_TOKEN), then required as 'Authorization: Bearer'.",
     )
     p.add_argument("--datastore", type=Path, required=True, help="datastore folder (images/, labels/, models/)")
-    p.add_argument("--host", default="127.0.0.1", help="address to bind [127.0.0.1]")
-    p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port [{DEFAULT_PORT}]")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind")
+    p.add_argument("--port", type=int, default=DEFAULT_PORT, help="port")
     p.add_argument("--device", default=None, help="cpu or cuda[:N] [cuda when available, else cpu]")
     p.add_argument("--token", default=None, help="require this bearer token [env ASFDA_TOKEN]")
     p.add_argument(
         "--max-upload-mb",
         type=float,
         default=DEFAULT_MAX_UPLOAD_MB,
-        help=f"largest accepted request body in MiB [{DEFAULT_MAX_UPLOAD_MB}]",
+        help="largest accepted request body in MiB",
     )
     p.add_argument(
         "--annotators",
@@ -34,7 +36,7 @@ def add_parser(subparsers) -> None:
         help='JSON file {"name": "token"}: one bearer token per annotator [env ASFDA_ANNOTATORS_FILE]',
     )
     add_dicomweb_args(p)
-    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"], help="log level")
     p.set_defaults(func=run)
 
 

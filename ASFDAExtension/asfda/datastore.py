@@ -84,6 +84,14 @@ class Datastore:
                 return path
         raise UnknownCase(f"case {case_id!r} is not in the datastore")
 
+    def image_fingerprint(self, case_id: str) -> str:
+        """Changes whenever the image's bytes may have changed (see asfda.scoring.fingerprint)."""
+        if self.image_source is not None and hasattr(self.image_source, "fingerprint"):
+            return self.image_source.fingerprint(case_id)
+        from asfda.scoring.fingerprint import file_fingerprint
+
+        return file_fingerprint(self.image_path(case_id))
+
     def add_image(self, source: Path, case_id: Optional[str] = None) -> str:
         """Copy an image (file or DICOM folder) into the datastore after checking it reads."""
         source = Path(source)

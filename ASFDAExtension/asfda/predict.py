@@ -4,20 +4,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
 from asfda.cases import prepared_image
 from asfda.datastore import Datastore, LabelTag
 from asfda.inference import Predictor
 from asfda.model_store import LoadedModel
-from asfda.preprocess import to_original_space
+from asfda.preprocess import labels_to_original_space
 
 
 def predict_case(store: Datastore, case_id: str, model: LoadedModel, predictor: Predictor) -> Path:
     image = prepared_image(store, case_id, model.config)
-    probs = predictor.forward(image, collect=False).probs
-    original = to_original_space(image, probs, model.config)
-    labels = original.argmax(dim=0).numpy().astype(np.uint8)
+    # Argmax in network space, on the device, then nearest-neighbour back: no C-channel map on the original grid.
+    labels = labels_to_original_space(image, predictor.label_map(image), model.config).numpy()
     geometry = store.geometry(case_id)
     store.save_label(
         case_id,

@@ -58,12 +58,29 @@ def prepare_label(label: MetaTensor, config: ModelConfig) -> MetaTensor:
     return spatial_transforms(config, label=True)(label)
 
 
-def to_original_space(prepared: MetaTensor, channels: torch.Tensor, config: ModelConfig) -> MetaTensor:
-    """Map (C, X', Y', Z') maps computed on `prepared` back to the original image grid."""
+def _carrier(prepared: MetaTensor, channels: torch.Tensor, interpolation: str = "") -> MetaTensor:
+    """`channels` dressed with `prepared`'s geometry and recorded steps, ready for MONAI's inverse."""
     carrier = MetaTensor(
         channels.float(), affine=prepared.affine.clone(), meta={k: v for k, v in prepared.meta.items() if k != "affine"}
     )
-    # The inverse runs on fresh transform objects; TraceKeys.NONE tells MONAI not to match object ids.
-    carrier.applied_operations = [{**op, TraceKeys.ID: TraceKeys.NONE} for op in prepared.applied_operations]
-    restored = spatial_transforms(config).inverse(carrier)
-    return restored
+    ops = []
+    for op in prepared.applied_operations:
+        # The inverse runs on fresh transform objects; TraceKeys.NONE tells MONAI not to match object ids.
+        op = {**op, TraceKeys.ID: TraceKeys.NONE}
+        if interpolation and isinstance(op.get(TraceKeys.EXTRA_INFO), dict) and "mode" in op[TraceKeys.EXTRA_INFO]:
+            op[TraceKeys.EXTRA_INFO] = {**op[TraceKeys.EXTRA_INFO], "mode": interpolation}
+        ops.append(op)
+    carrier.applied_operations = ops
+    return carrier
+
+
+def to_original_space(prepared: MetaTensor, channels: torch.Tensor, config: ModelConfig) -> MetaTensor:
+    """Map (C, X', Y', Z') continuous maps computed on `prepared` back to the original image grid."""
+    return spatial_transforms(config).inverse(_carrier(prepared, channels))
+
+
+def labels_to_original_space(prepared: MetaTensor, labels: torch.Tensor, config: ModelConfig) -> torch.Tensor:
+    """Map an (X', Y', Z') class-id map back with nearest neighbour: the inverse resampling recorded on the
+    image was bilinear, which would invent ids between neighbouring classes (1 | 3 -> 2 on the border)."""
+    restored = spatial_transforms(config, label=True).inverse(_carrier(prepared, labels[None], "nearest"))
+    return torch.as_tensor(restored)[0].round().to(torch.uint8)

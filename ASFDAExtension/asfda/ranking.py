@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import uuid
-from typing import Callable, List, Optional
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional
 
-from asfda.cases import prepared_images
+import numpy as np
+
 from asfda.datastore import Datastore
-from asfda.inference import Predictor
-from asfda.query.asd import mc_dropout_epistemic
-from asfda.query.signals import compute_signals
 from asfda.query.strategies import RankedCase, RankingOptions, Strategy, rank
+from asfda.scoring.options import ScoringOptions
+from asfda.scoring.pool import CaseScorer, add_epistemic, score_pool
 from asfda.state import ScoreRecord, utc_now
 
 # MONAI Label's epistemic scoring default number of dropout samples.
@@ -19,43 +20,56 @@ MC_DROPOUT_SAMPLES = 5
 ProgressFn = Callable[[str, int, int], None]
 
 
-def rank_datastore(
+@dataclass
+class RankOutcome:
+    ranked: List[RankedCase]
+    model_version: str
+    errors: Dict[str, str] = field(default_factory=dict)  # cases left out of the ranking, with the reason
+    scored: int = 0  # cases whose signals were computed by this rank
+    cached: int = 0  # cases whose signals came from the cache
+
+
+def _random_order(pool_ids: List[str], options: RankingOptions) -> List[RankedCase]:
+    """Random selection needs no signal at all: no pass over the pool."""
+    order = np.random.default_rng(options.seed).permutation(len(pool_ids))
+    k = min(options.k, len(pool_ids))
+    return [RankedCase(pool_ids[i], n + 1, 0.0, None, None, n < k) for n, i in enumerate(order)]
+
+
+def rank_pool(
     store: Datastore,
     options: RankingOptions,
     device: str = "cpu",
     progress: Optional[ProgressFn] = None,
-) -> List[RankedCase]:
+    scoring: Optional[ScoringOptions] = None,
+    should_yield: Optional[Callable[[], bool]] = None,
+) -> RankOutcome:
     model = store.models.load(device=device)
-    predictor = Predictor(model.network, model.config, device)
-    labeled_ids = [c for c in store.case_ids() if store.case_status(c) == "final"]
-    pool_ids = [c for c in store.case_ids() if c not in labeled_ids]
-    images = prepared_images(store, pool_ids + labeled_ids, model.config)
-
-    def report(step: int, total: int) -> None:
-        if progress:
-            progress("score", step, total)
-
-    signals = compute_signals(
-        predictor, images, model.feature_prior, progress=report, reference_stats=model.reference_stats
-    )
-    if Strategy(options.strategy) == Strategy.MC_DROPOUT:
-        for index, signal in enumerate(signals):
-            signal.epistemic = mc_dropout_epistemic(
-                predictor.mc_dropout_probs(images[signal.case_id], MC_DROPOUT_SAMPLES)
-            )
-            if progress:
-                progress("mc_dropout", index + 1, len(signals))
-    pool = [s for s in signals if s.case_id in pool_ids]
-    labeled = [s for s in signals if s.case_id in labeled_ids]
-    ranked = rank(pool, labeled, options)
+    strategy = Strategy(options.strategy)
+    case_ids = store.case_ids()
+    labeled_ids = [c for c in case_ids if store.case_status(c) == "final"]
+    pool_ids = [c for c in case_ids if c not in set(labeled_ids)]
+    knowledge_source = None  # what DKD measured against; random scores nothing
+    if strategy == Strategy.RANDOM:
+        outcome = RankOutcome(_random_order(pool_ids, options), model.version)
+    else:
+        scorer = CaseScorer(model, device, scoring or ScoringOptions())
+        signals = score_pool(store, scorer, pool_ids + labeled_ids, progress, should_yield)
+        if strategy == Strategy.MC_DROPOUT:
+            add_epistemic(store, scorer, signals, MC_DROPOUT_SAMPLES, progress)
+        pool = [signals.signals[c] for c in pool_ids if c in signals.signals]
+        labeled = [signals.signals[c] for c in labeled_ids if c in signals.signals]
+        outcome = RankOutcome(
+            rank(pool, labeled, options), model.version, signals.errors, signals.scored, signals.cached
+        )
+        knowledge_source = next((s.knowledge_source for s in signals.signals.values()), None)
     run_id, now = uuid.uuid4().hex[:12], utc_now()
-    knowledge_source = signals[0].knowledge_source if signals else None
     store.state.replace_scores(
-        Strategy(options.strategy).value,
+        strategy.value,
         [
             ScoreRecord(
                 r.case_id,
-                Strategy(options.strategy).value,
+                strategy.value,
                 model.version,
                 r.dkd,
                 r.asd,
@@ -66,7 +80,17 @@ def rank_datastore(
                 run_id,
                 knowledge_source,
             )
-            for r in ranked
+            for r in outcome.ranked
         ],
     )
-    return ranked
+    return outcome
+
+
+def rank_datastore(
+    store: Datastore,
+    options: RankingOptions,
+    device: str = "cpu",
+    progress: Optional[ProgressFn] = None,
+    scoring: Optional[ScoringOptions] = None,
+) -> List[RankedCase]:
+    return rank_pool(store, options, device, progress, scoring).ranked

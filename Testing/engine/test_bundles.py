@@ -88,7 +88,7 @@ def _refused(tmp_path, capsys, bundle, *extra):
     ds = tmp_path / "ds"
     assert _import(ds, bundle, *extra) == 2
     err = capsys.readouterr().err.strip()
-    assert "\n" not in err and err.startswith("asfda model: error:")
+    assert "\n" not in err and err.startswith("asfda model import: error:")
     assert not ModelStore(ds / "models").versions()  # nothing half-imported
     return err
 
@@ -187,3 +187,19 @@ def test_prediction_uses_the_bundles_blending_and_padding(tmp_path, monkeypatch)
         0.25,
         [16, 16, 16],
     )
+
+
+def test_a_bundle_version_exports_and_imports_back_with_its_configs_and_reference(tmp_path, capsys):
+    ds = _datastore(tmp_path, n=1)
+    refs = tmp_path / "reference"
+    refs.mkdir()
+    write_nifti(refs / "src.nii.gz", ct_volume(9)[1], SCAN_AFFINE)
+    assert _import(ds, write_bundle(tmp_path / "wb", wholebody_like()), "--reference", str(refs)) == 0
+    assert main(["model", "export", "--datastore", str(ds), "--out", str(tmp_path / "out")]) == 0
+    other = tmp_path / "other"
+    assert main(["model", "import", "--datastore", str(other), "--from", str(tmp_path / "out")]) == 0
+    capsys.readouterr()
+    model = Datastore(other).models.load()
+    assert model.config.bundle == "bundle" and model.config.out_channels == 105
+    assert model.reference_stats.volumes == ["src"]
+    assert (other / "models" / "v0001" / "bundle" / "configs" / "inference.json").exists()

@@ -26,6 +26,8 @@ def test_bad_input_gives_a_nonzero_exit_and_a_one_line_cause(tmp_path, capsys):
     (tmp_path / "cfg.json").write_text(json.dumps({"network": "Nope"}))
     assert main(["model", "import", "--datastore", str(tmp_path / "ds"), "--config", str(tmp_path / "cfg.json")]) == 2
     assert "network 'Nope'" in capsys.readouterr().err
+    assert not (tmp_path / "ds").exists()  # a refused import leaves no half-made datastore behind
+    (tmp_path / "ds").mkdir()
     assert main(["infer", "--datastore", str(tmp_path / "ds"), "../x"]) == 2
     assert "invalid case id" in capsys.readouterr().err
 

@@ -6,19 +6,18 @@ import copy
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional
 
-import numpy as np
 import torch
 from monai.metrics import DiceMetric
 from monai.networks.utils import one_hot
 
 from asfda.adapt.finetune import FinetuneOptions, TrainingItem, finetune
-from asfda.adapt.pseudo_labels import pseudo_label
-from asfda.adapt.reliability import ReliabilityOptions, select_reliable
-from asfda.cases import prepared_images, prepared_label
+from asfda.adapt.pseudo_labels import pseudo_label_items, remove_pseudo_label, save_pseudo_label
+from asfda.adapt.reliability import ReliabilityOptions
+from asfda.cases import prepared_image, prepared_label
 from asfda.datastore import Datastore, LabelTag
 from asfda.inference import Predictor
-from asfda.preprocess import to_original_space
-from asfda.query.signals import compute_signals
+from asfda.scoring.options import ScoringOptions
+from asfda.scoring.pool import CaseScorer
 
 ProgressFn = Callable[[str, int, int, Optional[float]], None]
 
@@ -28,6 +27,7 @@ class AdaptOptions:
     finetune: FinetuneOptions = field(default_factory=FinetuneOptions)
     reliability: ReliabilityOptions = field(default_factory=ReliabilityOptions)
     use_pseudo_labels: bool = True
+    scoring: ScoringOptions = field(default_factory=ScoringOptions)
 
 
 @dataclass
@@ -45,7 +45,7 @@ def dice_per_class(network: torch.nn.Module, predictor_factory, items: List[Trai
     predictor = predictor_factory(network)
     metric = DiceMetric(include_background=False, reduction="mean", ignore_empty=False)
     for item in items:
-        pred = predictor.forward(item.image, collect=False).probs.argmax(0, keepdim=True)
+        pred = predictor.label_map(item.image)[None].long()
         metric(one_hot(pred[None], n_classes), one_hot(item.label[None], n_classes))
     return float(metric.aggregate())
 
@@ -62,64 +62,34 @@ def adapt_datastore(
     killed run leaves labels and models as they were; `activate=False` lets a supervisor flip ACTIVE itself."""
     teacher = store.models.load(device=device)
     config = teacher.config
-    labeled_ids = [c for c in store.case_ids() if store.case_status(c) == "final"]
+    case_ids = store.case_ids()
+    labeled_ids = [c for c in case_ids if store.case_status(c) == "final"]
     if not labeled_ids:
-        raise ValueError("no clinician labels yet: submit at least one label before adapting")
-    candidate_ids = [c for c in store.case_ids() if c not in labeled_ids]
-    images = prepared_images(store, labeled_ids + candidate_ids, config)
-    labeled = [TrainingItem(c, images[c], prepared_label(store, c, LabelTag.FINAL, config)) for c in labeled_ids]
-    pseudo: List[TrainingItem] = []
-    extras: List[Dict] = []
-    teacher_predictor = Predictor(teacher.network, config, device)
-    if options.use_pseudo_labels and candidate_ids:
-        signals = compute_signals(
-            teacher_predictor,
-            images,
-            teacher.feature_prior,
-            progress=lambda s, t: progress and progress("select", s, t, None),
-            reference_stats=teacher.reference_stats,
+        raise ValueError(
+            f"no clinician labels yet in {store.label_dir(LabelTag.FINAL)}: add one with `asfda label submit` "
+            "(or the worker's PUT /cases/CASE/label) before adapting"
         )
-        by_id = {s.case_id: s for s in signals}
-        reliable = select_reliable(
-            [by_id[c] for c in candidate_ids], [by_id[c] for c in labeled_ids], options.reliability
-        )
-        for case in reliable:
-            probs = teacher_predictor.forward(images[case.case_id], collect=False).probs
-            label, mask = pseudo_label(probs, options.reliability.voxel_confidence)
-            pseudo.append(TrainingItem(case.case_id, images[case.case_id], label[None].long(), mask[None]))
-            extras.append(
-                {
-                    "reliability": case.reliability,
-                    "asd": case.asd,
-                    "masked_fraction": float(1.0 - mask.float().mean()),
-                }
-            )
+    candidate_ids = [c for c in case_ids if c not in set(labeled_ids)]
+    labeled = [
+        TrainingItem(c, prepared_image(store, c, config), prepared_label(store, c, LabelTag.FINAL, config))
+        for c in labeled_ids
+    ]
+    scorer = CaseScorer(teacher, device, options.scoring)
+    pseudo, extras = pseudo_label_items(store, scorer, candidate_ids, labeled_ids, options, progress)
 
     student = copy.deepcopy(teacher.network)
     losses = finetune(student, config.roi_size, labeled, pseudo, options.finetune, device, progress, should_stop)
 
     # Pseudo-labels are written only after training finished, so a cancelled round changes no label.
     for item, extra in zip(pseudo, extras):
-        original = to_original_space(images[item.case_id], item.label.float(), config)
-        store.save_label(
-            item.case_id,
-            LabelTag.PSEUDO,
-            original[0].round().numpy().astype(np.uint8),
-            store.geometry(item.case_id).affine,
-            config.label_values,
-            author="asfda",
-            model_version=teacher.version,
-            require_foreground=False,
-            extra=extra,
-        )
+        save_pseudo_label(store, item, config, teacher.version, extra)
     keep = {item.case_id for item in pseudo}
     for case_id in candidate_ids:  # pseudo-labels are derived data: drop those this round did not select
         if case_id not in keep and store.has_label(case_id, LabelTag.PSEUDO):
-            store.label_path(case_id, LabelTag.PSEUDO).unlink()
-            store.state.remove_label(case_id, LabelTag.PSEUDO.value)
+            remove_pseudo_label(store, case_id)
 
     def make_predictor(network):
-        return Predictor(network, config, device)
+        return Predictor(network, config, device, options.scoring.precision)
 
     metrics = {
         "train_dice_before": dice_per_class(teacher.network, make_predictor, labeled, config.out_channels),

@@ -21,7 +21,8 @@ class ReliabilityOptions:
     asd_quantile: float = 0.5  # keep candidates whose ASD is at most this quantile of the candidates'
     distance_quantile: float = 0.75  # ... and whose distance to the nearest label is at most this quantile
     voxel_confidence: float = 0.9  # voxels whose top probability is below this are left out of the loss
-    max_volumes: Optional[int] = None
+    # Cap on pseudo-labelled volumes per round: their second pass and their memory stay bounded in big pools.
+    max_volumes: Optional[int] = 16
     embedding: EmbeddingKind = EmbeddingKind.MULTILAYER
 
 

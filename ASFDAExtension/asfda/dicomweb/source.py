@@ -135,6 +135,13 @@ class DicomwebSource:
         self.index.touch(case_id)
         return target
 
+    def fingerprint(self, case_id: str) -> str:
+        """From the listing, so a rank knows what it scored before without fetching the series again."""
+        series = self.index.series(validate_case_id(case_id))
+        if series is None:
+            raise UnknownCase(f"series {case_id!r} is not in the PACS listing")
+        return f"dicomweb|{series['study_uid']}|{case_id}|{series['instances']}"
+
     def is_cached(self, case_id: str) -> bool:
         return (self.cache_dir / case_id).is_dir()
 

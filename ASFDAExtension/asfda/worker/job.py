@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import List, Optional
 
 EXIT_OK, EXIT_FAILED, EXIT_ORPHANED = 0, 1, 70
+EXIT_YIELDED = 75  # a rank stepped aside for interactive work: requeue it (it resumes from the signal cache)
 WATCHDOG_INTERVAL_S = 0.2
 
 
@@ -71,8 +72,13 @@ def run_job(datastore: Path, job_id: str, device: str) -> int:
         print(f"job {job_id} not found", file=sys.stderr)
         return EXIT_FAILED
     print(f"job {job_id}: {job['kind']} {job['params']} on {device}", file=sys.stderr, flush=True)
+    from asfda.scoring.pool import Yielded
+
     try:
         result = TASKS[job["kind"]](store, job["params"], device, ProgressReporter(jobs, job_id))
+    except Yielded as exc:
+        print(f"job {job_id}: {exc}", file=sys.stderr, flush=True)
+        return EXIT_YIELDED
     except Exception as exc:  # every failure is reported as a one-line message, the traceback goes to the log
         traceback.print_exc()
         message = str(exc).splitlines()[0] if str(exc) else ""

@@ -128,6 +128,18 @@ class JobStore:
             )
             return cursor.rowcount == 1
 
+    def interactive_waiting(self, priority: int) -> bool:
+        """Whether a queued job would run before one of `priority` (a rank checks this between chunks)."""
+        with self.connect() as db:
+            row = db.execute(
+                "SELECT 1 FROM jobs WHERE state = ? AND priority < ? LIMIT 1", (QUEUED, priority)
+            ).fetchone()
+        return row is not None
+
+    def requeue(self, job_id: str) -> bool:
+        """A running job that stepped aside goes back to the queue, keeping its progress."""
+        return self._transition(job_id, "state = ?, pid = NULL", (QUEUED,), (RUNNING,))
+
     def claim(self, job_id: str) -> bool:
         return self._transition(job_id, "state = ?, started = ?", (RUNNING, utc_now()), (QUEUED,))
 

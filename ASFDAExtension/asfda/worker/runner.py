@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Dict, Optional
 
 from asfda.model_store import ModelStore
-from asfda.worker.job import EXIT_OK, log_path
+from asfda.worker.job import EXIT_OK, EXIT_YIELDED, log_path
 from asfda.worker.jobstore import CANCELLED, FAILED, RUNNING, SUCCEEDED, JobStore
 from asfda.worker.processes import kill_tree, log_tail, spawn_child
 
@@ -123,6 +123,9 @@ class JobRunner:
         job = self.jobs.get(job_id)
         if job is None or job["state"] != RUNNING:
             return  # cancelled or stopped while it ran: that state stands
+        if code == EXIT_YIELDED and self.jobs.requeue(job_id):
+            log.info("job %s stepped aside for interactive work; requeued", job_id)
+            return
         if code == EXIT_OK and job["result"] is not None:
             result = dict(job["result"])
             if job["kind"] == "adapt":

@@ -21,12 +21,16 @@ class RankRequest(Strict):
     strategy: StrategyName = "asfda"
     budget_k: int = Field(4, ge=1, le=10000)
     seed: int = 0
+    # Newly scored cases between two looks at the queue: an Infer request waits for at most one chunk.
+    chunk_size: int = Field(8, ge=1, le=10000)
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
 
 
 class AdaptRequest(Strict):
     steps: Optional[int] = Field(None, ge=1, le=1_000_000)
     use_pseudo_labels: bool = True
     seed: int = 0
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
 
 
 class Health(BaseModel):

@@ -46,20 +46,42 @@ def run_infer(store: Datastore, params: Dict[str, Any], device: str, progress: P
     return {"case_id": params["case_id"], "model_version": model.version}
 
 
+def scoring_options(params: Dict[str, Any]):
+    from asfda.scoring.options import ScoringOptions
+
+    options = ScoringOptions()
+    if params.get("precision"):
+        options.precision = params["precision"]
+    if params.get("chunk_size"):
+        options.chunk_size = int(params["chunk_size"])
+    return options
+
+
 def run_rank(store: Datastore, params: Dict[str, Any], device: str, progress: ProgressReporter) -> Dict[str, Any]:
     from asfda.query.strategies import RankingOptions, Strategy
-    from asfda.ranking import rank_datastore
+    from asfda.ranking import rank_pool
+    from asfda.worker.jobstore import PRIORITY
 
     strategy = Strategy(params["strategy"])
     options = RankingOptions(strategy=strategy, k=int(params["budget_k"]), seed=int(params.get("seed", 0)))
-    ranked = rank_datastore(store, options, device, progress=progress)
-    scores = store.state.scores(strategy.value)
+    outcome = rank_pool(
+        store,
+        options,
+        device,
+        progress=progress,
+        scoring=scoring_options(params),
+        # Between chunks an Infer request (a clinician waiting on a case) goes first; the rank resumes after it.
+        should_yield=lambda: progress.jobs.interactive_waiting(PRIORITY["rank"]),
+    )
     return {
         "strategy": strategy.value,
         "budget_k": options.k,
-        "model_version": scores[0].model_version if scores else store.models.active_version(),
-        "ranked": len(ranked),
-        "selected": [r.case_id for r in ranked if r.selected],
+        "model_version": outcome.model_version,
+        "ranked": len(outcome.ranked),
+        "selected": [r.case_id for r in outcome.ranked if r.selected],
+        "scored": outcome.scored,
+        "cached": outcome.cached,
+        "skipped": outcome.errors,
     }
 
 
@@ -70,7 +92,11 @@ def run_adapt(store: Datastore, params: Dict[str, Any], device: str, progress: P
     finetune = FinetuneOptions(seed=int(params.get("seed", 0)))
     if params.get("steps"):
         finetune.steps = int(params["steps"])
-    options = AdaptOptions(finetune=finetune, use_pseudo_labels=bool(params.get("use_pseudo_labels", True)))
+    options = AdaptOptions(
+        finetune=finetune,
+        use_pseudo_labels=bool(params.get("use_pseudo_labels", True)),
+        scoring=scoring_options(params),
+    )
     # activate=False: only the supervising worker flips ACTIVE, after it saw this process succeed, so a
     # cancelled or killed run can never change the active model.
     result = adapt_datastore(store, options, device, progress=progress, activate=False)

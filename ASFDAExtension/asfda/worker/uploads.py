@@ -9,13 +9,13 @@ import uuid
 from pathlib import Path
 from typing import Dict, Optional, Tuple
 
-import numpy as np
 from fastapi import HTTPException, Request
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 
 from asfda.datastore import Datastore, LabelTag
-from asfda.imaging import load_volume, volume_suffix
+from asfda.imaging import volume_suffix
+from asfda.label_files import submit_label_file
 from asfda.model_config import ModelConfig
 
 # MONAI's cached readers are shared objects; reading volumes one at a time keeps them safe across threads.
@@ -70,19 +70,9 @@ def store_label(
 ) -> Dict:
     """Validate geometry and values against the image and model, then write atomically (fsynced)."""
     prediction = prediction_provenance(store, case_id)
-    with VOLUME_IO_LOCK:  # save_label reads the image too
-        volume = load_volume(path)
-        labels = volume.detach().cpu().numpy()
-        affine = volume.affine.detach().cpu().numpy().astype(np.float64)
-        record = store.save_label(
-            case_id,
-            LabelTag.FINAL,
-            labels,
-            affine,
-            config.label_values,
-            author=author,
-            model_version=version,
-            extra={"prediction": prediction},
+    with VOLUME_IO_LOCK:  # the checks read the image too
+        record = submit_label_file(
+            store, case_id, path, config, author=author, model_version=version, extra={"prediction": prediction}
         )
     values = [v for v in record.extra.get("label_values", []) if v != 0]
     return {

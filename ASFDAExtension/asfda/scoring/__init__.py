@@ -1,0 +1,1 @@
+"""Scoring a datastore's pool: cases streamed through a DataLoader, per-case signals cached per model version."""

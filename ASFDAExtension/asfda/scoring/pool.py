@@ -1,0 +1,131 @@
+"""Score a pool of datastore cases with one model: cached signals first, the rest streamed and scored.
+
+This is the per-case scorer that a rank, an adaptation and a cluster worker share: whatever computes a
+case's signals goes through `CaseScorer.score`, and whatever stores them goes through the cache.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional
+
+from asfda.datastore import Datastore
+from asfda.errors import AsfdaError
+from asfda.inference import Predictor
+from asfda.model_store import LoadedModel
+from asfda.query.dkd import knowledge_reference
+from asfda.query.signals import CaseSignals, fill_pool_mean_gaps, score_volume
+from asfda.scoring.cache import SignalCache, SignalKey
+from asfda.scoring.options import ScoringOptions
+from asfda.scoring.stream import stream_cases
+
+ProgressFn = Callable[[str, int, int], None]
+
+
+class Yielded(AsfdaError):
+    """A rank stepped aside between chunks for interactive work; the next run resumes from the cache."""
+
+
+@dataclass
+class PoolSignals:
+    signals: Dict[str, CaseSignals]  # every case that could be scored, in the order asked
+    errors: Dict[str, str] = field(default_factory=dict)  # case id -> one-line reason it was left out
+    scored: int = 0  # computed in this call
+    cached: int = 0  # taken from the cache
+
+
+class CaseScorer:
+    """One model on one device, ready to score volumes; built once per job (or per cluster actor)."""
+
+    def __init__(self, model: LoadedModel, device: str, options: ScoringOptions):
+        self.model, self.options = model, options
+        self.predictor = Predictor(model.network, model.config, device, options.precision)
+        self.reference = knowledge_reference(
+            self.predictor.network, model.feature_prior, options.knowledge_source, model.reference_stats
+        )
+
+    def score(self, case_id: str, image) -> CaseSignals:
+        return score_volume(self.predictor, case_id, image, self.reference, self.options.asd_rule)
+
+
+def signal_keys(store: Datastore, model_version: str, case_ids: List[str], options: ScoringOptions):
+    """(keys of cases whose image can be looked at, errors of those that cannot)."""
+    keys: Dict[str, SignalKey] = {}
+    errors: Dict[str, str] = {}
+    options_key = options.cache_key()
+    for case_id in case_ids:
+        try:
+            keys[case_id] = SignalKey(case_id, model_version, store.image_fingerprint(case_id), options_key)
+        except AsfdaError as exc:
+            errors[case_id] = str(exc).splitlines()[0]
+    return keys, errors
+
+
+def score_pool(
+    store: Datastore,
+    scorer: CaseScorer,
+    case_ids: List[str],
+    progress: Optional[ProgressFn] = None,
+    should_yield: Optional[Callable[[], bool]] = None,
+) -> PoolSignals:
+    """Signals of `case_ids` under the scorer's model; only cases missing from the cache are computed.
+
+    Progress counts cached cases at once and every newly scored case as it finishes. `should_yield` is
+    asked after every `chunk_size` newly scored cases; when it says so, `Yielded` is raised with the
+    work so far safely in the cache. A cancelled job's process is killed: every case committed before
+    stays in the cache as well.
+    """
+    cache = SignalCache(store.root / "asfda.db")
+    keys, errors = signal_keys(store, scorer.model.version, case_ids, scorer.options)
+    found = cache.get_many(keys.values())
+    missing = [c for c in case_ids if c in keys and c not in found]
+    total, done = len(case_ids), len(found) + len(errors)
+    if progress:
+        progress("score", done, total)
+    scored = 0
+    for case in stream_cases(store.root, missing, scorer.model.config, scorer.options.workers):
+        if case.error is not None:
+            errors[case.case_id] = case.error
+        else:
+            signal = scorer.score(case.case_id, case.image)
+            cache.put(keys[case.case_id], signal)
+            found[case.case_id] = signal
+            scored += 1
+        done += 1
+        if progress:
+            progress("score", done, total)
+        if should_yield and scored % max(1, scorer.options.chunk_size) == 0 and done < total and should_yield():
+            raise Yielded(f"stepped aside for interactive work after {scored} newly scored cases")
+    ordered = {c: found[c] for c in case_ids if c in found}
+    fill_pool_mean_gaps(list(ordered.values()))
+    return PoolSignals(ordered, errors, scored=scored, cached=len(ordered) - scored)
+
+
+def add_epistemic(
+    store: Datastore,
+    scorer: CaseScorer,
+    pool: PoolSignals,
+    samples: int,
+    progress: Optional[ProgressFn] = None,
+) -> None:
+    """MC-dropout epistemic scores for the pool's cases (cached like the signals), set in place."""
+    cache = SignalCache(store.root / "asfda.db")
+    keys, _ = signal_keys(store, scorer.model.version, list(pool.signals), scorer.options)
+    missing = []
+    for case_id, signal in pool.signals.items():
+        signal.epistemic = cache.get_epistemic(keys[case_id], samples)
+        if signal.epistemic is None:
+            missing.append(case_id)
+    done = len(pool.signals) - len(missing)
+    for case in stream_cases(store.root, missing, scorer.model.config, scorer.options.workers):
+        if case.error is None:
+            value = scorer.predictor.mc_dropout_epistemic(case.image, samples)
+            cache.put_epistemic(keys[case.case_id], samples, value)
+            pool.signals[case.case_id].epistemic = value
+        else:
+            pool.errors[case.case_id] = case.error
+        done += 1
+        if progress:
+            progress("mc_dropout", done, len(pool.signals))
+    for case_id in [c for c, s in pool.signals.items() if s.epistemic is None]:
+        pool.signals.pop(case_id)
