@@ -9,17 +9,16 @@ import logging
 import os
 import shutil
 import tempfile
-import time
 from typing import Annotated
 
 import qt
 import slicer
-from ASFDALib import dependencies, segmentation_io, selftest
-from ASFDALib.client import WorkerClient
+from ASFDALib import case_lease, segmentation_io, selftest
+from ASFDALib.case_files import CaseFilesMixin
 from ASFDALib.edits import EditTracker, SegmentationEditWatcher
-from ASFDALib.launcher import WorkerLauncher
 from ASFDALib.machine_settings import DEVICES, MachineSettings
 from ASFDALib.poller import CachedPoller, TaskRunner, tickIntervalMs, yieldToBackgroundThreads
+from ASFDALib.worker_connection import WorkerConnectionMixin
 from ASFDALib.worklist import COLUMNS, SORT_KEYS, JobProgress, JobState, Worklist
 from slicer.parameterNodeWrapper import WithinRange, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import (
@@ -43,7 +42,7 @@ except ImportError:  # Slicer < 5.4
 
 
 PENDING = "pending"  # a job request is in flight; its id is not known yet
-DKD_COLUMN = COLUMNS.index("DKD")
+DKD_COLUMN, HELD_BY_COLUMN = COLUMNS.index("DKD"), COLUMNS.index("Held by")
 
 
 class ASFDA(ScriptedLoadableModule):
@@ -98,6 +97,7 @@ class ASFDAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.adaptJobId = None
         self._jobsPrimed = False
         self.edits = EditTracker()
+        self.lease = case_lease.CaseLease()
         self.editWatcher = SegmentationEditWatcher(slicer.vtkSegmentation, self.edits.segmentationEdited)
 
     def setup(self):
@@ -172,6 +172,8 @@ class ASFDAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def cleanup(self):
         if self.timer is not None:
             self.timer.stop()
+        for task in self.giveBack(self.lease.left()):
+            task.done.wait(2.0)  # Slicer is closing: a short wait, the lease expires anyway
         self.editWatcher.release()
         self.removeObservers()
         if self.logic is not None:
@@ -190,6 +192,7 @@ class ASFDAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onSceneStartClose(self, caller, event):
         # A scene close cannot be refused: keep a copy of unsubmitted edits and say where it is.
         self.keepUnsubmittedEdits(askToContinue=False)
+        self.giveBack(self.lease.left())
         self.editWatcher.release()
         self.edits.caseClosed()
         self.setParameterNode(None)
@@ -243,6 +246,7 @@ class ASFDAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             "worklist": CachedPoller(lambda: (client.worklist(), client.cases()), intervalS=3.0),
             "jobs": CachedPoller(client.jobs, intervalS=1.0),
             "models": CachedPoller(client.models, intervalS=5.0),
+            "lease": CachedPoller(self.lease.renew, intervalS=case_lease.RENEW_INTERVAL_S),
         }
         self._rendered = {}
         self._jobsPrimed = False
@@ -300,6 +304,10 @@ class ASFDAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         models = self._fresh("models")
         if models is not None and models.value is not None:
             self.renderModels(models.value)
+        lease = self._fresh("lease")
+        if lease is not None and lease.value:
+            self.ui.caseStatusLabel.text = _("Your lease on {case} expired and {name} holds it now: Submit will be "
+                                             "refused.").format(case=self.lease.caseId, name=lease.value)
         errors = [p.error for p in self.pollers.values() if p.error]
         if not connected:
             status = _("Not connected")
@@ -307,8 +315,9 @@ class ASFDAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             status = _("Worker not answering: {error}").format(error=errors[0])
         else:
             info = self.logic.info or {}
-            status = _("Connected to {url} ({device}, model {version}, datastore {datastore})").format(
-                url=self.logic.client.url, device=info.get("device", "?"), datastore=info.get("datastore", "?"),
+            status = _("Connected to {url} as {name} ({device}, model {version}, datastore {datastore})").format(
+                url=self.logic.client.url, name=self.logic.client.annotator, device=info.get("device", "?"),
+                datastore=info.get("datastore", "?"),
                 version=self.logic.worklist.activeModelVersion or info.get("active_model_version") or "none")
         self.ui.workerStatusLabel.text = status
         p = self._parameterNode
@@ -337,6 +346,8 @@ class ASFDAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                         version=row.modelVersion))
                 if c == DKD_COLUMN and row.knowledgeSource:
                     tips.append(_("DKD knowledge source: {source}").format(source=row.knowledgeSource))
+                if c == HELD_BY_COLUMN and row.leaseExpiresAt:
+                    tips.append(_("Leased until {time}").format(time=row.leaseExpiresAt))
                 if tips:
                     item.setToolTip("\n".join(tips))
                 if row.caseId == current:
@@ -402,32 +413,38 @@ class ASFDAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onConnected(self, connection):
         self.logic.setConnection(*connection)
+        self.lease.reconnected(self.logic.client)
         self.ui.workerUrlLineEdit.text = self.logic.client.url
         self.rankJobId = self.adaptJobId = None
         self.startPolling()
 
     def onConnect(self):
         with slicer.util.tryWithErrorDisplay(_("Failed to connect to the worker."), waitCursor=True):
-            url, token = self.ui.workerUrlLineEdit.text, self.ui.workerTokenLineEdit.text
+            url, token, annotator = self.ui.workerUrlLineEdit.text, self.ui.workerTokenLineEdit.text, self.annotator()
+            if not annotator:
+                return
+            case_lease.checkToken(url, token)
             self.ui.workerStatusLabel.text = _("Connecting to {url}...").format(url=url)
-            self.runInBackground(lambda: self.logic.openConnection(url, token), self.onConnected,
+            self.runInBackground(lambda: self.logic.openConnection(url, token, annotator), self.onConnected,
                                  _("Failed to connect to the worker."))
 
     def onStartLocalWorker(self):
         with slicer.util.tryWithErrorDisplay(_("Failed to start the local worker."), waitCursor=True):
-            s = self.machineSettings()
-            if not s.workerPython and not self.logic.ensureLocalDependencies():
+            s, annotator = self.machineSettings(), self.annotator()
+            if not annotator or (not s.workerPython and not self.logic.ensureLocalDependencies()):
                 return
             launcher = self.logic.startLocalWorker(s.datastorePath, s.localPort, s.workerPython, s.device,
                                                    self.ui.workerTokenLineEdit.text)
             self.ui.workerStatusLabel.text = _("Starting local worker (log: {log})...").format(log=launcher.logPath)
-            self.runInBackground(self.logic.waitForLocalWorker, self.onConnected,
+            self.runInBackground(lambda: self.logic.waitForLocalWorker(annotator), self.onConnected,
                                  _("The local worker did not start."))
 
     def onStopLocalWorker(self):
         with slicer.util.tryWithErrorDisplay(_("Failed to stop the local worker."), waitCursor=True):
             self.logic.stopLocalWorker()
             self.pollers = {}
+            if self.logic.client is None:  # the lease was on the stopped worker: nothing to give back
+                self.lease.forget()
             self.rankJobId = self.adaptJobId = None
 
     def startJob(self, attr, request, errorMessage):
@@ -477,11 +494,13 @@ class ASFDAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onNextCase(self):
         with slicer.util.tryWithErrorDisplay(_("Failed to load the next case."), waitCursor=True):
-            caseId = self.logic.worklist.nextCase(afterCaseId=self._parameterNode.currentCaseId or None)
-            if caseId is None:
-                slicer.util.infoDisplay(_("Every case of the worklist is labeled. Adapt the model or rank again."))
+            current, client = self._parameterNode.currentCaseId or None, self.logic.client
+            if not self.keepUnsubmittedEdits():
                 return
-            self.loadCase(caseId)
+            candidates = self.logic.worklist.candidates(current, client.annotator)
+            self.ui.caseStatusLabel.text = _("Asking the worker for your next case...")
+            self.runInBackground(lambda: self.lease.openNext(client, candidates, current, self.logic.fetchCase),
+                                 self.onCaseOpened, _("Failed to load the next case."))
 
     def keepUnsubmittedEdits(self, nextCaseId=None, askToContinue=True):
         """Write a copy of unsubmitted edits before they go; ask (or, when nothing can stop it, tell)."""
@@ -506,8 +525,37 @@ class ASFDAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return
         self.ui.caseStatusLabel.text = _("Loading {case} and the model's prediction...").format(case=caseId)
         client = self.logic.client
-        self.runInBackground(lambda: self.logic.fetchCase(client, caseId), self.onCaseFetched,
+        self.runInBackground(lambda: self.lease.open(client, caseId, self.logic.fetchCase), self.onCaseOpened,
                              _("Failed to download case {case}.").format(case=caseId))
+
+    def onCaseOpened(self, opening):
+        if opening is None:
+            self.ui.caseStatusLabel.text = _("No case is left for you: every case is labeled or held by another "
+                                             "annotator. Adapt the model or rank again.")
+        elif opening.heldBy:
+            self.ui.caseStatusLabel.text = _("{case} is held by {name}: not opened for editing.").format(
+                case=opening.caseId, name=opening.heldBy)
+        else:
+            try:
+                self.onCaseFetched(opening.files)
+            finally:
+                self.giveBack(self.lease.opened(opening, self._parameterNode.currentCaseId == opening.caseId))
+        self.pokeAll(force=True)  # the Held-by column changed
+
+    def giveBack(self, leases):
+        return [self.tasks.submit(lambda c=client, i=caseId: case_lease.release(c, i)) for client, caseId in leases]
+
+    def annotator(self):
+        """The annotator's name from the application settings; asked once when there is none yet."""
+        name = self.ui.annotatorLineEdit.text
+        if not name.strip():
+            name = qt.QInputDialog.getText(slicer.util.mainWindow(), _("ASFDA annotator"), _(
+                "Your name, as the worker records it with your leases and labels (asked once; editable under Worker):"))
+        if not (name or "").strip():
+            self.ui.workerStatusLabel.text = _("Enter your name as annotator to connect.")
+            return None
+        self.ui.annotatorLineEdit.text = case_lease.cleanAnnotatorName(name)  # saved in the settings
+        return self.ui.annotatorLineEdit.text
 
     def onCaseFetched(self, files):
         with slicer.util.tryWithErrorDisplay(_("Failed to load case {case}.").format(case=files["caseId"]),
@@ -539,13 +587,14 @@ class ASFDAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                     return
                 path = self.logic.exportLabel(p.currentSegmentation, p.currentVolume, p.currentCaseId,
                                               allowEmpty=True)
-            client, caseId, author = self.logic.client, p.currentCaseId, self.ui.annotatorLineEdit.text
+            client, caseId = self.logic.client, p.currentCaseId
             self.ui.caseStatusLabel.text = _("Uploading the label of {case}...").format(case=caseId)
-            self.runInBackground(lambda: client.uploadLabel(caseId, path, author), self.onLabelSubmitted,
+            self.runInBackground(lambda: client.uploadLabel(caseId, path), self.onLabelSubmitted,
                                  _("The worker refused the label of {case}.").format(case=caseId))
 
     def onLabelSubmitted(self, reply):
         self.edits.labelSubmitted(reply["case_id"])
+        self.lease.submitted(reply["case_id"])
         self.logic.worklist.markLabeled(reply["case_id"])
         self.ui.caseStatusLabel.text = _("Label of {case} saved (values {values}).").format(
             case=reply["case_id"], values=reply.get("label_values"))
@@ -567,8 +616,11 @@ class ASFDAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.pokeAll(force=True)
 
 
-class ASFDALogic(ScriptedLoadableModuleLogic):
-    """Everything but the GUI; usable from the Python console and the test below."""
+class ASFDALogic(ScriptedLoadableModuleLogic, WorkerConnectionMixin, CaseFilesMixin):
+    """Everything but the GUI; usable from the Python console and the test below.
+
+    Connecting and the local worker: ASFDALib/worker_connection.py; case files: ASFDALib/case_files.py.
+    """
 
     def __init__(self):
         ScriptedLoadableModuleLogic.__init__(self)
@@ -601,52 +653,6 @@ class ASFDALogic(ScriptedLoadableModuleLogic):
     def moduleDir():
         return os.path.dirname(os.path.abspath(__file__))
 
-    @staticmethod
-    def unsubmittedFolder():
-        """Backups of unsubmitted edits: outlive the session, next to the user's scenes."""
-        base = getattr(slicer.app, "defaultScenePath", "") or os.path.expanduser("~")
-        return os.path.join(base, "ASFDA unsubmitted edits")
-
-    # Connection: openConnection may run in a worker thread; setConnection on the GUI thread.
-    @staticmethod
-    def openConnection(url, token=""):
-        client = WorkerClient(url, token)
-        return client, client.info()
-
-    def setConnection(self, client, info):
-        self.client, self.info = client, info
-        self.worklist = Worklist(activeModelVersion=info.get("active_model_version"))
-
-    def ensureLocalDependencies(self):
-        return dependencies.ensureLocalWorkerDependencies(self.moduleDir())
-
-    def startLocalWorker(self, datastorePath, port, pythonExecutable="", device="auto", token=""):
-        datastore = str(datastorePath or "").strip()
-        if datastore in ("", "."):
-            raise ValueError(_("Choose a datastore folder first"))
-        self.stopLocalWorker()
-        self.launcher = WorkerLauncher(
-            datastore, port, pythonExecutable=pythonExecutable or None, token=token,
-            device=None if device == "auto" else device,
-            extraPythonPath=dependencies.workerPythonPath(self.moduleDir()),
-            # Slicer's own environment is tuned for Slicer; a worker in another Python needs the user's.
-            env=slicer.util.startupEnvironment() if pythonExecutable else None)
-        self.launcher.start()
-        return self.launcher
-
-    def waitForLocalWorker(self, timeoutS=180.0):
-        launcher = self.launcher
-        client = WorkerClient(launcher.url, launcher.token)
-        launcher.waitUntilHealthy(lambda: client.health(timeout=2.0), timeoutS=timeoutS)
-        return client, launcher.checkServesOurDatastore(client.info())
-
-    def stopLocalWorker(self):
-        if self.launcher is not None:
-            if self.client is not None and self.client.url == self.launcher.url:
-                self.client = None
-            self.launcher.stop()
-            self.launcher = None
-
     def updateWorklist(self, worklistReply, casesReply):
         self.worklist.updateFromWorklistReply(worklistReply)
         self.worklist.updateFromCasesReply(casesReply)
@@ -654,16 +660,6 @@ class ASFDALogic(ScriptedLoadableModuleLogic):
     @property
     def labels(self):
         return (self.info or {}).get("labels") or {}
-
-    def fetchCase(self, client, caseId):
-        """Download the image and a fresh prediction of the active model (background thread)."""
-        folder = os.path.join(self.workDir, caseId)
-        os.makedirs(folder, exist_ok=True)
-        imagePath = os.path.join(folder, "image.nii.gz")
-        predictionPath = os.path.join(folder, "prediction.nii.gz")
-        client.downloadImage(caseId, imagePath)
-        version = client.infer(caseId, predictionPath)
-        return {"caseId": caseId, "image": imagePath, "prediction": predictionPath, "modelVersion": version}
 
     def loadCase(self, files, parameterNode=None):
         """Replace the previous case's nodes with this case's volume and pre-filled segmentation."""
@@ -681,21 +677,6 @@ class ASFDALogic(ScriptedLoadableModuleLogic):
             parameterNode.currentVolume = volume
             parameterNode.currentSegmentation = segmentation
         return volume, segmentation
-
-    def backupUnsubmittedLabel(self, segmentationNode, volumeNode, caseId):
-        """Save unsubmitted edits (even an empty segmentation) with a time stamp; returns the path."""
-        folder = os.path.join(self.unsubmittedFolder(), caseId + "-" + time.strftime("%Y%m%d-%H%M%S"))
-        os.makedirs(folder, exist_ok=True)
-        return segmentation_io.exportSegmentationToFile(
-            slicer.mrmlScene, segmentationNode, volumeNode, self.labels, folder, caseId, allowEmpty=True)
-
-    def exportLabel(self, segmentationNode, volumeNode, caseId, allowEmpty=False):
-        if not caseId or segmentationNode is None:
-            raise ValueError(_("Load a case before submitting a label"))
-        folder = os.path.join(self.workDir, caseId)
-        os.makedirs(folder, exist_ok=True)
-        return segmentation_io.exportSegmentationToFile(
-            slicer.mrmlScene, segmentationNode, volumeNode, self.labels, folder, caseId, allowEmpty=allowEmpty)
 
 
 class ASFDATest(ScriptedLoadableModuleTest):

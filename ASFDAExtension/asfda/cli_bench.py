@@ -69,6 +69,14 @@ def add_parser(subparsers) -> None:
     speed.add_argument("--device", default="cpu")
     speed.add_argument("--threads", type=int, default=1)
     speed.add_argument("--tiny", action="store_true", help="tiny sizes, for tests")
+    speed.add_argument(
+        "--preset",
+        choices=["small", "realistic"],
+        default="small",
+        help="realistic: one 256x256x224 volume, 96^3 windows, sw_batch_size 4, a 7.9 M BN UNet or a 62 M "
+        "14-class SwinUNETR (feature size 48)",
+    )
+    speed.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32", help="autocast precision")
     speed.set_defaults(func=run_speed)
 
 

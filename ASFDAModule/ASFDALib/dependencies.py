@@ -29,6 +29,9 @@ WORKER_REQUIREMENTS = {
     "python-multipart>=0.0.9": "multipart",
     "pydantic>=2.5": "pydantic",
     "psutil>=5.9": "psutil",
+    "dicomweb-client>=0.59": "dicomweb_client",
+    "highdicom>=0.23": "highdicom",
+    "filelock>=3.12": "filelock",
 }
 
 

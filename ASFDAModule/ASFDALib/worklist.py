@@ -36,8 +36,8 @@ class JobState(str, enum.Enum):
 
 
 # Column order of the worklist table; the .ui and the widget both follow this list.
-COLUMNS = ("Rank", "Case", "DKD", "ASD", "Score", "Status", "Model", "Stale", "Selected")
-SORT_KEYS = ("rank", "caseId", "dkd", "asd", "score", "status", "modelVersion", "stale", "selected")
+COLUMNS = ("Rank", "Case", "DKD", "ASD", "Score", "Status", "Held by", "Model", "Stale", "Selected")
+SORT_KEYS = ("rank", "caseId", "dkd", "asd", "score", "status", "leasedBy", "modelVersion", "stale", "selected")
 
 
 def _number(value):
@@ -61,6 +61,8 @@ class WorklistRow:
     stale: bool = False
     selected: bool = False
     knowledgeSource: Optional[str] = None  # which DKD reference the worker used; absent on older workers
+    leasedBy: Optional[str] = None  # the annotator holding the case; absent on older workers
+    leaseExpiresAt: Optional[str] = None
 
     @classmethod
     def fromReply(cls, item):
@@ -77,6 +79,8 @@ class WorklistRow:
             stale=bool(item.get("stale", False)),
             selected=bool(item.get("selected", False)),
             knowledgeSource=item.get("knowledge_source") or None,
+            leasedBy=item.get("leased_by") or None,
+            leaseExpiresAt=item.get("lease_expires_at") or None,
         )
 
     @property
@@ -92,6 +96,7 @@ class WorklistRow:
             _fmt(self.asd),
             _fmt(self.score),
             self.status.value,
+            self.leasedBy or "",
             self.modelVersion or "",
             "stale" if self.stale else "",
             "yes" if self.selected else "",
@@ -148,6 +153,7 @@ class Worklist:
         row = self.row(caseId)
         if row is not None:
             row.status = CaseStatus.FINAL
+            row.leasedBy = row.leaseExpiresAt = None  # the worker ends the lease on submission
 
     def byCaseId(self) -> Dict[str, WorklistRow]:
         return {row.caseId: row for row in self.rows}
@@ -180,16 +186,22 @@ class Worklist:
     def labeledCount(self):
         return sum(1 for r in self.rows if r.labeled)
 
-    def nextCase(self, afterCaseId=None):
-        """The next case to annotate: unlabeled top-k picks first, then the rest, by rank.
+    def candidates(self, afterCaseId=None, annotator=None):
+        """Cases to annotate next, in order: unlabeled top-k picks, then the rest, by rank.
 
-        ``afterCaseId`` skips the case currently open so "Next" always moves on.
+        ``afterCaseId`` skips the case currently open so "Next" always moves on; with ``annotator``, cases
+        the last poll showed held by someone else are left out.
         """
-        candidates = [r for r in self.sortedRows("rank") if not r.labeled and r.caseId != afterCaseId]
-        for row in candidates:
-            if row.selected:
-                return row.caseId
-        return candidates[0].caseId if candidates else None
+        rows = [
+            r
+            for r in self.sortedRows("rank")
+            if not r.labeled and r.caseId != afterCaseId and (annotator is None or r.leasedBy in (None, annotator))
+        ]
+        return [r.caseId for r in rows if r.selected] + [r.caseId for r in rows if not r.selected]
+
+    def nextCase(self, afterCaseId=None, annotator=None):
+        candidates = self.candidates(afterCaseId, annotator)
+        return candidates[0] if candidates else None
 
 
 @dataclass

@@ -41,3 +41,24 @@ def mrmlScene():
             delattr(slicer, name)
         else:
             setattr(slicer, name, value)
+
+
+@pytest.fixture
+def worker(tmp_path):
+    """A scripted worker over real HTTP on loopback (harness/fake_worker.py)."""
+    from harness.fake_worker import FakeWorker
+
+    with FakeWorker(tmp_path / "datastore") as w:
+        yield w
+
+
+@pytest.fixture
+def harness(mrmlScene, tmp_path):
+    """The unmodified ASFDA.py widget set up as Slicer would (harness/__init__.py)."""
+    slicer = pytest.importorskip("slicer")
+    from harness import ModuleHarness, slicer_standins
+
+    h = ModuleHarness(slicer, tmp_path / "scenes")
+    yield h
+    h.close()
+    slicer_standins.SLICER_VERSION[0] = (5, 10)

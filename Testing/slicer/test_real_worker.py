@@ -106,3 +106,31 @@ def test_prediction_to_segmentation_to_uploaded_label(worker, mrmlScene, tmp_pat
     reply = worker.uploadLabel("case1", path, author="pytest")
     assert reply["tag"] == "final" and reply["label_values"] == [1]
     assert {c["case_id"]: c["status"] for c in worker.cases()}["case1"] == "final"
+
+
+def test_leases_as_the_module_takes_them(worker):
+    """The real worker's lease replies read as the module expects: holder named, Held-by rows, old routes."""
+    from ASFDALib.case_lease import CaseLease, lacksLeases
+    from ASFDALib.worklist import WorklistRow
+
+    ada, bea = (WorkerClient(worker.url, token=TOKEN, annotator=name) for name in ("Dr. Ada", "Dr. Bea"))
+    fetched = []
+    adaLease = CaseLease()
+    opening = adaLease.open(ada, "case2", lambda client, caseId: fetched.append(caseId) or {"caseId": caseId})
+    assert opening.leased and fetched == ["case2"]
+    adaLease.opened(opening, loaded=True)
+    refused = CaseLease().open(bea, "case2", lambda client, caseId: fetched.append(caseId))
+    assert refused.heldBy == "Dr. Ada" and fetched == ["case2"]
+    rows = {row.caseId: row for row in map(WorklistRow.fromReply, bea.cases())}
+    assert rows["case2"].leasedBy == "Dr. Ada" and rows["case2"].leaseExpiresAt
+    assert rows["case0"].leasedBy is None
+    assert adaLease.renew() is None
+    for client, caseId in adaLease.left():
+        client.releaseCase(caseId)
+    assert CaseLease().open(bea, "case2", lambda client, caseId: {"caseId": caseId}).leased
+    bea.releaseCase("case2")
+    with pytest.raises(WorkerError) as unknownRoute:
+        bea._json("POST", "/no-such-route")
+    with pytest.raises(WorkerError) as unknownCase:
+        bea.leaseCase("case9")
+    assert lacksLeases(unknownRoute.value) and not lacksLeases(unknownCase.value)

@@ -163,7 +163,7 @@ def renderUi(target, tmpDir):
     worklist = Worklist()
     worklist.updateFromWorklistReply({"active_model_version": "v2", "budget_k": 2, "items": [
         {"rank": i + 1, "case_id": f"case-{c:03d}", "dkd": d, "asd": a, "score": s, "status": st,
-         "model_version": "v2", "stale": False, "selected": i < 2}
+         "model_version": "v2", "stale": False, "selected": i < 2, "leased_by": "Dr. Bea" if c == 23 else None}
         for i, (c, d, a, s, st) in enumerate([(17, 0.91, 0.62, 0.88, "unlabeled"), (4, 0.55, 0.80, 0.71, "final"),
                                               (23, 0.48, 0.51, 0.50, "unlabeled"), (9, 0.20, 0.33, 0.27, "unlabeled")])
     ]})

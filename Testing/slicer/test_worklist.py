@@ -31,7 +31,7 @@ def test_reply_becomes_rows(worklist):
     assert worklist.budgetK == 2 and worklist.strategy == "asfda"
     row = worklist.row("c1")
     assert row.status == CaseStatus.FINAL and row.labeled
-    assert row.cells() == ["2", "c1", "0.500", "0.250", "0.700", "final", "v1", "", "yes"]
+    assert row.cells() == ["2", "c1", "0.500", "0.250", "0.700", "final", "", "v1", "", "yes"]
     assert len(row.cells()) == len(COLUMNS)
     assert worklist.selectedCaseIds == ["c3", "c1"]
     assert worklist.labeledCount == 1
@@ -65,7 +65,7 @@ def test_stale_flags_follow_worker_and_activation(worklist):
     # Rolling back to v1 makes the v2 scores stale before the next poll confirms it.
     worklist.setActiveModelVersion("v1")
     assert [r.stale for r in worklist.rows] == [False, True]
-    assert worklist.row("c2").cells()[7] == "stale"
+    assert worklist.row("c2").cells()[COLUMNS.index("Stale")] == "stale"
 
 
 def test_cases_reply_merges_status_and_keeps_picks(worklist):
@@ -108,3 +108,22 @@ def test_knowledge_source_is_read_when_the_worker_sends_it():
         "reference_stats"
     )
     assert WorklistRow.fromReply({"case_id": "b"}).knowledgeSource is None  # older workers
+
+
+def test_lease_columns_and_next_candidates_skip_cases_held_by_others():
+    from ASFDALib.worklist import WorklistRow
+
+    assert WorklistRow.fromReply({"case_id": "b"}).cells()[COLUMNS.index("Held by")] == ""  # older workers
+    w = Worklist()
+    w.updateFromWorklistReply(reply([
+        dict(item(1, "c3", 0.9, selected=True), leased_by="Dr. Bea", lease_expires_at="2030-01-01T00:00:00+00:00"),
+        item(2, "c1", 0.7, selected=True),
+        dict(item(3, "c2", 0.4), leased_by="Dr. Ada"),
+        item(4, "c4", 0.1),
+    ]))
+    row = w.row("c3")
+    assert row.cells()[COLUMNS.index("Held by")] == "Dr. Bea" and row.leaseExpiresAt.startswith("2030")
+    assert w.candidates(annotator="Dr. Ada") == ["c1", "c2", "c4"]  # Bea's case left out, Ada's own kept
+    assert w.candidates(afterCaseId="c1") == ["c3", "c2", "c4"]  # without a name, nothing is left out
+    w.markLabeled("c3")
+    assert w.row("c3").leasedBy is None  # a submitted label ends the lease

@@ -17,26 +17,22 @@ def main(spec: dict) -> dict:
     import torch
 
     from asfda.bench.memory import peak_memory
-    from asfda.bench.speed import SpeedSettings, _config
-    from asfda.inference import Predictor
-    from asfda.model_store import FeaturePrior
-    from asfda.networks import build_network
-    from asfda.query.asd import mc_dropout_epistemic
-    from asfda.query.signals import compute_signals
+    from asfda.bench.speed import SpeedSettings, product_modes, product_scorer
 
     torch.set_num_threads(1)
-    settings = SpeedSettings(network=spec["network"], roi=tuple(spec["roi"]), device=spec["device"])
-    config = _config(settings)
-    predictor = Predictor(build_network(config), config, settings.device)
+    settings = SpeedSettings(
+        network=spec["network"],
+        roi=tuple(spec["roi"]),
+        device=spec["device"],
+        preset=spec.get("preset", "small"),
+        sw_batch_size=spec.get("sw_batch_size", 1),
+        precision=spec.get("precision", "fp32"),
+    )
+    modes = product_modes(product_scorer(settings), spec["samples"])
     # The volume is prepared by the parent: building it from the 1 mm template would set the peak here.
     volume = torch.as_tensor(np.load(spec["volume_path"]))
     with peak_memory(settings.device) as memory:
-        if spec["mode"] == "inference":
-            predictor.forward(volume, collect=False)
-        elif spec["mode"] == "asfda_scoring":
-            compute_signals(predictor, {"v": volume}, FeaturePrior(mean=np.zeros(1), var=np.ones(1)))
-        else:
-            mc_dropout_epistemic(predictor.mc_dropout_probs(volume, spec["samples"]))
+        modes[spec["mode"]](volume)
     return {"rise_mb": memory["rss_rise_peak_mb"], "peak_mb": memory["rss_peak_mb"], **memory}
 
 

@@ -15,18 +15,32 @@ from typing import Dict, List, Tuple
 import numpy as np
 import torch
 
-from asfda.inference import Predictor
+from asfda.inference import Precision, Predictor, named_norm_layers_with_stats
 from asfda.model_config import ModelConfig
-from asfda.model_store import FeaturePrior
+from asfda.model_store import FeaturePrior, LoadedModel
 from asfda.networks import build_network
-from asfda.query.asd import mc_dropout_epistemic
-from asfda.query.signals import compute_signals
 from asfda.query.strategies import RankingOptions, Strategy, rank
+from asfda.scoring.options import ScoringOptions
+from asfda.scoring.pool import CaseScorer
 from asfda.synth.anatomy import mni152
 from asfda.synth.deform import random_subject
 from asfda.synth.shifts import apply_shift, sample_shift
 
 MONAI_LABEL_EPISTEMIC_SAMPLES = 10  # monailabel/tasks/scoring/epistemic.py: EpistemicScoring(num_samples=10)
+
+
+# The sizes a hospital pool has: a CT at about 1.5 mm, the windows and batch of the Model Zoo's bundles.
+REALISTIC_VOLUME = (256, 256, 224)
+REALISTIC_ROI = (96, 96, 96)
+REALISTIC_NETWORKS = {
+    # 7.9 M parameters, batch norm, 2 classes; SwinUNETR as in swin_unetr_btcv_segmentation (62 M, 14 classes).
+    "unet": {
+        "network": "UNet",
+        "network_args": {"channels": [32, 64, 128, 256, 512], "strides": [2, 2, 2, 2], "num_res_units": 0},
+        "classes": 2,
+    },
+    "swinunetr": {"network": "SwinUNETR", "network_args": {"feature_size": 48}, "classes": 14},
+}
 
 
 @dataclass
@@ -40,10 +54,18 @@ class SpeedSettings:
     device: str = "cpu"
     threads: int = 1
     child_memory: bool = True  # peak memory per mode from a fresh process each (see peak_child)
+    preset: str = "small"
+    sw_batch_size: int = 1
+    precision: str = Precision.FP32.value
 
     @classmethod
     def from_args(cls, args) -> SpeedSettings:
         s = cls(network=args.network, repeats=args.repeats, device=args.device, threads=args.threads)
+        s.precision = getattr(args, "precision", None) or Precision.FP32.value
+        if getattr(args, "preset", None) == "realistic":
+            s.preset, s.roi, s.volume_sizes, s.sw_batch_size = "realistic", REALISTIC_ROI, (REALISTIC_VOLUME,), 4
+            s.pool_sizes = (10, 40)
+            return s
         if args.network == "swinunetr":
             # Its patch embedding needs multiples of 32; one 64^3 window keeps 10 CPU dropout passes in minutes.
             s.roi, s.volume_sizes = (64, 64, 64), ((64, 64, 64),)
@@ -57,6 +79,16 @@ class SpeedSettings:
 
 
 def _config(settings: SpeedSettings) -> ModelConfig:
+    if settings.preset == "realistic":
+        spec = REALISTIC_NETWORKS[settings.network]
+        labels = {"background": 0, **{f"class{i}": i for i in range(1, spec["classes"])}}
+        return ModelConfig(
+            network=spec["network"],
+            network_args=dict(spec["network_args"]),
+            labels=labels,
+            roi_size=list(settings.roi),
+            sw_batch_size=settings.sw_batch_size,
+        )
     if settings.network == "swinunetr":
         return ModelConfig(network="SwinUNETR", labels={"background": 0, "brain": 1}, roi_size=list(settings.roi))
     return ModelConfig(network="UNet", labels={"background": 0, "brain": 1}, roi_size=list(settings.roi))
@@ -74,6 +106,30 @@ def _volumes(shape, count: int, seed: int) -> List[torch.Tensor]:
     return found
 
 
+def product_scorer(settings: SpeedSettings) -> CaseScorer:
+    """The scorer a rank builds, on an untrained network: the cost of a pass does not depend on the weights."""
+    torch.manual_seed(0)
+    config = _config(settings)
+    network = build_network(config)
+    model = LoadedModel("bench", config, network, None)
+    if not named_norm_layers_with_stats(network):
+        # No running statistics: score against a feature prior, as a model imported with one would.
+        probe = Predictor(network, config, settings.device).forward(_volumes(settings.roi, 1, 99)[0])
+        model.feature_prior = FeaturePrior(mean=np.zeros_like(probe.feature), var=np.ones_like(probe.feature))
+    return CaseScorer(model, settings.device, ScoringOptions(precision=Precision(settings.precision)))
+
+
+def product_modes(scorer: CaseScorer, mc_samples: int) -> Dict:
+    """The three code paths the product runs per volume: Infer (argmax label map), Rank (ASFDA signals),
+    and MC-dropout scoring (MONAI Label's epistemic default)."""
+    predictor = scorer.predictor
+    return {
+        "inference": lambda v: predictor.label_map(v),
+        "asfda_scoring": lambda v: scorer.score("v", v),
+        "mc_dropout_scoring": lambda v: predictor.mc_dropout_epistemic(v, mc_samples),
+    }
+
+
 def child_peak(settings: SpeedSettings, volume: torch.Tensor, mode: str) -> Dict:
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "volume.npy"
@@ -85,6 +141,9 @@ def child_peak(settings: SpeedSettings, volume: torch.Tensor, mode: str) -> Dict
             "volume_path": str(path),
             "mode": mode,
             "samples": settings.mc_samples,
+            "preset": settings.preset,
+            "sw_batch_size": settings.sw_batch_size,
+            "precision": settings.precision,
         }
         run = subprocess.run(
             [sys.executable, "-m", "asfda.bench.peak_child", json.dumps(spec)],
@@ -112,12 +171,7 @@ def _time_modes(modes: Dict, volumes: List[torch.Tensor]) -> Dict[str, List[floa
 def run_speed(settings: SpeedSettings, out: Path) -> Dict:
     torch.set_num_threads(settings.threads)
     torch.manual_seed(0)
-    config = _config(settings)
-    network = build_network(config)
-    predictor = Predictor(network, config, settings.device)
-    # Untrained weights: the cost of a pass does not depend on the weight values.
-    probe = predictor.forward(_volumes(settings.roi, 1, 99)[0])
-    prior = FeaturePrior(mean=np.zeros_like(probe.feature), var=np.ones_like(probe.feature))
+    scorer = product_scorer(settings)
     report: Dict = {
         "settings": asdict(settings),
         "torch_threads": torch.get_num_threads(),
@@ -125,11 +179,7 @@ def run_speed(settings: SpeedSettings, out: Path) -> Dict:
         "per_volume": [],
         "ranking": [],
     }
-    modes = {
-        "inference": lambda v: predictor.forward(v, collect=False),
-        "asfda_scoring": lambda v: compute_signals(predictor, {"v": v}, prior),
-        "mc_dropout_scoring": lambda v: mc_dropout_epistemic(predictor.mc_dropout_probs(v, settings.mc_samples)),
-    }
+    modes = product_modes(scorer, settings.mc_samples)
     for shape in settings.volume_sizes:
         volumes = _volumes(shape, settings.repeats, 1)
         row = {"shape": list(shape)}
@@ -143,7 +193,7 @@ def run_speed(settings: SpeedSettings, out: Path) -> Dict:
             row[key] = statistics.median(t / b for t, b in zip(times[name], times["inference"]))
         report["per_volume"].append(row)
     pool = _volumes(settings.roi, max(settings.pool_sizes), 7)
-    signals = compute_signals(predictor, {f"p{i}": v for i, v in enumerate(pool)}, prior)
+    signals = [scorer.score(f"p{i}", v) for i, v in enumerate(pool)]
     for n in settings.pool_sizes:
         row = {"pool": n}
         for strategy in (Strategy.ASFDA, Strategy.CORESET, Strategy.RANDOM):

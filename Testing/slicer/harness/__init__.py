@@ -56,7 +56,10 @@ class ModuleHarness:
             time.sleep(0.01)
         raise AssertionError(f"timed out waiting for {message}")
 
-    def connect(self, url):
+    def connect(self, url, annotator="Dr. Ada"):
+        """Press Connect; ``annotator`` answers the name question when no name is stored yet."""
+        if not self.ui.annotatorLineEdit.text:
+            pythonqt.TEXT_ANSWERS.append(annotator)
         self.ui.workerUrlLineEdit.text = url
         assert self.ui.connectButton.click()
         self.tickUntil(lambda: self.widget.logic.client is not None and self.ui.rankButton.enabled, message="connect")

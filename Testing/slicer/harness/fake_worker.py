@@ -1,13 +1,16 @@
 """A scripted ASFDA worker over real HTTP on 127.0.0.1, answering the routes the module calls.
 
 Replies follow docs/worker-api.md in shape; behaviour is scripted (a refusal for Adapt before any label,
-jobs that succeed at once) so the widget tests stay fast and deterministic.
+jobs that succeed at once) so the widget tests stay fast and deterministic. Leases follow docs/worker.md
+("Several annotators"): one holder per case, 409 naming the holder, ended by release or submission;
+``leasesSupported = False`` answers their routes as a worker older than leases does (404 "Not Found").
 """
 
 import gzip
 import json
 import re
 import threading
+import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import nibabel as nib
@@ -15,6 +18,7 @@ import numpy as np
 
 LABELS = {"background": 0, "liver": 1, "tumor": 2}
 SHAPE = (10, 9, 8)
+EXPIRES = "2030-01-01T00:00:00+00:00"
 
 
 def niftiBytes(array):
@@ -36,6 +40,9 @@ class FakeWorker:
         self.jobs = []
         self.requests = []
         self.failPaths = set()  # paths answered with HTTP 500
+        self.annotatorHeaders = []  # (method, path, X-Annotator as decoded) of every request
+        self.leases = {}  # caseId -> annotator
+        self.leasesSupported = True
         rng = np.random.default_rng(0)
         self.image = rng.normal(size=SHAPE).astype(np.float32)
         self.prediction = np.zeros(SHAPE, dtype=np.uint8)
@@ -71,7 +78,36 @@ class FakeWorker:
             "stale": False,
             "selected": rank == 1,
             "knowledge_source": "pool_mean",
+            **({"leased_by": self.leases[caseId], "lease_expires_at": EXPIRES} if caseId in self.leases else {}),
         }
+
+    def lease(self, method, path, annotator):
+        """The lease routes; None when ``path`` is not one of them."""
+        match = re.fullmatch(r"/cases/([^/]+)/lease", path)
+        if not (path == "/next" or match):
+            return None
+        if not self.leasesSupported:
+            return 404, {"detail": "Not Found"}, None
+        if not annotator:
+            return 400, {"detail": "name the annotator"}, None
+        if path == "/next" and method == "POST":
+            mine = [c for c, who in self.leases.items() if who == annotator]
+            free = [c for c in self.cases if c not in self.labels and c not in self.leases]
+            caseId = (mine + free or [None])[0]
+            return (200, None, None) if caseId is None else self.grant(caseId, annotator)
+        caseId = match.group(1)
+        holder = self.leases.get(caseId)
+        if holder not in (None, annotator):
+            return 409, {"detail": f"case {caseId!r} is leased to {holder} until {EXPIRES}"}, None
+        if method == "POST":
+            return self.grant(caseId, annotator)
+        if method == "DELETE":
+            return 200, {"case_id": caseId, "released": self.leases.pop(caseId, None) is not None}, None
+        return 405, {"detail": "Method Not Allowed"}, None
+
+    def grant(self, caseId, annotator):
+        self.leases[caseId] = annotator
+        return 200, {"case_id": caseId, "annotator": annotator, "leased_at": "", "expires_at": EXPIRES}, None
 
     def newJob(self, kind):
         job = {
@@ -93,6 +129,10 @@ class FakeWorker:
     def route(self, method, path, body, headers):
         if path in self.failPaths:
             return 500, {"detail": "scripted failure"}, None
+        annotator = urllib.parse.unquote(headers.get("X-Annotator") or "")
+        leaseReply = self.lease(method, path.split("?")[0], annotator)
+        if leaseReply is not None:
+            return leaseReply
         if method == "GET" and path == "/health":
             return 200, {"status": "ok"}, None
         if method == "GET" and path == "/info":
@@ -159,6 +199,9 @@ class FakeWorker:
             if what == "infer" and method == "POST":
                 return 200, niftiBytes(self.prediction), {"X-Model-Version": self.activeVersion}
             if what == "label" and method == "PUT":
+                if self.leases.get(caseId, annotator) != annotator:
+                    return 409, {"detail": f"case {caseId!r} is leased to {self.leases[caseId]}"}, None
+                self.leases.pop(caseId, None)
                 self.labels[caseId] = readNifti(self.uploadedFile(body, headers))
                 values = sorted(int(v) for v in np.unique(self.labels[caseId]))
                 return 200, {"case_id": caseId, "tag": "final", "label_values": values}, None
@@ -184,6 +227,9 @@ class FakeWorker:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
                 worker.requests.append((method, self.path))
+                worker.annotatorHeaders.append(
+                    (method, self.path, urllib.parse.unquote(self.headers.get("X-Annotator", "")))
+                )
                 status, payload, extra = worker.route(method, self.path, body, self.headers)
                 data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
                 self.send_response(status)
@@ -204,5 +250,8 @@ class FakeWorker:
 
             def do_PUT(self):
                 self._serve("PUT")
+
+            def do_DELETE(self):
+                self._serve("DELETE")
 
         return Handler

@@ -18,6 +18,9 @@ because the module relies on it:
 - ``QSettings`` is one in-memory store per process (``SETTINGS``), as one user's application settings.
 - ``ctkMessageBox.exec_()`` records the dialog in ``DIALOGS`` and returns the next scripted answer
   (``ANSWERS``; Ok when none), standing in for a person clicking a button.
+- ``QInputDialog.getText`` returns the text alone, as PythonQt does (Qt's ``bool *ok`` is not exposed; a
+  cancelled dialog gives an empty string): the next of ``TEXT_ANSWERS`` (empty when none), recorded in
+  ``DIALOGS``.
 """
 
 import inspect
@@ -27,13 +30,14 @@ import xml.etree.ElementTree as ET
 SLOT_ERRORS = []
 DIALOGS = []
 ANSWERS = []
+TEXT_ANSWERS = []
 SETTINGS = {}
 TIMERS = []
 VISIBLE_MESSAGE_BOXES = []
 
 
 def reset():
-    for store in (SLOT_ERRORS, DIALOGS, ANSWERS, TIMERS, VISIBLE_MESSAGE_BOXES):
+    for store in (SLOT_ERRORS, DIALOGS, ANSWERS, TEXT_ANSWERS, TIMERS, VISIBLE_MESSAGE_BOXES):
         store.clear()
     SETTINGS.clear()
     QApplication._cursors.clear()
@@ -634,6 +638,14 @@ class QMessageBox(QWidget):
     def accept(self):
         if self in VISIBLE_MESSAGE_BOXES:
             VISIBLE_MESSAGE_BOXES.remove(self)
+
+
+class QInputDialog(QWidget):
+    @staticmethod
+    def getText(parent, title, label, echoMode=0, text=""):
+        answer = TEXT_ANSWERS.pop(0) if TEXT_ANSWERS else ""
+        DIALOGS.append({"title": title, "text": label, "icon": None, "answer": answer})
+        return answer
 
 
 class QFile:

@@ -1,0 +1,70 @@
+"""ASFDALib.case_lease against the scripted worker over real HTTP: names, tokens, renewal, hand-over."""
+
+import pytest
+from ASFDALib import case_lease
+from ASFDALib.case_lease import CaseLease
+from ASFDALib.client import WorkerClient
+
+
+def fetch(client, caseId):
+    return {"caseId": caseId}
+
+
+def failingFetch(client, caseId):
+    raise OSError("disk full")
+
+
+@pytest.fixture
+def clients(worker):
+    return [WorkerClient(worker.url, annotator=name) for name in ("Dr. Ada", "Dr. Bea")]
+
+
+def test_names_and_tokens():
+    assert case_lease.cleanAnnotatorName("  Dr.\tAda  Lovelace ") == "Dr. Ada Lovelace"
+    for bad in ("", "   ", "a" * 101, "Ada\x07"):
+        with pytest.raises(ValueError):
+            case_lease.cleanAnnotatorName(bad)
+    for url in ("http://127.0.0.1:8765", "localhost:8765", "http://[::1]:8765"):
+        case_lease.checkToken(url, "")
+    with pytest.raises(ValueError, match="your own annotator token"):
+        case_lease.checkToken("http://10.1.2.3:8765", " ")
+    case_lease.checkToken("https://gpu.hospital.example", "tok")
+    assert case_lease.holderOf("HTTP 409: case 'c' is leased to Dr. Bea until 2030-01-01T00:00:00+00:00") == ("Dr. Bea")
+    assert case_lease.holderOf("HTTP 409: case 'c' is leased to Dr. Bea, not to Dr. Ada") == "Dr. Bea"
+    assert case_lease.holderOf("HTTP 500: boom") is None
+
+
+def test_a_failed_download_gives_the_lease_back(worker, clients):
+    ada, _ = clients
+    with pytest.raises(OSError):
+        CaseLease().open(ada, "case-a", failingFetch)
+    assert worker.leases == {}
+
+
+def test_renewal_reports_a_lost_lease(worker, clients):
+    ada, _ = clients
+    lease = CaseLease()
+    lease.opened(lease.open(ada, "case-a", fetch), loaded=True)
+    assert lease.renew() is None and worker.leases == {"case-a": "Dr. Ada"}
+    worker.leases["case-a"] = "Dr. Bea"  # Ada's lease expired and Bea took the case
+    assert lease.renew() == "Dr. Bea"
+
+
+def test_a_new_name_hands_the_open_case_over(worker, clients):
+    ada, _ = clients
+    lease = CaseLease()
+    lease.opened(lease.open(ada, "case-a", fetch), loaded=True)
+    lease.reconnected(WorkerClient(worker.url, annotator="Dr. Ada"))  # same person: nothing given back
+    assert lease.renew() is None and worker.leases == {"case-a": "Dr. Ada"}
+    lease.reconnected(WorkerClient(worker.url, annotator="Dr. Cy"))
+    assert lease.renew() is None and worker.leases == {"case-a": "Dr. Cy"}
+
+
+def test_a_case_not_loaded_is_given_back_and_the_open_one_kept(worker, clients):
+    ada, _ = clients
+    lease = CaseLease()
+    lease.opened(lease.open(ada, "case-a", fetch), loaded=True)
+    notLoaded = lease.open(ada, "case-b", fetch)
+    assert lease.opened(notLoaded, loaded=False) == [(ada, "case-b")]
+    assert lease.caseId == "case-a"
+    assert lease.openNext(ada, [], "case-a", fetch) is None  # the worker offers case-a back; nothing else
