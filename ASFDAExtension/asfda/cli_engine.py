@@ -91,11 +91,16 @@ def run_rank(args) -> int:
         progress=console_progress("rank"),
     )
     rows = rank_rows(ranked, store.models.active_version())
+    stored = store.state.scores(args.strategy)
+    source = stored[0].knowledge_source if stored else None  # what DKD measured against, for every case
+    for row in rows:
+        row["knowledge_source"] = source
     if args.json:
         print_json(rows)
         return 0
     version = store.models.active_version()
-    print(f"{'rank':>4}  {'case':<24} {'DKD':>9} {'ASD':>7} {'score':>7}  pick   (model {version})")
+    knowledge = f" DKD knowledge source: {source}" if source else ""
+    print(f"{'rank':>4}  {'case':<24} {'DKD':>9} {'ASD':>7} {'score':>7}  pick   (model {version}){knowledge}")
     for r in rows:
         print(
             f"{r['rank']:>4}  {r['case_id']:<24} {fmt(r['dkd'], '9.4f', 9)} {fmt(r['asd'], '7.4f', 7)} "

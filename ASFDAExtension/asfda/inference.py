@@ -165,7 +165,8 @@ class Predictor:
                 sw_batch_size=self.config.sw_batch_size,
                 predictor=self.network,
                 overlap=self.config.sw_overlap,
-                mode="gaussian",
+                mode=self.config.sw_mode,
+                padding_mode=self.config.sw_padding_mode,
             )[0]
         return torch.as_tensor(logits).float()
 

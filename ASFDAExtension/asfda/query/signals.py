@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from asfda.inference import Predictor
-from asfda.model_store import FeaturePrior
+from asfda.model_store import FeaturePrior, ReferenceStats
 from asfda.query.asd import ForegroundRule, foreground_region, predicted_foreground, region_mean, voxel_entropy
 from asfda.query.dkd import KnowledgeReference, KnowledgeSource, knowledge_reference, pool_mean_gaps
 
@@ -80,10 +80,11 @@ def compute_signals(
     knowledge_source: Optional[KnowledgeSource] = None,
     asd_rule: ForegroundRule = ForegroundRule.OTSU,
     progress: Optional[ProgressFn] = None,
+    reference_stats: Optional[ReferenceStats] = None,
 ) -> List[CaseSignals]:
     """Score every prepared image held in memory with a single forward pass each (small pools, benchmarks);
     datastores stream their cases through asfda.scoring instead."""
-    reference = knowledge_reference(predictor.network, feature_prior, knowledge_source)
+    reference = knowledge_reference(predictor.network, feature_prior, knowledge_source, reference_stats)
     found: List[CaseSignals] = []
     for index, (case_id, image) in enumerate(images.items()):
         found.append(score_volume(predictor, case_id, image, reference, asd_rule))

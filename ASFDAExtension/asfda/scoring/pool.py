@@ -53,7 +53,10 @@ class CaseScorer:
     def reference(self) -> KnowledgeReference:
         if self._reference is None:
             self._reference = knowledge_reference(
-                self.predictor.network, self.model.feature_prior, self.options.knowledge_source
+                self.predictor.network,
+                self.model.feature_prior,
+                self.options.knowledge_source,
+                self.model.reference_stats,
             )
         return self._reference
 

@@ -78,6 +78,7 @@ class ScoreFields(BaseModel):
     rank: Optional[int] = None
     model_version: Optional[str] = None
     scored_at: Optional[str] = None
+    knowledge_source: Optional[str] = None  # DKD's reference: norm_stats, reference_stats, feature_prior, pool_mean
     stale: bool = False
     leased_by: Optional[str] = Field(None, description="annotator holding the case now, if any")
     lease_expires_at: Optional[str] = None
