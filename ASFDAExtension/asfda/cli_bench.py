@@ -79,6 +79,7 @@ def add_parser(subparsers) -> None:
     speed.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32", help="autocast precision")
     speed.set_defaults(func=run_speed)
     add_pool_parser(sub)
+    add_e2e_parser(sub)
 
 
 def add_pool_parser(sub) -> None:
@@ -95,6 +96,30 @@ def add_pool_parser(sub) -> None:
     pool.add_argument("--loader-workers", dest="loader_workers", type=int, default=1, help="reader processes")
     pool.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     pool.set_defaults(func=run_pool)
+
+
+def add_e2e_parser(sub) -> None:
+    e2e = sub.add_parser(
+        "e2e",
+        help="the loop through the CLI: rank, re-rank, submit labels, adapt, each a fresh process",
+        description="Writes a synthetic pool and a 7.9 M batch-norm UNet, then times `asfda rank` twice "
+        "(the second served from the signal cache), two `label submit` and `asfda adapt`.",
+    )
+    e2e.add_argument("--out", type=Path, default=Path("bench-results/e2e"), help="results folder")
+    e2e.add_argument("--volumes", type=int, default=24)
+    e2e.add_argument("--shape", type=int, nargs=3, default=[256, 256, 224], help="volume size")
+    e2e.add_argument("--device", default="cpu")
+    e2e.add_argument("--steps", type=int, default=20, help="fine-tuning steps of the adapt")
+    e2e.set_defaults(func=run_e2e)
+
+
+def run_e2e(args: argparse.Namespace) -> int:
+    from asfda.bench.e2e import EndToEndSettings, format_e2e
+    from asfda.bench.e2e import run_e2e as run
+
+    settings = EndToEndSettings(volumes=args.volumes, shape=tuple(args.shape), device=args.device, steps=args.steps)
+    print(format_e2e(run(settings, args.out)))
+    return 0
 
 
 def run_pool(args: argparse.Namespace) -> int:

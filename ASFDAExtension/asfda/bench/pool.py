@@ -14,7 +14,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import psutil
@@ -33,7 +33,20 @@ class PoolBenchSettings:
     threads: int = 0  # 0: torch's default
 
 
-def _write_pool(root: Path, settings: PoolBenchSettings, count: int) -> None:
+# The spleen_ct_segmentation bundle's UNet shape (4.8 M parameters, batch norm).
+POOL_UNET = {"channels": [16, 32, 64, 128, 256], "strides": [2, 2, 2, 2], "num_res_units": 2}
+
+
+def write_pool(
+    root: Path,
+    shape: Tuple[int, int, int],
+    count: int,
+    roi: Tuple[int, int, int] = (96, 96, 96),
+    sw_batch_size: int = 4,
+    network_args: Optional[Dict] = None,
+) -> None:
+    """A datastore of `count` synthetic body-like volumes (uncompressed NIfTI, 1.5 mm) and an untrained
+    batch-norm UNet as v0001; files already there are kept, so a larger pool extends a smaller one."""
     import nibabel as nib
     import torch
 
@@ -45,22 +58,26 @@ def _write_pool(root: Path, settings: PoolBenchSettings, count: int) -> None:
     if store.models.active_version() is None:
         config = ModelConfig(
             network="UNet",
-            network_args={"channels": [16, 32, 64, 128, 256], "strides": [2, 2, 2, 2], "num_res_units": 2},
-            roi_size=list(settings.roi),
-            sw_batch_size=settings.sw_batch_size,
+            network_args=dict(network_args or POOL_UNET),
+            roi_size=list(roi),
+            sw_batch_size=sw_batch_size,
         )
         torch.manual_seed(0)
         store.models.publish(build_network(config), config, parent=None, note="bench pool")
     rng = np.random.default_rng(0)
-    grid = np.stack(np.meshgrid(*[np.linspace(-1, 1, s) for s in settings.shape], indexing="ij"), axis=-1)
+    grid = np.stack(np.meshgrid(*[np.linspace(-1, 1, s, dtype=np.float32) for s in shape], indexing="ij"), axis=-1)
     for index in range(count):
+        radius, stretch, contrast = rng.uniform(0.3, 0.6), rng.uniform(0.8, 1.2, 3), rng.uniform(40, 80)
         path = store.images_dir / f"vol{index:04d}.nii"
         if path.exists():
             continue
-        radius = rng.uniform(0.3, 0.6)
-        body = (np.linalg.norm(grid * rng.uniform(0.8, 1.2, 3), axis=-1) < radius).astype(np.float32)
-        image = body * rng.uniform(40, 80) + rng.normal(0, 10, settings.shape).astype(np.float32)
-        nib.save(nib.Nifti1Image(image.astype(np.float32), np.diag([1.5, 1.5, 1.5, 1.0])), str(path))
+        body = (np.linalg.norm(grid * stretch.astype(np.float32), axis=-1) < radius).astype(np.float32)
+        image = body * contrast + rng.normal(0, 10, shape).astype(np.float32)
+        nib.save(nib.Nifti1Image(image, np.diag([1.5, 1.5, 1.5, 1.0])), str(path))
+
+
+def _write_pool(root: Path, settings: PoolBenchSettings, count: int) -> None:
+    write_pool(root, settings.shape, count, settings.roi, settings.sw_batch_size)
 
 
 def _tree_rss(process: psutil.Process) -> int:
