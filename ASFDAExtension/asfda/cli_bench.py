@@ -77,6 +77,18 @@ def add_parser(subparsers) -> None:
         "14-class SwinUNETR (feature size 48)",
     )
     speed.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32", help="autocast precision")
+    speed.add_argument(
+        "--compare-precision",
+        dest="compare_precision",
+        action="store_true",
+        help="also time inference and ASFDA scoring under bf16 autocast, interleaved with fp32",
+    )
+    speed.add_argument(
+        "--no-child-memory",
+        dest="no_child_memory",
+        action="store_true",
+        help="skip the per-mode peak memory (a fresh process per mode)",
+    )
     speed.set_defaults(func=run_speed)
     add_pool_parser(sub)
     add_e2e_parser(sub)

@@ -8,7 +8,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Dict, List, Tuple
 
@@ -57,14 +57,17 @@ class SpeedSettings:
     preset: str = "small"
     sw_batch_size: int = 1
     precision: str = Precision.FP32.value
+    compare_precision: bool = False  # also time Infer and ASFDA scoring under bf16 autocast, interleaved
 
     @classmethod
     def from_args(cls, args) -> SpeedSettings:
         s = cls(network=args.network, repeats=args.repeats, device=args.device, threads=args.threads)
         s.precision = getattr(args, "precision", None) or Precision.FP32.value
+        s.compare_precision = bool(getattr(args, "compare_precision", False))
+        s.child_memory = not getattr(args, "no_child_memory", False)
         if getattr(args, "preset", None) == "realistic":
             s.preset, s.roi, s.volume_sizes, s.sw_batch_size = "realistic", REALISTIC_ROI, (REALISTIC_VOLUME,), 4
-            s.pool_sizes = (10, 40)
+            s.pool_sizes = (10, 20)
             return s
         if args.network == "swinunetr":
             # Its patch embedding needs multiples of 32; one 64^3 window keeps 10 CPU dropout passes in minutes.
@@ -180,17 +183,24 @@ def run_speed(settings: SpeedSettings, out: Path) -> Dict:
         "ranking": [],
     }
     modes = product_modes(scorer, settings.mc_samples)
+    if settings.compare_precision:
+        half = product_scorer(replace(settings, precision=Precision.BF16.value))
+        modes["inference_bf16"] = lambda v: half.predictor.label_map(v)
+        modes["asfda_scoring_bf16"] = lambda v: half.score("v", v)
     for shape in settings.volume_sizes:
         volumes = _volumes(shape, settings.repeats, 1)
         row = {"shape": list(shape)}
         times = _time_modes(modes, volumes)
         for name in modes:
             row[name] = {"seconds": statistics.median(times[name]), "all_seconds": times[name]}
-            if settings.child_memory:
+            if settings.child_memory and not name.endswith("_bf16"):
                 row[name]["memory"] = child_peak(settings, volumes[0], name)
         # Ratios per volume (modes timed back to back on it), then the median: robust to load drifts.
         for name, key in (("asfda_scoring", "ratio_asfda"), ("mc_dropout_scoring", "ratio_mc_dropout")):
             row[key] = statistics.median(t / b for t, b in zip(times[name], times["inference"]))
+        for name in ("inference", "asfda_scoring"):
+            if f"{name}_bf16" in times:  # bf16 time over fp32 time on the same volume
+                row[f"ratio_{name}_bf16"] = statistics.median(h / f for h, f in zip(times[f"{name}_bf16"], times[name]))
         report["per_volume"].append(row)
     pool = _volumes(settings.roi, max(settings.pool_sizes), 7)
     signals = [scorer.score(f"p{i}", v) for i, v in enumerate(pool)]
@@ -250,4 +260,12 @@ def format_speed(report: Dict) -> str:
             f"| {r['pool']} | {r['rank_asfda_s']:.4f} | {r['rank_coreset_s']:.4f} | "
             f"{r['rank_random_s']:.5f} | {r['score_pool_s_est']:.2f} |"
         )
+    for r in report["per_volume"]:
+        if "ratio_inference_bf16" in r:
+            lines += [
+                "",
+                f"bf16 autocast on {'x'.join(map(str, r['shape']))}: inference {r['inference_bf16']['seconds']:.3f} s "
+                f"({r['ratio_inference_bf16']:.2f}x fp32), ASFDA scoring {r['asfda_scoring_bf16']['seconds']:.3f} s "
+                f"({r['ratio_asfda_scoring_bf16']:.2f}x fp32)",
+            ]
     return "\n".join(lines)
