@@ -64,20 +64,39 @@ def write_pool(
         )
         torch.manual_seed(0)
         store.models.publish(build_network(config), config, parent=None, note="bench pool")
-    rng = np.random.default_rng(0)
-    grid = np.stack(np.meshgrid(*[np.linspace(-1, 1, s, dtype=np.float32) for s in shape], indexing="ij"), axis=-1)
     for index in range(count):
-        radius, stretch, contrast = rng.uniform(0.3, 0.6), rng.uniform(0.8, 1.2, 3), rng.uniform(40, 80)
         path = store.images_dir / f"vol{index:04d}.nii"
-        if path.exists():
-            continue
-        body = (np.linalg.norm(grid * stretch.astype(np.float32), axis=-1) < radius).astype(np.float32)
-        image = body * contrast + rng.normal(0, 10, shape).astype(np.float32)
-        nib.save(nib.Nifti1Image(image, np.diag([1.5, 1.5, 1.5, 1.0])), str(path))
+        if not path.exists():
+            image = body_volume(shape, np.random.default_rng(index))
+            nib.save(nib.Nifti1Image(image, np.diag([1.5, 1.5, 1.5, 1.0])), str(path))
+
+
+def body_volume(shape: Tuple[int, int, int], rng: np.random.Generator) -> np.ndarray:
+    """A CT-sized stand-in: a noisy ellipsoid 'body' of random size and contrast (no template needed)."""
+    radius, stretch, contrast = rng.uniform(0.3, 0.6), rng.uniform(0.8, 1.2, 3), rng.uniform(40, 80)
+    axes = np.meshgrid(*[np.linspace(-1, 1, s, dtype=np.float32) * f for s, f in zip(shape, stretch)], indexing="ij")
+    body = (sum(a * a for a in axes) < radius * radius).astype(np.float32)
+    return body * np.float32(contrast) + rng.normal(0, 10, shape).astype(np.float32)
 
 
 def _write_pool(root: Path, settings: PoolBenchSettings, count: int) -> None:
     write_pool(root, settings.shape, count, settings.roi, settings.sw_batch_size)
+
+
+def _linked_pool(shared: Path, root: Path, size: int) -> Path:
+    """A datastore with the shared model and the first `size` shared volumes (symbolic links: written once)."""
+    import shutil
+
+    from asfda.datastore import Datastore
+
+    if not (root / "models").exists():
+        shutil.copytree(shared / "models", root / "models")
+    store = Datastore(root)
+    for source in sorted((shared / "images").iterdir())[:size]:
+        link = store.images_dir / source.name
+        if not link.exists():
+            link.symlink_to(source.resolve())
+    return root
 
 
 def _tree_rss(process: psutil.Process) -> int:
@@ -115,9 +134,10 @@ def _measured_rank(root: Path, settings: PoolBenchSettings) -> Dict:
 def run_pool_bench(settings: PoolBenchSettings, out: Path) -> Dict:
     out = Path(out)
     rows: List[Dict] = []
+    shared = out / "all"
+    _write_pool(shared, settings, max(settings.sizes))
     for size in settings.sizes:
-        root = out / f"pool-{size}"
-        _write_pool(root, settings, size)
+        root = _linked_pool(shared, out / f"pool-{size}", size)
         first = _measured_rank(root, settings)
         again = _measured_rank(root, settings)
         rows.append({"pool": size, "first": first, "rerank": again})
