@@ -77,28 +77,23 @@ class ForwardResult:
 class _Probe:
     """Forward hooks that pool statistics over all sliding-window patches of one volume, on the device.
 
-    Per call a hook takes the channel mean and variance of its input in one pass (var_mean) and merges
-    them into float64 running moments (Chan et al.'s parallel update), which stays exact for large
-    voxel counts where sums of squares would cancel.
+    A hook call costs one kernel: the channel mean and variance of its input (var_mean), kept as they are.
+    Python-side work per call is what limits a fast network on a GPU (hundreds of hook calls per volume),
+    so the per-call moments are merged only once, at the end, with the exact parallel formula (Chan et
+    al.) in float64: no sum of squares that would cancel for large voxel counts.
     """
 
     def __init__(self, feature_module: nn.Module, layers: List[Tuple[str, nn.Module]]):
         self.names = [name for name, _ in layers]
-        self.counts = [0] * len(layers)
-        self.means: List[Optional[torch.Tensor]] = [None] * len(layers)
-        self.m2s: List[Optional[torch.Tensor]] = [None] * len(layers)
-        self.feature_sum: Optional[torch.Tensor] = None
-        self.feature_count = 0
+        self.moments: List[List[Tuple[torch.Tensor, torch.Tensor, int]]] = [[] for _ in layers]
+        self.features: List[torch.Tensor] = []
         self.handles = [feature_module.register_forward_hook(self._on_feature)]
         for index, (_, layer) in enumerate(layers):
             channel_axis = -1 if isinstance(layer, nn.LayerNorm) else 1  # Swin's layer norms see channels last
             self.handles.append(layer.register_forward_pre_hook(self._make_norm_hook(index, channel_axis)))
 
     def _on_feature(self, _module, _inputs, output):
-        pooled = output.detach().float().mean(dim=tuple(range(2, output.ndim)))  # (B, D)
-        total = pooled.sum(dim=0).double()
-        self.feature_sum = total if self.feature_sum is None else self.feature_sum + total
-        self.feature_count += pooled.shape[0]
+        self.features.append(output.detach().float().mean(dim=tuple(range(2, output.ndim))))  # (B, D)
 
     def _make_norm_hook(self, index: int, channel_axis: int):
         def hook(_module, inputs):
@@ -106,18 +101,8 @@ class _Probe:
             if x.dtype != torch.float32:
                 x = x.float()
             axis = channel_axis % x.ndim
-            dims = [d for d in range(x.ndim) if d != axis]
-            var, mean = torch.var_mean(x, dim=dims, unbiased=False)
-            n = x.numel() // x.shape[axis]
-            mean, m2 = mean.double(), var.double() * n
-            total = self.counts[index] + n
-            if self.means[index] is None:
-                self.means[index], self.m2s[index] = mean, m2
-            else:
-                delta = mean - self.means[index]
-                self.means[index] = self.means[index] + delta * (n / total)
-                self.m2s[index] = self.m2s[index] + m2 + delta * delta * (self.counts[index] * n / total)
-            self.counts[index] = total
+            var, mean = torch.var_mean(x, dim=[d for d in range(x.ndim) if d != axis], unbiased=False)
+            self.moments[index].append((mean, var, x.numel() // x.shape[axis]))
 
         return hook
 
@@ -125,18 +110,27 @@ class _Probe:
         for handle in self.handles:
             handle.remove()
 
+    @staticmethod
+    def _merge(moments: List[Tuple[torch.Tensor, torch.Tensor, int]]) -> Tuple[torch.Tensor, torch.Tensor]:
+        means = torch.stack([m for m, _, _ in moments]).double()  # (calls, C)
+        variances = torch.stack([v for _, v, _ in moments]).double()
+        counts = torch.tensor([n for _, _, n in moments], dtype=torch.float64, device=means.device)[:, None]
+        weights = counts / counts.sum()
+        mean = (weights * means).sum(dim=0)
+        return mean, (weights * (variances + (means - mean) ** 2)).sum(dim=0)
+
     def to_host(self) -> Tuple[Optional[np.ndarray], List[str], List[np.ndarray], List[np.ndarray]]:
         """(feature, layer names, means, variances) with a single device-to-host transfer."""
-        seen = [i for i, n in enumerate(self.counts) if n > 0]
-        parts = [self.means[i] for i in seen] + [self.m2s[i] / self.counts[i] for i in seen]
-        if self.feature_sum is not None:
-            parts.append(self.feature_sum / max(self.feature_count, 1))
+        seen = [i for i, calls in enumerate(self.moments) if calls]
+        merged = [self._merge(self.moments[i]) for i in seen]
+        parts = [m for m, _ in merged] + [v for _, v in merged]
+        if self.features:
+            parts.append(torch.cat(self.features).double().mean(dim=0))
         if not parts:
             return None, [], [], []
         flat = torch.cat([p.reshape(-1) for p in parts]).cpu().numpy()
-        sizes = [p.numel() for p in parts]
-        pieces = np.split(flat, np.cumsum(sizes)[:-1])
-        feature = pieces.pop() if self.feature_sum is not None else None
+        pieces = np.split(flat, np.cumsum([p.numel() for p in parts])[:-1])
+        feature = pieces.pop() if self.features else None
         means, variances = pieces[: len(seen)], [np.maximum(v, 1e-8) for v in pieces[len(seen) :]]
         return feature, [self.names[i] for i in seen], means, variances
 
