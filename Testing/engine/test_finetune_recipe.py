@@ -104,5 +104,5 @@ def test_frozen_norm_statistics_stay_at_the_source_values():
 def test_a_failing_batch_surfaces_as_an_error_not_a_short_run():
     config = tiny_config()
     broken = TrainingItem("bad", torch.zeros(2, 3), torch.zeros(2, 3, dtype=torch.int64))  # not a 3D volume
-    with pytest.raises(Exception):
+    with pytest.raises(RuntimeError, match="applying transform"):  # the preparing thread's own error
         finetune(build_network(config), config.roi_size, [broken], [], FinetuneOptions(steps=2))

@@ -14,6 +14,7 @@ from monai.networks.utils import one_hot
 from asfda.adapt.finetune import FinetuneOptions, TrainingItem, finetune
 from asfda.adapt.pseudo_labels import pseudo_label
 from asfda.adapt.reliability import ReliabilityOptions, select_reliable
+from asfda.adapt.validation_gate import GateOptions, gated_training
 from asfda.cases import prepared_images, prepared_label
 from asfda.datastore import Datastore, LabelTag
 from asfda.inference import Predictor
@@ -28,6 +29,7 @@ class AdaptOptions:
     finetune: FinetuneOptions = field(default_factory=FinetuneOptions)
     reliability: ReliabilityOptions = field(default_factory=ReliabilityOptions)
     use_pseudo_labels: bool = True
+    gate: GateOptions = field(default_factory=GateOptions)
 
 
 @dataclass
@@ -36,6 +38,8 @@ class AdaptResult:
     parent: str
     metrics: Dict[str, float]
     pseudo_cases: List[str]
+    activated: bool = True
+    gate: Dict = field(default_factory=dict)  # the validation gate's decision (GateDecision.to_dict())
 
 
 def dice_per_class(network: torch.nn.Module, predictor_factory, items: List[TrainingItem], n_classes: int) -> float:
@@ -94,8 +98,27 @@ def adapt_datastore(
                 }
             )
 
-    student = copy.deepcopy(teacher.network)
-    losses = finetune(student, config.roi_size, labeled, pseudo, options.finetune, device, progress, should_stop)
+    def make_predictor(network):
+        return Predictor(network, config, device)
+
+    def train(items, report):
+        student = copy.deepcopy(teacher.network)
+        names = list(config.labels)
+        losses = finetune(
+            student, config.roi_size, items, pseudo, options.finetune, device, report, should_stop, label_names=names
+        )
+        return student, losses
+
+    gated = gated_training(
+        labeled,
+        teacher.network,
+        train,
+        lambda network, items: dice_per_class(network, make_predictor, items, config.out_channels),
+        options.gate,
+        options.finetune.seed,
+        progress,
+    )
+    student, losses, decision = gated.network, gated.losses, gated.decision
 
     # Pseudo-labels are written only after training finished, so a cancelled round changes no label.
     for item, extra in zip(pseudo, extras):
@@ -117,15 +140,15 @@ def adapt_datastore(
             store.label_path(case_id, LabelTag.PSEUDO).unlink()
             store.state.remove_label(case_id, LabelTag.PSEUDO.value)
 
-    def make_predictor(network):
-        return Predictor(network, config, device)
-
     metrics = {
         "train_dice_before": dice_per_class(teacher.network, make_predictor, labeled, config.out_channels),
         "train_dice_after": dice_per_class(student, make_predictor, labeled, config.out_channels),
         "labels": len(labeled),
         "pseudo_labels": len(pseudo),
         **losses,
+        "gate_method": decision.method,
+        "gate_candidate_dice": decision.candidate_dice,
+        "gate_parent_dice": decision.parent_dice,
     }
     version = store.models.publish(
         student,
@@ -133,7 +156,9 @@ def adapt_datastore(
         parent=teacher.version,
         metrics=metrics,
         feature_prior=teacher.feature_prior,
-        note="asfda adapt",
-        activate=activate,
+        note="asfda adapt" if decision.activate else f"asfda adapt, kept inactive: {decision.reason}",
+        activate=activate and decision.activate,
     )
-    return AdaptResult(version, teacher.version, metrics, sorted(keep))
+    return AdaptResult(
+        version, teacher.version, metrics, sorted(keep), activate and decision.activate, decision.to_dict()
+    )
