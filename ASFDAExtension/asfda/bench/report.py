@@ -95,7 +95,7 @@ def _worst_table(rows: List[Dict], budgets: List[int], base: Dict, field: str = 
 def write_report(out: Path, phases: Dict[str, List[Dict]], meta: Dict) -> Path:
     out = Path(out)
     unadapted = next((r for r in phases.get("reference", []) if r["variant"] == "unadapted"), {})
-    field, noun = subgroups(meta["settings"].get("task", "brain"))
+    field, noun = subgroups(meta["settings"].get("task", "brain"), meta["settings"].get("pool_mix", "uniform"))
     summary = summary_rows(phases, unadapted, field, noun)
     _write_csv(out / "summary.csv", summary)
     _write_csv(

@@ -11,6 +11,7 @@ import torch
 from asfda.inference import Predictor
 from asfda.model_store import FeaturePrior
 from asfda.query.asd import ForegroundRule, anatomical_segmentation_difficulty, predicted_foreground, voxel_entropy
+from asfda.query.balanced import class_entropies
 from asfda.query.dkd import (
     KnowledgeSource,
     choose_knowledge_source,
@@ -35,6 +36,7 @@ class CaseSignals:
     foreground_fraction: float = 0.0
     knowledge_source: str = KnowledgeSource.NORM_STATS.value
     epistemic: Optional[float] = None
+    class_entropy: List[float] = field(default_factory=list)  # per class, for the class-balanced baseline
 
 
 def compute_signals(
@@ -69,6 +71,7 @@ def compute_signals(
                 layer_vars=result.layer_vars,
                 foreground_fraction=float(predicted_foreground(result.probs).float().mean()),
                 knowledge_source=source.value,
+                class_entropy=class_entropies(result.probs, entropy),
             )
         )
         if progress:
