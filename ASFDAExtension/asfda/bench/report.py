@@ -53,6 +53,10 @@ def summary_rows(
                 line.update({f"test_{g}": v for g, v in subgroup_means(arm).items()})
                 line.update({f"band_{g}": v for g, v in subgroup_means(arm, "test_by_severity").items()})
                 line.update({f"class_{g}": v for g, v in subgroup_means(arm, "test_by_class").items()})
+                line.update({f"protocol_{g}": v for g, v in subgroup_means(arm, "test_by_protocol").items()})
+                line["labelled_foreground_voxels"] = mean_std([r.get("labelled_foreground_voxels", 0) for r in arm])[0]
+                gates = [g["activated"] for r in arm for g in r.get("gate", [])]
+                line["gate_activated_share"] = sum(gates) / len(gates) if gates else float("nan")
                 out.append(line)
     return out
 
