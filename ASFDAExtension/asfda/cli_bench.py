@@ -35,7 +35,7 @@ def add_parser(subparsers) -> None:
     labels.add_argument("--tiny", action="store_true", help="the CI size: one seed, tiny volumes, two strategies")
     labels.add_argument("--seeds", type=int, help="seeds at budgets below 8 [5]")
     labels.add_argument("--budgets", type=int, nargs="+", help="annotation budgets [1 2 4 8]")
-    labels.add_argument("--strategies", nargs="+", help="strategies [all seven]")
+    labels.add_argument("--strategies", nargs="+", help="strategies [all nine]")
     labels.add_argument("--adapt-steps", dest="adapt_steps", type=int, help="fine-tuning steps per run [60]")
     labels.add_argument("--threads", type=int, help="torch CPU threads [1]")
     labels.add_argument("--report-only", action="store_true", help="write the report from the finished runs only")
@@ -53,6 +53,18 @@ def add_parser(subparsers) -> None:
         default="brain",
         help="brain: background/brain on every source [default]; tissue: background/grey/white matter on "
         "MNI152 only (subgroups: shift-severity bands)",
+    )
+    labels.add_argument(
+        "--pool-mix",
+        dest="pool_mix",
+        choices=["uniform", "hospital"],
+        help="uniform shift severity [default], or a hospital's pool: one routine protocol and a rare one "
+        "(10 %% of the pool; its Dice is the subgroup reported)",
+    )
+    labels.add_argument(
+        "--source-model",
+        dest="source_model_dir",
+        help="a model version folder to start from instead of the trained UNet (same labels as the task)",
     )
     labels.set_defaults(func=run_labels)
 

@@ -141,9 +141,14 @@ def run_adapt(args) -> int:
         args.device,
         progress=console_progress("adapt"),
     )
-    print(
-        f"new active model {result.version} (parent {result.parent}); pseudo-labelled cases: {len(result.pseudo_cases)}"
-    )
+    if result.activated:
+        print(f"new active model {result.version} (parent {result.parent}); {result.gate.get('reason', '')}")
+    else:
+        print(
+            f"model {result.version} published INACTIVE ({result.gate.get('reason', '')}); "
+            f"{result.parent} stays active; to use it anyway: asfda model activate --version {result.version}"
+        )
+    print(f"pseudo-labelled cases: {len(result.pseudo_cases)}")
     print(
         "metrics: "
         + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in result.metrics.items())

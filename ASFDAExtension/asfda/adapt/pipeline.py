@@ -13,6 +13,7 @@ from monai.networks.utils import one_hot
 from asfda.adapt.finetune import FinetuneOptions, TrainingItem, finetune
 from asfda.adapt.pseudo_labels import pseudo_label_items, remove_pseudo_label, save_pseudo_label
 from asfda.adapt.reliability import ReliabilityOptions
+from asfda.adapt.validation_gate import GateOptions, gated_training
 from asfda.cases import prepared_image, prepared_label
 from asfda.datastore import Datastore, LabelTag
 from asfda.inference import Predictor
@@ -28,6 +29,7 @@ class AdaptOptions:
     reliability: ReliabilityOptions = field(default_factory=ReliabilityOptions)
     use_pseudo_labels: bool = True
     scoring: ScoringOptions = field(default_factory=ScoringOptions)
+    gate: GateOptions = field(default_factory=GateOptions)
 
 
 @dataclass
@@ -36,6 +38,8 @@ class AdaptResult:
     parent: str
     metrics: Dict[str, float]
     pseudo_cases: List[str]
+    activated: bool = True
+    gate: Dict = field(default_factory=dict)  # the validation gate's decision (GateDecision.to_dict())
 
 
 def dice_per_class(network: torch.nn.Module, predictor_factory, items: List[TrainingItem], n_classes: int) -> float:
@@ -77,8 +81,27 @@ def adapt_datastore(
     scorer = CaseScorer(teacher, device, options.scoring)
     pseudo, extras = pseudo_label_items(store, scorer, candidate_ids, labeled_ids, options, progress)
 
-    student = copy.deepcopy(teacher.network)
-    losses = finetune(student, config.roi_size, labeled, pseudo, options.finetune, device, progress, should_stop)
+    def make_predictor(network):
+        return Predictor(network, config, device, options.scoring.precision)
+
+    def train(items, report):
+        student = copy.deepcopy(teacher.network)
+        names = list(config.labels)
+        losses = finetune(
+            student, config.roi_size, items, pseudo, options.finetune, device, report, should_stop, label_names=names
+        )
+        return student, losses
+
+    gated = gated_training(
+        labeled,
+        teacher.network,
+        train,
+        lambda network, items: dice_per_class(network, make_predictor, items, config.out_channels),
+        options.gate,
+        options.finetune.seed,
+        progress,
+    )
+    student, losses, decision = gated.network, gated.losses, gated.decision
 
     # Pseudo-labels are written only after training finished, so a cancelled round changes no label.
     for item, extra in zip(pseudo, extras):
@@ -88,15 +111,15 @@ def adapt_datastore(
         if case_id not in keep and store.has_label(case_id, LabelTag.PSEUDO):
             remove_pseudo_label(store, case_id)
 
-    def make_predictor(network):
-        return Predictor(network, config, device, options.scoring.precision)
-
     metrics = {
         "train_dice_before": dice_per_class(teacher.network, make_predictor, labeled, config.out_channels),
         "train_dice_after": dice_per_class(student, make_predictor, labeled, config.out_channels),
         "labels": len(labeled),
         "pseudo_labels": len(pseudo),
         **losses,
+        "gate_method": decision.method,
+        "gate_candidate_dice": decision.candidate_dice,
+        "gate_parent_dice": decision.parent_dice,
     }
     version = store.models.publish(
         student,
@@ -104,7 +127,9 @@ def adapt_datastore(
         parent=teacher.version,
         metrics=metrics,
         feature_prior=teacher.feature_prior,
-        note="asfda adapt",
-        activate=activate,
+        note="asfda adapt" if decision.activate else f"asfda adapt, kept inactive: {decision.reason}",
+        activate=activate and decision.activate,
     )
-    return AdaptResult(version, teacher.version, metrics, sorted(keep))
+    return AdaptResult(
+        version, teacher.version, metrics, sorted(keep), activate and decision.activate, decision.to_dict()
+    )

@@ -11,6 +11,7 @@ import torch
 from asfda.inference import Predictor
 from asfda.model_store import FeaturePrior, ReferenceStats
 from asfda.query.asd import ForegroundRule, foreground_region, predicted_foreground, region_mean, voxel_entropy
+from asfda.query.balanced import class_entropies
 from asfda.query.dkd import KnowledgeReference, KnowledgeSource, knowledge_reference, pool_mean_gaps
 
 ProgressFn = Callable[[int, int], None]
@@ -30,6 +31,7 @@ class CaseSignals:
     epistemic: Optional[float] = None
     layer_names: List[str] = field(default_factory=list)
     foreground_voxels: int = 0
+    class_entropy: List[float] = field(default_factory=list)  # per class, for the class-balanced baseline
 
 
 def score_volume(
@@ -48,7 +50,10 @@ def score_volume(
     entropy = voxel_entropy(probs)
     foreground = predicted_foreground(probs)
     asd = region_mean(entropy, foreground_region(probs, asd_rule), empty=1.0)
-    scalars = torch.stack([asd, entropy.mean(), foreground.float().mean(), foreground.sum().float()]).cpu().tolist()
+    per_class = class_entropies(probs, entropy)
+    scalars = torch.cat(
+        [torch.stack([asd, entropy.mean(), foreground.float().mean(), foreground.sum().float()]), per_class]
+    ).tolist()  # the one transfer of the volume's scalars
     del probs, entropy, foreground, result.probs
     return CaseSignals(
         case_id=case_id,
@@ -62,6 +67,7 @@ def score_volume(
         knowledge_source=reference.source.value,
         layer_names=result.layer_names,
         foreground_voxels=int(scalars[3]),
+        class_entropy=[float(v) for v in scalars[4:]],
     )
 
 
