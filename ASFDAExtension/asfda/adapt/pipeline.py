@@ -84,12 +84,15 @@ def adapt_datastore(
     def make_predictor(network):
         return Predictor(network, config, device, options.scoring.precision)
 
+    training_seconds = []  # every training of the round: the gate's fold models and the published one
+
     def train(items, report):
         student = copy.deepcopy(teacher.network)
         names = list(config.labels)
         losses = finetune(
             student, config.roi_size, items, pseudo, options.finetune, device, report, should_stop, label_names=names
         )
+        training_seconds.append(losses.get("seconds", 0.0))
         return student, losses
 
     gated = gated_training(
@@ -117,6 +120,7 @@ def adapt_datastore(
         "labels": len(labeled),
         "pseudo_labels": len(pseudo),
         **losses,
+        "training_seconds_total": sum(training_seconds),
         "gate_method": decision.method,
         "gate_candidate_dice": decision.candidate_dice,
         "gate_parent_dice": decision.parent_dice,
