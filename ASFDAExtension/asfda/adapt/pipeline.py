@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional
 
@@ -21,6 +22,7 @@ from asfda.scoring.options import ScoringOptions
 from asfda.scoring.pool import CaseScorer
 
 ProgressFn = Callable[[str, int, int, Optional[float]], None]
+PSEUDO_LABEL_WRITERS = 4
 
 
 @dataclass
@@ -107,8 +109,13 @@ def adapt_datastore(
     student, losses, decision = gated.network, gated.losses, gated.decision
 
     # Pseudo-labels are written only after training finished, so a cancelled round changes no label.
-    for item, extra in zip(pseudo, extras):
-        save_pseudo_label(store, item, config, teacher.version, extra)
+    # Compressing volumes releases the GIL: a few threads write the round's pseudo-labels side by side.
+    with ThreadPoolExecutor(max_workers=PSEUDO_LABEL_WRITERS) as writers:
+        list(
+            writers.map(
+                lambda pair: save_pseudo_label(store, pair[0], config, teacher.version, pair[1]), zip(pseudo, extras)
+            )
+        )
     keep = {item.case_id for item in pseudo}
     for case_id in candidate_ids:  # pseudo-labels are derived data: drop those this round did not select
         if case_id not in keep and store.has_label(case_id, LabelTag.PSEUDO):
