@@ -100,3 +100,11 @@ def test_streamed_mc_dropout_matches_stacked_samples():
     image = torch.as_tensor(image)[None]
     stacked = mc_dropout_epistemic(predictor.mc_dropout_probs(image, 3, seed=7))
     assert predictor.mc_dropout_epistemic(image, 3, seed=7) == pytest.approx(stacked, rel=1e-4, abs=1e-7)
+
+
+def test_predicted_class_matches_argmax_with_ties_to_the_first_class():
+    from asfda.query.asd import predicted_class
+
+    probs = torch.softmax(torch.randn(4, 9, 8, 7), dim=0)
+    probs[:, 0, 0, 0] = torch.tensor([0.4, 0.4, 0.1, 0.1])  # a tie: argmax keeps the first
+    assert torch.equal(predicted_class(probs), torch.argmax(probs, dim=0))

@@ -2,26 +2,32 @@
 
 from __future__ import annotations
 
-from typing import List
+from typing import List, Optional, Sequence
 
 import numpy as np
 import torch
 
+from asfda.query.asd import predicted_class
 
-def class_entropies(probs: torch.Tensor, entropy: torch.Tensor) -> torch.Tensor:
+
+def class_entropies(
+    probs: torch.Tensor, entropy: torch.Tensor, predicted: Optional[torch.Tensor] = None
+) -> torch.Tensor:
     """Mean normalised entropy over the voxels predicted as each class (argmax), one value per class, as a
     tensor on the probabilities' device (one pass for all classes, however many). A class the model predicts
-    nowhere gets 1.0: its absence is the most uncertain outcome, not a certain one."""
+    nowhere gets 1.0: its absence is the most uncertain outcome, not a certain one. `predicted`: the argmax,
+    if computed."""
     classes = probs.shape[0]
-    predicted = probs.argmax(dim=0).flatten()
-    sums = torch.bincount(predicted, weights=entropy.flatten().double(), minlength=classes)
+    predicted = (predicted_class(probs) if predicted is None else predicted).flatten()
+    sums = torch.bincount(predicted, weights=entropy.flatten(), minlength=classes)
     counts = torch.bincount(predicted, minlength=classes)
     return torch.where(counts > 0, sums / counts.clamp_min(1), torch.ones_like(sums)).float()
 
 
-def class_balanced_entropy(per_class: List[float]) -> float:
+def class_balanced_entropy(per_class: Sequence[float]) -> float:
     """Every class weighs the same, so the background's many confident voxels cannot drown a small organ."""
-    return float(np.mean(per_class)) if per_class else 0.0
+    values = [float(v) for v in per_class]
+    return float(np.mean(values)) if values else 0.0
 
 
 def foreground_weighted_picks(foreground: np.ndarray, k: int, seed: int) -> List[int]:

@@ -10,7 +10,7 @@ import torch
 
 from asfda.inference import Predictor
 from asfda.model_store import FeaturePrior, ReferenceStats
-from asfda.query.asd import ForegroundRule, foreground_region, predicted_foreground, region_mean, voxel_entropy
+from asfda.query.asd import ForegroundRule, foreground_region, predicted_class, region_mean, voxel_entropy
 from asfda.query.balanced import class_entropies
 from asfda.query.dkd import KnowledgeReference, KnowledgeSource, knowledge_reference, pool_mean_gaps
 
@@ -48,13 +48,14 @@ def score_volume(
     result = predictor.device_pass(image, collect=True)
     probs = result.probs
     entropy = voxel_entropy(probs)
-    foreground = predicted_foreground(probs)
-    asd = region_mean(entropy, foreground_region(probs, asd_rule), empty=1.0)
-    per_class = class_entropies(probs, entropy)
+    predicted = predicted_class(probs)  # once, for the foreground and the per-class entropies
+    foreground = predicted > 0
+    asd = region_mean(entropy, foreground_region(probs, asd_rule, foreground), empty=1.0)
+    per_class = class_entropies(probs, entropy, predicted)
     scalars = torch.cat(
         [torch.stack([asd, entropy.mean(), foreground.float().mean(), foreground.sum().float()]), per_class]
     ).tolist()  # the one transfer of the volume's scalars
-    del probs, entropy, foreground, result.probs
+    del probs, entropy, predicted, foreground, result.probs
     return CaseSignals(
         case_id=case_id,
         dkd=reference.gap(result),

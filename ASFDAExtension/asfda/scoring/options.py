@@ -13,7 +13,7 @@ from asfda.query.asd import ForegroundRule
 from asfda.query.dkd import KnowledgeSource
 
 # Bumped whenever the meaning of a stored signal changes, so old cache rows are never read as new ones.
-SIGNAL_FORMAT = 3
+SIGNAL_FORMAT = 4
 
 
 def default_loader_workers() -> int:
