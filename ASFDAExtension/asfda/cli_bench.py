@@ -89,6 +89,7 @@ def add_parser(subparsers) -> None:
         "14-class SwinUNETR (feature size 48)",
     )
     speed.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32", help="autocast precision")
+    speed.add_argument("--mc-samples", dest="mc_samples", type=int, default=10, help="MC-dropout passes")
     speed.add_argument(
         "--compare-precision",
         dest="compare_precision",

@@ -64,6 +64,7 @@ class SpeedSettings:
         s = cls(network=args.network, repeats=args.repeats, device=args.device, threads=args.threads)
         s.precision = getattr(args, "precision", None) or Precision.FP32.value
         s.compare_precision = bool(getattr(args, "compare_precision", False))
+        s.mc_samples = getattr(args, "mc_samples", None) or s.mc_samples
         s.child_memory = not getattr(args, "no_child_memory", False)
         if getattr(args, "preset", None) == "realistic":
             s.preset, s.roi, s.volume_sizes, s.sw_batch_size = "realistic", REALISTIC_ROI, (REALISTIC_VOLUME,), 4

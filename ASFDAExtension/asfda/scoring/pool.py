@@ -64,11 +64,11 @@ class CaseScorer:
         return score_volume(self.predictor, case_id, image, self.reference, self.options.asd_rule)
 
 
-def signal_keys(store: Datastore, model_version: str, case_ids: List[str], options: ScoringOptions):
+def signal_keys(store: Datastore, scorer: CaseScorer, case_ids: List[str]):
     """(keys of cases whose image can be looked at, errors of those that cannot)."""
     keys: Dict[str, SignalKey] = {}
     errors: Dict[str, str] = {}
-    options_key = options.cache_key()
+    model_version, options_key = scorer.model.version, scorer.options.cache_key(scorer.device)
     for case_id in case_ids:
         try:
             keys[case_id] = SignalKey(case_id, model_version, store.image_fingerprint(case_id), options_key)
@@ -92,7 +92,7 @@ def score_pool(
     stays in the cache as well.
     """
     cache = SignalCache(store.root / "asfda.db")
-    keys, errors = signal_keys(store, scorer.model.version, case_ids, scorer.options)
+    keys, errors = signal_keys(store, scorer, case_ids)
     found = cache.get_many(keys.values())
     missing = [c for c in case_ids if c in keys and c not in found]
     total, done = len(case_ids), len(found) + len(errors)
@@ -126,7 +126,7 @@ def add_epistemic(
 ) -> None:
     """MC-dropout epistemic scores for the pool's cases (cached like the signals), set in place."""
     cache = SignalCache(store.root / "asfda.db")
-    keys, _ = signal_keys(store, scorer.model.version, list(pool.signals), scorer.options)
+    keys, _ = signal_keys(store, scorer, list(pool.signals))
     missing = []
     for case_id, signal in pool.signals.items():
         signal.epistemic = cache.get_epistemic(keys[case_id], samples)

@@ -23,14 +23,14 @@ class RankRequest(Strict):
     seed: int = 0
     # Newly scored cases between two looks at the queue: an Infer request waits for at most one chunk.
     chunk_size: int = Field(8, ge=1, le=10000)
-    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
 
 
 class AdaptRequest(Strict):
     steps: Optional[int] = Field(None, ge=1, le=1_000_000)
     use_pseudo_labels: bool = True
     seed: int = 0
-    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
 
 
 class Health(BaseModel):
