@@ -28,6 +28,7 @@ class EndToEndSettings:
     device: str = "cpu"
     steps: int = 20
     labels: int = 2
+    roi: Tuple[int, int, int] = (96, 96, 96)
 
 
 def _timed(command: List[str]) -> float:
@@ -55,7 +56,8 @@ def run_e2e(settings: EndToEndSettings, out: Path) -> Dict:
 
     out = Path(out)
     root = out / "datastore"
-    write_pool(root, settings.shape, settings.volumes, network_args=REALISTIC_NETWORKS["unet"]["network_args"])
+    unet = REALISTIC_NETWORKS["unet"]["network_args"]
+    write_pool(root, settings.shape, settings.volumes, roi=settings.roi, network_args=unet)
     store = ["--datastore", str(root)]
     compute = [*store, "--device", settings.device]
     result: Dict = {"settings": asdict(settings)}
