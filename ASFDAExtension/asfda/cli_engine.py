@@ -7,7 +7,18 @@ import sys
 from asfda.cli_common import add_command, add_datastore, add_json, add_threads, fmt, print_json
 from asfda.progress import console_progress
 
-STRATEGIES = ["asfda", "dkd", "asd", "random", "entropy", "coreset", "mc_dropout"]
+# Written out so that `asfda --help` does not import torch; a test keeps it equal to query.strategies.Strategy.
+STRATEGIES = [
+    "asfda",
+    "dkd",
+    "asd",
+    "random",
+    "entropy",
+    "coreset",
+    "mc_dropout",
+    "foreground_random",
+    "balanced_entropy",
+]
 
 
 def add_parser(subparsers) -> None:

@@ -6,7 +6,9 @@ from typing import Any, Dict, List, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field
 
-StrategyName = Literal["asfda", "dkd", "asd", "random", "entropy", "coreset", "mc_dropout"]
+StrategyName = Literal[
+    "asfda", "dkd", "asd", "random", "entropy", "coreset", "mc_dropout", "foreground_random", "balanced_entropy"
+]
 JobKind = Literal["rank", "adapt", "infer"]
 JobState = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 CaseStatus = Literal["unlabeled", "final", "pseudo"]
