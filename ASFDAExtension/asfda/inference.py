@@ -196,7 +196,9 @@ class Predictor:
     @torch.no_grad()
     def label_map(self, image: torch.Tensor) -> torch.Tensor:
         """(X, Y, Z) uint8 class ids in network space; the argmax runs on the device, only ids come back."""
-        return torch.argmax(self._logits(image), dim=0).to(torch.uint8).cpu()
+        from asfda.query.asd import predicted_class
+
+        return predicted_class(self._logits(image)).to(torch.uint8).cpu()
 
     @torch.no_grad()
     def confident_label_map(self, image: torch.Tensor, voxel_confidence: float) -> Tuple[torch.Tensor, torch.Tensor]:
