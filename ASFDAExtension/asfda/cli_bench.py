@@ -36,7 +36,7 @@ def add_parser(subparsers) -> None:
     labels.add_argument("--tiny", action="store_true", help="the CI size: one seed, tiny volumes, two strategies")
     labels.add_argument("--seeds", type=int, help="seeds at budgets below 8 [5]")
     labels.add_argument("--budgets", type=int, nargs="+", help="annotation budgets [1 2 4 8]")
-    labels.add_argument("--strategies", nargs="+", help="strategies [all seven]")
+    labels.add_argument("--strategies", nargs="+", help="strategies [all nine]")
     labels.add_argument("--adapt-steps", dest="adapt_steps", type=int, help="fine-tuning steps per run [60]")
     labels.add_argument("--threads", type=int, help="torch CPU threads [1]")
     labels.add_argument("--report-only", action="store_true", help="write the report from the finished runs only")
@@ -54,6 +54,18 @@ def add_parser(subparsers) -> None:
         default="brain",
         help="brain: background/brain on every source [default]; tissue: background/grey/white matter on "
         "MNI152 only (subgroups: shift-severity bands)",
+    )
+    labels.add_argument(
+        "--pool-mix",
+        dest="pool_mix",
+        choices=["uniform", "hospital"],
+        help="uniform shift severity [default], or a hospital's pool: one routine protocol and a rare one "
+        "(10 %% of the pool; its Dice is the subgroup reported)",
+    )
+    labels.add_argument(
+        "--source-model",
+        dest="source_model_dir",
+        help="a model version folder to start from instead of the trained UNet (same labels as the task)",
     )
     labels.set_defaults(func=run_labels)
 
@@ -78,7 +90,76 @@ def add_parser(subparsers) -> None:
         "14-class SwinUNETR (feature size 48)",
     )
     speed.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32", help="autocast precision")
+    speed.add_argument("--mc-samples", dest="mc_samples", type=int, default=10, help="MC-dropout passes")
+    speed.add_argument(
+        "--compare-precision",
+        dest="compare_precision",
+        action="store_true",
+        help="also time inference and ASFDA scoring under bf16 autocast, interleaved with fp32",
+    )
+    speed.add_argument(
+        "--no-child-memory",
+        dest="no_child_memory",
+        action="store_true",
+        help="skip the per-mode peak memory (a fresh process per mode)",
+    )
     speed.set_defaults(func=run_speed)
+    add_pool_parser(sub)
+    add_e2e_parser(sub)
+
+
+def add_pool_parser(sub) -> None:
+    pool = sub.add_parser(
+        "pool",
+        help="ranking memory and time against pool size (first rank and re-rank with the same model)",
+        description="Writes synthetic pools once, then runs the product's rank in a fresh process per "
+        "measurement and samples the resident memory of the process tree.",
+    )
+    pool.add_argument("--out", type=Path, default=Path("bench-results/pool"), help="results folder")
+    pool.add_argument("--sizes", type=int, nargs="+", default=[4, 32, 128], help="pool sizes")
+    pool.add_argument("--shape", type=int, nargs=3, default=[160, 160, 128], help="volume size")
+    pool.add_argument("--device", default="cpu")
+    pool.add_argument("--loader-workers", dest="loader_workers", type=int, default=1, help="reader processes")
+    pool.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    pool.set_defaults(func=run_pool)
+
+
+def add_e2e_parser(sub) -> None:
+    e2e = sub.add_parser(
+        "e2e",
+        help="the loop through the CLI: rank, re-rank, submit labels, adapt, each a fresh process",
+        description="Writes a synthetic pool and a 7.9 M batch-norm UNet, then times `asfda rank` twice "
+        "(the second served from the signal cache), two `label submit` and `asfda adapt`.",
+    )
+    e2e.add_argument("--out", type=Path, default=Path("bench-results/e2e"), help="results folder")
+    e2e.add_argument("--volumes", type=int, default=24)
+    e2e.add_argument("--shape", type=int, nargs=3, default=[256, 256, 224], help="volume size")
+    e2e.add_argument("--device", default="cpu")
+    e2e.add_argument("--steps", type=int, default=20, help="fine-tuning steps of the adapt")
+    e2e.set_defaults(func=run_e2e)
+
+
+def run_e2e(args: argparse.Namespace) -> int:
+    from asfda.bench.e2e import EndToEndSettings, format_e2e
+    from asfda.bench.e2e import run_e2e as run
+
+    settings = EndToEndSettings(volumes=args.volumes, shape=tuple(args.shape), device=args.device, steps=args.steps)
+    print(format_e2e(run(settings, args.out)))
+    return 0
+
+
+def run_pool(args: argparse.Namespace) -> int:
+    from asfda.bench.pool import PoolBenchSettings, format_pool, run_pool_bench
+
+    settings = PoolBenchSettings(
+        sizes=tuple(args.sizes),
+        shape=tuple(args.shape),
+        device=args.device,
+        loader_workers=args.loader_workers,
+        threads=args.threads or 0,
+    )
+    print(format_pool(run_pool_bench(settings, args.out)))
+    return 0
 
     ray = sub.add_parser(
         "ray",

@@ -7,7 +7,18 @@ import sys
 from asfda.cli_common import add_command, add_datastore, add_json, add_threads, fmt, print_json
 from asfda.progress import console_progress
 
-STRATEGIES = ["asfda", "dkd", "asd", "random", "entropy", "coreset", "mc_dropout"]
+# Written out so that `asfda --help` does not import torch; a test keeps it equal to query.strategies.Strategy.
+STRATEGIES = [
+    "asfda",
+    "dkd",
+    "asd",
+    "random",
+    "entropy",
+    "coreset",
+    "mc_dropout",
+    "foreground_random",
+    "balanced_entropy",
+]
 
 
 def add_parser(subparsers) -> None:
@@ -106,11 +117,16 @@ def run_rank(args) -> int:
     if pool_scorer is not None:
         print(pool_scorer.report.summary(), file=sys.stderr)
     rows = rank_rows(ranked, store.models.active_version())
+    stored = store.state.scores(args.strategy)
+    source = stored[0].knowledge_source if stored else None  # what DKD measured against, for every case
+    for row in rows:
+        row["knowledge_source"] = source
     if args.json:
         print_json(rows)
         return 0
     version = store.models.active_version()
-    print(f"{'rank':>4}  {'case':<24} {'DKD':>9} {'ASD':>7} {'score':>7}  pick   (model {version})")
+    knowledge = f" DKD knowledge source: {source}" if source else ""
+    print(f"{'rank':>4}  {'case':<24} {'DKD':>9} {'ASD':>7} {'score':>7}  pick   (model {version}){knowledge}")
     for r in rows:
         print(
             f"{r['rank']:>4}  {r['case_id']:<24} {fmt(r['dkd'], '9.4f', 9)} {fmt(r['asd'], '7.4f', 7)} "
@@ -151,9 +167,14 @@ def run_adapt(args) -> int:
         args.device,
         progress=console_progress("adapt"),
     )
-    print(
-        f"new active model {result.version} (parent {result.parent}); pseudo-labelled cases: {len(result.pseudo_cases)}"
-    )
+    if result.activated:
+        print(f"new active model {result.version} (parent {result.parent}); {result.gate.get('reason', '')}")
+    else:
+        print(
+            f"model {result.version} published INACTIVE ({result.gate.get('reason', '')}); "
+            f"{result.parent} stays active; to use it anyway: asfda model activate --version {result.version}"
+        )
+    print(f"pseudo-labelled cases: {len(result.pseudo_cases)}")
     print(
         "metrics: "
         + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in result.metrics.items())

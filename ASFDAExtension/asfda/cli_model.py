@@ -28,6 +28,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--weights", type=Path, help="weights file; without it the network is freshly initialised")
     p.add_argument("--from", dest="from_dir", type=Path, help="a folder written by `asfda model export`")
     p.add_argument("--strict", action="store_true", help="refuse configs that leave out result-changing keys")
+    p.add_argument("--bundle", type=Path, help="a MONAI bundle folder instead of --config/--weights")
+    p.add_argument("--reference", type=Path, help="folder of a few source-like volumes: DKD reference statistics (CPU)")
     p.set_defaults(func=run_import)
 
     p = add_command(sub, "list", "list model versions (* marks the active one)")
@@ -65,28 +67,45 @@ def run_import(args) -> int:
     from asfda.errors import AsfdaError
     from asfda.model_export import CONFIG_FILE, import_export_folder
 
+    if args.bundle:  # docs/bring-your-model.md
+        from asfda.model_import import import_bundle
+
+        if args.from_dir or args.config or args.weights:
+            raise AsfdaError("give either --bundle or --config/--weights or --from")
+        print(import_bundle(args.datastore, args.bundle, args.reference).summary())
+        return 0
     if args.from_dir and (args.config or args.weights):
         raise AsfdaError("give either --from or --config/--weights")
+    if args.from_dir and args.reference:
+        raise AsfdaError("--reference goes with --config or --bundle (an exported folder keeps its own)")
     config_path = args.from_dir / CONFIG_FILE if args.from_dir else args.config
     if config_path is None:
         raise AsfdaError("model import needs --config (or --from an exported folder)")
-    config, warnings = check_config_dict(read_config_dict(config_path))
+    config, warnings = check_config_dict(read_config_dict(config_path), config_path.parent)
     for warning in warnings:
         print(f"asfda model import: warning: {config_path.name}: {warning}", file=sys.stderr)
     if warnings and args.strict:
         raise AsfdaError(f"{config_path.name}: {len(warnings)} result-changing key(s) missing (see warnings)")
-    store = _store(args, create=True)
+    reference = None
     if args.from_dir:
-        version, report = import_export_folder(store.models, args.from_dir, config)
+        version, report = import_export_folder(_store(args, create=True).models, args.from_dir, config)
     else:
+        from asfda.model_import import reference_for
         from asfda.networks import build_network
         from asfda.weights import load_weights
 
         network = build_network(config)
         report = load_weights(network, args.weights) if args.weights else None
+        reference = reference_for(network, config, args.reference)
         note = f"imported ({report.summary() if report else 'fresh weights'})"
-        version = store.models.publish(network, config, parent=None, note=note)
+        version = _store(args, create=True).models.publish(
+            network, config, parent=None, note=note, reference_stats=reference
+        )
     print(f"imported {version}: {report.summary() if report else 'no weights given, freshly initialised'}")
+    if reference is not None:
+        from asfda.model_import import reference_line
+
+        print(reference_line(reference))
     print("effective config:")
     print(json.dumps(config.to_dict(), indent=2))
     return 0

@@ -11,7 +11,7 @@ import json
 from dataclasses import fields
 from importlib import resources
 from pathlib import Path
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from asfda.errors import ConfigError
 from asfda.model_config import IntensityConfig, ModelConfig
@@ -44,8 +44,10 @@ def read_config_dict(path: Path) -> Dict[str, Any]:
     return data
 
 
-def check_config_dict(data: Dict[str, Any]) -> Tuple[ModelConfig, List[str]]:
-    """Build the effective config, raising ConfigError for what cannot work and listing result-changing defaults."""
+def check_config_dict(data: Dict[str, Any], folder: Optional[Path] = None) -> Tuple[ModelConfig, List[str]]:
+    """Build the effective config, raising ConfigError for what cannot work and listing result-changing defaults.
+
+    `folder` is where the config file lies: a bundle config's `bundle` folder resolves there."""
     intensity = data.get("intensity", {})
     if not isinstance(intensity, dict):
         raise ConfigError("intensity must be an object with mode, lower, upper")
@@ -55,6 +57,11 @@ def check_config_dict(data: Dict[str, Any]) -> Tuple[ModelConfig, List[str]]:
     if not isinstance(data.get("network_args", {}), dict):
         raise ConfigError("network_args must be an object of the MONAI network's keyword arguments")
     config = ModelConfig.from_dict(data)
+    if config.bundle is not None:
+        if folder is None or not (Path(folder) / config.bundle).is_dir():
+            raise ConfigError(f"the config names bundle folder {config.bundle!r}, which is not beside it")
+        config.bundle_root = Path(folder) / config.bundle
+        return config, []  # the bundle defines network and preprocessing; nothing below applies
     try:
         build_network(config)
     except TypeError as exc:  # a keyword the MONAI network does not take

@@ -50,6 +50,7 @@ class Datastore:
             self.label_dir(tag).mkdir(parents=True, exist_ok=True)
         self.models = ModelStore(self.root / "models")
         self.state = StateDB(self.root / "asfda.db")
+        self._geometries: Dict[tuple, Geometry] = {}
         # Pluggable image source (case_ids + image_path), e.g. a PACS (asfda.dicomweb); None: images/.
         self.image_source = image_source if image_source is not None else configured_image_source(self.root)
 
@@ -116,7 +117,16 @@ class Datastore:
         return self.label_path(case_id, tag).exists()
 
     def geometry(self, case_id: str) -> Geometry:
-        return Geometry.of(load_volume(self.image_path(case_id)))
+        """Read once per image version in this process: saving a label checks it several times."""
+        key = (case_id, self.image_fingerprint(case_id))
+        found = self._geometries.get(key)
+        if found is None:
+            found = self._geometries[key] = Geometry.of(load_volume(self.image_path(case_id)))
+        return found
+
+    def remember_geometry(self, case_id: str, geometry: Geometry) -> None:
+        """Geometry a reader already had in hand (e.g. a DataLoader process), so it is not read again here."""
+        self._geometries[(case_id, self.image_fingerprint(case_id))] = geometry
 
     def save_label(
         self,

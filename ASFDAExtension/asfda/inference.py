@@ -24,13 +24,24 @@ NORM_TYPES = (nn.modules.batchnorm._BatchNorm, nn.modules.instancenorm._Instance
 
 
 class Precision(str, enum.Enum):
+    AUTO = "auto"  # bf16 on a CUDA device that supports it, fp32 elsewhere (measured: docs/benchmarks.md)
     FP32 = "fp32"
     BF16 = "bf16"  # autocast; what it gains depends on the network and device (docs/benchmarks.md)
     FP16 = "fp16"
 
 
-def autocast(device: str, precision: Precision):
+def resolve_precision(precision: Precision, device: str) -> Precision:
+    """AUTO by measurement: on an H100, bf16 autocast took 0.91x (BN UNet) and 0.83x (SwinUNETR-48) of fp32
+    scoring time; on the CPU it was several times slower."""
     precision = Precision(precision)
+    if precision != Precision.AUTO:
+        return precision
+    cuda = torch.device(device).type == "cuda" and torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    return Precision.BF16 if cuda else Precision.FP32
+
+
+def autocast(device: str, precision: Precision):
+    precision = resolve_precision(precision, device)
     if precision == Precision.FP32:
         return contextlib.nullcontext()
     dtype = torch.bfloat16 if precision == Precision.BF16 else torch.float16
@@ -77,28 +88,23 @@ class ForwardResult:
 class _Probe:
     """Forward hooks that pool statistics over all sliding-window patches of one volume, on the device.
 
-    Per call a hook takes the channel mean and variance of its input in one pass (var_mean) and merges
-    them into float64 running moments (Chan et al.'s parallel update), which stays exact for large
-    voxel counts where sums of squares would cancel.
+    A hook call costs one kernel: the channel mean and variance of its input (var_mean), kept as they are.
+    Python-side work per call is what limits a fast network on a GPU (hundreds of hook calls per volume),
+    so the per-call moments are merged only once, at the end, with the exact parallel formula (Chan et
+    al.) in float64: no sum of squares that would cancel for large voxel counts.
     """
 
     def __init__(self, feature_module: nn.Module, layers: List[Tuple[str, nn.Module]]):
         self.names = [name for name, _ in layers]
-        self.counts = [0] * len(layers)
-        self.means: List[Optional[torch.Tensor]] = [None] * len(layers)
-        self.m2s: List[Optional[torch.Tensor]] = [None] * len(layers)
-        self.feature_sum: Optional[torch.Tensor] = None
-        self.feature_count = 0
+        self.moments: List[List[Tuple[torch.Tensor, torch.Tensor, int]]] = [[] for _ in layers]
+        self.features: List[torch.Tensor] = []
         self.handles = [feature_module.register_forward_hook(self._on_feature)]
         for index, (_, layer) in enumerate(layers):
             channel_axis = -1 if isinstance(layer, nn.LayerNorm) else 1  # Swin's layer norms see channels last
             self.handles.append(layer.register_forward_pre_hook(self._make_norm_hook(index, channel_axis)))
 
     def _on_feature(self, _module, _inputs, output):
-        pooled = output.detach().float().mean(dim=tuple(range(2, output.ndim)))  # (B, D)
-        total = pooled.sum(dim=0).double()
-        self.feature_sum = total if self.feature_sum is None else self.feature_sum + total
-        self.feature_count += pooled.shape[0]
+        self.features.append(output.detach().float().mean(dim=tuple(range(2, output.ndim))))  # (B, D)
 
     def _make_norm_hook(self, index: int, channel_axis: int):
         def hook(_module, inputs):
@@ -106,18 +112,8 @@ class _Probe:
             if x.dtype != torch.float32:
                 x = x.float()
             axis = channel_axis % x.ndim
-            dims = [d for d in range(x.ndim) if d != axis]
-            var, mean = torch.var_mean(x, dim=dims, unbiased=False)
-            n = x.numel() // x.shape[axis]
-            mean, m2 = mean.double(), var.double() * n
-            total = self.counts[index] + n
-            if self.means[index] is None:
-                self.means[index], self.m2s[index] = mean, m2
-            else:
-                delta = mean - self.means[index]
-                self.means[index] = self.means[index] + delta * (n / total)
-                self.m2s[index] = self.m2s[index] + m2 + delta * delta * (self.counts[index] * n / total)
-            self.counts[index] = total
+            var, mean = torch.var_mean(x, dim=[d for d in range(x.ndim) if d != axis], unbiased=False)
+            self.moments[index].append((mean, var, x.numel() // x.shape[axis]))
 
         return hook
 
@@ -125,18 +121,27 @@ class _Probe:
         for handle in self.handles:
             handle.remove()
 
+    @staticmethod
+    def _merge(moments: List[Tuple[torch.Tensor, torch.Tensor, int]]) -> Tuple[torch.Tensor, torch.Tensor]:
+        means = torch.stack([m for m, _, _ in moments]).double()  # (calls, C)
+        variances = torch.stack([v for _, v, _ in moments]).double()
+        counts = torch.tensor([n for _, _, n in moments], dtype=torch.float64, device=means.device)[:, None]
+        weights = counts / counts.sum()
+        mean = (weights * means).sum(dim=0)
+        return mean, (weights * (variances + (means - mean) ** 2)).sum(dim=0)
+
     def to_host(self) -> Tuple[Optional[np.ndarray], List[str], List[np.ndarray], List[np.ndarray]]:
         """(feature, layer names, means, variances) with a single device-to-host transfer."""
-        seen = [i for i, n in enumerate(self.counts) if n > 0]
-        parts = [self.means[i] for i in seen] + [self.m2s[i] / self.counts[i] for i in seen]
-        if self.feature_sum is not None:
-            parts.append(self.feature_sum / max(self.feature_count, 1))
+        seen = [i for i, calls in enumerate(self.moments) if calls]
+        merged = [self._merge(self.moments[i]) for i in seen]
+        parts = [m for m, _ in merged] + [v for _, v in merged]
+        if self.features:
+            parts.append(torch.cat(self.features).double().mean(dim=0))
         if not parts:
             return None, [], [], []
         flat = torch.cat([p.reshape(-1) for p in parts]).cpu().numpy()
-        sizes = [p.numel() for p in parts]
-        pieces = np.split(flat, np.cumsum(sizes)[:-1])
-        feature = pieces.pop() if self.feature_sum is not None else None
+        pieces = np.split(flat, np.cumsum([p.numel() for p in parts])[:-1])
+        feature = pieces.pop() if self.features else None
         means, variances = pieces[: len(seen)], [np.maximum(v, 1e-8) for v in pieces[len(seen) :]]
         return feature, [self.names[i] for i in seen], means, variances
 
@@ -150,7 +155,7 @@ class Predictor:
         self.network = network.to(device).eval()
         self.config = config
         self.device = device
-        self.precision = Precision(precision)
+        self.precision = resolve_precision(precision, device)
         self.feature_module = find_feature_module(self.network, config)
         # Looked up once: walking the module tree on every volume costs more than the hooks themselves.
         self._feature_module = dict(self.network.named_modules())[self.feature_module]
@@ -165,7 +170,8 @@ class Predictor:
                 sw_batch_size=self.config.sw_batch_size,
                 predictor=self.network,
                 overlap=self.config.sw_overlap,
-                mode="gaussian",
+                mode=self.config.sw_mode,
+                padding_mode=self.config.sw_padding_mode,
             )[0]
         return torch.as_tensor(logits).float()
 
@@ -190,7 +196,9 @@ class Predictor:
     @torch.no_grad()
     def label_map(self, image: torch.Tensor) -> torch.Tensor:
         """(X, Y, Z) uint8 class ids in network space; the argmax runs on the device, only ids come back."""
-        return torch.argmax(self._logits(image), dim=0).to(torch.uint8).cpu()
+        from asfda.query.asd import predicted_class
+
+        return predicted_class(self._logits(image)).to(torch.uint8).cpu()
 
     @torch.no_grad()
     def confident_label_map(self, image: torch.Tensor, voxel_confidence: float) -> Tuple[torch.Tensor, torch.Tensor]:

@@ -11,6 +11,9 @@ from asfda.errors import ConfigError
 
 SUPPORTED_NETWORKS = ("UNet", "SegResNet", "SwinUNETR")
 INTENSITY_MODES = ("zscore", "percentile", "ct_window", "none")
+BLEND_MODES = ("gaussian", "constant")
+PADDING_MODES = ("constant", "reflect", "replicate", "circular")
+BUNDLE_FOLDER = "bundle"  # in a version folder: the MONAI bundle configs the version was imported from
 
 
 @dataclass
@@ -41,6 +44,16 @@ class ModelConfig:
     sw_batch_size: int = 1
     sw_overlap: float = 0.25
     feature_module: Optional[str] = None  # module whose output is the pooled feature z(x); None: auto
+    sw_mode: str = "gaussian"  # how overlapping sliding windows blend
+    sw_padding_mode: str = "constant"  # how the sliding window pads a volume smaller than a patch
+    # A folder next to config.json with a MONAI bundle's configs/ (inference.json, metadata.json). When set,
+    # the bundle defines the network and the preprocessing; network_args, spacing, orientation and
+    # intensity are then unused.
+    bundle: Optional[str] = None
+
+    # Where `bundle` resolves on disk: set by `load` (next to config.json) or by the bundle importer.
+    # Not a dataclass field, so it is never written to config.json.
+    bundle_root = None
 
     @property
     def out_channels(self) -> int:
@@ -51,7 +64,7 @@ class ModelConfig:
         return sorted(self.labels.values())
 
     def validate(self) -> ModelConfig:
-        if self.network not in SUPPORTED_NETWORKS:
+        if self.bundle is None and self.network not in SUPPORTED_NETWORKS:
             raise ConfigError(f"network {self.network!r} is not one of {', '.join(SUPPORTED_NETWORKS)}")
         values = sorted(self.labels.values())
         if values != list(range(len(values))) or len(values) < 2:
@@ -60,6 +73,10 @@ class ModelConfig:
             raise ConfigError(f"roi_size must be three sizes >= 8, got {self.roi_size}")
         if self.spacing is not None and (len(self.spacing) != 3 or min(self.spacing) <= 0):
             raise ConfigError(f"spacing must be three positive numbers, got {self.spacing}")
+        if self.sw_mode not in BLEND_MODES:
+            raise ConfigError(f"sw_mode {self.sw_mode!r} is not one of {', '.join(BLEND_MODES)}")
+        if self.sw_padding_mode not in PADDING_MODES:
+            raise ConfigError(f"sw_padding_mode {self.sw_padding_mode!r} is not one of {', '.join(PADDING_MODES)}")
         self.intensity.validate()
         return self
 
@@ -87,4 +104,7 @@ class ModelConfig:
             data = json.loads(Path(path).read_text())
         except (OSError, json.JSONDecodeError) as exc:
             raise ConfigError(f"{path}: cannot read model config ({exc})") from exc
-        return cls.from_dict(data)
+        config = cls.from_dict(data)
+        if config.bundle is not None:
+            config.bundle_root = Path(path).parent / config.bundle
+        return config

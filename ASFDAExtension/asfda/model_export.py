@@ -1,7 +1,8 @@
 """Export a model version as a self-contained folder, and import such a folder back unchanged.
 
-The folder holds `model.json` (the config), `weights.pt` (the state dict, byte for byte), `feature_prior.npz`
-when the version has one, and `provenance.json` (version, parent chain, metrics, note, weights checksum).
+The folder holds `model.json` (the config), `weights.pt` (the state dict, byte for byte), `feature_prior.npz`,
+`reference_stats.npz` and a bundle's `bundle/configs/` when the version has them, and `provenance.json`
+(version, parent chain, metrics, note, weights checksum).
 `model.json` + `weights.pt` also work with `asfda model import --config --weights` and outside ASFDA.
 """
 
@@ -19,8 +20,8 @@ from typing import Dict, List, Optional
 from asfda import __version__
 from asfda.atomic import fsync_dir
 from asfda.errors import AsfdaError, ModelNotFound
-from asfda.model_config import ModelConfig
-from asfda.model_store import FeaturePrior, ModelStore
+from asfda.model_config import BUNDLE_FOLDER, ModelConfig
+from asfda.model_store import REFERENCE_STATS, FeaturePrior, ModelStore, ReferenceStats
 from asfda.networks import build_network
 from asfda.weights import load_weights
 
@@ -74,10 +75,15 @@ def export_version(models: ModelStore, version: str, out: Path) -> Path:
         shutil.copyfile(source / "weights.pt", staging / WEIGHTS_FILE)
         if (source / PRIOR_FILE).exists():
             shutil.copyfile(source / PRIOR_FILE, staging / PRIOR_FILE)
+        if (source / REFERENCE_STATS).exists():
+            shutil.copyfile(source / REFERENCE_STATS, staging / REFERENCE_STATS)
+        if (source / BUNDLE_FOLDER).is_dir():  # a bundle version's configs: the export stays self-contained
+            shutil.copytree(source / BUNDLE_FOLDER, staging / BUNDLE_FOLDER)
         (staging / PROVENANCE_FILE).write_text(json.dumps(provenance, indent=2))
-        for item in staging.iterdir():
-            with open(item, "rb") as handle:
-                os.fsync(handle.fileno())
+        for item in staging.rglob("*"):
+            if item.is_file():
+                with open(item, "rb") as handle:
+                    os.fsync(handle.fileno())
         if out.exists():
             out.rmdir()  # empty, checked above
         os.rename(staging, out)
@@ -105,6 +111,7 @@ def import_export_folder(models: ModelStore, folder: Path, config: ModelConfig) 
     network = build_network(config)
     report = load_weights(network, weights)
     prior = FeaturePrior.load(folder / PRIOR_FILE) if (folder / PRIOR_FILE).exists() else None
+    reference = ReferenceStats.load(folder / REFERENCE_STATS) if (folder / REFERENCE_STATS).exists() else None
     origin = provenance.get("exported_version", "an export")
     version = models.publish(
         network,
@@ -112,6 +119,7 @@ def import_export_folder(models: ModelStore, folder: Path, config: ModelConfig) 
         parent=None,
         metrics=provenance.get("metrics", {}),
         feature_prior=prior,
+        reference_stats=reference,
         note=f"imported from {folder.name} (exported {origin}, lineage {'<-'.join(provenance.get('lineage', []))})",
     )
     return version, report

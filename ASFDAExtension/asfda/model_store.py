@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import re
@@ -18,12 +19,13 @@ from torch import nn
 
 from asfda.atomic import atomic_write_text, fsync_dir
 from asfda.errors import ModelNotFound
-from asfda.model_config import ModelConfig
+from asfda.model_config import BUNDLE_FOLDER, ModelConfig
 from asfda.networks import build_network
 from asfda.weights import load_weights
 
 _VERSION = re.compile(r"^v(\d{4,})$")
 ACTIVE_POINTER = "ACTIVE"
+REFERENCE_STATS = "reference_stats.npz"
 
 
 @dataclass
@@ -43,6 +45,39 @@ class FeaturePrior:
 
 
 @dataclass
+class ReferenceStats:
+    """Per-channel mean and variance of the input of every normalisation layer on source-like volumes.
+
+    Computed once at import and copied unchanged into every adapted version, so DKD keeps measuring the
+    distance from the source domain rather than from the last adaptation round.
+    """
+
+    layer_names: List[str]
+    means: List[np.ndarray]
+    variances: List[np.ndarray]
+    volumes: List[str] = field(default_factory=list)  # the reference volumes' file names, for provenance
+
+    def as_dict(self) -> Dict[str, tuple]:
+        return {name: (m, v) for name, m, v in zip(self.layer_names, self.means, self.variances)}
+
+    def save(self, path: Path) -> None:
+        arrays = {f"mean_{i}": m for i, m in enumerate(self.means)}
+        arrays.update({f"var_{i}": v for i, v in enumerate(self.variances)})
+        meta = json.dumps({"layer_names": self.layer_names, "volumes": self.volumes})
+        with open(path, "wb") as handle:  # a file object: np.savez would append .npz to a plain name
+            np.savez(handle, meta=np.array(meta), **arrays)
+
+    @classmethod
+    def load(cls, path: Path) -> ReferenceStats:
+        with np.load(path) as data:
+            meta = json.loads(str(data["meta"]))
+            n = len(meta["layer_names"])
+            means = [data[f"mean_{i}"].astype(np.float64) for i in range(n)]
+            variances = [data[f"var_{i}"].astype(np.float64) for i in range(n)]
+        return cls(meta["layer_names"], means, variances, meta.get("volumes", []))
+
+
+@dataclass
 class ModelVersion:
     version: str
     parent: Optional[str]
@@ -57,6 +92,7 @@ class LoadedModel:
     config: ModelConfig
     network: nn.Module
     feature_prior: Optional[FeaturePrior]
+    reference_stats: Optional[ReferenceStats] = None
 
 
 class ModelStore:
@@ -96,18 +132,34 @@ class ModelStore:
         feature_prior: Optional[FeaturePrior] = None,
         note: str = "",
         activate: bool = True,
+        reference_stats: Optional[ReferenceStats] = None,
     ) -> str:
-        """Write a new version folder completely, then rename it into place and flip the pointer."""
+        """Write a new version folder completely, then rename it into place and flip the pointer.
+
+        A bundle's configs travel with every version; reference statistics are the parent's unless given
+        (they describe the source domain, not a round of adaptation).
+        """
         staging = self.root / f".staging-{uuid.uuid4().hex}"
         staging.mkdir()
         try:
             torch.save(network.state_dict(), staging / "weights.pt")
+            if config.bundle is not None:
+                if config.bundle_root is None:
+                    raise ValueError("a bundle model config needs bundle_root to publish its configs")
+                shutil.copytree(Path(config.bundle_root) / "configs", staging / BUNDLE_FOLDER / "configs")
+                config = copy.copy(config)
+                config.bundle = BUNDLE_FOLDER
             config.save(staging / "config.json")
             if feature_prior is not None:
                 feature_prior.save(staging / "feature_prior.npz")
-            for item in staging.iterdir():
-                with open(item, "rb") as handle:
-                    os.fsync(handle.fileno())
+            if reference_stats is not None:
+                reference_stats.save(staging / REFERENCE_STATS)
+            elif parent is not None and (self.root / parent / REFERENCE_STATS).exists():
+                shutil.copyfile(self.root / parent / REFERENCE_STATS, staging / REFERENCE_STATS)
+            for item in staging.rglob("*"):
+                if item.is_file():
+                    with open(item, "rb") as handle:
+                        os.fsync(handle.fileno())
             while True:
                 version = self._next_version()
                 meta = ModelVersion(version, parent, datetime.now(timezone.utc).isoformat(), metrics or {}, note)
@@ -138,7 +190,9 @@ class ModelStore:
         load_weights(network, folder / "weights.pt")
         prior_path = folder / "feature_prior.npz"
         prior = FeaturePrior.load(prior_path) if prior_path.exists() else None
-        return LoadedModel(version, config, network.to(device).eval(), prior)
+        reference_path = folder / REFERENCE_STATS
+        reference = ReferenceStats.load(reference_path) if reference_path.exists() else None
+        return LoadedModel(version, config, network.to(device).eval(), prior, reference)
 
     def cleanup_staging(self) -> None:
         """Remove half-written versions left by a killed writer."""

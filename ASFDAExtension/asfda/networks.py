@@ -19,6 +19,10 @@ _DEFAULTS: Dict[str, Dict] = {
 
 
 def build_network(config: ModelConfig) -> nn.Module:
+    if config.bundle is not None:
+        from asfda.bundle import bundle_network
+
+        return bundle_network(config.bundle_root)
     args = {**_DEFAULTS[config.network], **config.network_args}
     common = {"in_channels": config.in_channels, "out_channels": config.out_channels}
     if config.network == "UNet":

@@ -19,6 +19,10 @@ from asfda.model_config import ModelConfig
 
 
 def spatial_transforms(config: ModelConfig, label: bool = False) -> Compose:
+    if config.bundle is not None:  # an imported MONAI bundle brings its own preprocessing
+        from asfda.bundle_transforms import bundle_spatial_transforms
+
+        return bundle_spatial_transforms(config.bundle_root, label)
     mode = "nearest" if label else "bilinear"
     steps = [
         EnsureChannelFirst(channel_dim="no_channel"),
@@ -30,6 +34,10 @@ def spatial_transforms(config: ModelConfig, label: bool = False) -> Compose:
 
 
 def intensity_transform(config: ModelConfig):
+    if config.bundle is not None:
+        from asfda.bundle_transforms import bundle_intensity_transform
+
+        return bundle_intensity_transform(config.bundle_root)
     spec = config.intensity
     if spec.mode == "zscore":
         return NormalizeIntensity()

@@ -50,6 +50,7 @@ def rank_pool(
     case_ids = store.case_ids()
     labeled_ids = [c for c in case_ids if store.case_status(c) == "final"]
     pool_ids = [c for c in case_ids if c not in set(labeled_ids)]
+    knowledge_source = None  # what DKD measured against; random scores nothing
     if strategy == Strategy.RANDOM:
         outcome = RankOutcome(_random_order(pool_ids, options), model.version)
     else:
@@ -62,12 +63,23 @@ def rank_pool(
         outcome = RankOutcome(
             rank(pool, labeled, options), model.version, signals.errors, signals.scored, signals.cached
         )
+        knowledge_source = next((s.knowledge_source for s in signals.signals.values()), None)
     run_id, now = uuid.uuid4().hex[:12], utc_now()
     store.state.replace_scores(
         strategy.value,
         [
             ScoreRecord(
-                r.case_id, strategy.value, model.version, r.dkd, r.asd, r.score, r.rank, r.selected, now, run_id
+                r.case_id,
+                strategy.value,
+                model.version,
+                r.dkd,
+                r.asd,
+                r.score,
+                r.rank,
+                r.selected,
+                now,
+                run_id,
+                knowledge_source,
             )
             for r in outcome.ranked
         ],

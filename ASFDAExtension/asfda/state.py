@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import threading
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -32,9 +33,12 @@ CREATE TABLE IF NOT EXISTS scores (
     selected INTEGER NOT NULL DEFAULT 0,
     scored_at TEXT NOT NULL,
     run_id TEXT,
+    knowledge_source TEXT,
     PRIMARY KEY (case_id, strategy)
 );
 """
+# Columns added after the first release: (table, column, type), added to older databases on open.
+_ADDED_COLUMNS = [("scores", "knowledge_source", "TEXT")]
 
 
 def utc_now() -> str:
@@ -63,6 +67,7 @@ class ScoreRecord:
     selected: bool
     scored_at: str
     run_id: Optional[str] = None
+    knowledge_source: Optional[str] = None  # what DKD measured against: norm_stats, reference_stats, ...
 
 
 class StateDB:
@@ -71,6 +76,13 @@ class StateDB:
         self._lock = threading.Lock()
         with self.connect() as db:
             db.executescript(_SCHEMA)
+            for table, column, kind in _ADDED_COLUMNS:
+                if column not in {r["name"] for r in db.execute(f"PRAGMA table_info({table})")}:
+                    try:
+                        db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+                    except sqlite3.OperationalError as exc:  # another process added it first
+                        if "duplicate column" not in str(exc):
+                            raise
 
     def connect(self):
         return connect(self.path)
@@ -111,7 +123,8 @@ class StateDB:
             db.execute("BEGIN IMMEDIATE")
             db.execute("DELETE FROM scores WHERE strategy = ?", (strategy,))
             db.executemany(
-                "INSERT INTO scores VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO scores (case_id, strategy, model_version, dkd, asd, score, rank, selected, scored_at,"
+                " run_id, knowledge_source) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     (
                         r.case_id,
@@ -124,6 +137,7 @@ class StateDB:
                         int(r.selected),
                         r.scored_at,
                         r.run_id,
+                        r.knowledge_source,
                     )
                     for r in records
                 ],
@@ -145,6 +159,7 @@ class StateDB:
                 bool(r["selected"]),
                 r["scored_at"],
                 r["run_id"],
+                r["knowledge_source"],
             )
             for r in rows
         ]

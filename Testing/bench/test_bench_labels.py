@@ -19,7 +19,24 @@ def tiny_run(tmp_path_factory):
     assert [r.status for r in records if r.name == "mni152"] == ["ready"]
     out = tmp_path_factory.mktemp("labels")
     settings = tiny_settings()
-    phases = run_labels(settings, cache, out, log=lambda _: None)
+    calls = {"rank": 0, "adapt": 0}
+    import asfda.bench.runner as runner
+
+    def counted(name, function):
+        def wrapper(*args, **kwargs):
+            calls[name] += 1
+            return function(*args, **kwargs)
+
+        return wrapper
+
+    # The benchmark must run the worker's code on real datastores: count the calls into it.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(runner, "rank_datastore", counted("rank", runner.rank_datastore))
+        patch.setattr(runner, "adapt_datastore", counted("adapt", runner.adapt_datastore))
+        phases = run_labels(settings, cache, out, log=lambda _: None)
+    runs = {r["key"]: r for rows in phases.values() for r in rows if r["strategy"] != "none"}  # phases share runs
+    rounds = sum(r["rounds"] for r in runs.values())
+    assert calls == {"rank": rounds, "adapt": rounds}
     return settings, cache, out, phases
 
 
@@ -44,6 +61,10 @@ def test_outputs_are_written_and_well_formed(tiny_run):
     assert head["meta"]["fingerprint"] == settings.fingerprint()
     png = (out / "dice_vs_budget.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+    for row in phases["main"]:  # annotation cost in volumes and in foreground voxels; the gate's verdict
+        expected = min(row["k"], settings.n_pool_per_anatomy)  # one anatomy at CI size
+        assert row["labelled_volumes"] == len(row["picks"]) == expected and row["labelled_foreground_voxels"] > 0
+        assert [g["activated"] for g in row["gate"]] and all(g["reason"] for g in row["gate"])
     unadapted = [r for r in phases["reference"] if r["variant"] == "unadapted"]
     assert len(unadapted) == 1 and unadapted[0]["picks"] == []
 

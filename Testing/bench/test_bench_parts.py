@@ -96,6 +96,7 @@ def test_headline_only_runs_exactly_the_headline_arms_with_the_code_default_reci
         ("asfda", 2, True),
         ("random", 2, True),
         ("random", 4, False),
+        *((b, k, True) for b in ("foreground_random", "balanced_entropy") for k in (1, 2)),
     }
     assert {s.seed for s in specs} == {0, 1, 2}
     asfda = next(s for s in specs if s.strategy == "asfda")

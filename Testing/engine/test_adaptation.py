@@ -4,6 +4,7 @@ import torch
 from asfda.adapt.finetune import Cancelled, FinetuneOptions, TrainingItem, finetune
 from asfda.adapt.pipeline import AdaptOptions, adapt_datastore, dice_per_class
 from asfda.adapt.pseudo_labels import pseudo_label
+from asfda.adapt.validation_gate import GateOptions
 from asfda.datastore import Datastore, LabelTag
 from asfda.imaging import load_volume
 from asfda.inference import Predictor
@@ -107,7 +108,9 @@ def test_rank_then_adapt_on_a_datastore_publishes_a_child_version(tmp_path, sour
     for case in picks:
         store.save_label(case, LabelTag.FINAL, truth[case], affine, config.label_values, author="test")
     progress = []
-    result = adapt_datastore(store, AdaptOptions(FinetuneOptions(steps=6)), progress=lambda *a: progress.append(a))
+    # The validation gate has its own tests (test_validation_gate.py); here the version is published and activated.
+    options = AdaptOptions(FinetuneOptions(steps=6), gate=GateOptions(enabled=False))
+    result = adapt_datastore(store, options, progress=lambda *a: progress.append(a))
     assert result.parent == v1 and result.version == "v0002" and store.models.active_version() == "v0002"
     assert {p[0] for p in progress} >= {"select", "train"} and progress[-1][1] == progress[-1][2] == 6
     assert result.metrics["labels"] == 2 and result.metrics["pseudo_labels"] == len(result.pseudo_cases)

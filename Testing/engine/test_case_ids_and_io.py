@@ -7,6 +7,7 @@ from asfda.case_ids import validate_case_id
 from asfda.datastore import Datastore, LabelTag
 from asfda.errors import CorruptImage, EmptyLabel, GeometryMismatch, InvalidCaseId, UnknownCase, UnknownLabelValues
 from asfda.imaging import Geometry, load_volume
+from cli_test_data import write_dicom_series
 from engine_helpers import blob, write_nifti
 
 
@@ -72,27 +73,7 @@ def test_nrrd_and_nifti_give_the_same_ras_geometry(tmp_path):
 
 
 def test_dicom_series_folder_reads(tmp_path):
-    from pydicom.dataset import FileDataset, FileMetaDataset
-    from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
-
-    series = tmp_path / "series"
-    series.mkdir()
-    series_uid, study_uid = generate_uid(), generate_uid()
-    for z in range(5):
-        meta = FileMetaDataset()
-        meta.MediaStorageSOPClassUID = CTImageStorage
-        meta.MediaStorageSOPInstanceUID = generate_uid()
-        meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        ds = FileDataset(str(series / f"{z}.dcm"), {}, file_meta=meta, preamble=b"\0" * 128)
-        ds.SOPClassUID, ds.SOPInstanceUID = CTImageStorage, meta.MediaStorageSOPInstanceUID
-        ds.SeriesInstanceUID, ds.StudyInstanceUID, ds.Modality = series_uid, study_uid, "CT"
-        ds.Rows, ds.Columns, ds.PixelSpacing, ds.SliceThickness = 8, 6, [0.8, 0.8], 2.5
-        ds.ImagePositionPatient, ds.ImageOrientationPatient = [0.0, 0.0, 2.5 * z], [1, 0, 0, 0, 1, 0]
-        ds.InstanceNumber, ds.SamplesPerPixel, ds.PhotometricInterpretation = z + 1, 1, "MONOCHROME2"
-        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
-        ds.RescaleIntercept, ds.RescaleSlope = 0, 1
-        ds.PixelData = (np.full((8, 6), z * 10, dtype=np.int16)).tobytes()
-        ds.save_as(str(series / f"{z}.dcm"), enforce_file_format=True)
+    series = write_dicom_series(tmp_path / "series")
     volume = load_volume(series)
     assert sorted(volume.shape) == [5, 6, 8]
     assert np.allclose(sorted(Geometry.of(volume).spacing), [0.8, 0.8, 2.5], atol=1e-4)

@@ -92,3 +92,13 @@ def test_quick_demo_runs_end_to_end_and_writes_its_outputs(tmp_path):
     assert all(len(arm["picks"]) == report["k"] for arm in report["arms"])
     assert (out / "demo.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (out / "datastore" / "models" / "v0002" / "meta.json").exists()
+
+
+def test_every_strategy_is_offered_by_the_cli_and_the_worker():
+    from typing import get_args
+
+    from asfda.cli_engine import STRATEGIES
+    from asfda.query.strategies import Strategy
+    from asfda.worker.schemas import StrategyName
+
+    assert STRATEGIES == [s.value for s in Strategy] == list(get_args(StrategyName))

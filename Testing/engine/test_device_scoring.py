@@ -100,3 +100,22 @@ def test_streamed_mc_dropout_matches_stacked_samples():
     image = torch.as_tensor(image)[None]
     stacked = mc_dropout_epistemic(predictor.mc_dropout_probs(image, 3, seed=7))
     assert predictor.mc_dropout_epistemic(image, 3, seed=7) == pytest.approx(stacked, rel=1e-4, abs=1e-7)
+
+
+def test_predicted_class_matches_argmax_with_ties_to_the_first_class():
+    from asfda.query.asd import predicted_class
+
+    probs = torch.softmax(torch.randn(4, 9, 8, 7), dim=0)
+    probs[:, 0, 0, 0] = torch.tensor([0.4, 0.4, 0.1, 0.1])  # a tie: argmax keeps the first
+    assert torch.equal(predicted_class(probs), torch.argmax(probs, dim=0))
+
+
+def test_pooling_dilation_used_on_accelerators_matches_scipy():
+    """The max-pool path runs on GPUs; it is checked here on the CPU against scipy's cross dilation."""
+    from asfda.query.asd import dilate_by_pooling
+
+    rng = np.random.default_rng(2)
+    mask = rng.uniform(size=(15, 12, 10)) > 0.96
+    mask[0, 0, 0] = mask[-1, -1, -1] = True
+    expected = ndimage.binary_dilation(mask, iterations=2)
+    assert np.array_equal(dilate_by_pooling(torch.as_tensor(mask), 2).numpy(), expected)

@@ -160,3 +160,37 @@ def test_label_maps_go_back_with_nearest_neighbour_and_keep_only_predicted_ids()
     back = labels_to_original_space(prepared, net_space, config)
     assert tuple(back.shape) == (30, 28, 26)
     assert set(np.unique(back.numpy()).tolist()) == {0, 1, 3}
+
+
+def test_a_multi_class_pseudo_label_file_holds_only_predicted_ids_and_its_mask(tmp_path):
+    from asfda.adapt.finetune import FinetuneOptions
+    from asfda.adapt.pipeline import AdaptOptions, adapt_datastore
+    from asfda.adapt.pseudo_labels import mask_path
+    from asfda.cases import prepared_image
+    from asfda.imaging import load_volume
+    from asfda.inference import Predictor
+
+    labels = {"background": 0, "a": 1, "b": 2, "c": 3}
+    config = tiny_config(labels)
+    config.spacing = [2.0, 2.0, 2.0]  # images at 1.5 x 1 x 2 mm: the label maps are resampled back
+    store = Datastore(tmp_path / "ds")
+    torch.manual_seed(3)
+    store.models.publish(build_network(config), config, parent=None, note="four labels")
+    for seed in range(5):
+        label, image = blob(seed, shape=(32, 40, 24))
+        write_nifti(store.images_dir / f"case{seed}.nii.gz", shifted(image, label, seed, strength=0.3))
+    label, _ = blob(0, shape=(32, 40, 24))
+    store.save_label("case0", LabelTag.FINAL, label * 3, store.geometry("case0").affine, [0, 1, 2, 3])
+    options = AdaptOptions(finetune=FinetuneOptions(steps=1), scoring=ScoringOptions(loader_workers=0))
+    options.reliability.asd_quantile = options.reliability.distance_quantile = 1.0  # every candidate
+    result = adapt_datastore(store, options)
+    assert result.pseudo_cases
+    teacher = store.models.load(result.parent)
+    predictor = Predictor(teacher.network, teacher.config)
+    for case_id in result.pseudo_cases:
+        predicted = set(np.unique(predictor.label_map(prepared_image(store, case_id, teacher.config)).numpy()))
+        stored = load_volume(store.label_path(case_id, LabelTag.PSEUDO))
+        assert tuple(stored.shape) == (32, 40, 24)
+        assert set(np.unique(stored.numpy()).astype(int)) <= {int(v) for v in predicted}
+        mask = load_volume(mask_path(store, case_id))
+        assert tuple(mask.shape) == (32, 40, 24) and set(np.unique(mask.numpy()).astype(int)) <= {0, 1}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional
 
@@ -13,6 +14,7 @@ from monai.networks.utils import one_hot
 from asfda.adapt.finetune import FinetuneOptions, TrainingItem, finetune
 from asfda.adapt.pseudo_labels import pseudo_label_items, remove_pseudo_label, save_pseudo_label
 from asfda.adapt.reliability import ReliabilityOptions
+from asfda.adapt.validation_gate import GateOptions, gated_training
 from asfda.cases import prepared_image, prepared_label
 from asfda.datastore import Datastore, LabelTag
 from asfda.inference import Predictor
@@ -20,6 +22,7 @@ from asfda.scoring.options import ScoringOptions
 from asfda.scoring.pool import CaseScorer
 
 ProgressFn = Callable[[str, int, int, Optional[float]], None]
+PSEUDO_LABEL_WRITERS = 4
 
 
 @dataclass
@@ -28,6 +31,7 @@ class AdaptOptions:
     reliability: ReliabilityOptions = field(default_factory=ReliabilityOptions)
     use_pseudo_labels: bool = True
     scoring: ScoringOptions = field(default_factory=ScoringOptions)
+    gate: GateOptions = field(default_factory=GateOptions)
 
 
 @dataclass
@@ -36,6 +40,8 @@ class AdaptResult:
     parent: str
     metrics: Dict[str, float]
     pseudo_cases: List[str]
+    activated: bool = True
+    gate: Dict = field(default_factory=dict)  # the validation gate's decision (GateDecision.to_dict())
 
 
 def dice_per_class(network: torch.nn.Module, predictor_factory, items: List[TrainingItem], n_classes: int) -> float:
@@ -77,19 +83,43 @@ def adapt_datastore(
     scorer = CaseScorer(teacher, device, options.scoring)
     pseudo, extras = pseudo_label_items(store, scorer, candidate_ids, labeled_ids, options, progress)
 
-    student = copy.deepcopy(teacher.network)
-    losses = finetune(student, config.roi_size, labeled, pseudo, options.finetune, device, progress, should_stop)
+    def make_predictor(network):
+        return Predictor(network, config, device, options.scoring.precision)
+
+    training_seconds = []  # every training of the round: the gate's fold models and the published one
+
+    def train(items, report):
+        student = copy.deepcopy(teacher.network)
+        names = list(config.labels)
+        losses = finetune(
+            student, config.roi_size, items, pseudo, options.finetune, device, report, should_stop, label_names=names
+        )
+        training_seconds.append(losses.get("seconds", 0.0))
+        return student, losses
+
+    gated = gated_training(
+        labeled,
+        teacher.network,
+        train,
+        lambda network, items: dice_per_class(network, make_predictor, items, config.out_channels),
+        options.gate,
+        options.finetune.seed,
+        progress,
+    )
+    student, losses, decision = gated.network, gated.losses, gated.decision
 
     # Pseudo-labels are written only after training finished, so a cancelled round changes no label.
-    for item, extra in zip(pseudo, extras):
-        save_pseudo_label(store, item, config, teacher.version, extra)
+    # Compressing volumes releases the GIL: a few threads write the round's pseudo-labels side by side.
+    with ThreadPoolExecutor(max_workers=PSEUDO_LABEL_WRITERS) as writers:
+        list(
+            writers.map(
+                lambda pair: save_pseudo_label(store, pair[0], config, teacher.version, pair[1]), zip(pseudo, extras)
+            )
+        )
     keep = {item.case_id for item in pseudo}
     for case_id in candidate_ids:  # pseudo-labels are derived data: drop those this round did not select
         if case_id not in keep and store.has_label(case_id, LabelTag.PSEUDO):
             remove_pseudo_label(store, case_id)
-
-    def make_predictor(network):
-        return Predictor(network, config, device, options.scoring.precision)
 
     metrics = {
         "train_dice_before": dice_per_class(teacher.network, make_predictor, labeled, config.out_channels),
@@ -97,6 +127,10 @@ def adapt_datastore(
         "labels": len(labeled),
         "pseudo_labels": len(pseudo),
         **losses,
+        "training_seconds_total": sum(training_seconds),
+        "gate_method": decision.method,
+        "gate_candidate_dice": decision.candidate_dice,
+        "gate_parent_dice": decision.parent_dice,
     }
     version = store.models.publish(
         student,
@@ -104,7 +138,9 @@ def adapt_datastore(
         parent=teacher.version,
         metrics=metrics,
         feature_prior=teacher.feature_prior,
-        note="asfda adapt",
-        activate=activate,
+        note="asfda adapt" if decision.activate else f"asfda adapt, kept inactive: {decision.reason}",
+        activate=activate and decision.activate,
     )
-    return AdaptResult(version, teacher.version, metrics, sorted(keep))
+    return AdaptResult(
+        version, teacher.version, metrics, sorted(keep), activate and decision.activate, decision.to_dict()
+    )

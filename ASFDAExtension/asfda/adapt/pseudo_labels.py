@@ -60,6 +60,7 @@ def pseudo_label_items(
     for streamed in stream_cases(store.root, list(by_id), scorer.model.config, scorer.options.workers):
         if streamed.error is not None:
             continue  # read fine while scoring, unreadable now (replaced meanwhile): simply not used
+        store.remember_geometry(streamed.case_id, streamed.geometry)
         label, mask = scorer.predictor.confident_label_map(streamed.image, options.reliability.voxel_confidence)
         items.append(TrainingItem(streamed.case_id, streamed.image, label[None].long(), mask[None]))
         case = by_id[streamed.case_id]

@@ -57,10 +57,29 @@ class BenchContext:
         self.config: ModelConfig = demo_model_config(TASK_LABELS[settings.task], settings.shape)
         self.config.network_args["channels"] = list(settings.channels)
         seed = settings.data_seed
-        self.val = target_cohort(self.anatomies, settings.n_val_per_anatomy, "val", seed)
-        self.test = target_cohort(self.anatomies, settings.n_test_per_anatomy, "test", seed)
-        self.network, self.prior = self._source_model(Path(results), log)
+        hospital = settings.pool_mix == "hospital"
+        self.rare_share = settings.rare_share if hospital else None
+        rare_eval = settings.rare_share_eval if hospital else None
+        self.val = target_cohort(self.anatomies, settings.n_val_per_anatomy, "val", seed, rare_eval)
+        self.test = target_cohort(self.anatomies, settings.n_test_per_anatomy, "test", seed, rare_eval)
+        if settings.source_model_dir:  # the hook for a brought model (e.g. SwinUNETR with reference statistics)
+            self.network, self.prior = self._brought_model(Path(settings.source_model_dir))
+        else:
+            self.network, self.prior = self._source_model(Path(results), log)
         self.pools: Dict[int, Pool] = {}
+        self.scratch = Path(results) / "scratch"  # per-run datastores, deleted after each run
+        self.affine = {a.name: a.affine for a in self.anatomies}
+
+    def _brought_model(self, folder: Path):
+        """A model version folder (config.json + weights.pt [+ feature_prior.npz]) as the source model. Its
+        label set must match the task's; its DKD knowledge source is whatever the version carries."""
+        from asfda.model_store import ModelStore
+
+        loaded = ModelStore(folder.parent).load(folder.name)
+        if loaded.config.labels != self.config.labels:
+            raise ValueError(f"{folder}: labels {loaded.config.labels} are not the task's {self.config.labels}")
+        self.config = loaded.config
+        return loaded.network.eval(), loaded.feature_prior
 
     def _source_model(self, results: Path, log):
         """Train once per settings fingerprint; later runs and resumed runs load the same weights."""
@@ -97,7 +116,9 @@ class BenchContext:
 
     def pool(self, replicate: int) -> Pool:
         if replicate not in self.pools:
-            cohort = pool_cohort(self.anatomies, self.settings.n_pool_per_anatomy, self.settings.data_seed, replicate)
+            cohort = pool_cohort(
+                self.anatomies, self.settings.n_pool_per_anatomy, self.settings.data_seed, replicate, self.rare_share
+            )
             items = [as_item(s, self.config) for s in cohort.subjects]
             self.pools[replicate] = Pool(cohort, items, CachingPredictor(self.network, self.config))
         return self.pools[replicate]

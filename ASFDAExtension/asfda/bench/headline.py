@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Dict, List
 
+from asfda.bench.plan import HARD_BASELINES
 from asfda.bench.stats import group_arms, holm, mean_std, one_sample_test, paired_test, subgroup_means, worst_subgroup
 
 
@@ -30,6 +31,11 @@ def headline(main_rows: List[Dict], unadapted: Dict, field: str = "test_by_anato
                 targets["b"].append(
                     {"k": k, "gain": result["gain"], "seed_spread": spread, "met": result["gain"] > spread}
                 )
+        for baseline in HARD_BASELINES:
+            other = arms.get((baseline, True, k, 1))
+            result = paired_test(_by_seed(ours), _by_seed(other)) if other else None
+            if result:
+                tests.append({"comparison": f"asfda + PL vs {baseline} + PL, k={k}", **result})
         double = arms.get(("random", False, 2 * k, 1))
         if double:
             result = paired_test(_by_seed(ours), _by_seed(double))

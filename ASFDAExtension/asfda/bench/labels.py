@@ -143,6 +143,9 @@ def settings_from_args(args, base: Optional[BenchSettings] = None) -> BenchSetti
         value = getattr(args, name, None)
         if value is not None:
             setattr(settings, name, value)
+    for name in ("pool_mix", "source_model_dir"):
+        if getattr(args, name, None):
+            setattr(settings, name, getattr(args, name))
     if getattr(args, "budgets", None):
         settings.budgets = tuple(args.budgets)
     if getattr(args, "strategies", None):

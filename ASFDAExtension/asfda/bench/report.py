@@ -53,6 +53,10 @@ def summary_rows(
                 line.update({f"test_{g}": v for g, v in subgroup_means(arm).items()})
                 line.update({f"band_{g}": v for g, v in subgroup_means(arm, "test_by_severity").items()})
                 line.update({f"class_{g}": v for g, v in subgroup_means(arm, "test_by_class").items()})
+                line.update({f"protocol_{g}": v for g, v in subgroup_means(arm, "test_by_protocol").items()})
+                line["labelled_foreground_voxels"] = mean_std([r.get("labelled_foreground_voxels", 0) for r in arm])[0]
+                gates = [g["activated"] for r in arm for g in r.get("gate", [])]
+                line["gate_activated_share"] = sum(gates) / len(gates) if gates else float("nan")
                 out.append(line)
     return out
 
@@ -95,7 +99,7 @@ def _worst_table(rows: List[Dict], budgets: List[int], base: Dict, field: str = 
 def write_report(out: Path, phases: Dict[str, List[Dict]], meta: Dict) -> Path:
     out = Path(out)
     unadapted = next((r for r in phases.get("reference", []) if r["variant"] == "unadapted"), {})
-    field, noun = subgroups(meta["settings"].get("task", "brain"))
+    field, noun = subgroups(meta["settings"].get("task", "brain"), meta["settings"].get("pool_mix", "uniform"))
     summary = summary_rows(phases, unadapted, field, noun)
     _write_csv(out / "summary.csv", summary)
     _write_csv(

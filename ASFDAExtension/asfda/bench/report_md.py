@@ -26,7 +26,15 @@ def markdown(
         "",
         f"Anatomies: {', '.join(meta['anatomies'])}; source model trained on {', '.join(s['source_anatomies'])} "
         f"(T1-like); target pool / validation / test drawn from all anatomies with distinct deformation seeds and "
-        f"shift severity uniform in [0, 1]. Grid {tuple(s['shape'])} at {s['spacing']} mm; UNet channels "
+        + (
+            f"a hospital's mix: routine protocol (mild shift) and a rare one (strong shift) in "
+            f"{s['rare_share']:.0%} of the pool, {s['rare_share_eval']:.0%} of validation and test"
+            if s.get("pool_mix") == "hospital"
+            else "shift severity uniform in [0, 1]"
+        )
+        + f". Every run goes through a Datastore folder with the worker's rank_datastore and adapt_datastore "
+        f"(validation gate included; the ACTIVE version is scored). Grid {tuple(s['shape'])} at {s['spacing']} mm; "
+        f"UNet channels "
         f"{tuple(s['channels'])} with batch norm; {s['adapt_steps']} fine-tuning steps for every arm; every seed "
         f"draws its own pool ({s['n_pool_per_anatomy']} per anatomy). The runs took {_run_minutes(phases):.1f} min "
         f"summed ({meta['threads']} torch thread(s)); this invocation {meta['seconds'] / 60:.1f} min. Settings "
@@ -47,6 +55,7 @@ def markdown(
     lines += ["", "## Test Dice per strategy and budget (mean ± std over seeds)", ""]
     lines += main_table(phases.get("main", []), budgets)
     lines += _per_class(phases.get("main", []))
+    lines += _cost(phases.get("main", []), unadapted)
     lines += ["", f"## Worst {noun} per arm (mean Dice, and its change against the unadapted model)", ""]
     lines += worst_table(phases.get("main", []), budgets, unadapted.get(field, {}))
     lines += [
@@ -109,6 +118,33 @@ def _per_class(rows: List[Dict]) -> List[str]:
         cells = []
         for c in classes:
             m, sd = mean_std([r["test_by_class"][c] for r in arm if c in r.get("test_by_class", {})])
+            cells.append(f"{m:.3f} ± {sd:.3f}")
+        lines.append(f"| {strategy}{' + PL' if pseudo else ''} | {k} | {len(arm)} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _cost(rows: List[Dict], unadapted: Dict) -> List[str]:
+    """Annotation cost in labelled volumes and foreground voxels, the validation gate's verdicts, and (in a
+    hospital-composed pool) the Dice of the rare protocol a clinician would notice."""
+    if not rows:
+        return []
+    protocols = list(dict.fromkeys(p for r in rows for p in r.get("test_by_protocol", {})))
+    base = unadapted.get("test_by_protocol", {})
+    head = "| arm | k | n | volumes | foreground voxels | activated | test Dice |"
+    head += "".join(f" {p} (unadapted {base.get(p, float('nan')):.3f}) |" for p in protocols)
+    lines = ["", "## Annotation cost and validation gate (mean over seeds)", "", head]
+    lines.append("|---|---|---|---|---|---|---|" + "---|" * len(protocols))
+    for (strategy, pseudo, k, _rounds), arm in sorted(group_arms(rows).items(), key=lambda kv: (kv[0][2], kv[0])):
+        gates = [g["activated"] for r in arm for g in r.get("gate", [])]
+        cells = [
+            f"{mean_std([r.get('labelled_volumes', len(r['picks'])) for r in arm])[0]:.1f}",
+            f"{mean_std([r.get('labelled_foreground_voxels', 0) for r in arm])[0]:.0f}",
+            f"{sum(gates)}/{len(gates)}" if gates else "-",
+            f"{mean_std([r['test_dice'] for r in arm])[0]:.3f}",
+        ]
+        for p in protocols:
+            values = [r["test_by_protocol"][p] for r in arm if p in r.get("test_by_protocol", {})]
+            m, sd = mean_std(values)
             cells.append(f"{m:.3f} ± {sd:.3f}")
         lines.append(f"| {strategy}{' + PL' if pseudo else ''} | {k} | {len(arm)} | " + " | ".join(cells) + " |")
     return lines

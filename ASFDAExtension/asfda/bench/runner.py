@@ -1,24 +1,29 @@
-"""Execute one run: rank the pool -> reveal the picks' labels -> pseudo-label -> fine-tune -> Dice, per round."""
+"""Execute one run through the product's own code: a Datastore folder, `rank_datastore`, a simulated annotator
+that saves the picks' true labels as final labels, `adapt_datastore` (pseudo-labels, fine-tuning, validation
+gate), repeated per round; then the Dice of the version the datastore holds ACTIVE."""
 
 from __future__ import annotations
 
+import shutil
 import time
+from pathlib import Path
 from typing import Dict, List
 
 import numpy as np
 
-from asfda.adapt.finetune import FinetuneOptions, TrainingItem, finetune
-from asfda.adapt.pseudo_labels import pseudo_label
-from asfda.adapt.reliability import ReliabilityOptions, reliability_scores, select_reliable
-from asfda.bench.context import BenchContext, CachingPredictor, group_means
+from asfda.adapt.finetune import FinetuneOptions
+from asfda.adapt.pipeline import AdaptOptions, adapt_datastore
+from asfda.adapt.reliability import ReliabilityOptions
+from asfda.bench.context import BenchContext, group_means
 from asfda.bench.spec import RunSpec
+from asfda.datastore import Datastore, LabelTag
+from asfda.demo.data import write_images
 from asfda.demo.evaluate import by_severity, class_dice_per_subject
-from asfda.query.asd import ForegroundRule
-from asfda.query.dkd import KnowledgeSource
+from asfda.imaging import load_volume
 from asfda.query.embedding import EmbeddingKind
 from asfda.query.selection import SelectionRule
-from asfda.query.signals import CaseSignals, compute_signals
-from asfda.query.strategies import RankingOptions, Strategy, rank
+from asfda.query.strategies import RankingOptions, Strategy
+from asfda.ranking import rank_datastore
 
 
 def ranking_options(spec: RunSpec, k: int, seed: int) -> RankingOptions:
@@ -34,100 +39,87 @@ def ranking_options(spec: RunSpec, k: int, seed: int) -> RankingOptions:
     )
 
 
-def _signals(ctx: BenchContext, spec: RunSpec, network, round_index: int) -> List[CaseSignals]:
-    """Round 0 scores with the source model (memoised per pool); later rounds re-score with the adapted model."""
-    knowledge, rule = spec.ranking["knowledge_source"], spec.ranking["asd_rule"]
-    if round_index == 0:
-        signals = [s for s in ctx.source_signals(spec.seed, knowledge, rule)]
-        epistemic = ctx.source_epistemic(spec.seed) if spec.strategy == Strategy.MC_DROPOUT.value else None
-    else:
-        pool = ctx.pool(spec.seed)
-        predictor = CachingPredictor(network, ctx.config)
-        signals = compute_signals(
-            predictor,
-            {i.case_id: i.image for i in pool.items},
-            ctx.prior,
-            KnowledgeSource(knowledge),
-            ForegroundRule(rule),
-        )
-        epistemic = None
-        if spec.strategy == Strategy.MC_DROPOUT.value:
-            from asfda.query.asd import mc_dropout_epistemic
-
-            epistemic = [
-                mc_dropout_epistemic(predictor.mc_dropout_probs(i.image, ctx.settings.mc_samples, seed=n))
-                for n, i in enumerate(pool.items)
-            ]
-    if epistemic is not None:  # copies, so the memoised source signals stay untouched
-        signals = [CaseSignals(**{**s.__dict__, "epistemic": e}) for s, e in zip(signals, epistemic)]
-    return signals
+def _template(ctx: BenchContext, replicate: int) -> Path:
+    """One datastore per pool with its images and the source model as v0001; every run starts from a copy."""
+    folder = ctx.scratch / f"template-pool{replicate}"
+    if (folder / ".complete").exists():
+        return folder
+    if folder.exists():
+        shutil.rmtree(folder)  # a template cut short by a kill
+    store = Datastore(folder)
+    pool = ctx.pool(replicate)
+    for subject in pool.cohort.subjects:
+        write_images([subject], store.images_dir, ctx.affine[pool.cohort.anatomy[subject.case_id]])
+    store.models.publish(ctx.network, ctx.config, parent=None, feature_prior=ctx.prior, note="bench source model")
+    (folder / ".complete").touch()
+    return folder
 
 
-def _pseudo_items(ctx, spec, network, signals, labeled_ids, items_by_id, round_index) -> List[TrainingItem]:
-    options = ReliabilityOptions(**spec.reliability)
-    candidates = [s for s in signals if s.case_id not in labeled_ids]
-    anchors = [s for s in signals if s.case_id in labeled_ids]
-    predictor = ctx.pool(spec.seed).predictor if round_index == 0 else CachingPredictor(network, ctx.config)
-    found = []
-    for case in select_reliable(candidates, anchors, options):
-        image = items_by_id[case.case_id].image
-        label, mask = pseudo_label(predictor.forward(image).probs, options.voxel_confidence)
-        found.append(TrainingItem(case.case_id, image, label[None].long(), mask[None]))
-    return found
-
-
-def _pseudo_accuracy(pseudo: List[TrainingItem], items_by_id) -> float:
-    """Share of the pseudo-label voxels that were trained on and agree with the hidden truth."""
+def _pseudo_accuracy(store: Datastore, cases: List[str], truth: Dict[str, np.ndarray]) -> float:
+    """Share of voxels of the saved pseudo-labels (whole volumes, masked voxels included) that match the truth."""
     right = total = 0
-    for item in pseudo:
-        truth = items_by_id[item.case_id].label
-        right += int(((item.label == truth) & item.mask).sum())
-        total += int(item.mask.sum())
+    for case in cases:
+        saved = np.asarray(load_volume(store.label_path(case, LabelTag.PSEUDO)))
+        right += int((saved.astype(np.int64) == truth[case]).sum())
+        total += saved.size
     return right / total if total else float("nan")
 
 
 def execute(ctx: BenchContext, spec: RunSpec) -> Dict:
     started = time.monotonic()
     pool = ctx.pool(spec.seed)
-    items_by_id = {item.case_id: item for item in pool.items}
-    network = ctx.fresh_network()
-    labeled_ids: List[str] = []
-    per_round = max(1, spec.k // spec.rounds)
-    steps = max(1, ctx.settings.adapt_steps // spec.rounds)  # multi-round spends the same total steps
-    n_pseudo, pseudo_acc = 0, float("nan")
-    for round_index in range(spec.rounds):
-        signals = _signals(ctx, spec, network, round_index)
-        remaining = [s for s in signals if s.case_id not in labeled_ids]
-        anchors = [s for s in signals if s.case_id in labeled_ids]
-        options = ranking_options(spec, per_round, spec.seed * 100 + round_index)
-        reliability = None
-        if options.rule == SelectionRule.COMPLEMENTARY:
-            reliability = reliability_scores(remaining, anchors, ReliabilityOptions(**spec.reliability))[0]
-        ranked = rank(remaining, anchors, options, reliability)
-        labeled_ids += [r.case_id for r in ranked if r.selected]
-        labeled = [items_by_id[c] for c in labeled_ids]  # the simulated annotator reveals the true labels
-        pseudo = (
-            _pseudo_items(ctx, spec, network, signals, labeled_ids, items_by_id, round_index) if spec.pseudo else []
-        )
-        n_pseudo, pseudo_acc = len(pseudo), _pseudo_accuracy(pseudo, items_by_id)
-        finetune(
-            network,
-            ctx.config.roi_size,
-            labeled,
-            pseudo,
-            FinetuneOptions(steps=steps, seed=spec.seed * 100 + round_index, **spec.guards),
-        )
-    return evaluate(ctx, network, spec, labeled_ids, n_pseudo, pseudo_acc, time.monotonic() - started)
+    truth = {s.case_id: s.label.astype(np.int64) for s in pool.cohort.subjects}
+    root = ctx.scratch / f"run-{spec.key(ctx.settings.fingerprint())}"
+    if root.exists():
+        shutil.rmtree(root)
+    shutil.copytree(_template(ctx, spec.seed), root)
+    try:
+        store = Datastore(root)
+        labeled_ids: List[str] = []
+        per_round = max(1, spec.k // spec.rounds)
+        steps = max(1, ctx.settings.adapt_steps // spec.rounds)  # multi-round spends the same total steps
+        gates: List[Dict] = []
+        n_pseudo, pseudo_acc = 0, float("nan")
+        for round_index in range(spec.rounds):
+            seed = spec.seed * 100 + round_index
+            ranked = rank_datastore(store, ranking_options(spec, per_round, seed))
+            for case in [r.case_id for r in ranked if r.selected]:  # the simulated annotator
+                anatomy = pool.cohort.anatomy[case]
+                store.save_label(
+                    case, LabelTag.FINAL, truth[case], ctx.affine[anatomy], ctx.config.label_values, author="bench"
+                )
+                labeled_ids.append(case)
+            options = AdaptOptions(
+                finetune=FinetuneOptions(steps=steps, seed=seed, **spec.guards),
+                reliability=ReliabilityOptions(**spec.reliability) if spec.pseudo else ReliabilityOptions(),
+                use_pseudo_labels=spec.pseudo,
+            )
+            result = adapt_datastore(store, options)
+            gates.append({"version": result.version, "activated": result.activated, "reason": result.gate["reason"]})
+            n_pseudo, pseudo_acc = len(result.pseudo_cases), _pseudo_accuracy(store, result.pseudo_cases, truth)
+        network = store.models.load().network  # what the clinician would be using: the ACTIVE version
+        extra = {"gate": gates, "active_version": store.models.active_version()}
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    return evaluate(ctx, network, spec, labeled_ids, n_pseudo, pseudo_acc, time.monotonic() - started, extra)
 
 
-def evaluate(ctx: BenchContext, network, spec: RunSpec, picks, n_pseudo, pseudo_acc, seconds) -> Dict:
+def evaluate(ctx: BenchContext, network, spec: RunSpec, picks, n_pseudo, pseudo_acc, seconds, extra=None) -> Dict:
     pool = ctx.pool(spec.seed) if picks else None
     row = {**spec.to_dict(), "picks": list(picks), "n_pseudo": n_pseudo, "pseudo_voxel_accuracy": pseudo_acc}
+    row.update(extra or {})
+    # Annotation cost: labelled volumes (k) and the foreground voxels a clinician had to draw in them.
+    row["labelled_volumes"] = len(picks)
+    row["labelled_foreground_voxels"] = 0
     if pool is not None:
         counts: Dict[str, int] = {}
+        labels = {s.case_id: s.label for s in pool.cohort.subjects}
         for case in picks:
             counts[pool.cohort.anatomy[case]] = counts.get(pool.cohort.anatomy[case], 0) + 1
+            row["labelled_foreground_voxels"] += int((labels[case] > 0).sum())
         row["picks_by_anatomy"] = counts
+        if pool.cohort.protocol:
+            row["picks_rare"] = sum(pool.cohort.protocol[c] == "rare" for c in picks)
     for split, cohort in (("val", ctx.val), ("test", ctx.test)):
         per_class = class_dice_per_subject(network, ctx.config, cohort.subjects)
         dice = {case: float(np.mean(list(d.values()))) for case, d in per_class.items()}
@@ -138,5 +130,7 @@ def evaluate(ctx: BenchContext, network, spec: RunSpec, picks, n_pseudo, pseudo_
             }
         row[f"{split}_by_anatomy"] = group_means(dice, cohort.anatomy)
         row[f"{split}_by_severity"] = by_severity(dice, cohort.severity)
+        if cohort.protocol:
+            row[f"{split}_by_protocol"] = group_means(dice, cohort.protocol)
     row["seconds"] = seconds
     return row

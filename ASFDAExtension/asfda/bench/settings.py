@@ -37,7 +37,17 @@ class BenchSettings:
     seeds: int = 5
     seeds_at_large_budget: int = 3  # budgets >= 8 cost the most and vary the least
     headline_seeds: int = 10  # the arms of the headline comparisons get more seeds than the rest of the grid
-    strategies: Tuple[str, ...] = ("random", "entropy", "coreset", "mc_dropout", "dkd", "asd", "asfda")
+    strategies: Tuple[str, ...] = (
+        "random",
+        "foreground_random",
+        "entropy",
+        "balanced_entropy",
+        "coreset",
+        "mc_dropout",
+        "dkd",
+        "asd",
+        "asfda",
+    )
     mc_samples: int = 10  # MONAI Label's EpistemicScoring default num_samples
     ablation_budget: int = 4
     ablation_seeds: int = 3  # 18 variants: the largest block of runs, so fewer seeds than the main grid
@@ -50,6 +60,19 @@ class BenchSettings:
     mni152_closing_mm: float = 6.0
     headline_only: bool = False  # main phase: only the headline arms; no whole-pool reference, no multi-round
     task: str = "brain"  # "brain": background/brain on every source; "tissue": background/GM/WM on MNI152 only
+    # How the target pool is composed. "uniform": shift severity uniform in [0, 1]. "hospital": one dominant
+    # protocol (routine: mild shifts) and a rare one (strong T2-like shift, thick slices) in `rare_share` of the
+    # pool; validation and test hold `rare_share_eval` rare volumes so the rare subgroup's Dice is measurable.
+    pool_mix: str = "uniform"
+    rare_share: float = 0.1
+    rare_share_eval: float = 0.25
+    # Every run goes through a real Datastore folder with asfda.ranking.rank_datastore and
+    # asfda.adapt.pipeline.adapt_datastore (the worker's code, validation gate included). The field exists so
+    # that runs of the earlier in-benchmark loop (no such field) never share a fingerprint with these.
+    engine: str = "datastore"
+    # A hook for a source model other than the trained UNet (e.g. a SwinUNETR with reference statistics from
+    # `asfda model import --reference`): a model version folder whose config and weights every run starts from.
+    source_model_dir: str = ""
 
     def fingerprint(self) -> str:
         """Runs from other sizes must never be mixed into these results."""
@@ -109,6 +132,8 @@ def for_task(settings: BenchSettings, task: str) -> BenchSettings:
     return settings
 
 
-def subgroups(task: str) -> Tuple[str, str]:
+def subgroups(task: str, pool_mix: str = "uniform") -> Tuple[str, str]:
     """The per-subject Dice field whose groups the worst-subgroup target (c) looks at, and their name."""
+    if pool_mix == "hospital":
+        return ("test_by_protocol", "protocol")
     return ("test_by_severity", "severity band") if task == "tissue" else ("test_by_anatomy", "anatomy")

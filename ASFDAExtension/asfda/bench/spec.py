@@ -9,13 +9,7 @@ from typing import Any, Dict
 
 from asfda.adapt.finetune import FinetuneOptions
 from asfda.adapt.reliability import ReliabilityOptions
-from asfda.query.asd import ForegroundRule
-from asfda.query.dkd import KnowledgeSource
 from asfda.query.strategies import RankingOptions
-
-# Signal options are not part of RankingOptions: they change how the pool is scored, not how it is ranked.
-SIGNAL_DEFAULTS = {"knowledge_source": KnowledgeSource.NORM_STATS.value, "asd_rule": ForegroundRule.OTSU.value}
-
 
 # The reconstruction's original choices, pinned: ablations are measured from here and the picked
 # overrides are applied on top, so cached runs keep their keys when the code defaults move to the pick.
@@ -24,10 +18,10 @@ BASELINE_RANKING = {
     "rule": "cluster_coverage",
     "embedding": "multilayer",
     "cold_start_medoid": False,
-    **SIGNAL_DEFAULTS,
 }
 BASELINE_RELIABILITY = {"asd_quantile": 0.5, "distance_quantile": 0.75, "voxel_confidence": 0.9}
-BASELINE_GUARDS = {"pull_to_pretrained": 0.0, "ema_decay": 0.0}
+# Fine-tuning options the validation split may change (FinetuneOptions fields; "guards" for history's sake).
+BASELINE_GUARDS = {"pull_to_pretrained": 0.0, "ema_decay": 0.0, "learning_rate": 1e-3, "freeze_norm_stats": False}
 
 
 def ranking_defaults() -> Dict[str, Any]:
@@ -55,14 +49,18 @@ def code_defaults() -> Dict[str, Dict[str, Any]]:
             "rule": _plain(r.rule),
             "embedding": _plain(r.embedding),
             "cold_start_medoid": r.cold_start_medoid,
-            **SIGNAL_DEFAULTS,
         },
         "reliability": {
             "asd_quantile": rel.asd_quantile,
             "distance_quantile": rel.distance_quantile,
             "voxel_confidence": rel.voxel_confidence,
         },
-        "guards": {"pull_to_pretrained": f.pull_to_pretrained, "ema_decay": f.ema_decay},
+        "guards": {
+            "pull_to_pretrained": f.pull_to_pretrained,
+            "ema_decay": f.ema_decay,
+            "learning_rate": f.learning_rate,
+            "freeze_norm_stats": f.freeze_norm_stats,
+        },
     }
 
 

@@ -8,7 +8,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Dict, List, Tuple
 
@@ -57,14 +57,18 @@ class SpeedSettings:
     preset: str = "small"
     sw_batch_size: int = 1
     precision: str = Precision.FP32.value
+    compare_precision: bool = False  # also time Infer and ASFDA scoring under bf16 autocast, interleaved
 
     @classmethod
     def from_args(cls, args) -> SpeedSettings:
         s = cls(network=args.network, repeats=args.repeats, device=args.device, threads=args.threads)
         s.precision = getattr(args, "precision", None) or Precision.FP32.value
+        s.compare_precision = bool(getattr(args, "compare_precision", False))
+        s.mc_samples = getattr(args, "mc_samples", None) or s.mc_samples
+        s.child_memory = not getattr(args, "no_child_memory", False)
         if getattr(args, "preset", None) == "realistic":
             s.preset, s.roi, s.volume_sizes, s.sw_batch_size = "realistic", REALISTIC_ROI, (REALISTIC_VOLUME,), 4
-            s.pool_sizes = (10, 40)
+            s.pool_sizes = (10, 20)
             return s
         if args.network == "swinunetr":
             # Its patch embedding needs multiples of 32; one 64^3 window keeps 10 CPU dropout passes in minutes.
@@ -94,8 +98,15 @@ def _config(settings: SpeedSettings) -> ModelConfig:
     return ModelConfig(network="UNet", labels={"background": 0, "brain": 1}, roi_size=list(settings.roi))
 
 
-def _volumes(shape, count: int, seed: int) -> List[torch.Tensor]:
-    """Shifted target-like volumes of real MNI152 anatomy at the spacing that gives `shape`."""
+def _volumes(shape, count: int, seed: int, preset: str = "small") -> List[torch.Tensor]:
+    """Shifted target-like volumes of real MNI152 anatomy at the spacing that gives `shape`; the realistic
+    preset uses CT-sized synthetic bodies instead (resampling the template to 0.75 mm costs more than it tells)."""
+    if preset == "realistic":
+        from asfda.bench.pool import body_volume
+
+        rng = np.random.default_rng(seed)
+        volumes = [body_volume(tuple(shape), rng) for _ in range(count)]
+        return [torch.as_tensor((v - v.mean()) / (v.std() + 1e-6))[None] for v in volumes]
     anatomy = mni152(spacing=4.0 * 48 / shape[0], shape=tuple(shape))
     rng = np.random.default_rng(seed)
     found = []
@@ -114,7 +125,7 @@ def product_scorer(settings: SpeedSettings) -> CaseScorer:
     model = LoadedModel("bench", config, network, None)
     if not named_norm_layers_with_stats(network):
         # No running statistics: score against a feature prior, as a model imported with one would.
-        probe = Predictor(network, config, settings.device).forward(_volumes(settings.roi, 1, 99)[0])
+        probe = Predictor(network, config, settings.device).forward(_volumes(settings.roi, 1, 99, settings.preset)[0])
         model.feature_prior = FeaturePrior(mean=np.zeros_like(probe.feature), var=np.ones_like(probe.feature))
     return CaseScorer(model, settings.device, ScoringOptions(precision=Precision(settings.precision)))
 
@@ -180,19 +191,26 @@ def run_speed(settings: SpeedSettings, out: Path) -> Dict:
         "ranking": [],
     }
     modes = product_modes(scorer, settings.mc_samples)
+    if settings.compare_precision:
+        half = product_scorer(replace(settings, precision=Precision.BF16.value))
+        modes["inference_bf16"] = lambda v: half.predictor.label_map(v)
+        modes["asfda_scoring_bf16"] = lambda v: half.score("v", v)
     for shape in settings.volume_sizes:
-        volumes = _volumes(shape, settings.repeats, 1)
+        volumes = _volumes(shape, settings.repeats, 1, settings.preset)
         row = {"shape": list(shape)}
         times = _time_modes(modes, volumes)
         for name in modes:
             row[name] = {"seconds": statistics.median(times[name]), "all_seconds": times[name]}
-            if settings.child_memory:
+            if settings.child_memory and not name.endswith("_bf16"):
                 row[name]["memory"] = child_peak(settings, volumes[0], name)
         # Ratios per volume (modes timed back to back on it), then the median: robust to load drifts.
         for name, key in (("asfda_scoring", "ratio_asfda"), ("mc_dropout_scoring", "ratio_mc_dropout")):
             row[key] = statistics.median(t / b for t, b in zip(times[name], times["inference"]))
+        for name in ("inference", "asfda_scoring"):
+            if f"{name}_bf16" in times:  # bf16 time over fp32 time on the same volume
+                row[f"ratio_{name}_bf16"] = statistics.median(h / f for h, f in zip(times[f"{name}_bf16"], times[name]))
         report["per_volume"].append(row)
-    pool = _volumes(settings.roi, max(settings.pool_sizes), 7)
+    pool = _volumes(settings.roi, max(settings.pool_sizes), 7, settings.preset)
     signals = [scorer.score(f"p{i}", v) for i, v in enumerate(pool)]
     for n in settings.pool_sizes:
         row = {"pool": n}
@@ -250,4 +268,12 @@ def format_speed(report: Dict) -> str:
             f"| {r['pool']} | {r['rank_asfda_s']:.4f} | {r['rank_coreset_s']:.4f} | "
             f"{r['rank_random_s']:.5f} | {r['score_pool_s_est']:.2f} |"
         )
+    for r in report["per_volume"]:
+        if "ratio_inference_bf16" in r:
+            lines += [
+                "",
+                f"bf16 autocast on {'x'.join(map(str, r['shape']))}: inference {r['inference_bf16']['seconds']:.3f} s "
+                f"({r['ratio_inference_bf16']:.2f}x fp32), ASFDA scoring {r['asfda_scoring_bf16']['seconds']:.3f} s "
+                f"({r['ratio_asfda_scoring_bf16']:.2f}x fp32)",
+            ]
     return "\n".join(lines)

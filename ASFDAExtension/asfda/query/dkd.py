@@ -1,28 +1,29 @@
 """Diversified Knowledge Divergence, knowledge-gap part: how far a volume is from what the model knows.
 
-Our reconstruction (the paper's formulas are not public): the model's source knowledge is the
-running statistics its normalisation layers stored during source training; a volume's gap is the
-mean over layers and channels of KL( N(mu_x, var_x) || N(mu_src, var_src) ), where mu_x, var_x are
-the channel statistics of the layer's input on that volume. Networks without such statistics use a
-saved Gaussian feature prior, and without that the distance from the target-pool feature mean.
-"""
+Our reconstruction (the paper's formulas are not public): a volume's gap is the mean over
+normalisation layers and channels of KL( N(mu_x, var_x) || N(mu_src, var_src) ), where mu_x, var_x
+are the channel statistics of the layer's input on that volume and mu_src, var_src the source's:
+reference statistics recorded at import on source-like volumes, else the running statistics batch
+norm stored during source training. Without either, a saved Gaussian feature prior, and without that
+the distance from the target-pool feature mean. Which one was used travels with every score."""
 
 from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 from torch import nn
 
 from asfda.inference import ForwardResult, named_norm_layers_with_stats
-from asfda.model_store import FeaturePrior
+from asfda.model_store import FeaturePrior, ReferenceStats
 
 LayerStats = Dict[str, Tuple[np.ndarray, np.ndarray]]  # norm layer name -> (channel means, channel variances)
 
 
 class KnowledgeSource(str, enum.Enum):
+    REFERENCE_STATS = "reference_stats"  # norm-layer input statistics of source-like volumes, frozen at import
     NORM_STATS = "norm_stats"
     FEATURE_PRIOR = "feature_prior"
     POOL_MEAN = "pool_mean"  # fallback: no stored source knowledge; says so in the ranking
@@ -61,17 +62,33 @@ def pool_mean_gaps(features: Sequence[np.ndarray]) -> np.ndarray:
     return 0.5 * np.mean((stacked - mean) ** 2 / var, axis=1)
 
 
+def available_sources(
+    network: nn.Module, prior: Optional[FeaturePrior], reference: Optional[ReferenceStats] = None
+) -> List[KnowledgeSource]:
+    """The knowledge sources this model has, in order of preference.
+
+    Reference statistics come first, also for batch-norm networks: they stay fixed while adaptation moves
+    the batch-norm buffers. The pool mean is always available and knows nothing about the source.
+    """
+    found = []
+    if reference is not None and reference.layer_names:
+        found.append(KnowledgeSource.REFERENCE_STATS)
+    if named_norm_layers_with_stats(network):
+        found.append(KnowledgeSource.NORM_STATS)
+    if prior is not None:
+        found.append(KnowledgeSource.FEATURE_PRIOR)
+    return found + [KnowledgeSource.POOL_MEAN]
+
+
 def choose_knowledge_source(
-    network: nn.Module, prior: Optional[FeaturePrior], preferred: Optional[KnowledgeSource] = None
+    network: nn.Module,
+    prior: Optional[FeaturePrior],
+    preferred: Optional[KnowledgeSource] = None,
+    reference: Optional[ReferenceStats] = None,
 ) -> KnowledgeSource:
-    has_stats = bool(named_norm_layers_with_stats(network))
-    if preferred == KnowledgeSource.FEATURE_PRIOR and prior is not None:
-        return KnowledgeSource.FEATURE_PRIOR
-    if preferred == KnowledgeSource.POOL_MEAN:
-        return KnowledgeSource.POOL_MEAN
-    if has_stats:
-        return KnowledgeSource.NORM_STATS
-    return KnowledgeSource.FEATURE_PRIOR if prior is not None else KnowledgeSource.POOL_MEAN
+    """`preferred` when the model has it (ablations, benchmarks), else the first available source."""
+    available = available_sources(network, prior, reference)
+    return KnowledgeSource(preferred) if preferred is not None and preferred in available else available[0]
 
 
 @dataclass
@@ -83,7 +100,7 @@ class KnowledgeReference:
     prior: Optional[FeaturePrior] = None
 
     def gap(self, result: ForwardResult) -> float:
-        if self.source == KnowledgeSource.NORM_STATS:
+        if self.source in (KnowledgeSource.NORM_STATS, KnowledgeSource.REFERENCE_STATS):
             return norm_stats_gap(result, self.layer_stats)
         if self.source == KnowledgeSource.FEATURE_PRIOR:
             return feature_prior_gap(result.feature, self.prior)
@@ -91,8 +108,15 @@ class KnowledgeReference:
 
 
 def knowledge_reference(
-    network: nn.Module, prior: Optional[FeaturePrior], preferred: Optional[KnowledgeSource] = None
+    network: nn.Module,
+    prior: Optional[FeaturePrior],
+    preferred: Optional[KnowledgeSource] = None,
+    reference: Optional[ReferenceStats] = None,
 ) -> KnowledgeReference:
-    source = choose_knowledge_source(network, prior, preferred)
-    stats = source_norm_stats(network) if source == KnowledgeSource.NORM_STATS else {}
+    source = choose_knowledge_source(network, prior, preferred, reference)
+    stats: LayerStats = {}
+    if source == KnowledgeSource.NORM_STATS:
+        stats = source_norm_stats(network)
+    elif source == KnowledgeSource.REFERENCE_STATS:
+        stats = reference.as_dict()
     return KnowledgeReference(source, stats, prior)

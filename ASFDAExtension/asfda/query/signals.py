@@ -9,8 +9,9 @@ import numpy as np
 import torch
 
 from asfda.inference import Predictor
-from asfda.model_store import FeaturePrior
-from asfda.query.asd import ForegroundRule, foreground_region, predicted_foreground, region_mean, voxel_entropy
+from asfda.model_store import FeaturePrior, ReferenceStats
+from asfda.query.asd import ForegroundRule, foreground_region, predicted_class, region_mean, voxel_entropy
+from asfda.query.balanced import class_entropies
 from asfda.query.dkd import KnowledgeReference, KnowledgeSource, knowledge_reference, pool_mean_gaps
 
 ProgressFn = Callable[[int, int], None]
@@ -30,6 +31,7 @@ class CaseSignals:
     epistemic: Optional[float] = None
     layer_names: List[str] = field(default_factory=list)
     foreground_voxels: int = 0
+    class_entropy: List[float] = field(default_factory=list)  # per class, for the class-balanced baseline
 
 
 def score_volume(
@@ -46,10 +48,14 @@ def score_volume(
     result = predictor.device_pass(image, collect=True)
     probs = result.probs
     entropy = voxel_entropy(probs)
-    foreground = predicted_foreground(probs)
-    asd = region_mean(entropy, foreground_region(probs, asd_rule), empty=1.0)
-    scalars = torch.stack([asd, entropy.mean(), foreground.float().mean(), foreground.sum().float()]).cpu().tolist()
-    del probs, entropy, foreground, result.probs
+    predicted = predicted_class(probs)  # once, for the foreground and the per-class entropies
+    foreground = predicted > 0
+    asd = region_mean(entropy, foreground_region(probs, asd_rule, foreground), empty=1.0)
+    per_class = class_entropies(probs, entropy, predicted)
+    scalars = torch.cat(
+        [torch.stack([asd, entropy.mean(), foreground.float().mean(), foreground.sum().float()]), per_class]
+    ).tolist()  # the one transfer of the volume's scalars
+    del probs, entropy, predicted, foreground, result.probs
     return CaseSignals(
         case_id=case_id,
         dkd=reference.gap(result),
@@ -62,6 +68,7 @@ def score_volume(
         knowledge_source=reference.source.value,
         layer_names=result.layer_names,
         foreground_voxels=int(scalars[3]),
+        class_entropy=[float(v) for v in scalars[4:]],
     )
 
 
@@ -80,10 +87,11 @@ def compute_signals(
     knowledge_source: Optional[KnowledgeSource] = None,
     asd_rule: ForegroundRule = ForegroundRule.OTSU,
     progress: Optional[ProgressFn] = None,
+    reference_stats: Optional[ReferenceStats] = None,
 ) -> List[CaseSignals]:
     """Score every prepared image held in memory with a single forward pass each (small pools, benchmarks);
     datastores stream their cases through asfda.scoring instead."""
-    reference = knowledge_reference(predictor.network, feature_prior, knowledge_source)
+    reference = knowledge_reference(predictor.network, feature_prior, knowledge_source, reference_stats)
     found: List[CaseSignals] = []
     for index, (case_id, image) in enumerate(images.items()):
         found.append(score_volume(predictor, case_id, image, reference, asd_rule))

@@ -8,6 +8,7 @@ from typing import List, Optional
 
 import numpy as np
 
+from asfda.query.balanced import class_balanced_entropy, foreground_weighted_picks
 from asfda.query.embedding import EmbeddingKind, embed
 from asfda.query.selection import SelectionRule, fuse, k_center_greedy, rank_normalize, select
 from asfda.query.signals import CaseSignals
@@ -21,6 +22,9 @@ class Strategy(str, enum.Enum):
     ENTROPY = "entropy"  # whole-volume mean entropy, top-k
     CORESET = "coreset"  # k-center greedy on the bottleneck feature
     MC_DROPOUT = "mc_dropout"  # epistemic uncertainty from dropout passes, top-k
+    # Random, weighted by the model's predicted foreground fraction (never the truth)
+    FOREGROUND_RANDOM = "foreground_random"
+    BALANCED_ENTROPY = "balanced_entropy"  # mean over classes of the entropy inside each predicted class, top-k
 
 
 @dataclass
@@ -58,6 +62,10 @@ def informativeness(signals: List[CaseSignals], options: RankingOptions) -> np.n
         return rank_normalize(asd)
     if strategy == Strategy.ENTROPY:
         return np.array([s.entropy for s in signals])
+    if strategy == Strategy.BALANCED_ENTROPY:
+        return np.array([class_balanced_entropy(s.class_entropy) for s in signals])
+    if strategy == Strategy.FOREGROUND_RANDOM:
+        return np.array([s.foreground_fraction for s in signals])
     if strategy == Strategy.MC_DROPOUT:
         if any(s.epistemic is None for s in signals):
             raise ValueError("mc_dropout ranking needs epistemic scores; compute them with the dropout passes")
@@ -80,10 +88,12 @@ def rank(
     if strategy == Strategy.RANDOM:
         order = list(np.random.default_rng(options.seed).permutation(len(pool)))
         picks, info = order[:k], np.zeros(len(pool))
+    elif strategy == Strategy.FOREGROUND_RANDOM:
+        picks = foreground_weighted_picks(info, k, options.seed)
     elif strategy == Strategy.CORESET:
         space = embed(pool + labeled, EmbeddingKind.BOTTLENECK)
         picks = k_center_greedy(space[: len(pool)], space[len(pool) :], k, options.seed)
-    elif strategy in (Strategy.ENTROPY, Strategy.MC_DROPOUT):
+    elif strategy in (Strategy.ENTROPY, Strategy.MC_DROPOUT, Strategy.BALANCED_ENTROPY):
         picks = [int(i) for i in np.argsort(-info, kind="stable")[:k]]
     else:
         space = embed(pool + labeled, options.embedding)

@@ -60,7 +60,10 @@ class SignalKey:
 
 def _pack(signal: CaseSignals) -> bytes:
     buffer = io.BytesIO()
-    arrays = {"feature": np.asarray(signal.feature, dtype=np.float64)}
+    arrays = {
+        "feature": np.asarray(signal.feature, dtype=np.float64),
+        "class_entropy": np.asarray(signal.class_entropy, dtype=np.float64),
+    }
     for index, (mean, var) in enumerate(zip(signal.layer_means, signal.layer_vars)):
         arrays[f"mean_{index}"], arrays[f"var_{index}"] = mean, var
     np.savez(buffer, names=np.array(json.dumps(signal.layer_names)), **arrays)
@@ -82,6 +85,7 @@ def _unpack(case_id: str, row, blob: bytes) -> CaseSignals:
         knowledge_source=row["knowledge_source"],
         layer_names=names,
         foreground_voxels=row["foreground_voxels"],
+        class_entropy=[float(v) for v in data["class_entropy"]],
     )
 
 

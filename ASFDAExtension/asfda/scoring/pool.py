@@ -13,7 +13,7 @@ from asfda.datastore import Datastore
 from asfda.errors import AsfdaError
 from asfda.inference import Predictor
 from asfda.model_store import LoadedModel
-from asfda.query.dkd import knowledge_reference
+from asfda.query.dkd import KnowledgeReference, knowledge_reference
 from asfda.query.signals import CaseSignals, fill_pool_mean_gaps, score_volume
 from asfda.scoring.cache import SignalCache, SignalKey
 from asfda.scoring.options import ScoringOptions
@@ -38,19 +38,37 @@ class CaseScorer:
     """One model on one device, ready to score volumes; built once per job (or per cluster actor)."""
 
     def __init__(self, model: LoadedModel, device: str, options: ScoringOptions):
-        self.model, self.options = model, options
-        self.predictor = Predictor(model.network, model.config, device, options.precision)
-        self.reference = knowledge_reference(self.predictor.network, model.feature_prior, options.knowledge_source)
+        self.model, self.device, self.options = model, device, options
+        self._predictor: Optional[Predictor] = None
+        self._reference: Optional[KnowledgeReference] = None
+
+    @property
+    def predictor(self) -> Predictor:
+        # Built on first use: a re-rank served from the cache never moves the network or probes its layers.
+        if self._predictor is None:
+            self._predictor = Predictor(self.model.network, self.model.config, self.device, self.options.precision)
+        return self._predictor
+
+    @property
+    def reference(self) -> KnowledgeReference:
+        if self._reference is None:
+            self._reference = knowledge_reference(
+                self.predictor.network,
+                self.model.feature_prior,
+                self.options.knowledge_source,
+                self.model.reference_stats,
+            )
+        return self._reference
 
     def score(self, case_id: str, image) -> CaseSignals:
         return score_volume(self.predictor, case_id, image, self.reference, self.options.asd_rule)
 
 
-def signal_keys(store: Datastore, model_version: str, case_ids: List[str], options: ScoringOptions):
+def signal_keys(store: Datastore, scorer: CaseScorer, case_ids: List[str]):
     """(keys of cases whose image can be looked at, errors of those that cannot)."""
     keys: Dict[str, SignalKey] = {}
     errors: Dict[str, str] = {}
-    options_key = options.cache_key()
+    model_version, options_key = scorer.model.version, scorer.options.cache_key(scorer.device)
     for case_id in case_ids:
         try:
             keys[case_id] = SignalKey(case_id, model_version, store.image_fingerprint(case_id), options_key)
@@ -74,7 +92,7 @@ def score_pool(
     stays in the cache as well.
     """
     cache = SignalCache(store.root / "asfda.db")
-    keys, errors = signal_keys(store, scorer.model.version, case_ids, scorer.options)
+    keys, errors = signal_keys(store, scorer, case_ids)
     found = cache.get_many(keys.values())
     missing = [c for c in case_ids if c in keys and c not in found]
     total, done = len(case_ids), len(found) + len(errors)
@@ -108,7 +126,7 @@ def add_epistemic(
 ) -> None:
     """MC-dropout epistemic scores for the pool's cases (cached like the signals), set in place."""
     cache = SignalCache(store.root / "asfda.db")
-    keys, _ = signal_keys(store, scorer.model.version, list(pool.signals), scorer.options)
+    keys, _ = signal_keys(store, scorer, list(pool.signals))
     missing = []
     for case_id, signal in pool.signals.items():
         signal.epistemic = cache.get_epistemic(keys[case_id], samples)

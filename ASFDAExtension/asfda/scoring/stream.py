@@ -19,6 +19,7 @@ class StreamedCase:
     case_id: str
     image: Optional[Any]  # (1, X, Y, Z) MetaTensor in network space; None when the case could not be read
     error: Optional[str] = None
+    geometry: Optional[Any] = None  # asfda.imaging.Geometry of the image as stored
 
 
 class PreparedCases(Dataset):
@@ -34,17 +35,20 @@ class PreparedCases(Dataset):
         self._store = None
 
     def _transform(self, index: int) -> Dict[str, Any]:
-        from asfda.cases import prepared_image
         from asfda.datastore import Datastore
+        from asfda.imaging import Geometry, load_volume
+        from asfda.preprocess import prepare_image
 
         case_id = self.data[index]
         if self._store is None:
             self._store = Datastore(self.root, create=False)
         try:
-            return {"case_id": case_id, "image": prepared_image(self._store, case_id, self.config), "error": None}
+            volume = load_volume(self._store.image_path(case_id))
+            image = prepare_image(volume, self.config)
+            return {"case_id": case_id, "image": image, "error": None, "geometry": Geometry.of(volume)}
         except Exception as exc:  # one bad case must not end the stream; its message reaches the result
             message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            return {"case_id": case_id, "image": None, "error": message}
+            return {"case_id": case_id, "image": None, "error": message, "geometry": None}
 
     def __getstate__(self):
         state = dict(self.__dict__)
@@ -70,4 +74,4 @@ def stream_cases(root: Path, case_ids: List[str], config: ModelConfig, workers: 
         persistent_workers=False,
     )
     for item in loader:
-        yield StreamedCase(item["case_id"], item["image"], item["error"])
+        yield StreamedCase(item["case_id"], item["image"], item["error"], item["geometry"])

@@ -129,8 +129,11 @@ class JobRunner:
         if code == EXIT_OK and job["result"] is not None:
             result = dict(job["result"])
             if job["kind"] == "adapt":
-                self.models.activate(result["version"])
-                result["activated"] = True
+                gate = result.get("gate") or {}
+                result["activated"] = bool(gate.get("activate", True))  # the validation gate's verdict
+                result["reason"] = gate.get("reason", "")
+                if result["activated"]:
+                    self.models.activate(result["version"])
             self.jobs.finish(job_id, SUCCEEDED, result=result, from_states=(RUNNING,))
             log.info("job %s succeeded", job_id)
             return

@@ -6,7 +6,9 @@ from typing import Any, Dict, List, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field
 
-StrategyName = Literal["asfda", "dkd", "asd", "random", "entropy", "coreset", "mc_dropout"]
+StrategyName = Literal[
+    "asfda", "dkd", "asd", "random", "entropy", "coreset", "mc_dropout", "foreground_random", "balanced_entropy"
+]
 JobKind = Literal["rank", "adapt", "infer"]
 JobState = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 CaseStatus = Literal["unlabeled", "final", "pseudo"]
@@ -23,14 +25,14 @@ class RankRequest(Strict):
     seed: int = 0
     # Newly scored cases between two looks at the queue: an Infer request waits for at most one chunk.
     chunk_size: int = Field(8, ge=1, le=10000)
-    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
 
 
 class AdaptRequest(Strict):
     steps: Optional[int] = Field(None, ge=1, le=1_000_000)
     use_pseudo_labels: bool = True
     seed: int = 0
-    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
 
 
 class Health(BaseModel):
@@ -78,6 +80,7 @@ class ScoreFields(BaseModel):
     rank: Optional[int] = None
     model_version: Optional[str] = None
     scored_at: Optional[str] = None
+    knowledge_source: Optional[str] = None  # DKD's reference: norm_stats, reference_stats, feature_prior, pool_mean
     stale: bool = False
     leased_by: Optional[str] = Field(None, description="annotator holding the case now, if any")
     lease_expires_at: Optional[str] = None

@@ -124,6 +124,7 @@ def run_adapt(store: Datastore, params: Dict[str, Any], device: str, progress: P
         "parent": result.parent,
         "metrics": result.metrics,
         "pseudo_cases": result.pseudo_cases,
+        "gate": result.gate,  # the supervising worker activates the version only if the gate passed
     }
 
 

@@ -19,6 +19,7 @@ def _score_fields(record: Optional[ScoreRecord], active: Optional[str]) -> Dict[
         "rank": record.rank,
         "model_version": record.model_version,
         "scored_at": record.scored_at,
+        "knowledge_source": record.knowledge_source,
         # Scores from another model version than the active one describe a model no longer in use.
         "stale": record.model_version != active,
     }

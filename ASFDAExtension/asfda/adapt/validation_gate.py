@@ -1,0 +1,124 @@
+"""The validation gate: a new version becomes active only if it segments held-out clinician labels at least as
+well as its parent.
+
+Few labels (up to `GateOptions.few_labels`): k-fold. k candidates are trained, each without one fold, and
+their Dice on the fold they never saw is pooled over all labels; the published version is then trained on
+every label (the gate judges the recipe on this data, the published model gets every label). More labels: one
+held-out share; the candidate trained without it is both the one judged and the one published. One label:
+nothing can be held out, so the round is not gated and says so.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+from torch import nn
+
+from asfda.adapt.finetune import TrainingItem
+
+ProgressFn = Callable[[str, int, int, Optional[float]], None]
+# (labels to train on, progress) -> (trained copy of the parent, final loss figures)
+TrainFn = Callable[[List[TrainingItem], Optional[ProgressFn]], Tuple[nn.Module, Dict[str, float]]]
+DiceFn = Callable[[nn.Module, List[TrainingItem]], float]  # mean foreground Dice over the items
+
+
+@dataclass
+class GateOptions:
+    enabled: bool = True
+    folds: int = 3  # k of the k-fold estimate (at most one fold per label)
+    few_labels: int = 10  # up to this many labels: k-fold; above: one held-out share
+    holdout_fraction: float = 0.2  # share of the labels held out above `few_labels` (at least 2 volumes)
+    tolerance: float = 0.0  # activate when candidate Dice >= parent Dice - tolerance
+
+
+@dataclass
+class GateDecision:
+    activate: bool
+    reason: str
+    method: str  # "k-fold", "holdout", "not gated"
+    candidate_dice: Optional[float] = None
+    parent_dice: Optional[float] = None
+    held_out: List[str] = field(default_factory=list)
+    folds: int = 0
+
+    def to_dict(self) -> Dict:
+        return asdict(self)
+
+
+@dataclass
+class GatedTraining:
+    network: nn.Module  # the model to publish
+    losses: Dict[str, float]
+    decision: GateDecision
+
+
+def folds_of(case_ids: Sequence[str], folds: int, seed: int) -> List[List[str]]:
+    """Split labels into min(folds, n) folds of near-equal size, shuffled by `seed`."""
+    order = [case_ids[i] for i in np.random.default_rng(seed).permutation(len(case_ids))]
+    k = max(2, min(folds, len(order)))
+    return [sorted(order[i::k]) for i in range(k)]
+
+
+def _share(progress: Optional[ProgressFn], index: int, count: int) -> Optional[ProgressFn]:
+    """Training `index` of `count` reports as one share of a single "train" progress bar."""
+    if progress is None:
+        return None
+
+    def report(stage: str, step: int, total: int, loss: Optional[float]) -> None:
+        progress(stage, index * total + step, count * total, loss)
+
+    return report
+
+
+def _compare(candidate: float, parent: float, tolerance: float) -> Tuple[bool, str]:
+    if not np.isfinite(candidate):
+        return False, "the candidate's held-out Dice could not be computed"
+    if candidate >= parent - tolerance:
+        return True, f"held-out Dice {candidate:.4f} is not below the parent's {parent:.4f}"
+    return False, f"held-out Dice {candidate:.4f} is below the parent's {parent:.4f}: kept inactive"
+
+
+def gated_training(
+    labeled: List[TrainingItem],
+    parent: nn.Module,
+    train: TrainFn,
+    dice: DiceFn,
+    options: GateOptions,
+    seed: int = 0,
+    progress: Optional[ProgressFn] = None,
+) -> GatedTraining:
+    """Train the version to publish and decide whether it may become active."""
+    if not options.enabled:
+        network, losses = train(labeled, progress)
+        return GatedTraining(network, losses, GateDecision(True, "validation gate switched off", "not gated"))
+    if len(labeled) < 2:
+        network, losses = train(labeled, progress)
+        reason = "only one clinician label: nothing to hold out, so this version is not gated"
+        return GatedTraining(network, losses, GateDecision(True, reason, "not gated"))
+    by_id = {item.case_id: item for item in labeled}
+    if len(labeled) <= options.few_labels:
+        split = folds_of(sorted(by_id), options.folds, seed)
+        held_dice, parent_dice = [], []
+        for index, fold in enumerate(split):
+            candidate, _ = train([by_id[c] for c in by_id if c not in fold], _share(progress, index, len(split) + 1))
+            held = [by_id[c] for c in fold]
+            held_dice.append(dice(candidate, held) * len(held))
+            parent_dice.append(dice(parent, held) * len(held))
+        candidate_mean, parent_mean = sum(held_dice) / len(labeled), sum(parent_dice) / len(labeled)
+        ok, why = _compare(candidate_mean, parent_mean, options.tolerance)
+        network, losses = train(labeled, _share(progress, len(split), len(split) + 1))
+        decision = GateDecision(
+            ok, f"{len(split)}-fold {why}", "k-fold", candidate_mean, parent_mean, sorted(by_id), len(split)
+        )
+        return GatedTraining(network, losses, decision)
+    n_held = max(2, int(round(options.holdout_fraction * len(labeled))))
+    order = [sorted(by_id)[i] for i in np.random.default_rng(seed).permutation(len(by_id))]
+    held_ids = sorted(order[:n_held])
+    network, losses = train([by_id[c] for c in by_id if c not in held_ids], progress)
+    held = [by_id[c] for c in held_ids]
+    candidate_mean, parent_mean = dice(network, held), dice(parent, held)
+    ok, why = _compare(candidate_mean, parent_mean, options.tolerance)
+    decision = GateDecision(ok, f"{n_held} held-out labels: {why}", "holdout", candidate_mean, parent_mean, held_ids, 1)
+    return GatedTraining(network, losses, decision)

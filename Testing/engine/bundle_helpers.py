@@ -1,0 +1,203 @@
+"""Tiny MONAI bundles shaped like three Model Zoo bundles, written with random weights (nothing downloaded)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Dict, List
+
+import numpy as np
+import torch
+from monai.bundle import ConfigParser
+
+CT_AFFINE = np.diag([1.5, 1.5, 2.0, 1.0])
+
+
+def _load_steps(extra: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    return [
+        {"_target_": "LoadImaged", "keys": "image"},
+        {"_target_": "EnsureChannelFirstd", "keys": "image"},
+        {"_target_": "Orientationd", "keys": "image", "axcodes": "RAS"},
+        {"_target_": "Spacingd", "keys": "image", "pixdim": [1.5, 1.5, 2.0], "mode": "bilinear"},
+        *extra,
+        {"_target_": "EnsureTyped", "keys": "image", "device": "@device"},
+    ]
+
+
+def _window(a_min: float, a_max: float) -> Dict[str, Any]:
+    return {
+        "_target_": "ScaleIntensityRanged",
+        "keys": "image",
+        "a_min": a_min,
+        "a_max": a_max,
+        "b_min": 0.0,
+        "b_max": 1.0,
+        "clip": True,
+    }
+
+
+def _postprocessing() -> Dict[str, Any]:
+    return {
+        "_target_": "Compose",
+        "transforms": [
+            {"_target_": "Activationsd", "keys": "pred", "softmax": True},
+            {
+                "_target_": "Invertd",
+                "keys": "pred",
+                "transform": "@preprocessing",
+                "orig_keys": "image",
+                "nearest_interp": False,
+                "to_tensor": True,
+            },
+            {"_target_": "AsDiscreted", "keys": "pred", "argmax": True},
+            {"_target_": "SaveImaged", "keys": "pred", "output_dir": "$@bundle_root + '/eval'"},
+        ],
+    }
+
+
+def _inferer(roi, overlap: float, mode: str = "gaussian", padding: str = "constant") -> Dict[str, Any]:
+    return {
+        "_target_": "SlidingWindowInferer",
+        "roi_size": roi if isinstance(roi, list) else [roi, roi, roi],
+        "sw_batch_size": 1,
+        "overlap": overlap,
+        "mode": mode,
+        "padding_mode": padding,
+    }
+
+
+def spleen_like() -> Dict[str, Any]:
+    """spleen_ct_segmentation: UNet, batch norm, 2 residual units, 1.5x1.5x2 mm, window -57..164, 2 labels."""
+    return {
+        "network_def": {
+            "_target_": "UNet",
+            "spatial_dims": 3,
+            "in_channels": 1,
+            "out_channels": 2,
+            "channels": [4, 8, 16],
+            "strides": [2, 2],
+            "num_res_units": 2,
+            "norm": "batch",
+        },
+        "preprocessing": {"_target_": "Compose", "transforms": _load_steps([_window(-57, 164)])},
+        "inferer": _inferer(16, 0.5),
+        "channel_def": {"0": "background", "1": "spleen"},
+    }
+
+
+BTCV_LABELS = [
+    "background",
+    "spleen",
+    "right kidney",
+    "left kidney",
+    "gallbladder",
+    "esophagus",
+    "liver",
+    "stomach",
+    "aorta",
+    "IVC",
+    "portal and splenic veins",
+    "pancreas",
+    "right adrenal gland",
+    "left adrenal gland",
+]
+
+
+def swin_like() -> Dict[str, Any]:
+    """swin_unetr_btcv_segmentation: SwinUNETR, 14 labels, window -175..250, overlap 0.5 with constant blending.
+    Feature size 48, depths 2 and windows of 7 there; 12, 1 and 4 here, on a 64x32x32 patch (the smallest
+    whose deepest instance norm sees more than one voxel), so a CPU pass takes well under a second."""
+    return {
+        "network_def": {
+            "_target_": "SwinUNETR",
+            "spatial_dims": 3,
+            "in_channels": 1,
+            "out_channels": 14,
+            "feature_size": 12,
+            "depths": [1, 1, 1, 1],
+            "window_size": 4,
+            "use_checkpoint": False,
+        },
+        "preprocessing": {"_target_": "Compose", "transforms": _load_steps([_window(-175, 250)])},
+        "inferer": _inferer([64, 32, 32], 0.5, mode="constant"),
+        "channel_def": {str(i): name for i, name in enumerate(BTCV_LABELS)},
+    }
+
+
+def wholebody_like() -> Dict[str, Any]:
+    """wholeBody_ct_segmentation: SegResNet with group norm, 105 labels, non-zero normalisation scaled to
+    -1..1, replicate padding."""
+    return {
+        "network_def": {
+            "_target_": "SegResNet",
+            "spatial_dims": 3,
+            "in_channels": 1,
+            "out_channels": 105,
+            "init_filters": 8,
+            "blocks_down": [1, 2, 2],
+            "blocks_up": [1, 1],
+            "norm": ["group", {"num_groups": 4}],
+        },
+        "preprocessing": {
+            "_target_": "Compose",
+            "transforms": _load_steps(
+                [
+                    {"_target_": "NormalizeIntensityd", "keys": "image", "nonzero": True},
+                    {"_target_": "ScaleIntensityd", "keys": "image", "minv": -1.0, "maxv": 1.0},
+                ]
+            ),
+        },
+        "inferer": _inferer(16, 0.25, padding="replicate"),
+        "channel_def": {"0": "background", **{str(i): f"structure_{i}" for i in range(1, 105)}},
+    }
+
+
+def write_bundle(folder: Path, shape: Dict[str, Any], seed: int = 0, **overrides: Any) -> Path:
+    """Write configs/inference.json, configs/metadata.json and models/model.pt (random weights)."""
+    shape = {**shape, **overrides}
+    channel_def = shape.pop("channel_def")
+    in_channels = shape.pop("in_channels", 1)
+    inference = {
+        "imports": ["$import torch"],
+        "bundle_root": ".",
+        "device": "$torch.device('cuda' if torch.cuda.is_available() else 'cpu')",
+        "network": "$@network_def.to(@device)",
+        "postprocessing": _postprocessing(),
+        **shape,
+    }
+    metadata = {
+        "version": "0.1.0",
+        "name": folder.name,
+        "network_data_format": {
+            "inputs": {"image": {"type": "image", "format": "hounsfield", "num_channels": in_channels}},
+            "outputs": {
+                "pred": {
+                    "type": "image",
+                    "format": "segmentation",
+                    "num_channels": len(channel_def),
+                    "channel_def": channel_def,
+                }
+            },
+        },
+    }
+    (folder / "configs").mkdir(parents=True, exist_ok=True)
+    (folder / "models").mkdir(exist_ok=True)
+    (folder / "configs" / "inference.json").write_text(json.dumps(inference, indent=2))
+    (folder / "configs" / "metadata.json").write_text(json.dumps(metadata, indent=2))
+    parser = ConfigParser(inference)
+    torch.manual_seed(seed)
+    torch.save(parser.get_parsed_content("network_def").state_dict(), folder / "models" / "model.pt")
+    return folder
+
+
+def ct_volume(seed: int, shape=(20, 20, 16), strength: float = 0.0) -> tuple:
+    """An abdomen-like CT block: soft tissue around 40 HU, an 'organ' at 120 HU, air corners; `strength`
+    moves toward another scanner (darker organ, brighter background, more noise). Returns (label, image)."""
+    rng = np.random.default_rng(seed)
+    grid = np.stack(np.meshgrid(*[np.arange(s) for s in shape], indexing="ij"), axis=-1).astype(float)
+    center = np.array(shape) / 2 + rng.uniform(-2, 2, 3)
+    label = (((grid - center) / rng.uniform(3, 5, 3)) ** 2).sum(-1) <= 1.0
+    organ, tissue = 120 - 100 * strength, 40 + 60 * strength
+    image = np.where(label, organ, tissue) + rng.normal(0, 10 + 30 * strength, shape)
+    image[:3, :3, :] = -1000.0
+    return label.astype(np.uint8), image.astype(np.float32)

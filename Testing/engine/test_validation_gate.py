@@ -1,0 +1,97 @@
+"""The validation gate: held-out clinician labels decide whether a new version becomes active."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from asfda.adapt.finetune import FinetuneOptions, TrainingItem
+from asfda.adapt.pipeline import AdaptOptions, adapt_datastore
+from asfda.adapt.validation_gate import GateOptions, folds_of, gated_training
+from asfda.datastore import Datastore, LabelTag
+from asfda.networks import build_network
+from engine_helpers import blob, shifted, tiny_config, write_nifti
+
+
+def _items(n):
+    return [
+        TrainingItem(f"c{i}", torch.zeros(1, 2, 2, 2), torch.zeros(1, 2, 2, 2, dtype=torch.int64)) for i in range(n)
+    ]
+
+
+class _Recorder:
+    """A fake trainer/scorer: the candidate's Dice is fixed, the parent's too; records what each fit saw."""
+
+    def __init__(self, candidate_dice, parent_dice):
+        self.parent, self.candidate_dice, self.parent_dice, self.fits = (
+            torch.nn.Linear(1, 1),
+            candidate_dice,
+            parent_dice,
+            [],
+        )
+
+    def train(self, items, progress):
+        self.fits.append(sorted(i.case_id for i in items))
+        if progress:
+            progress("train", 1, 1, 0.0)
+        return torch.nn.Linear(1, 1), {"loss": 0.0}
+
+    def dice(self, network, items):
+        return self.parent_dice if network is self.parent else self.candidate_dice
+
+
+def test_one_label_is_not_gated_and_says_why():
+    r = _Recorder(0.1, 0.9)
+    out = gated_training(_items(1), r.parent, r.train, r.dice, GateOptions())
+    assert out.decision.activate and out.decision.method == "not gated" and "nothing to hold out" in out.decision.reason
+    assert r.fits == [["c0"]]
+
+
+def test_few_labels_use_k_fold_and_never_train_on_the_fold_they_judge():
+    r = _Recorder(0.5, 0.6)
+    progress = []
+    out = gated_training(
+        _items(4), r.parent, r.train, r.dice, GateOptions(folds=3), seed=1, progress=lambda *a: progress.append(a)
+    )
+    d = out.decision
+    assert d.method == "k-fold" and d.folds == 3 and not d.activate and "below the parent's" in d.reason
+    assert d.candidate_dice == pytest.approx(0.5) and d.parent_dice == pytest.approx(0.6)
+    folds = folds_of([f"c{i}" for i in range(4)], 3, 1)
+    assert sorted(c for f in folds for c in f) == [f"c{i}" for i in range(4)]
+    for fold, fit in zip(folds, r.fits[:3]):
+        assert not set(fold) & set(fit) and set(fold) | set(fit) == {f"c{i}" for i in range(4)}
+    assert r.fits[-1] == [f"c{i}" for i in range(4)]  # the published version gets every label
+    steps = [p[1] for p in progress]  # four trainings, one progress bar
+    assert {p[0] for p in progress} == {"train"} and steps == sorted(steps) and progress[-1][1:3] == (4, 4)
+
+
+def test_many_labels_hold_out_a_share_and_publish_the_judged_candidate():
+    r = _Recorder(0.8, 0.8)
+    out = gated_training(_items(20), r.parent, r.train, r.dice, GateOptions(holdout_fraction=0.2))
+    d = out.decision
+    assert d.method == "holdout" and d.activate and len(d.held_out) == 4 and len(r.fits) == 1
+    assert not set(d.held_out) & set(r.fits[0])  # a tie is "not below": activated
+
+
+def test_a_worse_version_is_published_inactive_and_can_still_be_activated(tmp_path):
+    config = tiny_config()
+    torch.manual_seed(0)
+    store = Datastore(tmp_path / "ds")
+    affine = np.diag([2.0, 2.0, 2.0, 1.0])
+    for i in range(3):
+        label, image = blob(500 + i)
+        write_nifti(store.images_dir / f"case{i}.nii.gz", shifted(image, label, i, 0.2), affine)
+        store.save_label(f"case{i}", LabelTag.FINAL, label, affine, config.label_values, author="test")
+    v1 = store.models.publish(build_network(config), config, parent=None)
+    # tolerance -1: the candidate must beat the parent by more than a Dice of 1, which no model can.
+    options = AdaptOptions(
+        FinetuneOptions(steps=2, learning_rate=1.0, ema_decay=0.0), gate=GateOptions(folds=3, tolerance=-1.0)
+    )
+    result = adapt_datastore(store, options)
+    assert not result.activated and result.gate["method"] == "k-fold" and "below the parent's" in result.gate["reason"]
+    assert store.models.active_version() == v1 and result.version == "v0002"
+    assert "kept inactive" in next(v for v in store.models.versions() if v.version == "v0002").note
+    store.models.activate(result.version)  # the user may still activate it
+    assert store.models.active_version() == "v0002"
+    passing = adapt_datastore(store, AdaptOptions(FinetuneOptions(steps=1), gate=GateOptions(tolerance=2.0)))
+    assert passing.activated and store.models.active_version() == passing.version == "v0003"
