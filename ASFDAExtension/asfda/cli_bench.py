@@ -106,6 +106,7 @@ def add_parser(subparsers) -> None:
     speed.set_defaults(func=run_speed)
     add_pool_parser(sub)
     add_e2e_parser(sub)
+    add_ray_parser(sub)
 
 
 def add_pool_parser(sub) -> None:
@@ -139,6 +140,20 @@ def add_e2e_parser(sub) -> None:
     e2e.set_defaults(func=run_e2e)
 
 
+def add_ray_parser(sub) -> None:
+    ray = sub.add_parser(
+        "ray",
+        help="scoring throughput of 1, 2, 4 Ray CPU actors against one process; SQLite cache write rate",
+        description="Starts a local Ray (logical CPUs: the most actors asked) and scores the same synthetic "
+        "pool from an empty cache with one process and with each actor count (docs/benchmarks.md).",
+    )
+    ray.add_argument("--out", type=Path, default=Path("bench-results/ray"), help="results folder")
+    ray.add_argument("--volumes", type=int, help="pool size [24]")
+    ray.add_argument("--actors", type=int, nargs="+", help="actor counts [1 2 4]")
+    ray.add_argument("--tiny", action="store_true", help="tiny sizes, for tests")
+    ray.set_defaults(func=run_ray)
+
+
 def run_e2e(args: argparse.Namespace) -> int:
     from asfda.bench.e2e import EndToEndSettings, format_e2e
     from asfda.bench.e2e import run_e2e as run
@@ -160,18 +175,6 @@ def run_pool(args: argparse.Namespace) -> int:
     )
     print(format_pool(run_pool_bench(settings, args.out)))
     return 0
-
-    ray = sub.add_parser(
-        "ray",
-        help="scoring throughput of 1, 2, 4 Ray CPU actors against one process; SQLite cache write rate",
-        description="Starts a local Ray (logical CPUs: the most actors asked) and scores the same synthetic "
-        "pool from an empty cache with one process and with each actor count (docs/benchmarks.md).",
-    )
-    ray.add_argument("--out", type=Path, default=Path("bench-results/ray"), help="results folder")
-    ray.add_argument("--volumes", type=int, help="pool size [24]")
-    ray.add_argument("--actors", type=int, nargs="+", help="actor counts [1 2 4]")
-    ray.add_argument("--tiny", action="store_true", help="tiny sizes, for tests")
-    ray.set_defaults(func=run_ray)
 
 
 def run_data(args: argparse.Namespace) -> int:

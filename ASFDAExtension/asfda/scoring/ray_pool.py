@@ -16,12 +16,13 @@ import time
 import uuid
 from collections import deque
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Deque, Dict, Iterator, List, Optional, Tuple
 
 from asfda.datastore import Datastore
 from asfda.errors import AsfdaError
+from asfda.inference import resolve_precision
 from asfda.query.signals import fill_pool_mean_gaps
 from asfda.scoring.cache import SignalCache
 from asfda.scoring.options import SIGNAL_FORMAT
@@ -111,6 +112,9 @@ def _on_nodes(store: Datastore, path: Path, options: RayOptions) -> Path:
 def start_actors(ray, store: Datastore, scorer: CaseScorer, options: RayOptions, report: RayRunReport) -> list:
     """Actors that loaded the model and answered; those not running after the start timeout are dropped."""
     count, resources, device, threads = _actor_plan(ray, options)
+    # The precision the coordinator's device resolves to, whatever the actors' device: the cache key says
+    # so, and a later single-process rank on this worker must find exactly these signals.
+    scoring = replace(scorer.options, precision=resolve_precision(scorer.options.precision, scorer.device))
     remote = ray.remote(CaseScoringActor)
     models = _models_source(ray, store, scorer.model.version, options)
     run = uuid.uuid4().hex[:8]
@@ -120,7 +124,7 @@ def start_actors(ray, store: Datastore, scorer: CaseScorer, options: RayOptions,
             max_restarts=0,  # a dead actor's cases are retried on the others (see _Dispatch)
             max_task_retries=0,
             **resources,
-        ).remote(models, scorer.model.version, scorer.options, device, threads)
+        ).remote(models, scorer.model.version, scoring, device, threads)
         for i in range(count)
     ]
     probes = {actor.describe.remote(): actor for actor in actors}
@@ -236,7 +240,7 @@ class RayPoolScorer:
     ) -> PoolSignals:
         report = self.report = RayRunReport()
         cache = SignalCache(store.root / "asfda.db")
-        keys, errors = signal_keys(store, scorer.model.version, case_ids, scorer.options)
+        keys, errors = signal_keys(store, scorer, case_ids)
         found = cache.get_many(keys.values())
         missing = [c for c in case_ids if c in keys and c not in found]
         total, done = len(case_ids), len(found) + len(errors)
