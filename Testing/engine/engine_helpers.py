@@ -50,6 +50,21 @@ def write_nifti(path: Path, data: np.ndarray, affine=None) -> Path:
     return path
 
 
+def pool_datastore(root: Path, cases: int):
+    """A datastore with a tiny untrained UNet as v0001 and `cases` blobs shifted by growing strength."""
+    from asfda.datastore import Datastore
+    from asfda.networks import build_network
+
+    store = Datastore(root)
+    config = tiny_config()
+    torch.manual_seed(0)
+    store.models.publish(build_network(config), config, parent=None, note="test source")
+    for seed in range(cases):
+        label, image = blob(seed)
+        write_nifti(store.images_dir / f"case{seed}.nii.gz", shifted(image, label, seed, strength=seed / cases))
+    return store
+
+
 @pytest.fixture
 def config() -> ModelConfig:
     return tiny_config()

@@ -14,11 +14,9 @@ from pathlib import Path
 import psutil
 import pytest
 import ray
-import torch
 from asfda.cli import main
 from asfda.datastore import Datastore
 from asfda.errors import AsfdaError
-from asfda.networks import build_network
 from asfda.query.strategies import RankingOptions
 from asfda.ranking import rank_pool
 from asfda.scoring.options import ScoringOptions
@@ -26,7 +24,7 @@ from asfda.scoring.ray_options import DataAccess, RayOptions
 from asfda.scoring.ray_pool import RayPoolScorer
 from asfda.sqlite_db import connect
 from asfda.worker.processes import kill_tree
-from engine_helpers import blob, shifted, tiny_config, write_nifti
+from engine_helpers import pool_datastore
 
 CPUS = 2
 GONE_WITHIN_S = 60.0
@@ -38,17 +36,6 @@ def ray_address():
     ray.init(num_cpus=CPUS, include_dashboard=False, log_to_driver=False)
     yield ray.get_runtime_context().gcs_address
     ray.shutdown()
-
-
-def _datastore(root: Path, cases: int) -> Datastore:
-    store = Datastore(root)
-    config = tiny_config()
-    torch.manual_seed(0)
-    store.models.publish(build_network(config), config, parent=None, note="test source")
-    for seed in range(cases):
-        label, image = blob(seed)
-        write_nifti(store.images_dir / f"case{seed}.nii.gz", shifted(image, label, seed, strength=seed / cases))
-    return store
 
 
 def _rank(store: Datastore, pool_scorer=None, progress=None):
@@ -65,7 +52,7 @@ def _same_ranking(outcome, expected) -> None:
 
 
 def test_ray_ranks_like_one_process_and_both_share_the_cache(tmp_path, ray_address):
-    store = _datastore(tmp_path / "ray", cases=6)
+    store = pool_datastore(tmp_path / "ray", cases=6)
     (store.images_dir / "broken.nii.gz").write_bytes(b"not a volume")
     single_store = Datastore(shutil.copytree(store.root, tmp_path / "single"))
     single = _rank(single_store)
@@ -97,7 +84,7 @@ def test_ray_ranks_like_one_process_and_both_share_the_cache(tmp_path, ray_addre
 
 def test_a_killed_actors_cases_are_retried_on_another(tmp_path, ray_address):
     # Images and the model go through the object store here, as for nodes without the datastore mounted.
-    store = _datastore(tmp_path / "ray", cases=10)
+    store = pool_datastore(tmp_path / "ray", cases=10)
     single = _rank(Datastore(shutil.copytree(store.root, tmp_path / "single")))
     scorer = RayPoolScorer(RayOptions(ray_address, data=DataAccess.OBJECT_STORE))
     actors = []
@@ -114,7 +101,7 @@ def test_a_killed_actors_cases_are_retried_on_another(tmp_path, ray_address):
 
 
 def test_nodes_that_cannot_read_the_datastore_stop_the_rank_with_one_line(tmp_path, ray_address):
-    store = _datastore(tmp_path / "ray", cases=1)
+    store = pool_datastore(tmp_path / "ray", cases=1)
     scorer = RayPoolScorer(RayOptions(ray_address, actors=1, root_on_nodes=str(tmp_path / "not-mounted")))
     with pytest.raises(AsfdaError, match="no Ray scoring actor could start") as error:
         _rank(store, scorer)
@@ -124,7 +111,7 @@ def test_nodes_that_cannot_read_the_datastore_stop_the_rank_with_one_line(tmp_pa
 
 def test_a_killed_coordinator_takes_its_actors_with_it(tmp_path, ray_address):
     """A cancelled worker job is killed with its process tree: its Ray actors must end too."""
-    store = _datastore(tmp_path / "ray", cases=12)
+    store = pool_datastore(tmp_path / "ray", cases=12)
     pids_file = tmp_path / "actor_pids.json"
     command = [sys.executable, str(Path(__file__).with_name("ray_driver.py")), ray_address, str(store.root)]
     driver = subprocess.Popen([*command, str(pids_file)], env={**os.environ, "OMP_NUM_THREADS": "1"})

@@ -4,7 +4,6 @@ import os
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,20 +17,9 @@ from asfda.ranking import rank_pool
 from asfda.scoring.options import ScoringOptions
 from asfda.scoring.pool import Yielded
 from asfda.sqlite_db import connect
-from engine_helpers import blob, shifted, tiny_config, write_nifti
+from engine_helpers import blob, pool_datastore, shifted, tiny_config, write_nifti
 
 POOL = 6
-
-
-def _datastore(root: Path, cases: int = POOL) -> Datastore:
-    store = Datastore(root)
-    config = tiny_config()
-    torch.manual_seed(0)
-    store.models.publish(build_network(config), config, parent=None, note="test source")
-    for seed in range(cases):
-        label, image = blob(seed)
-        write_nifti(store.images_dir / f"case{seed}.nii.gz", shifted(image, label, seed, strength=seed / cases))
-    return store
 
 
 def _rank(store, workers=0, **scoring):
@@ -42,7 +30,7 @@ def test_streamed_rank_matches_in_memory_scoring_and_skips_a_corrupt_case(tmp_pa
     from asfda.cases import prepared_image
     from asfda.inference import Predictor
 
-    store = _datastore(tmp_path / "ds")
+    store = pool_datastore(tmp_path / "ds", POOL)
     (store.images_dir / "broken.nii.gz").write_bytes(b"not a volume")
     outcome = _rank(store, workers=2)  # two reader processes
     assert set(outcome.errors) == {"broken"} and "broken" not in {r.case_id for r in outcome.ranked}
@@ -57,7 +45,7 @@ def test_streamed_rank_matches_in_memory_scoring_and_skips_a_corrupt_case(tmp_pa
 
 
 def test_rerank_hits_the_cache_and_each_key_part_invalidates(tmp_path):
-    store = _datastore(tmp_path / "ds")
+    store = pool_datastore(tmp_path / "ds", POOL)
     first = _rank(store)
     assert (first.scored, first.cached) == (POOL, 0)
     again = _rank(store)
@@ -82,7 +70,7 @@ def test_rerank_hits_the_cache_and_each_key_part_invalidates(tmp_path):
 
 
 def test_random_strategy_scores_nothing(tmp_path):
-    store = _datastore(tmp_path / "ds")
+    store = pool_datastore(tmp_path / "ds", POOL)
     outcome = rank_pool(store, RankingOptions(strategy=Strategy.RANDOM, k=2))
     assert outcome.scored == 0 and len(outcome.ranked) == POOL and sum(r.selected for r in outcome.ranked) == 2
     with connect(store.root / "asfda.db") as db:
@@ -91,7 +79,7 @@ def test_random_strategy_scores_nothing(tmp_path):
 
 
 def test_a_yielding_rank_keeps_its_chunks_and_the_next_rank_resumes(tmp_path):
-    store = _datastore(tmp_path / "ds")
+    store = pool_datastore(tmp_path / "ds", POOL)
     asks = []
 
     def should_yield():
@@ -111,7 +99,7 @@ def test_a_yielding_rank_keeps_its_chunks_and_the_next_rank_resumes(tmp_path):
 
 
 def test_a_killed_rank_keeps_what_it_scored(tmp_path):
-    store = _datastore(tmp_path / "ds")
+    store = pool_datastore(tmp_path / "ds", POOL)
     script = textwrap.dedent(
         f"""
         import os
@@ -135,7 +123,7 @@ def test_a_killed_rank_keeps_what_it_scored(tmp_path):
 
 
 def test_labelled_cases_are_scored_for_coverage_but_not_ranked(tmp_path):
-    store = _datastore(tmp_path / "ds")
+    store = pool_datastore(tmp_path / "ds", POOL)
     label, _ = blob(1)
     store.save_label("case1", LabelTag.FINAL, label, store.geometry("case1").affine, [0, 1])
     outcome = _rank(store)

@@ -77,6 +77,54 @@ def signal_keys(store: Datastore, scorer: CaseScorer, case_ids: List[str]):
     return keys, errors
 
 
+class PoolFill:
+    """Cached signals first, then newly scored cases committed as they arrive, whoever computes them (this
+    process or cluster actors): the bookkeeping every pool scorer shares."""
+
+    def __init__(
+        self,
+        store: Datastore,
+        scorer: CaseScorer,
+        case_ids: List[str],
+        progress: Optional[ProgressFn] = None,
+        should_yield: Optional[Callable[[], bool]] = None,
+    ):
+        self.case_ids, self.chunk = case_ids, max(1, scorer.options.chunk_size)
+        self.progress, self.should_yield = progress, should_yield
+        self.cache = SignalCache(store.root / "asfda.db")
+        self.keys, self.errors = signal_keys(store, scorer, case_ids)
+        self.found = self.cache.get_many(self.keys.values())
+        self.missing = [c for c in case_ids if c in self.keys and c not in self.found]
+        self.total, self.done, self.scored = len(case_ids), len(self.found) + len(self.errors), 0
+        if progress:
+            progress("score", self.done, self.total)
+
+    def add(self, case_id: str, signal: Optional[CaseSignals], error: Optional[str] = None) -> None:
+        """One finished case: its signal is committed at once, or its one-line error kept."""
+        if signal is None:
+            self.errors[case_id] = error or "not scored"
+        else:
+            self.cache.put(self.keys[case_id], signal)
+            self.found[case_id] = signal
+            self.scored += 1
+        self.done += 1
+        if self.progress:
+            self.progress("score", self.done, self.total)
+        if (
+            signal is not None
+            and self.should_yield
+            and self.scored % self.chunk == 0
+            and self.done < self.total
+            and self.should_yield()
+        ):
+            raise Yielded(f"stepped aside for interactive work after {self.scored} newly scored cases")
+
+    def result(self) -> PoolSignals:
+        ordered = {c: self.found[c] for c in self.case_ids if c in self.found}
+        fill_pool_mean_gaps(list(ordered.values()))
+        return PoolSignals(ordered, self.errors, scored=self.scored, cached=len(ordered) - self.scored)
+
+
 def score_pool(
     store: Datastore,
     scorer: CaseScorer,
@@ -91,30 +139,11 @@ def score_pool(
     work so far safely in the cache. A cancelled job's process is killed: every case committed before
     stays in the cache as well.
     """
-    cache = SignalCache(store.root / "asfda.db")
-    keys, errors = signal_keys(store, scorer, case_ids)
-    found = cache.get_many(keys.values())
-    missing = [c for c in case_ids if c in keys and c not in found]
-    total, done = len(case_ids), len(found) + len(errors)
-    if progress:
-        progress("score", done, total)
-    scored = 0
-    for case in stream_cases(store.root, missing, scorer.model.config, scorer.options.workers):
-        if case.error is not None:
-            errors[case.case_id] = case.error
-        else:
-            signal = scorer.score(case.case_id, case.image)
-            cache.put(keys[case.case_id], signal)
-            found[case.case_id] = signal
-            scored += 1
-        done += 1
-        if progress:
-            progress("score", done, total)
-        if should_yield and scored % max(1, scorer.options.chunk_size) == 0 and done < total and should_yield():
-            raise Yielded(f"stepped aside for interactive work after {scored} newly scored cases")
-    ordered = {c: found[c] for c in case_ids if c in found}
-    fill_pool_mean_gaps(list(ordered.values()))
-    return PoolSignals(ordered, errors, scored=scored, cached=len(ordered) - scored)
+    fill = PoolFill(store, scorer, case_ids, progress, should_yield)
+    for case in stream_cases(store.root, fill.missing, scorer.model.config, scorer.options.workers):
+        signal = None if case.error is not None else scorer.score(case.case_id, case.image)
+        fill.add(case.case_id, signal, case.error)
+    return fill.result()
 
 
 def add_epistemic(

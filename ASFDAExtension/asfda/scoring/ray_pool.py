@@ -23,10 +23,8 @@ from typing import Any, Callable, Deque, Dict, Iterator, List, Optional, Tuple
 from asfda.datastore import Datastore
 from asfda.errors import AsfdaError
 from asfda.inference import resolve_precision
-from asfda.query.signals import fill_pool_mean_gaps
-from asfda.scoring.cache import SignalCache
 from asfda.scoring.options import SIGNAL_FORMAT
-from asfda.scoring.pool import CaseScorer, PoolSignals, ProgressFn, Yielded, signal_keys
+from asfda.scoring.pool import CaseScorer, PoolFill, PoolSignals, ProgressFn
 from asfda.scoring.ray_actor import CaseScoringActor, ImageInput, ScoredCase, ShippedFiles
 from asfda.scoring.ray_options import DataAccess, RayOptions
 
@@ -239,38 +237,19 @@ class RayPoolScorer:
         should_yield: Optional[Callable[[], bool]] = None,
     ) -> PoolSignals:
         report = self.report = RayRunReport()
-        cache = SignalCache(store.root / "asfda.db")
-        keys, errors = signal_keys(store, scorer, case_ids)
-        found = cache.get_many(keys.values())
-        missing = [c for c in case_ids if c in keys and c not in found]
-        total, done = len(case_ids), len(found) + len(errors)
-        if progress:
-            progress("score", done, total)
-        if missing:
+        fill = PoolFill(store, scorer, case_ids, progress, should_yield)
+        if fill.missing:
             with ray_connection(self.options) as ray:
                 actors = start_actors(ray, store, scorer, self.options, report)
                 started = time.perf_counter()
                 try:
                     if self.on_started:
                         self.on_started(actors)
-                    for result in _Dispatch(ray, store, self.options, actors, report).results(missing):
-                        if result.error is not None:
-                            errors[result.case_id] = result.error
-                        else:
-                            cache.put(keys[result.case_id], result.signal)  # committed as it arrives
-                            found[result.case_id] = result.signal
-                            report.scored += 1
-                        done += 1
-                        if progress:
-                            progress("score", done, total)
-                        chunk = max(1, scorer.options.chunk_size)
-                        if should_yield and result.error is None and report.scored % chunk == 0 and done < total:
-                            if should_yield():
-                                raise Yielded(f"stepped aside for interactive work after {report.scored} newly scored")
+                    for result in _Dispatch(ray, store, self.options, actors, report).results(fill.missing):
+                        fill.add(result.case_id, result.signal, result.error)  # committed as it arrives
                 finally:
+                    report.scored = fill.scored
                     report.wall_seconds = time.perf_counter() - started
                     for actor in actors:
                         ray.kill(actor)  # at once, also on Yielded or an error: no task outlives the rank
-        ordered = {c: found[c] for c in case_ids if c in found}
-        fill_pool_mean_gaps(list(ordered.values()))
-        return PoolSignals(ordered, errors, scored=report.scored, cached=len(ordered) - report.scored)
+        return fill.result()
