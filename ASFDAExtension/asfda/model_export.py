@@ -8,7 +8,6 @@ The folder holds `model.json` (the config), `weights.pt` (the state dict, byte f
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -19,6 +18,7 @@ from typing import Dict, List, Optional
 
 from asfda import __version__
 from asfda.atomic import fsync_dir
+from asfda.checksums import sha256_file
 from asfda.errors import AsfdaError, ModelNotFound
 from asfda.model_config import BUNDLE_FOLDER, ModelConfig
 from asfda.model_store import REFERENCE_STATS, FeaturePrior, ModelStore, ReferenceStats
@@ -29,14 +29,6 @@ CONFIG_FILE = "model.json"
 WEIGHTS_FILE = "weights.pt"
 PRIOR_FILE = "feature_prior.npz"
 PROVENANCE_FILE = "provenance.json"
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _lineage(models: ModelStore, version: str) -> List[str]:
@@ -63,7 +55,7 @@ def export_version(models: ModelStore, version: str, out: Path) -> Path:
         "created": meta.get("created"),
         "note": meta.get("note", ""),
         "metrics": meta.get("metrics", {}),
-        "weights_sha256": sha256_of(source / "weights.pt"),
+        "weights_sha256": sha256_file(source / "weights.pt"),
         "exported_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "asfda_version": __version__,
     }
@@ -106,7 +98,7 @@ def import_export_folder(models: ModelStore, folder: Path, config: ModelConfig) 
         raise AsfdaError(f"{folder}: no {WEIGHTS_FILE} (expected a folder written by `asfda model export`)")
     provenance = read_provenance(folder) or {}
     expected = provenance.get("weights_sha256")
-    if expected and expected != sha256_of(weights):
+    if expected and expected != sha256_file(weights):
         raise AsfdaError(f"{weights}: checksum differs from {PROVENANCE_FILE}; the export was changed or damaged")
     network = build_network(config)
     report = load_weights(network, weights)

@@ -6,7 +6,6 @@ root, only `apt-get download` (or a .deb placed in the cache by hand on machines
 
 from __future__ import annotations
 
-import hashlib
 import io
 import shutil
 import subprocess
@@ -14,14 +13,6 @@ import tarfile
 import zipfile
 from pathlib import Path
 from typing import Dict, List, Optional
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _find(folder: Path, pattern: str) -> Optional[Path]:

