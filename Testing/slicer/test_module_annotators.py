@@ -161,6 +161,7 @@ def test_a_lost_lease_is_said_and_a_remote_worker_needs_a_token(harness, worker)
     harness.connect(worker.url)
     assert harness.ui.nextCaseButton.click()
     harness.tickUntil(lambda: currentCase(harness) == "case-a", message="case-a")
+    settle(harness)  # the case is fully open (its own status line shown) before the lease is lost
     worker.leases["case-a"] = "Dr. Bea"  # Ada's lease expired (a laptop asleep) and Bea took the case
     harness.widget.pollers["lease"].poke(force=True)
     settle(harness)
