@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Dict, Iterable, Optional
+from typing import Optional
 
 import torch
 from monai.data import MetaTensor
@@ -24,7 +24,3 @@ def prepared_label(store: Datastore, case_id: str, tag: LabelTag, config: ModelC
     label = load_volume(path)
     check_same_geometry(store.geometry(case_id), Geometry.of(label))
     return prepare_label(label, config).round().to(torch.int64)
-
-
-def prepared_images(store: Datastore, case_ids: Iterable[str], config: ModelConfig) -> Dict[str, MetaTensor]:
-    return {case_id: prepared_image(store, case_id, config) for case_id in case_ids}

@@ -203,8 +203,10 @@ class Predictor:
     @torch.no_grad()
     def confident_label_map(self, image: torch.Tensor, voxel_confidence: float) -> Tuple[torch.Tensor, torch.Tensor]:
         """(uint8 class ids, bool mask of voxels whose top probability reaches `voxel_confidence`), network space."""
-        top, label = torch.softmax(self._logits(image), dim=0).max(dim=0)
-        return label.to(torch.uint8).cpu(), (top >= voxel_confidence).cpu()
+        from asfda.adapt.pseudo_labels import pseudo_label
+
+        label, mask = pseudo_label(torch.softmax(self._logits(image), dim=0), voxel_confidence)
+        return label.cpu(), mask.cpu()
 
     @contextlib.contextmanager
     def _dropout_active(self, p: float, seed: int) -> Iterator[None]:

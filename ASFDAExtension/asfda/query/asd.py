@@ -34,14 +34,6 @@ def voxel_entropy(probs: torch.Tensor) -> torch.Tensor:
     return torch.special.entr(probs).sum(dim=0) / math.log(probs.shape[0])  # entr: -p log p, 0 at p = 0
 
 
-def predicted_foreground(probs: torch.Tensor) -> torch.Tensor:
-    """argmax(probs) > 0 without torch's argmax over the leading channel axis, which is slow on CPU."""
-    strongest_other = probs[1]
-    for channel in probs[2:]:
-        strongest_other = torch.maximum(strongest_other, channel)
-    return probs[0] < strongest_other  # a tie goes to background, as argmax does
-
-
 # Above this many classes a channel loop costs more than torch's argmax, even on the CPU.
 CHANNEL_LOOP_MAX_CLASSES = 16
 
@@ -96,7 +88,7 @@ def foreground_region(
     """Boolean region on the probabilities' device; `foreground`: the predicted foreground, if computed."""
     if rule == ForegroundRule.WHOLE_VOLUME:
         return torch.ones(probs.shape[1:], dtype=torch.bool, device=probs.device)
-    near_anatomy = dilate(predicted_foreground(probs) if foreground is None else foreground, iterations=2)
+    near_anatomy = dilate(predicted_class(probs) > 0 if foreground is None else foreground, iterations=2)
     if rule == ForegroundRule.DILATED_ARGMAX:
         return near_anatomy
     fg = 1.0 - probs[0]  # channel 0 is background by the model config's contract
