@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Tuple
 
 DEFAULT_CACHE = Path("bench-results/data")
 
@@ -66,6 +67,21 @@ def add_parser(subparsers) -> None:
         "--source-model",
         dest="source_model_dir",
         help="a model version folder to start from instead of the trained UNet (same labels as the task)",
+    )
+    labels.add_argument(
+        "--source-network",
+        dest="source_network",
+        choices=["unet", "swinunetr"],
+        help="the source model the benchmark trains: unet (batch norm; default) or swinunetr (no running "
+        "statistics: DKD uses reference statistics recorded on source volumes)",
+    )
+    labels.add_argument(
+        "--shard",
+        type=_shard,
+        default=(0, 1),
+        metavar="I/N",
+        help="run only the seeds s with s %% N == I (start N processes on the same --out, shard 0 first: it "
+        "trains the shared source model; then run --report-only once all have finished)",
     )
     labels.set_defaults(func=run_labels)
 
@@ -187,13 +203,24 @@ def run_data(args: argparse.Namespace) -> int:
     return 0 if ready else 2
 
 
+def _shard(text: str) -> Tuple[int, int]:
+    index, _, count = text.partition("/")
+    try:
+        i, n = int(index), int(count)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected I/N, e.g. 0/2") from None
+    if n < 1 or not 0 <= i < n:
+        raise argparse.ArgumentTypeError(f"{text!r}: need 0 <= I < N")
+    return i, n
+
+
 def run_labels(args: argparse.Namespace) -> int:
     from asfda.bench.labels import run_labels as run
     from asfda.bench.labels import settings_from_args
     from asfda.bench.settings import BenchSettings, tiny_settings
 
     settings = settings_from_args(args, tiny_settings() if args.tiny else BenchSettings())
-    run(settings, args.cache, args.out, report_only=args.report_only)
+    run(settings, args.cache, args.out, report_only=args.report_only, shard=args.shard)
     print(
         f"report: {args.out / 'report.md'}   tables: {args.out / 'summary.csv'}   "
         f"plot: {args.out / 'dice_vs_budget.png'}"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
@@ -17,11 +17,23 @@ from asfda.bench.settings import BenchSettings
 from asfda.demo.source_model import as_item, demo_model_config, train_source_model
 from asfda.inference import ForwardResult, Predictor
 from asfda.model_config import ModelConfig
-from asfda.model_store import FeaturePrior
+from asfda.model_store import FeaturePrior, ReferenceStats
 from asfda.query.asd import ForegroundRule
 from asfda.query.dkd import KnowledgeSource
 from asfda.query.signals import CaseSignals, compute_signals
+from asfda.reference_stats import reference_stats_of
 from asfda.synth.anatomy import Anatomy
+
+
+def swin_source_config(config: ModelConfig, shape) -> ModelConfig:
+    """A small SwinUNETR for the benchmark's volumes. Its window is the largest multiple of 32 that fits
+    (five halvings); at 32^3 the bottleneck is one voxel, where instance norm cannot train, so the
+    convolutional blocks use group norm: still no running statistics, as in the Model Zoo's SwinUNETR."""
+    config = copy.deepcopy(config)
+    config.network = "SwinUNETR"
+    config.network_args = {"feature_size": 12, "window_size": 4, "norm_name": ["group", {"num_groups": 4}]}
+    config.roi_size = [max(32, (s // 32) * 32) for s in shape]
+    return config.validate()
 
 
 class CachingPredictor(Predictor):
@@ -56,13 +68,16 @@ class BenchContext:
         )
         self.config: ModelConfig = demo_model_config(TASK_LABELS[settings.task], settings.shape)
         self.config.network_args["channels"] = list(settings.channels)
+        if settings.source_network == "swinunetr":
+            self.config = swin_source_config(self.config, settings.shape)
+        self.reference: Optional[ReferenceStats] = None  # set for a source network without running statistics
         seed = settings.data_seed
         hospital = settings.pool_mix == "hospital"
         self.rare_share = settings.rare_share if hospital else None
         rare_eval = settings.rare_share_eval if hospital else None
         self.val = target_cohort(self.anatomies, settings.n_val_per_anatomy, "val", seed, rare_eval)
         self.test = target_cohort(self.anatomies, settings.n_test_per_anatomy, "test", seed, rare_eval)
-        if settings.source_model_dir:  # the hook for a brought model (e.g. SwinUNETR with reference statistics)
+        if settings.source_model_dir:  # a brought model version (its reference statistics come with it)
             self.network, self.prior = self._brought_model(Path(settings.source_model_dir))
         else:
             self.network, self.prior = self._source_model(Path(results), log)
@@ -78,19 +93,29 @@ class BenchContext:
         loaded = ModelStore(folder.parent).load(folder.name)
         if loaded.config.labels != self.config.labels:
             raise ValueError(f"{folder}: labels {loaded.config.labels} are not the task's {self.config.labels}")
-        self.config = loaded.config
+        self.config, self.reference = loaded.config, loaded.reference_stats
         return loaded.network.eval(), loaded.feature_prior
 
     def _source_model(self, results: Path, log):
-        """Train once per settings fingerprint; later runs and resumed runs load the same weights."""
+        """Train once per settings fingerprint; later runs, resumed runs and other shards load the same weights
+        (the lock makes a second shard wait for the first one's training instead of training its own)."""
+        from filelock import FileLock
+
         path = results / "cache" / f"source-model-{self.settings.fingerprint()}.pt"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(path) + ".lock"):
+            if not path.exists():
+                self._train_source_model(path, log)
         from asfda.networks import build_network
 
-        if path.exists():
-            stored = torch.load(path, weights_only=False)
-            network = build_network(self.config)
-            network.load_state_dict(stored["state"])
-            return network.eval(), FeaturePrior(mean=stored["prior_mean"], var=stored["prior_var"])
+        stored = torch.load(path, weights_only=False)
+        network = build_network(self.config)
+        network.load_state_dict(stored["state"])
+        if stored.get("reference"):
+            self.reference = ReferenceStats(**stored["reference"])
+        return network.eval(), FeaturePrior(mean=stored["prior_mean"], var=stored["prior_var"])
+
+    def _train_source_model(self, path: Path, log) -> None:
         cohort = source_cohort(
             self.anatomies, self.settings.source_anatomies, self.settings.n_source_per_anatomy, self.settings.data_seed
         )
@@ -107,9 +132,17 @@ class BenchContext:
             self.settings.data_seed,
             progress=console_progress("source model"),
         )
-        path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save({"state": network.state_dict(), "prior_mean": prior.mean, "prior_var": prior.var}, path)
-        return network.eval(), prior
+        reference = None
+        if self.settings.source_network != "unet":
+            # What `asfda model import --reference` records: the normalisation layers' inputs on a few
+            # source volumes, here the first subjects the source model was trained on.
+            subjects = cohort.subjects[: self.settings.n_reference_volumes]
+            images = ((s.case_id, as_item(s, self.config).image) for s in subjects)
+            reference = asdict(reference_stats_of(Predictor(network.eval(), self.config), images))
+        partial = path.with_suffix(".partial")
+        stored = {"state": network.state_dict(), "prior_mean": prior.mean, "prior_var": prior.var}
+        torch.save({**stored, "reference": reference}, partial)
+        partial.replace(path)  # a kill mid-save leaves no half-written model for the next run to load
 
     def fresh_network(self) -> torch.nn.Module:
         return copy.deepcopy(self.network)

@@ -28,13 +28,21 @@ from asfda.bench.store import ResultStore
 
 
 def _run_phase(
-    ctx: BenchContext, store: ResultStore, specs: List[RunSpec], name: str, execute_missing: bool = True
+    ctx: BenchContext,
+    store: ResultStore,
+    specs: List[RunSpec],
+    name: str,
+    execute_missing: bool = True,
+    shard: Tuple[int, int] = (0, 1),
 ) -> List[Tuple[RunSpec, Dict]]:
     fingerprint = ctx.settings.fingerprint()
-    todo = [s for s in specs if s.key(fingerprint) not in store] if execute_missing else []
+    index, count = shard
+    # Sharded by seed: a seed's pool template is written by one process only.
+    mine = [s for s in specs if s.seed % count == index]
+    todo = [s for s in mine if s.key(fingerprint) not in store] if execute_missing else []
     bar = tqdm(
-        total=len(specs),
-        initial=len(specs) - len(todo),
+        total=len(mine),
+        initial=len(mine) - len(todo),
         desc=f"bench {name}",
         file=sys.stderr,
         dynamic_ncols=True,
@@ -42,6 +50,7 @@ def _run_phase(
     )
     for spec in todo:
         key = spec.key(fingerprint)
+        store.refresh()  # another shard may have finished a run with the same effective configuration
         if key in store:  # an earlier spec of this phase had the same effective configuration
             bar.update(1)
             continue
@@ -55,6 +64,8 @@ def _run_phase(
         )
         bar.update(1)
     bar.close()
+    if execute_missing and count > 1:
+        _wait_for_other_shards(store, [s.key(fingerprint) for s in specs], name)
     # The phase's own view of the rows: a run shared with another phase carries this phase's name here.
     seen, view = set(), []
     for s in specs:  # one row per distinct run: two specs of a phase may resolve to the same run
@@ -65,12 +76,29 @@ def _run_phase(
     return view
 
 
+def _wait_for_other_shards(store: ResultStore, keys: List[str], phase: str, poll_s: float = 15.0) -> None:
+    """Shards meet after every phase: the ablation phase's pick and the report need every shard's runs."""
+    waiting_since = time.monotonic()
+    while True:
+        store.refresh()
+        missing = [k for k in keys if k not in store]
+        if not missing:
+            return
+        print(
+            f"bench {phase}: waiting for {len(missing)} runs of the other shards "
+            f"({time.monotonic() - waiting_since:.0f} s)",
+            file=sys.stderr,
+        )
+        time.sleep(poll_s)
+
+
 def run_labels(
     settings: BenchSettings,
     data_cache: Path,
     out: Path,
     log: Callable[[str], None] = print,
     report_only: bool = False,
+    shard: Tuple[int, int] = (0, 1),
 ) -> Dict[str, List[Dict]]:
     """Run every missing run of every phase, then write the report; `report_only` reports what is cached."""
     out = Path(out)
@@ -92,20 +120,20 @@ def run_labels(
     reference = reference_specs(settings, pool_size)
     if settings.headline_only:  # the unadapted model only
         reference = [s for s in reference if s.variant == "unadapted"]
-    phases["reference"] = [r for _, r in _run_phase(ctx, store, reference, "reference", not report_only)]
+    phases["reference"] = [r for _, r in _run_phase(ctx, store, reference, "reference", not report_only, shard)]
     # Without the ablation phase, run the recipe that landed in the code defaults (the earlier pick).
     picked: Dict[str, Dict] = code_pick()
     pick_log: List[Dict] = []
     if settings.ablations:
         phases["ablation"] = [
-            r for _, r in _run_phase(ctx, store, ablation_specs(settings), "ablation", not report_only)
+            r for _, r in _run_phase(ctx, store, ablation_specs(settings), "ablation", not report_only, shard)
         ]
         picked, pick_log = pick_default(phases["ablation"])
         log(f"picked on the validation split: {json.dumps(picked)}")
     main = headline_specs(settings, picked) if settings.headline_only else main_specs(settings, picked)
-    phases["main"] = [r for _, r in _run_phase(ctx, store, main, "main", not report_only)]
+    phases["main"] = [r for _, r in _run_phase(ctx, store, main, "main", not report_only, shard)]
     multiround = [] if settings.headline_only else multiround_specs(settings, picked)
-    phases["multiround"] = [r for _, r in _run_phase(ctx, store, multiround, "multiround", not report_only)]
+    phases["multiround"] = [r for _, r in _run_phase(ctx, store, multiround, "multiround", not report_only, shard)]
     from asfda.bench.diagnostics import diagnostics
     from asfda.bench.report import write_report
 
@@ -143,7 +171,7 @@ def settings_from_args(args, base: Optional[BenchSettings] = None) -> BenchSetti
         value = getattr(args, name, None)
         if value is not None:
             setattr(settings, name, value)
-    for name in ("pool_mix", "source_model_dir"):
+    for name in ("pool_mix", "source_model_dir", "source_network"):
         if getattr(args, name, None):
             setattr(settings, name, getattr(args, name))
     if getattr(args, "budgets", None):

@@ -50,7 +50,14 @@ def _template(ctx: BenchContext, replicate: int) -> Path:
     pool = ctx.pool(replicate)
     for subject in pool.cohort.subjects:
         write_images([subject], store.images_dir, ctx.affine[pool.cohort.anatomy[subject.case_id]])
-    store.models.publish(ctx.network, ctx.config, parent=None, feature_prior=ctx.prior, note="bench source model")
+    store.models.publish(
+        ctx.network,
+        ctx.config,
+        parent=None,
+        feature_prior=ctx.prior,
+        note="bench source model",
+        reference_stats=ctx.reference,
+    )
     (folder / ".complete").touch()
     return folder
 
@@ -79,10 +86,12 @@ def execute(ctx: BenchContext, spec: RunSpec) -> Dict:
         per_round = max(1, spec.k // spec.rounds)
         steps = max(1, ctx.settings.adapt_steps // spec.rounds)  # multi-round spends the same total steps
         gates: List[Dict] = []
+        knowledge: set = set()  # what DKD measured against (none for strategies that score nothing)
         n_pseudo, pseudo_acc = 0, float("nan")
         for round_index in range(spec.rounds):
             seed = spec.seed * 100 + round_index
             ranked = rank_datastore(store, ranking_options(spec, per_round, seed))
+            knowledge = {r.knowledge_source for r in store.state.scores(spec.strategy) if r.knowledge_source}
             for case in [r.case_id for r in ranked if r.selected]:  # the simulated annotator
                 anatomy = pool.cohort.anatomy[case]
                 store.save_label(
@@ -98,7 +107,7 @@ def execute(ctx: BenchContext, spec: RunSpec) -> Dict:
             gates.append({"version": result.version, "activated": result.activated, "reason": result.gate["reason"]})
             n_pseudo, pseudo_acc = len(result.pseudo_cases), _pseudo_accuracy(store, result.pseudo_cases, truth)
         network = store.models.load().network  # what the clinician would be using: the ACTIVE version
-        extra = {"gate": gates, "active_version": store.models.active_version()}
+        extra = {"gate": gates, "active_version": store.models.active_version(), "knowledge_source": sorted(knowledge)}
     finally:
         shutil.rmtree(root, ignore_errors=True)
     return evaluate(ctx, network, spec, labeled_ids, n_pseudo, pseudo_acc, time.monotonic() - started, extra)

@@ -73,12 +73,19 @@ class BenchSettings:
     # A hook for a source model other than the trained UNet (e.g. a SwinUNETR with reference statistics from
     # `asfda model import --reference`): a model version folder whose config and weights every run starts from.
     source_model_dir: str = ""
+    # The source network the benchmark trains: "unet" (batch norm: DKD reads its running statistics) or
+    # "swinunetr" (layer norm + group norm, no running statistics: DKD reads reference statistics recorded on
+    # source volumes after training, as `asfda model import --reference` records them for a brought model).
+    source_network: str = "unet"
+    n_reference_volumes: int = 8  # source volumes whose statistics a "swinunetr" source model records
 
     def fingerprint(self) -> str:
         """Runs from other sizes must never be mixed into these results."""
         keys = {k: v for k, v in asdict(self).items() if k not in RUN_COUNT_FIELDS}
         if keys["task"] == "brain":  # the brain task predates the field: its fingerprints stay as they were
             del keys["task"]
+        if keys["source_network"] == "unet":  # likewise: UNet runs keep the fingerprints they had
+            del keys["source_network"], keys["n_reference_volumes"]
         return hashlib.sha1(json.dumps(keys, sort_keys=True, default=list).encode()).hexdigest()[:10]
 
     def seeds_for(self, budget: int) -> int:
