@@ -114,12 +114,15 @@ def _arm(strategy: str, k: int, pseudo: bool, seed: int, picked: Dict[str, Dict]
 
 def headline_specs(settings: BenchSettings, picked: Dict[str, Dict]) -> List[RunSpec]:
     """Only the arms of the headline comparisons, `headline_seeds` each: asfda + PL, random + PL and random
-    without PL at every budget k, and random without PL at 2k."""
+    without PL at every budget k, random without PL at 2k, and the hard baselines + PL; of those, the arms
+    whose strategy is in `settings.strategies`."""
     specs = []
     for seed in range(settings.headline_seeds):
         for k in sorted(settings.budgets):
             arms = [("asfda", k, True), ("random", k, True), ("random", k, False), ("random", 2 * k, False)]
             arms += [(baseline, k, True) for baseline in HARD_BASELINES]
+            # --strategies narrows the arms (e.g. a costly source network: asfda against random only)
+            arms = [arm for arm in arms if arm[0] in settings.strategies]
             specs += [_arm(strategy, budget, pseudo, seed, picked) for strategy, budget, pseudo in arms]
     return specs
 

@@ -130,16 +130,17 @@ def _cost(rows: List[Dict], unadapted: Dict) -> List[str]:
         return []
     protocols = list(dict.fromkeys(p for r in rows for p in r.get("test_by_protocol", {})))
     base = unadapted.get("test_by_protocol", {})
-    head = "| arm | k | n | volumes | foreground voxels | activated | test Dice |"
+    head = "| arm | k | n | volumes | foreground voxels | activated | DKD against | test Dice |"
     head += "".join(f" {p} (unadapted {base.get(p, float('nan')):.3f}) |" for p in protocols)
     lines = ["", "## Annotation cost and validation gate (mean over seeds)", "", head]
-    lines.append("|---|---|---|---|---|---|---|" + "---|" * len(protocols))
+    lines.append("|---|---|---|---|---|---|---|---|" + "---|" * len(protocols))
     for (strategy, pseudo, k, _rounds), arm in sorted(group_arms(rows).items(), key=lambda kv: (kv[0][2], kv[0])):
         gates = [g["activated"] for r in arm for g in r.get("gate", [])]
         cells = [
             f"{mean_std([r.get('labelled_volumes', len(r['picks'])) for r in arm])[0]:.1f}",
             f"{mean_std([r.get('labelled_foreground_voxels', 0) for r in arm])[0]:.0f}",
             f"{sum(gates)}/{len(gates)}" if gates else "-",
+            ", ".join(sorted({k for r in arm for k in r.get("knowledge_source", [])})) or "-",
             f"{mean_std([r['test_dice'] for r in arm])[0]:.3f}",
         ]
         for p in protocols:

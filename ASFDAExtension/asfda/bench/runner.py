@@ -108,9 +108,19 @@ def execute(ctx: BenchContext, spec: RunSpec) -> Dict:
             n_pseudo, pseudo_acc = len(result.pseudo_cases), _pseudo_accuracy(store, result.pseudo_cases, truth)
         network = store.models.load().network  # what the clinician would be using: the ACTIVE version
         extra = {"gate": gates, "active_version": store.models.active_version(), "knowledge_source": sorted(knowledge)}
+        if not gates[-1]["activated"]:
+            # What the gate cost: the Dice the kept-inactive version would have had (reported, never scored).
+            kept = store.models.load(gates[-1]["version"]).network
+            extra["inactive_version_val_dice"] = _mean_dice(ctx, kept, ctx.val)
+            extra["inactive_version_test_dice"] = _mean_dice(ctx, kept, ctx.test)
     finally:
         shutil.rmtree(root, ignore_errors=True)
     return evaluate(ctx, network, spec, labeled_ids, n_pseudo, pseudo_acc, time.monotonic() - started, extra)
+
+
+def _mean_dice(ctx: BenchContext, network, cohort) -> float:
+    per_class = class_dice_per_subject(network, ctx.config, cohort.subjects)
+    return float(np.mean([np.mean(list(d.values())) for d in per_class.values()]))
 
 
 def evaluate(ctx: BenchContext, network, spec: RunSpec, picks, n_pseudo, pseudo_acc, seconds, extra=None) -> Dict:
