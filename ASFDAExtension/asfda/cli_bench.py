@@ -76,6 +76,14 @@ def add_parser(subparsers) -> None:
         "statistics: DKD uses reference statistics recorded on source volumes)",
     )
     labels.add_argument(
+        "--gate-decide-from",
+        dest="gate_decide_from_labels",
+        type=int,
+        metavar="N",
+        help="the validation gate's k-fold verdict is advisory below N labels, as in `asfda adapt` (default 0: "
+        "enforced at every label count, as the cached runs of 2026-11-27 were made)",
+    )
+    labels.add_argument(
         "--shard",
         type=_shard,
         default=(0, 1),

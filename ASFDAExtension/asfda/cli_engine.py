@@ -7,6 +7,8 @@ import sys
 from asfda.cli_common import add_command, add_datastore, add_json, add_threads, fmt, print_json
 from asfda.progress import console_progress
 
+# Written out so that `asfda --help` does not import torch; a test keeps it equal to GateOptions' default.
+GATE_DECIDES_FROM = 11
 # Written out so that `asfda --help` does not import torch; a test keeps it equal to query.strategies.Strategy.
 STRATEGIES = [
     "asfda",
@@ -61,6 +63,15 @@ def add_parser(subparsers) -> None:
     p.add_argument("--steps", type=int, default=80, help="fine-tuning steps (one random crop batch each)")
     p.add_argument("--no-pseudo", action="store_true", help="train on clinician labels only")
     p.add_argument("--seed", type=int, default=0, help="seed of crop sampling, augmentation and batch order")
+    p.add_argument(
+        "--gate-decide-from",
+        dest="gate_decide_from",
+        type=int,
+        default=GATE_DECIDES_FROM,
+        metavar="N",
+        help="with fewer clinician labels the validation gate's k-fold verdict is reported, not enforced "
+        f"(0: always enforced) [{GATE_DECIDES_FROM}]",
+    )
     add_threads(p)
     p.set_defaults(func=run_adapt)
 
@@ -157,13 +168,18 @@ def run_infer(args) -> int:
 def run_adapt(args) -> int:
     from asfda.adapt.finetune import FinetuneOptions
     from asfda.adapt.pipeline import AdaptOptions, adapt_datastore
+    from asfda.adapt.validation_gate import GateOptions
     from asfda.datastore import Datastore
 
     store = Datastore(args.datastore, create=False)
     check_labels_on_disk(store)
     result = adapt_datastore(
         store,
-        AdaptOptions(FinetuneOptions(steps=args.steps, seed=args.seed), use_pseudo_labels=not args.no_pseudo),
+        AdaptOptions(
+            FinetuneOptions(steps=args.steps, seed=args.seed),
+            use_pseudo_labels=not args.no_pseudo,
+            gate=GateOptions(decide_from_labels=args.gate_decide_from),
+        ),
         args.device,
         progress=console_progress("adapt"),
     )

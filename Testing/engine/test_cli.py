@@ -102,3 +102,10 @@ def test_every_strategy_is_offered_by_the_cli_and_the_worker():
     from asfda.worker.schemas import StrategyName
 
     assert STRATEGIES == [s.value for s in Strategy] == list(get_args(StrategyName))
+
+
+def test_the_cli_offers_the_validation_gates_default():
+    from asfda.adapt.validation_gate import GateOptions
+    from asfda.cli_engine import GATE_DECIDES_FROM
+
+    assert GATE_DECIDES_FROM == GateOptions().decide_from_labels

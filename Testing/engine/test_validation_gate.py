@@ -51,10 +51,17 @@ def test_few_labels_use_k_fold_and_never_train_on_the_fold_they_judge():
     r = _Recorder(0.5, 0.6)
     progress = []
     out = gated_training(
-        _items(4), r.parent, r.train, r.dice, GateOptions(folds=3), seed=1, progress=lambda *a: progress.append(a)
+        _items(4),
+        r.parent,
+        r.train,
+        r.dice,
+        GateOptions(folds=3, decide_from_labels=0),
+        seed=1,
+        progress=lambda *a: progress.append(a),
     )
     d = out.decision
     assert d.method == "k-fold" and d.folds == 3 and not d.activate and "below the parent's" in d.reason
+    assert not d.advisory
     assert d.candidate_dice == pytest.approx(0.5) and d.parent_dice == pytest.approx(0.6)
     folds = folds_of([f"c{i}" for i in range(4)], 3, 1)
     assert sorted(c for f in folds for c in f) == [f"c{i}" for i in range(4)]
@@ -63,6 +70,21 @@ def test_few_labels_use_k_fold_and_never_train_on_the_fold_they_judge():
     assert r.fits[-1] == [f"c{i}" for i in range(4)]  # the published version gets every label
     steps = [p[1] for p in progress]  # four trainings, one progress bar
     assert {p[0] for p in progress} == {"train"} and steps == sorted(steps) and progress[-1][1:3] == (4, 4)
+
+
+def test_a_k_fold_verdict_from_too_few_labels_is_reported_but_not_enforced():
+    r = _Recorder(0.5, 0.6)
+    d = gated_training(_items(4), r.parent, r.train, r.dice, GateOptions(folds=3), seed=1).decision
+    assert d.activate and d.advisory and d.method == "k-fold"
+    assert "below the parent's" in d.reason and "advisory" in d.reason and "kept inactive" not in d.reason
+    assert d.candidate_dice == pytest.approx(0.5) and d.parent_dice == pytest.approx(0.6)
+    # From `decide_from_labels` labels on, the same verdict keeps the version inactive.
+    enforced = gated_training(_items(4), r.parent, r.train, r.dice, GateOptions(folds=3, decide_from_labels=4))
+    assert not enforced.decision.activate and not enforced.decision.advisory
+    # A verdict in the parent's favour is not advisory: there is nothing to override.
+    better = _Recorder(0.7, 0.6)
+    passing = gated_training(_items(4), better.parent, better.train, better.dice, GateOptions())
+    assert passing.decision.activate and not passing.decision.advisory
 
 
 def test_many_labels_hold_out_a_share_and_publish_the_judged_candidate():
@@ -85,7 +107,8 @@ def test_a_worse_version_is_published_inactive_and_can_still_be_activated(tmp_pa
     v1 = store.models.publish(build_network(config), config, parent=None)
     # tolerance -1: the candidate must beat the parent by more than a Dice of 1, which no model can.
     options = AdaptOptions(
-        FinetuneOptions(steps=2, learning_rate=1.0, ema_decay=0.0), gate=GateOptions(folds=3, tolerance=-1.0)
+        FinetuneOptions(steps=2, learning_rate=1.0, ema_decay=0.0),
+        gate=GateOptions(folds=3, tolerance=-1.0, decide_from_labels=0),
     )
     result = adapt_datastore(store, options)
     assert not result.activated and result.gate["method"] == "k-fold" and "below the parent's" in result.gate["reason"]

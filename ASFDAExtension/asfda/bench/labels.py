@@ -167,7 +167,7 @@ def _code_matches(picked: Dict[str, Dict]) -> bool:
 
 def settings_from_args(args, base: Optional[BenchSettings] = None) -> BenchSettings:
     settings = base or BenchSettings()
-    for name in ("seeds", "headline_seeds", "adapt_steps", "threads"):
+    for name in ("seeds", "headline_seeds", "adapt_steps", "threads", "gate_decide_from_labels"):
         value = getattr(args, name, None)
         if value is not None:
             setattr(settings, name, value)

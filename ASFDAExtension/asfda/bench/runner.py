@@ -14,6 +14,7 @@ import numpy as np
 from asfda.adapt.finetune import FinetuneOptions
 from asfda.adapt.pipeline import AdaptOptions, adapt_datastore
 from asfda.adapt.reliability import ReliabilityOptions
+from asfda.adapt.validation_gate import GateOptions
 from asfda.bench.context import BenchContext, group_means
 from asfda.bench.spec import RunSpec
 from asfda.datastore import Datastore, LabelTag
@@ -102,6 +103,7 @@ def execute(ctx: BenchContext, spec: RunSpec) -> Dict:
                 finetune=FinetuneOptions(steps=steps, seed=seed, **spec.guards),
                 reliability=ReliabilityOptions(**spec.reliability) if spec.pseudo else ReliabilityOptions(),
                 use_pseudo_labels=spec.pseudo,
+                gate=GateOptions(decide_from_labels=ctx.settings.gate_decide_from_labels),
             )
             result = adapt_datastore(store, options)
             gates.append({"version": result.version, "activated": result.activated, "reason": result.gate["reason"]})

@@ -78,6 +78,9 @@ class BenchSettings:
     # source volumes after training, as `asfda model import --reference` records them for a brought model).
     source_network: str = "unet"
     n_reference_volumes: int = 8  # source volumes whose statistics a "swinunetr" source model records
+    # The validation gate's GateOptions.decide_from_labels. 0 (enforced at every label count) is what the runs
+    # of 2026-11-27 used; the product's default since then, 11, makes k-fold verdicts from fewer labels advisory.
+    gate_decide_from_labels: int = 0
 
     def fingerprint(self) -> str:
         """Runs from other sizes must never be mixed into these results."""
@@ -86,6 +89,8 @@ class BenchSettings:
             del keys["task"]
         if keys["source_network"] == "unet":  # likewise: UNet runs keep the fingerprints they had
             del keys["source_network"], keys["n_reference_volumes"]
+        if keys["gate_decide_from_labels"] == 0:
+            del keys["gate_decide_from_labels"]
         return hashlib.sha1(json.dumps(keys, sort_keys=True, default=list).encode()).hexdigest()[:10]
 
     def seeds_for(self, budget: int) -> int:

@@ -33,6 +33,8 @@ class AdaptRequest(Strict):
     use_pseudo_labels: bool = True
     seed: int = 0
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    # Below this many clinician labels the validation gate's k-fold verdict is advisory (0: always enforced).
+    gate_decide_from_labels: Optional[int] = Field(None, ge=0, le=100_000)
 
 
 class Health(BaseModel):

@@ -107,14 +107,19 @@ def ray_pool_scorer():
 def run_adapt(store: Datastore, params: Dict[str, Any], device: str, progress: ProgressReporter) -> Dict[str, Any]:
     from asfda.adapt.finetune import FinetuneOptions
     from asfda.adapt.pipeline import AdaptOptions, adapt_datastore
+    from asfda.adapt.validation_gate import GateOptions
 
     finetune = FinetuneOptions(seed=int(params.get("seed", 0)))
+    gate = GateOptions()
+    if params.get("gate_decide_from_labels") is not None:
+        gate.decide_from_labels = int(params["gate_decide_from_labels"])
     if params.get("steps"):
         finetune.steps = int(params["steps"])
     options = AdaptOptions(
         finetune=finetune,
         use_pseudo_labels=bool(params.get("use_pseudo_labels", True)),
         scoring=scoring_options(params),
+        gate=gate,
     )
     # activate=False: only the supervising worker flips ACTIVE, after it saw this process succeed, so a
     # cancelled or killed run can never change the active model.
