@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Dict, List
 
+from asfda.bench.report_gate import gate_section
 from asfda.bench.stats import group_arms, mean_std
 
 
@@ -15,6 +16,17 @@ def _run_minutes(phases) -> float:
     # Each run once, though a run shared by two phases appears in both.
     unique = {r["key"]: r.get("seconds", 0.0) for rows in phases.values() for r in rows}
     return sum(unique.values()) / 60
+
+
+def _network(s: Dict) -> str:
+    if s.get("source_model_dir"):
+        return f"source model brought from {s['source_model_dir']}"
+    if s.get("source_network") == "swinunetr":
+        return (
+            "SwinUNETR (feature size 12, layer norm + group norm) with reference statistics on "
+            f"{s.get('n_reference_volumes')} source volumes"
+        )
+    return f"UNet channels {tuple(s['channels'])} with batch norm"
 
 
 def markdown(
@@ -34,8 +46,8 @@ def markdown(
         )
         + f". Every run goes through a Datastore folder with the worker's rank_datastore and adapt_datastore "
         f"(validation gate included; the ACTIVE version is scored). Grid {tuple(s['shape'])} at {s['spacing']} mm; "
-        f"UNet channels "
-        f"{tuple(s['channels'])} with batch norm; {s['adapt_steps']} fine-tuning steps for every arm; every seed "
+        + _network(s)
+        + f"; {s['adapt_steps']} fine-tuning steps for every arm; every seed "
         f"draws its own pool ({s['n_pool_per_anatomy']} per anatomy). The runs took {_run_minutes(phases):.1f} min "
         f"summed ({meta['threads']} torch thread(s)); this invocation {meta['seconds'] / 60:.1f} min. Settings "
         f"fingerprint `{meta['fingerprint']}`.",
@@ -56,6 +68,7 @@ def markdown(
     lines += main_table(phases.get("main", []), budgets)
     lines += _per_class(phases.get("main", []))
     lines += _cost(phases.get("main", []), unadapted)
+    lines += gate_section(phases.get("main", []), unadapted)
     lines += ["", f"## Worst {noun} per arm (mean Dice, and its change against the unadapted model)", ""]
     lines += worst_table(phases.get("main", []), budgets, unadapted.get(field, {}))
     lines += [
