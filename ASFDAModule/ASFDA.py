@@ -375,8 +375,9 @@ class ASFDAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             bar.setFormat(progress.describe())
             if not (progress.state.finished and getattr(self, attr) == PENDING):  # an older job's end
                 setattr(self, attr, None if progress.state.finished else progress.jobId)
-            if kind == "adapt":
-                self.ui.adaptStatusLabel.text = progress.describe()
+            if kind == "adapt":  # the gate's verdict stays readable after the status message is gone
+                lines = (progress.describe(), progress.adaptOutcome())
+                self.ui.adaptStatusLabel.text = "; ".join(t for t in lines if t)
             if progress.state.finished and progress.jobId not in self._announced:
                 self._announced.add(progress.jobId)
                 self.onJobFinished(progress)
@@ -401,10 +402,9 @@ class ASFDAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onJobFinished(self, progress):
         if progress.kind == "adapt" and progress.state == JobState.SUCCEEDED:
-            version = (progress.result or {}).get("version") or (progress.result or {}).get("model_version")
             slicer.util.showStatusMessage(
-                _("Adaptation finished: model {version} is active. Rank again to refresh the scores.").format(
-                    version=version or "(new)"), 8000)
+                _("Adaptation finished: {outcome}. Rank again to refresh the scores.").format(
+                    outcome=progress.adaptOutcome()), 8000)
         elif progress.state == JobState.FAILED:
             slicer.util.errorDisplay(_("Worker job failed: {text}").format(text=progress.describe()))
         self.pokeAll(force=True)

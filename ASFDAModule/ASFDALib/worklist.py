@@ -243,6 +243,21 @@ class JobProgress:
             return 0
         return max(0, min(100, int(round(100.0 * self.step / self.total))))
 
+    def adaptOutcome(self):
+        """What a finished adaptation's validation gate decided, in one line; empty for any other job."""
+        if self.kind != "adapt" or self.state != JobState.SUCCEEDED or not self.result:
+            return ""
+        version = self.result.get("version") or self.result.get("model_version") or "(new)"
+        reason = self.result.get("reason") or ""
+        if self.result.get("activated", True):
+            text = f"model {version} is active"
+        else:
+            text = f"model {version} was kept INACTIVE, the previous model stays active"
+        text += f" ({reason})" if reason else ""
+        if not self.result.get("activated", True):
+            text += "; to use it anyway, choose it under Model versions and press Activate"
+        return text
+
     def describe(self):
         text = f"{self.kind} {self.state.value}"
         if self.phase and not self.state.finished:

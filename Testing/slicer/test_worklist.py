@@ -127,3 +127,17 @@ def test_lease_columns_and_next_candidates_skip_cases_held_by_others():
     assert w.candidates(afterCaseId="c1") == ["c3", "c2", "c4"]  # without a name, nothing is left out
     w.markLabeled("c3")
     assert w.row("c3").leasedBy is None  # a submitted label ends the lease
+
+
+def test_a_finished_adaptation_says_what_the_validation_gate_decided():
+    def finished(result):
+        return JobProgress.fromReply({"job_id": "a1", "kind": "adapt", "state": "succeeded", "result": result})
+
+    kept = finished({"version": "v0003", "activated": False, "reason": "3-fold held-out Dice 0.61 is below 0.70"})
+    text = kept.adaptOutcome()
+    assert "v0003 was kept INACTIVE" in text and "0.61 is below 0.70" in text and "press Activate" in text
+    advisory = finished({"version": "v0004", "activated": True, "reason": "advisory only: activated"})
+    assert advisory.adaptOutcome() == "model v0004 is active (advisory only: activated)"
+    assert finished({"version": "v0005"}).adaptOutcome() == "model v0005 is active"
+    running = JobProgress.fromReply({"job_id": "a2", "kind": "adapt", "state": "running", "progress": {}})
+    assert running.adaptOutcome() == ""
