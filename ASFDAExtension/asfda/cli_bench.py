@@ -88,8 +88,8 @@ def add_parser(subparsers) -> None:
         type=_shard,
         default=(0, 1),
         metavar="I/N",
-        help="run only the seeds s with s %% N == I (start N processes on the same --out, shard 0 first: it "
-        "trains the shared source model; then run --report-only once all have finished)",
+        help="run only the seeds s with s %% N == I (start N processes on the same --out; the first to start "
+        "trains the shared source model while the others wait; each waits for the others after every phase)",
     )
     labels.set_defaults(func=run_labels)
 

@@ -248,15 +248,13 @@ class JobProgress:
         if self.kind != "adapt" or self.state != JobState.SUCCEEDED or not self.result:
             return ""
         version = self.result.get("version") or self.result.get("model_version") or "(new)"
-        reason = self.result.get("reason") or ""
+        reason = f" ({self.result['reason']})" if self.result.get("reason") else ""
         if self.result.get("activated", True):
-            text = f"model {version} is active"
-        else:
-            text = f"model {version} was kept INACTIVE, the previous model stays active"
-        text += f" ({reason})" if reason else ""
-        if not self.result.get("activated", True):
-            text += "; to use it anyway, choose it under Model versions and press Activate"
-        return text
+            return f"model {version} is active{reason}"
+        return (
+            f"model {version} was kept INACTIVE, the previous model stays active{reason}; "
+            "to use it anyway, choose it under Model versions and press Activate"
+        )
 
     def describe(self):
         text = f"{self.kind} {self.state.value}"

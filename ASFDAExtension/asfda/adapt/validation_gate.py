@@ -82,12 +82,19 @@ def _share(progress: Optional[ProgressFn], index: int, count: int) -> Optional[P
     return report
 
 
-def _compare(candidate: float, parent: float, tolerance: float) -> Tuple[bool, str]:
+def _compare(
+    candidate: float, parent: float, tolerance: float, advisory: Optional[str] = None
+) -> Tuple[bool, str, bool]:
+    """(activate, reason, advisory). With `advisory` (why the verdict does not decide), a "below the parent"
+    verdict is reported with it and does not keep the version inactive."""
     if not np.isfinite(candidate):
-        return False, "the candidate's held-out Dice could not be computed"
+        return False, "the candidate's held-out Dice could not be computed", False
     if candidate >= parent - tolerance:
-        return True, f"held-out Dice {candidate:.4f} is not below the parent's {parent:.4f}"
-    return False, f"held-out Dice {candidate:.4f} is below the parent's {parent:.4f}: kept inactive"
+        return True, f"held-out Dice {candidate:.4f} is not below the parent's {parent:.4f}", False
+    below = f"held-out Dice {candidate:.4f} is below the parent's {parent:.4f}"
+    if advisory is None:
+        return False, f"{below}: kept inactive", False
+    return True, f"{below}; advisory only ({advisory}): activated, the parent stays available for rollback", True
 
 
 def gated_training(
@@ -117,16 +124,12 @@ def gated_training(
             held_dice.append(dice(candidate, held) * len(held))
             parent_dice.append(dice(parent, held) * len(held))
         candidate_mean, parent_mean = sum(held_dice) / len(labeled), sum(parent_dice) / len(labeled)
-        ok, why = _compare(candidate_mean, parent_mean, options.tolerance)
-        advisory = not ok and np.isfinite(candidate_mean) and len(labeled) < options.decide_from_labels
-        if advisory:
-            why = why.replace(": kept inactive", "") + (
-                f"; advisory only (a k-fold verdict from {len(labeled)} labels decides from "
-                f"{options.decide_from_labels}): activated, the parent stays available for rollback"
-            )
+        too_few = len(labeled) < options.decide_from_labels
+        note = f"a k-fold verdict from {len(labeled)} labels decides from {options.decide_from_labels}"
+        ok, why, advisory = _compare(candidate_mean, parent_mean, options.tolerance, note if too_few else None)
         network, losses = train(labeled, _share(progress, len(split), len(split) + 1))
         decision = GateDecision(
-            ok or advisory,
+            ok,
             f"{len(split)}-fold {why}",
             "k-fold",
             candidate_mean,
@@ -142,6 +145,6 @@ def gated_training(
     network, losses = train([by_id[c] for c in by_id if c not in held_ids], progress)
     held = [by_id[c] for c in held_ids]
     candidate_mean, parent_mean = dice(network, held), dice(parent, held)
-    ok, why = _compare(candidate_mean, parent_mean, options.tolerance)
+    ok, why, _ = _compare(candidate_mean, parent_mean, options.tolerance)
     decision = GateDecision(ok, f"{n_held} held-out labels: {why}", "holdout", candidate_mean, parent_mean, held_ids, 1)
     return GatedTraining(network, losses, decision)

@@ -9,6 +9,7 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
+from filelock import FileLock
 
 from asfda.adapt.finetune import TrainingItem
 from asfda.bench.anatomies import TASK_LABELS, load_anatomies
@@ -99,8 +100,6 @@ class BenchContext:
     def _source_model(self, results: Path, log):
         """Train once per settings fingerprint; later runs, resumed runs and other shards load the same weights
         (the lock makes a second shard wait for the first one's training instead of training its own)."""
-        from filelock import FileLock
-
         path = results / "cache" / f"source-model-{self.settings.fingerprint()}.pt"
         path.parent.mkdir(parents=True, exist_ok=True)
         with FileLock(str(path) + ".lock"):

@@ -50,7 +50,8 @@ def _run_phase(
     )
     for spec in todo:
         key = spec.key(fingerprint)
-        store.refresh()  # another shard may have finished a run with the same effective configuration
+        if count > 1:
+            store.refresh()  # another shard may have finished a run with the same effective configuration
         if key in store:  # an earlier spec of this phase had the same effective configuration
             bar.update(1)
             continue

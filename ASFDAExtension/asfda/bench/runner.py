@@ -7,7 +7,7 @@ from __future__ import annotations
 import shutil
 import time
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Tuple
 
 import numpy as np
 
@@ -120,9 +120,14 @@ def execute(ctx: BenchContext, spec: RunSpec) -> Dict:
     return evaluate(ctx, network, spec, labeled_ids, n_pseudo, pseudo_acc, time.monotonic() - started, extra)
 
 
-def _mean_dice(ctx: BenchContext, network, cohort) -> float:
+def _subject_dice(ctx: BenchContext, network, cohort) -> Tuple[Dict[str, Dict[str, float]], Dict[str, float]]:
+    """Per subject: the Dice of each class, and their mean."""
     per_class = class_dice_per_subject(network, ctx.config, cohort.subjects)
-    return float(np.mean([np.mean(list(d.values())) for d in per_class.values()]))
+    return per_class, {case: float(np.mean(list(d.values()))) for case, d in per_class.items()}
+
+
+def _mean_dice(ctx: BenchContext, network, cohort) -> float:
+    return float(np.mean(list(_subject_dice(ctx, network, cohort)[1].values())))
 
 
 def evaluate(ctx: BenchContext, network, spec: RunSpec, picks, n_pseudo, pseudo_acc, seconds, extra=None) -> Dict:
@@ -142,8 +147,7 @@ def evaluate(ctx: BenchContext, network, spec: RunSpec, picks, n_pseudo, pseudo_
         if pool.cohort.protocol:
             row["picks_rare"] = sum(pool.cohort.protocol[c] == "rare" for c in picks)
     for split, cohort in (("val", ctx.val), ("test", ctx.test)):
-        per_class = class_dice_per_subject(network, ctx.config, cohort.subjects)
-        dice = {case: float(np.mean(list(d.values()))) for case, d in per_class.items()}
+        per_class, dice = _subject_dice(ctx, network, cohort)
         row[f"{split}_dice"] = float(np.mean(list(dice.values())))
         if ctx.config.out_channels > 2:  # a multi-class task: the Dice of each foreground class too
             row[f"{split}_by_class"] = {
