@@ -1,7 +1,7 @@
 """CI size of `asfda bench pool` and `asfda bench e2e`: they run the product's rank and CLI end to end."""
 
-from asfda.bench.e2e import EndToEndSettings, format_e2e, run_e2e
-from asfda.bench.pool import PoolBenchSettings, format_pool, run_pool_bench
+from asfda.bench.cost.e2e import EndToEndSettings, format_e2e, run_e2e
+from asfda.bench.cost.pool import PoolBenchSettings, format_pool, run_pool_bench
 
 
 def test_pool_bench_measures_first_rank_and_a_cached_rerank(tmp_path):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from types import SimpleNamespace
 
-from asfda.bench.speed import MONAI_LABEL_EPISTEMIC_SAMPLES, SpeedSettings, run_speed  # noqa: E402
+from asfda.bench.cost.speed import MONAI_LABEL_EPISTEMIC_SAMPLES, SpeedSettings, run_speed  # noqa: E402
 
 
 def test_speed_tiny(tmp_path):
@@ -23,7 +23,7 @@ def test_speed_tiny(tmp_path):
 
 
 def test_peak_memory_child_reports_a_rise(tmp_path):
-    from asfda.bench.speed import _volumes, child_peak
+    from asfda.bench.cost.speed import _volumes, child_peak
 
     settings = SpeedSettings(roi=(16, 16, 16), mc_samples=2)
     found = child_peak(settings, _volumes((16, 16, 16), 1, 1)[0], "asfda_scoring")

@@ -10,7 +10,7 @@ from typing import Dict
 import numpy as np
 import torch
 from asfda.cli import main
-from asfda.networks import build_network
+from asfda.models.networks import build_network
 from engine_helpers import blob, shifted, tiny_config, write_nifti
 
 AFFINE = np.diag([1.5, 1.0, 2.0, 1.0])

@@ -8,7 +8,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from asfda.model_config import ModelConfig
+from asfda.models.config import ModelConfig
 
 torch.set_num_threads(1)
 
@@ -52,8 +52,8 @@ def write_nifti(path: Path, data: np.ndarray, affine=None) -> Path:
 
 def pool_datastore(root: Path, cases: int):
     """A datastore with a tiny untrained UNet as v0001 and `cases` blobs shifted by growing strength."""
-    from asfda.datastore import Datastore
-    from asfda.networks import build_network
+    from asfda.data.datastore import Datastore
+    from asfda.models.networks import build_network
 
     store = Datastore(root)
     config = tiny_config()

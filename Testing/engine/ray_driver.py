@@ -8,9 +8,9 @@ import os
 import sys
 import time
 
-from asfda.datastore import Datastore
+from asfda.data.datastore import Datastore
+from asfda.loop.rank import rank_pool
 from asfda.query.strategies import RankingOptions
-from asfda.ranking import rank_pool
 from asfda.scoring.options import ScoringOptions
 from asfda.scoring.ray_options import RayOptions
 from asfda.scoring.ray_pool import RayPoolScorer

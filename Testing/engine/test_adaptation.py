@@ -2,15 +2,15 @@ import numpy as np
 import pytest
 import torch
 from asfda.adapt.finetune import Cancelled, FinetuneOptions, TrainingItem, finetune
-from asfda.adapt.pipeline import AdaptOptions, adapt_datastore, dice_per_class
-from asfda.adapt.pseudo_labels import pseudo_label
 from asfda.adapt.validation_gate import GateOptions
-from asfda.datastore import Datastore, LabelTag
-from asfda.imaging import load_volume
-from asfda.inference import Predictor
-from asfda.networks import build_network
+from asfda.data.datastore import Datastore, LabelTag
+from asfda.io.volumes import load_volume
+from asfda.loop.adapt import AdaptOptions, adapt_datastore, dice_per_class
+from asfda.loop.rank import rank_datastore
+from asfda.models.inference import Predictor
+from asfda.models.networks import build_network
+from asfda.models.voxel_maps import pseudo_label
 from asfda.query.strategies import RankingOptions, Strategy
-from asfda.ranking import rank_datastore
 from engine_helpers import blob, shifted, tiny_config, write_nifti
 
 

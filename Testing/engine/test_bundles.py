@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 import torch
 from asfda.cli import main
-from asfda.datastore import Datastore, LabelTag
-from asfda.imaging import load_volume
-from asfda.model_store import ModelStore
-from asfda.preprocess import prepare_image, prepare_label
+from asfda.data.datastore import Datastore, LabelTag
+from asfda.io.volumes import load_volume
+from asfda.models.preprocess import prepare_image, prepare_label
+from asfda.models.store import ModelStore
 from bundle_helpers import ct_volume, spleen_like, swin_like, wholebody_like, write_bundle
 from engine_helpers import write_nifti
 
@@ -67,7 +67,7 @@ def test_bundle_imports_predicts_ranks_and_adapts(tmp_path, capsys, shape):
 
 def test_bundle_preprocessing_applies_the_window_and_resamples_labels_with_nearest(tmp_path):
     bundle = write_bundle(tmp_path / "swin", swin_like())
-    from asfda.bundle import read_bundle
+    from asfda.models.bundle import read_bundle
 
     config = read_bundle(bundle).config
     label, image = ct_volume(4)
@@ -167,19 +167,19 @@ def test_wrong_weights_nnunet_folders_and_torchscript_only_bundles_are_refused(t
 
 
 def test_prediction_uses_the_bundles_blending_and_padding(tmp_path, monkeypatch):
-    import asfda.inference
-    from asfda.bundle import load_bundle
-    from asfda.inference import Predictor
+    import asfda.models.inference
+    from asfda.models.bundle import load_bundle
+    from asfda.models.inference import Predictor
 
     spec, _ = load_bundle(write_bundle(tmp_path / "wholebody", wholebody_like()))
     seen = {}
-    real = asfda.inference.sliding_window_inference
+    real = asfda.models.inference.sliding_window_inference
 
     def recording(*args, **kwargs):
         seen.update(kwargs)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(asfda.inference, "sliding_window_inference", recording)
+    monkeypatch.setattr(asfda.models.inference, "sliding_window_inference", recording)
     Predictor(spec.network, spec.config).forward(torch.zeros(1, 12, 12, 12), collect=False)
     assert (seen["mode"], seen["padding_mode"], seen["overlap"], list(seen["roi_size"])) == (
         "gaussian",

@@ -3,10 +3,10 @@ import gzip
 import nibabel as nib
 import numpy as np
 import pytest
-from asfda.case_ids import validate_case_id
-from asfda.datastore import Datastore, LabelTag
-from asfda.errors import CorruptImage, EmptyLabel, GeometryMismatch, InvalidCaseId, UnknownCase, UnknownLabelValues
-from asfda.imaging import Geometry, load_volume
+from asfda.core.case_ids import validate_case_id
+from asfda.core.errors import CorruptImage, EmptyLabel, GeometryMismatch, InvalidCaseId, UnknownCase, UnknownLabelValues
+from asfda.data.datastore import Datastore, LabelTag
+from asfda.io.volumes import Geometry, load_volume
 from cli_test_data import write_dicom_series
 from engine_helpers import blob, write_nifti
 

@@ -5,7 +5,7 @@ import sys
 import numpy as np
 import torch
 from asfda.cli import main
-from asfda.networks import build_network
+from asfda.models.networks import build_network
 from engine_helpers import blob, shifted, tiny_config, write_nifti
 
 
@@ -66,7 +66,7 @@ def test_model_import_rank_infer_adapt_from_the_command_line(tmp_path, capsys):
     assert main(["adapt", "--datastore", str(ds), "--steps", "2"]) == 2
     assert "no clinician labels yet" in capsys.readouterr().err
     label, _ = blob(1)
-    from asfda.datastore import Datastore, LabelTag
+    from asfda.data.datastore import Datastore, LabelTag
 
     Datastore(ds).save_label("case1", LabelTag.FINAL, label, np.diag([1.5, 1.0, 2.0, 1.0]), [0, 1])
     assert main(["adapt", "--datastore", str(ds), "--steps", "2"]) == 0
@@ -97,7 +97,7 @@ def test_quick_demo_runs_end_to_end_and_writes_its_outputs(tmp_path):
 def test_every_strategy_is_offered_by_the_cli_and_the_worker():
     from typing import get_args
 
-    from asfda.cli_engine import STRATEGIES
+    from asfda.cli.engine import STRATEGIES
     from asfda.query.strategies import Strategy
     from asfda.worker.schemas import StrategyName
 
@@ -106,6 +106,6 @@ def test_every_strategy_is_offered_by_the_cli_and_the_worker():
 
 def test_the_cli_offers_the_validation_gates_default():
     from asfda.adapt.validation_gate import GateOptions
-    from asfda.cli_engine import GATE_DECIDES_FROM
+    from asfda.cli.engine import GATE_DECIDES_FROM
 
     assert GATE_DECIDES_FROM == GateOptions().decide_from_labels

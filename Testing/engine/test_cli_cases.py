@@ -6,8 +6,8 @@ import nrrd
 import numpy as np
 import pytest
 from asfda.cli import main
-from asfda.datastore import Datastore, LabelTag
-from asfda.imaging import load_volume
+from asfda.data.datastore import Datastore, LabelTag
+from asfda.io.volumes import load_volume
 from cli_test_data import AFFINE, imported_datastore, make_setup, write_dicom_series
 from engine_helpers import blob, write_nifti
 

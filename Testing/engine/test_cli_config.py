@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 from asfda.cli import build_parser, main
-from asfda.config_checks import RESULT_CHANGING_KEYS, check_config_dict, schema
-from asfda.model_config import INTENSITY_MODES, SUPPORTED_NETWORKS, IntensityConfig, ModelConfig
+from asfda.models.config import INTENSITY_MODES, SUPPORTED_NETWORKS, IntensityConfig, ModelConfig
+from asfda.models.config_checks import RESULT_CHANGING_KEYS, check_config_dict, schema
 from engine_helpers import tiny_config
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "model-config.md"

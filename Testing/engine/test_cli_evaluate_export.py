@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 from asfda.cli import main
-from asfda.datastore import Datastore, LabelTag
-from asfda.evaluation import score_case
+from asfda.data.datastore import Datastore, LabelTag
+from asfda.loop.evaluate import score_case
 from cli_test_data import imported_datastore, make_setup
 
 

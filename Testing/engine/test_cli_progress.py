@@ -6,8 +6,8 @@ import subprocess
 import sys
 
 import torch
-from asfda.cli_common import apply_threads
-from asfda.progress import log_progress
+from asfda.cli.common import apply_threads
+from asfda.core.progress import log_progress
 
 
 def test_log_progress_reports_start_every_interval_and_end():
@@ -28,7 +28,7 @@ def test_log_progress_reports_start_every_interval_and_end():
 
 def test_a_command_writing_to_a_pipe_logs_plain_lines(tmp_path):
     code = (
-        "from asfda.progress import console_progress\n"
+        "from asfda.core.progress import console_progress\n"
         "update = console_progress('rank')\n"
         "for step in range(1, 4): update('score', step, 3)\n"
     )
@@ -60,7 +60,7 @@ def test_threads_sets_both_pools_in_a_fresh_process():
     code = (
         "from asfda.cli import main\n"
         "import torch\n"
-        "from asfda.cli_common import apply_threads\n"
+        "from asfda.cli.common import apply_threads\n"
         "apply_threads(2)\n"
         "print(torch.get_num_threads(), torch.get_num_interop_threads())\n"
     )

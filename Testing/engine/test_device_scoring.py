@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 import torch
-from asfda.inference import Predictor, norm_layers
-from asfda.model_config import ModelConfig
-from asfda.networks import build_network
+from asfda.models.config import ModelConfig
+from asfda.models.inference import Predictor, norm_layers
+from asfda.models.networks import build_network
 from asfda.query.asd import dilate, otsu_threshold
 from engine_helpers import blob, tiny_config
 from scipy import ndimage
@@ -103,7 +103,7 @@ def test_streamed_mc_dropout_matches_stacked_samples():
 
 
 def test_predicted_class_matches_argmax_with_ties_to_the_first_class():
-    from asfda.query.asd import predicted_class
+    from asfda.models.voxel_maps import predicted_class
 
     probs = torch.softmax(torch.randn(4, 9, 8, 7), dim=0)
     probs[:, 0, 0, 0] = torch.tensor([0.4, 0.4, 0.1, 0.1])  # a tie: argmax keeps the first

@@ -18,7 +18,7 @@ from asfda.adapt.finetune import (
     has_lateral_labels,
     use_flip,
 )
-from asfda.networks import build_network
+from asfda.models.networks import build_network
 from engine_helpers import blob, tiny_config
 
 

@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 import torch
-from asfda.atomic import atomic_path, atomic_write_text
-from asfda.inference import Predictor
-from asfda.networks import build_network
+from asfda.core.atomic import atomic_path, atomic_write_text
+from asfda.models.inference import Predictor
+from asfda.models.networks import build_network
 from engine_helpers import tiny_config
 
 

@@ -4,14 +4,14 @@ import sqlite3
 import pytest
 import torch
 from asfda.cli import main
-from asfda.datastore import Datastore, LabelTag
-from asfda.inference import Predictor
-from asfda.model_config import ModelConfig
-from asfda.networks import build_network
+from asfda.data.datastore import Datastore, LabelTag
+from asfda.data.state import ScoreRecord, StateDB
+from asfda.models.config import ModelConfig
+from asfda.models.inference import Predictor
+from asfda.models.networks import build_network
+from asfda.models.reference_stats import reference_stats_of
 from asfda.query.dkd import KnowledgeSource, choose_knowledge_source
 from asfda.query.signals import compute_signals
-from asfda.reference_stats import reference_stats_of
-from asfda.state import ScoreRecord, StateDB
 from asfda.worker.worklist import worklist
 from bundle_helpers import CT_AFFINE, ct_volume, wholebody_like, write_bundle
 from engine_helpers import blob, shifted, tiny_config, write_nifti

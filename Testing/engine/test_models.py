@@ -3,11 +3,11 @@ import json
 import numpy as np
 import pytest
 import torch
-from asfda.errors import ConfigError, ModelNotFound, WeightsMismatch
-from asfda.model_config import ModelConfig
-from asfda.model_store import ModelStore
-from asfda.networks import build_network, find_feature_module
-from asfda.weights import load_weights
+from asfda.core.errors import ConfigError, ModelNotFound, WeightsMismatch
+from asfda.models.config import ModelConfig
+from asfda.models.networks import build_network, find_feature_module
+from asfda.models.store import ModelStore
+from asfda.models.weights import load_weights
 from engine_helpers import tiny_config
 
 

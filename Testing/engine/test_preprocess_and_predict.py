@@ -1,10 +1,10 @@
 import numpy as np
-from asfda.datastore import Datastore, LabelTag
-from asfda.imaging import Geometry, load_volume
-from asfda.inference import Predictor
-from asfda.networks import build_network
-from asfda.predict import predict_case
-from asfda.preprocess import prepare_image, to_original_space
+from asfda.data.datastore import Datastore, LabelTag
+from asfda.io.volumes import Geometry, load_volume
+from asfda.loop.infer import predict_case
+from asfda.models.inference import Predictor
+from asfda.models.networks import build_network
+from asfda.models.preprocess import prepare_image, to_original_space
 from engine_helpers import blob, tiny_config, write_nifti
 
 
@@ -17,7 +17,7 @@ def test_resampled_and_reoriented_maps_come_back_on_the_original_grid(tmp_path):
     prepared = prepare_image(volume, config)
     assert np.allclose(Geometry.of(prepared).spacing, [2.0, 2.0, 2.0])
     label_volume = load_volume(write_nifti(tmp_path / "lab.nii.gz", label.astype(np.float32), affine))
-    from asfda.preprocess import prepare_label
+    from asfda.models.preprocess import prepare_label
 
     mapped = prepare_label(label_volume, config)
     onehot = np.stack([1 - np.asarray(mapped[0]), np.asarray(mapped[0])]).astype(np.float32)

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 import torch
-from asfda.inference import Predictor
-from asfda.networks import build_network
+from asfda.models.inference import Predictor
+from asfda.models.networks import build_network
 from asfda.query.asd import ForegroundRule, anatomical_segmentation_difficulty, mc_dropout_epistemic
 from asfda.query.dkd import KnowledgeSource
 from asfda.query.signals import compute_signals
@@ -52,7 +52,7 @@ def test_dkd_falls_back_to_feature_prior_then_pool_mean_without_norm_statistics(
     pooled = compute_signals(predictor, images)
     assert {s.knowledge_source for s in pooled} == {KnowledgeSource.POOL_MEAN.value}
     assert all(np.isfinite(s.dkd) for s in pooled)
-    from asfda.model_store import FeaturePrior
+    from asfda.models.store import FeaturePrior
 
     feature = pooled[0].feature
     prior = FeaturePrior(mean=feature, var=np.ones_like(feature))

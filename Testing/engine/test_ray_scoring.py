@@ -15,14 +15,14 @@ import psutil
 import pytest
 import ray
 from asfda.cli import main
-from asfda.datastore import Datastore
-from asfda.errors import AsfdaError
+from asfda.core.errors import AsfdaError
+from asfda.core.sqlite_db import connect
+from asfda.data.datastore import Datastore
+from asfda.loop.rank import rank_pool
 from asfda.query.strategies import RankingOptions
-from asfda.ranking import rank_pool
 from asfda.scoring.options import ScoringOptions
 from asfda.scoring.ray_options import DataAccess, RayOptions
 from asfda.scoring.ray_pool import RayPoolScorer
-from asfda.sqlite_db import connect
 from asfda.worker.processes import kill_tree
 from engine_helpers import pool_datastore
 
@@ -156,7 +156,7 @@ def _running(pid: int) -> bool:
 
 
 def test_bench_ray_prints_its_figures(tmp_path, ray_address):
-    from asfda.bench.ray_speed import RaySpeedSettings, format_ray_speed, run_ray_speed
+    from asfda.bench.cost.ray import RaySpeedSettings, format_ray_speed, run_ray_speed
 
     settings = RaySpeedSettings(volumes=3, shape=(24, 24, 24), roi=(16, 16, 16), actor_counts=(2,), cache_writes=10)
     settings.overhead_pairs = 1

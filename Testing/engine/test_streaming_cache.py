@@ -8,15 +8,15 @@ import textwrap
 import numpy as np
 import pytest
 import torch
-from asfda.datastore import Datastore, LabelTag
-from asfda.networks import build_network
+from asfda.core.sqlite_db import connect
+from asfda.data.datastore import Datastore, LabelTag
+from asfda.loop.rank import rank_pool
+from asfda.models.networks import build_network
 from asfda.query.asd import ForegroundRule
 from asfda.query.signals import compute_signals
 from asfda.query.strategies import RankingOptions, Strategy
-from asfda.ranking import rank_pool
 from asfda.scoring.options import ScoringOptions
 from asfda.scoring.pool import Yielded
-from asfda.sqlite_db import connect
 from engine_helpers import blob, pool_datastore, shifted, tiny_config, write_nifti
 
 POOL = 6
@@ -27,8 +27,8 @@ def _rank(store, workers=0, **scoring):
 
 
 def test_streamed_rank_matches_in_memory_scoring_and_skips_a_corrupt_case(tmp_path):
-    from asfda.cases import prepared_image
-    from asfda.inference import Predictor
+    from asfda.data.cases import prepared_image
+    from asfda.models.inference import Predictor
 
     store = pool_datastore(tmp_path / "ds", POOL)
     (store.images_dir / "broken.nii.gz").write_bytes(b"not a volume")
@@ -103,9 +103,9 @@ def test_a_killed_rank_keeps_what_it_scored(tmp_path):
     script = textwrap.dedent(
         f"""
         import os
-        from asfda.datastore import Datastore
+        from asfda.data.datastore import Datastore
         from asfda.query.strategies import RankingOptions
-        from asfda.ranking import rank_pool
+        from asfda.loop.rank import rank_pool
         from asfda.scoring.options import ScoringOptions
 
         def progress(phase, step, total):
@@ -131,9 +131,9 @@ def test_labelled_cases_are_scored_for_coverage_but_not_ranked(tmp_path):
 
 
 def test_label_maps_go_back_with_nearest_neighbour_and_keep_only_predicted_ids():
-    from asfda.cases import prepared_image  # noqa: F401  (the same preprocessing path as the product)
-    from asfda.model_config import ModelConfig
-    from asfda.preprocess import labels_to_original_space, prepare_image
+    from asfda.data.cases import prepared_image  # noqa: F401  (the same preprocessing path as the product)
+    from asfda.models.config import ModelConfig
+    from asfda.models.preprocess import labels_to_original_space, prepare_image
     from monai.data import MetaTensor
 
     config = ModelConfig(labels={"background": 0, "a": 1, "b": 2, "c": 3}, spacing=[2.0, 2.0, 2.0])
@@ -152,11 +152,11 @@ def test_label_maps_go_back_with_nearest_neighbour_and_keep_only_predicted_ids()
 
 def test_a_multi_class_pseudo_label_file_holds_only_predicted_ids_and_its_mask(tmp_path):
     from asfda.adapt.finetune import FinetuneOptions
-    from asfda.adapt.pipeline import AdaptOptions, adapt_datastore
     from asfda.adapt.pseudo_labels import mask_path
-    from asfda.cases import prepared_image
-    from asfda.imaging import load_volume
-    from asfda.inference import Predictor
+    from asfda.data.cases import prepared_image
+    from asfda.io.volumes import load_volume
+    from asfda.loop.adapt import AdaptOptions, adapt_datastore
+    from asfda.models.inference import Predictor
 
     labels = {"background": 0, "a": 1, "b": 2, "c": 3}
     config = tiny_config(labels)

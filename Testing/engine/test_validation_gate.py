@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 from asfda.adapt.finetune import FinetuneOptions, TrainingItem
-from asfda.adapt.pipeline import AdaptOptions, adapt_datastore
 from asfda.adapt.validation_gate import GateOptions, folds_of, gated_training
-from asfda.datastore import Datastore, LabelTag
-from asfda.networks import build_network
+from asfda.data.datastore import Datastore, LabelTag
+from asfda.loop.adapt import AdaptOptions, adapt_datastore
+from asfda.models.networks import build_network
 from engine_helpers import blob, shifted, tiny_config, write_nifti
 
 

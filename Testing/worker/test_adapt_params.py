@@ -19,7 +19,7 @@ def test_the_gate_threshold_reaches_adapt_datastore(monkeypatch, params, expecte
         seen["options"], seen["activate"] = options, activate
         return Result()
 
-    monkeypatch.setattr("asfda.adapt.pipeline.adapt_datastore", fake_adapt)
+    monkeypatch.setattr("asfda.loop.adapt.adapt_datastore", fake_adapt)
     request = AdaptRequest(**params).model_dump(exclude_none=True)
     tasks.run_adapt(object(), request, "cpu", lambda *a: None)
     assert seen["options"].gate.decide_from_labels == expected

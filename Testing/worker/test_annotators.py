@@ -10,9 +10,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from asfda.errors import ConfigError
+from asfda.core.errors import ConfigError
+from asfda.data.leases import LeaseBook, LeaseConflict
 from asfda.worker.annotators import load_annotator_tokens
-from asfda.worker.leases import LeaseBook, LeaseConflict
 from asfda.worker.settings import WorkerSettings
 from worker_helpers import WorkerProcess, upload, wait_job
 

@@ -9,17 +9,17 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import numpy as np
 import pydicom
 import pytest
-from asfda.datastore import Datastore, LabelTag
-from asfda.dicomweb import source as source_module
-from asfda.dicomweb.config import DicomwebConfig
-from asfda.dicomweb.errors import BadSeries, CacheFull, PacsUnavailable, SeriesGone
-from asfda.dicomweb.seg import read_seg
-from asfda.dicomweb.writeback import flush
-from asfda.imaging import Geometry, check_same_geometry, load_volume, reorient_to
+from asfda.data.datastore import Datastore, LabelTag
+from asfda.data.dicomweb import source as source_module
+from asfda.data.dicomweb.config import DicomwebConfig
+from asfda.data.dicomweb.errors import BadSeries, CacheFull, PacsUnavailable, SeriesGone
+from asfda.data.dicomweb.seg import read_seg
+from asfda.data.dicomweb.writeback import flush
+from asfda.data.leases import LeaseBook
+from asfda.io.volumes import Geometry, check_same_geometry, load_volume, reorient_to
+from asfda.loop.rank import rank_datastore
 from asfda.query.strategies import RankingOptions
-from asfda.ranking import rank_datastore
 from asfda.synth.anatomy import mni152
-from asfda.worker.leases import LeaseBook
 from asfda.worker.sample import make_sample_datastore
 from orthanc_helpers import OrthancProcess, ct_series
 from worker_helpers import free_port

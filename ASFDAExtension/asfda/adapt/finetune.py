@@ -18,7 +18,7 @@ from monai.transforms import Compose, RandCropByPosNegLabeld, RandFlipd, RandSpa
 from torch import nn
 from torch.nn.modules.batchnorm import _NormBase
 
-from asfda.inference import autocast
+from asfda.models.inference import autocast
 
 
 class Cancelled(Exception):

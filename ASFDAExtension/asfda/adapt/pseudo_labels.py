@@ -2,30 +2,22 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
 
 from asfda.adapt.finetune import TrainingItem
+from asfda.adapt.options import AdaptOptions
 from asfda.adapt.reliability import select_reliable
-from asfda.datastore import Datastore, LabelTag
-from asfda.imaging import save_label_volume
-from asfda.model_config import ModelConfig
-from asfda.preprocess import labels_to_original_space
+from asfda.data.datastore import Datastore, LabelTag
+from asfda.io.volumes import save_label_volume
+from asfda.models.config import ModelConfig
+from asfda.models.preprocess import labels_to_original_space
 from asfda.scoring.pool import CaseScorer, score_pool
 from asfda.scoring.stream import stream_cases
 
-if TYPE_CHECKING:
-    from asfda.adapt.pipeline import AdaptOptions
-
 ProgressFn = Callable[[str, int, int, Optional[float]], None]
-
-
-def pseudo_label(probs: torch.Tensor, voxel_confidence: float) -> Tuple[torch.Tensor, torch.Tensor]:
-    """(C, ...) probabilities -> (argmax label, boolean mask of voxels confident enough to train on)."""
-    top, label = probs.max(dim=0)
-    return label.to(torch.uint8), top >= voxel_confidence
 
 
 def pseudo_label_items(

@@ -16,13 +16,13 @@ from asfda.bench.anatomies import TASK_LABELS, load_anatomies
 from asfda.bench.dataset import Cohort, pool_cohort, source_cohort, target_cohort
 from asfda.bench.settings import BenchSettings
 from asfda.demo.source_model import as_item, demo_model_config, train_source_model
-from asfda.inference import ForwardResult, Predictor
-from asfda.model_config import ModelConfig
-from asfda.model_store import FeaturePrior, ReferenceStats
+from asfda.models.config import ModelConfig
+from asfda.models.inference import ForwardResult, Predictor
+from asfda.models.reference_stats import reference_stats_of
+from asfda.models.store import FeaturePrior, ReferenceStats
 from asfda.query.asd import ForegroundRule
 from asfda.query.dkd import KnowledgeSource
 from asfda.query.signals import CaseSignals, compute_signals
-from asfda.reference_stats import reference_stats_of
 from asfda.synth.anatomy import Anatomy
 
 
@@ -89,7 +89,7 @@ class BenchContext:
     def _brought_model(self, folder: Path):
         """A model version folder (config.json + weights.pt [+ feature_prior.npz]) as the source model. Its
         label set must match the task's; its DKD knowledge source is whatever the version carries."""
-        from asfda.model_store import ModelStore
+        from asfda.models.store import ModelStore
 
         loaded = ModelStore(folder.parent).load(folder.name)
         if loaded.config.labels != self.config.labels:
@@ -105,7 +105,7 @@ class BenchContext:
         with FileLock(str(path) + ".lock"):
             if not path.exists():
                 self._train_source_model(path, log)
-        from asfda.networks import build_network
+        from asfda.models.networks import build_network
 
         stored = torch.load(path, weights_only=False)
         network = build_network(self.config)
@@ -122,7 +122,7 @@ class BenchContext:
             f"training the source model on {len(cohort.subjects)} T1-like subjects of "
             f"{', '.join(sorted(set(cohort.anatomy.values())))} ..."
         )
-        from asfda.progress import console_progress
+        from asfda.core.progress import console_progress
 
         network, prior = train_source_model(
             cohort.subjects,

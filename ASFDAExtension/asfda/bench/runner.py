@@ -12,19 +12,19 @@ from typing import Dict, List, Tuple
 import numpy as np
 
 from asfda.adapt.finetune import FinetuneOptions
-from asfda.adapt.pipeline import AdaptOptions, adapt_datastore
 from asfda.adapt.reliability import ReliabilityOptions
 from asfda.adapt.validation_gate import GateOptions
 from asfda.bench.context import BenchContext, group_means
 from asfda.bench.spec import RunSpec
-from asfda.datastore import Datastore, LabelTag
+from asfda.data.datastore import Datastore, LabelTag
 from asfda.demo.data import write_images
 from asfda.demo.evaluate import by_severity, class_dice_per_subject
-from asfda.imaging import load_volume
+from asfda.io.volumes import load_volume
+from asfda.loop.adapt import AdaptOptions, adapt_datastore
+from asfda.loop.rank import rank_datastore
 from asfda.query.embedding import EmbeddingKind
 from asfda.query.selection import SelectionRule
 from asfda.query.strategies import RankingOptions, Strategy
-from asfda.ranking import rank_datastore
 
 
 def ranking_options(spec: RunSpec, k: int, seed: int) -> RankingOptions:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
 from asfda.bench.archives import apt_download, extract_deb, extract_wheel, pip_download
-from asfda.checksums import sha256_file
+from asfda.core.checksums import sha256_file
 
 
 @dataclass

@@ -8,7 +8,7 @@ from typing import Dict, List
 
 import numpy as np
 
-from asfda.imaging import save_float_volume, save_label_volume
+from asfda.io.volumes import save_float_volume, save_label_volume
 from asfda.synth.anatomy import Anatomy
 from asfda.synth.deform import random_subject
 from asfda.synth.shifts import apply_shift, sample_shift, source_like

@@ -11,8 +11,8 @@ from monai.networks.utils import one_hot
 
 from asfda.demo.data import Subject
 from asfda.demo.source_model import as_item
-from asfda.inference import Predictor
-from asfda.model_config import ModelConfig
+from asfda.models.config import ModelConfig
+from asfda.models.inference import Predictor
 
 SEVERITY_BANDS = (("mild", 0.0, 1 / 3), ("moderate", 1 / 3, 2 / 3), ("severe", 2 / 3, 1.01))
 

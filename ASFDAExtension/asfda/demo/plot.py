@@ -9,7 +9,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from asfda.datastore import Datastore  # noqa: E402
+from asfda.data.datastore import Datastore  # noqa: E402
 from asfda.demo.evaluate import dice_per_subject  # noqa: E402
 from asfda.query.strategies import Strategy  # noqa: E402
 

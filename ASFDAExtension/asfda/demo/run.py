@@ -12,15 +12,15 @@ from typing import Dict, List
 import numpy as np
 
 from asfda.adapt.finetune import FinetuneOptions
-from asfda.adapt.pipeline import AdaptOptions, adapt_datastore
 from asfda.adapt.validation_gate import GateOptions
-from asfda.datastore import Datastore, LabelTag
+from asfda.core.progress import console_progress
+from asfda.data.datastore import Datastore, LabelTag
 from asfda.demo.data import make_demo_data, write_images
 from asfda.demo.evaluate import by_severity, dice_per_subject
 from asfda.demo.source_model import demo_model_config, train_source_model
-from asfda.progress import console_progress
+from asfda.loop.adapt import AdaptOptions, adapt_datastore
+from asfda.loop.rank import rank_datastore
 from asfda.query.strategies import RankingOptions, Strategy
-from asfda.ranking import rank_datastore
 from asfda.synth.anatomy import mni152
 
 

@@ -9,10 +9,10 @@ import torch
 
 from asfda.adapt.finetune import FinetuneOptions, TrainingItem, finetune
 from asfda.demo.data import Subject
-from asfda.inference import Predictor
-from asfda.model_config import ModelConfig
-from asfda.model_store import FeaturePrior
-from asfda.networks import build_network
+from asfda.models.config import ModelConfig
+from asfda.models.inference import Predictor
+from asfda.models.networks import build_network
+from asfda.models.store import FeaturePrior
 
 
 def demo_model_config(labels, shape) -> ModelConfig:
@@ -26,7 +26,7 @@ def demo_model_config(labels, shape) -> ModelConfig:
 
 
 def as_item(subject: Subject, config: ModelConfig) -> TrainingItem:
-    from asfda.preprocess import intensity_transform
+    from asfda.models.preprocess import intensity_transform
 
     image = intensity_transform(config)(torch.as_tensor(subject.image[None], dtype=torch.float32))
     return TrainingItem(subject.case_id, torch.as_tensor(image), torch.as_tensor(subject.label[None].astype(np.int64)))

@@ -11,7 +11,6 @@ never copies a probability map to the host.
 from __future__ import annotations
 
 import enum
-import math
 from typing import Optional
 
 import numpy as np
@@ -20,6 +19,8 @@ import torch.nn.functional as F
 from scipy import ndimage
 from skimage.filters import threshold_otsu
 
+from asfda.models.voxel_maps import predicted_class, voxel_entropy
+
 OTSU_BINS = 256  # skimage's default, so the threshold matches threshold_otsu on the whole map
 
 
@@ -27,27 +28,6 @@ class ForegroundRule(str, enum.Enum):
     OTSU = "otsu"  # foreground probability above a per-volume Otsu threshold, near the predicted anatomy
     DILATED_ARGMAX = "dilated_argmax"  # predicted foreground, dilated by 2 voxels
     WHOLE_VOLUME = "whole_volume"  # ablation: no region at all
-
-
-def voxel_entropy(probs: torch.Tensor) -> torch.Tensor:
-    """(C, ...) probabilities -> (...) entropy normalised to [0, 1]."""
-    return torch.special.entr(probs).sum(dim=0) / math.log(probs.shape[0])  # entr: -p log p, 0 at p = 0
-
-
-# Above this many classes a channel loop costs more than torch's argmax, even on the CPU.
-CHANNEL_LOOP_MAX_CLASSES = 16
-
-
-def predicted_class(probs: torch.Tensor) -> torch.Tensor:
-    """argmax over the channel axis (first class wins ties); on the CPU a channel loop for few classes."""
-    if probs.device.type != "cpu" or probs.shape[0] > CHANNEL_LOOP_MAX_CLASSES:
-        return torch.argmax(probs, dim=0)
-    best, index = probs[0], torch.zeros(probs.shape[1:], dtype=torch.int64)
-    for c in range(1, probs.shape[0]):
-        better = probs[c] > best
-        best = torch.where(better, probs[c], best)
-        index.masked_fill_(better, c)
-    return index
 
 
 def dilate(mask: torch.Tensor, iterations: int) -> torch.Tensor:

@@ -7,7 +7,7 @@ from typing import List, Optional, Sequence
 import numpy as np
 import torch
 
-from asfda.query.asd import predicted_class
+from asfda.models.voxel_maps import predicted_class
 
 
 def class_entropies(

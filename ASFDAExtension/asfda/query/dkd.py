@@ -16,8 +16,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 from torch import nn
 
-from asfda.inference import ForwardResult, named_norm_layers_with_stats
-from asfda.model_store import FeaturePrior, ReferenceStats
+from asfda.models.inference import ForwardResult, named_norm_layers_with_stats
+from asfda.models.store import FeaturePrior, ReferenceStats
 
 LayerStats = Dict[str, Tuple[np.ndarray, np.ndarray]]  # norm layer name -> (channel means, channel variances)
 

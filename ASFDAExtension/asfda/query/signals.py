@@ -8,9 +8,10 @@ from typing import Callable, Dict, List, Optional
 import numpy as np
 import torch
 
-from asfda.inference import Predictor
-from asfda.model_store import FeaturePrior, ReferenceStats
-from asfda.query.asd import ForegroundRule, foreground_region, predicted_class, region_mean, voxel_entropy
+from asfda.models.inference import Predictor
+from asfda.models.store import FeaturePrior, ReferenceStats
+from asfda.models.voxel_maps import predicted_class, voxel_entropy
+from asfda.query.asd import ForegroundRule, foreground_region, region_mean
 from asfda.query.balanced import class_entropies
 from asfda.query.dkd import KnowledgeReference, KnowledgeSource, knowledge_reference, pool_mean_gaps
 

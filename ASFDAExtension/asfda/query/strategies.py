@@ -1,30 +1,20 @@
-"""Query strategies behind one interface: ASFDA (DKD+ASD) and the baselines it must beat."""
+"""Query strategies behind one interface: ASFDA (DKD+ASD) and the baselines it must beat.
+
+A strategy is one entry of REGISTRY; its name is in asfda.core.names.Strategy.
+"""
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass
-from typing import List, Optional
+from typing import Callable, Dict, List, Optional
 
 import numpy as np
 
+from asfda.core.names import Strategy
 from asfda.query.balanced import class_balanced_entropy, foreground_weighted_picks
 from asfda.query.embedding import EmbeddingKind, embed
 from asfda.query.selection import SelectionRule, fuse, k_center_greedy, rank_normalize, select
 from asfda.query.signals import CaseSignals
-
-
-class Strategy(str, enum.Enum):
-    ASFDA = "asfda"  # fused DKD + ASD with a coverage-aware selection rule
-    DKD = "dkd"
-    ASD = "asd"
-    RANDOM = "random"
-    ENTROPY = "entropy"  # whole-volume mean entropy, top-k
-    CORESET = "coreset"  # k-center greedy on the bottleneck feature
-    MC_DROPOUT = "mc_dropout"  # epistemic uncertainty from dropout passes, top-k
-    # Random, weighted by the model's predicted foreground fraction (never the truth)
-    FOREGROUND_RANDOM = "foreground_random"
-    BALANCED_ENTROPY = "balanced_entropy"  # mean over classes of the entropy inside each predicted class, top-k
 
 
 @dataclass
@@ -40,6 +30,10 @@ class RankingOptions:
     cold_start_medoid: bool = False
 
 
+Informativeness = Callable[[List[CaseSignals], "RankingOptions"], np.ndarray]
+Picks = Callable[..., List[int]]
+
+
 @dataclass
 class RankedCase:
     case_id: str
@@ -50,27 +44,91 @@ class RankedCase:
     selected: bool
 
 
-def informativeness(signals: List[CaseSignals], options: RankingOptions) -> np.ndarray:
-    strategy = Strategy(options.strategy)
-    dkd = np.array([s.dkd for s in signals])
-    asd = np.array([s.asd for s in signals])
-    if strategy == Strategy.ASFDA:
-        return fuse(dkd, asd, options.alpha)
-    if strategy == Strategy.DKD:
-        return rank_normalize(dkd)
-    if strategy == Strategy.ASD:
-        return rank_normalize(asd)
-    if strategy == Strategy.ENTROPY:
-        return np.array([s.entropy for s in signals])
-    if strategy == Strategy.BALANCED_ENTROPY:
-        return np.array([class_balanced_entropy(s.class_entropy) for s in signals])
-    if strategy == Strategy.FOREGROUND_RANDOM:
-        return np.array([s.foreground_fraction for s in signals])
-    if strategy == Strategy.MC_DROPOUT:
-        if any(s.epistemic is None for s in signals):
-            raise ValueError("mc_dropout ranking needs epistemic scores; compute them with the dropout passes")
-        return np.array([s.epistemic for s in signals])
+def _fused(signals: List[CaseSignals], options: RankingOptions) -> np.ndarray:
+    return fuse(np.array([s.dkd for s in signals]), np.array([s.asd for s in signals]), options.alpha)
+
+
+def _attribute(name: str, rank_normalised: bool = False) -> Informativeness:
+    def read(signals: List[CaseSignals], _options: RankingOptions) -> np.ndarray:
+        values = np.array([getattr(s, name) for s in signals])
+        return rank_normalize(values) if rank_normalised else values
+
+    return read
+
+
+def _balanced_entropy(signals: List[CaseSignals], _options: RankingOptions) -> np.ndarray:
+    return np.array([class_balanced_entropy(s.class_entropy) for s in signals])
+
+
+def _epistemic(signals: List[CaseSignals], _options: RankingOptions) -> np.ndarray:
+    if any(s.epistemic is None for s in signals):
+        raise ValueError("mc_dropout ranking needs epistemic scores; compute them with the dropout passes")
+    return np.array([s.epistemic for s in signals])
+
+
+def _nothing(signals: List[CaseSignals], _options: RankingOptions) -> np.ndarray:
     return np.zeros(len(signals))
+
+
+def _top_k(info, _pool, _labeled, k, _options, _reliability) -> List[int]:
+    return [int(i) for i in np.argsort(-info, kind="stable")[:k]]
+
+
+def _random_picks(info, pool, _labeled, k, options, _reliability) -> List[int]:
+    return [int(i) for i in np.random.default_rng(options.seed).permutation(len(pool))[:k]]
+
+
+def _foreground_random_picks(info, _pool, _labeled, k, options, _reliability) -> List[int]:
+    return foreground_weighted_picks(info, k, options.seed)
+
+
+def _coreset_picks(_info, pool, labeled, k, options, _reliability) -> List[int]:
+    space = embed(pool + labeled, EmbeddingKind.BOTTLENECK)
+    return k_center_greedy(space[: len(pool)], space[len(pool) :], k, options.seed)
+
+
+def _coverage_picks(info, pool, labeled, k, options, reliability) -> List[int]:
+    space = embed(pool + labeled, options.embedding)
+    return select(
+        info, space[: len(pool)], space[len(pool) :], k, options.rule, reliability, options.seed,
+        options.cold_start_medoid,
+    )
+
+
+@dataclass(frozen=True)
+class StrategyEntry:
+    """One query strategy: how informative each pool case is, how the k picks follow from that, and what
+    the pool needs first (a model pass for the signals; dropout passes for the epistemic score)."""
+
+    informativeness: Informativeness
+    picks: Picks
+    needs_model_pass: bool = True
+    needs_epistemic: bool = False
+    # Shown as the score: False for strategies whose order carries no information (random).
+    scores_mean_something: bool = True
+
+
+REGISTRY: Dict[Strategy, StrategyEntry] = {
+    Strategy.ASFDA: StrategyEntry(_fused, _coverage_picks),
+    Strategy.DKD: StrategyEntry(_attribute("dkd", rank_normalised=True), _coverage_picks),
+    Strategy.ASD: StrategyEntry(_attribute("asd", rank_normalised=True), _coverage_picks),
+    Strategy.RANDOM: StrategyEntry(_nothing, _random_picks, needs_model_pass=False, scores_mean_something=False),
+    Strategy.ENTROPY: StrategyEntry(_attribute("entropy"), _top_k),
+    Strategy.CORESET: StrategyEntry(_nothing, _coreset_picks),
+    Strategy.MC_DROPOUT: StrategyEntry(_epistemic, _top_k, needs_epistemic=True),
+    Strategy.FOREGROUND_RANDOM: StrategyEntry(_attribute("foreground_fraction"), _foreground_random_picks),
+    Strategy.BALANCED_ENTROPY: StrategyEntry(_balanced_entropy, _top_k),
+}
+
+
+def strategy_entry(strategy) -> StrategyEntry:
+    """The registry entry of a strategy name or enum member (ValueError for an unknown name)."""
+    return REGISTRY[Strategy(strategy)]
+
+
+def informativeness(signals: List[CaseSignals], options: RankingOptions) -> np.ndarray:
+    """Per-case informativeness of `signals` under `options.strategy` (higher: more worth a label)."""
+    return strategy_entry(options.strategy).informativeness(signals, options)
 
 
 def rank(
@@ -79,37 +137,26 @@ def rank(
     options: RankingOptions,
     reliability: Optional[np.ndarray] = None,
 ) -> List[RankedCase]:
-    """Order the whole pool: the k picks first (in pick order), then the rest by informativeness."""
+    """Order the whole pool: the k picks first (in pick order), then the rest by informativeness.
+
+    Args:
+        pool: signals of the unlabelled cases; labeled: signals of the cases with a clinician label.
+        options: strategy, budget k, seed and the selection rule's settings.
+        reliability: optional per-pool-case weights for the coverage rule.
+    Returns:
+        one RankedCase per pool case, rank 1 first; the first k are `selected`.
+    """
     if not pool:
         return []
-    strategy = Strategy(options.strategy)
-    info = informativeness(pool, options)
+    entry = strategy_entry(options.strategy)
+    info = entry.informativeness(pool, options)
     k = min(options.k, len(pool))
-    if strategy == Strategy.RANDOM:
-        order = list(np.random.default_rng(options.seed).permutation(len(pool)))
-        picks, info = order[:k], np.zeros(len(pool))
-    elif strategy == Strategy.FOREGROUND_RANDOM:
-        picks = foreground_weighted_picks(info, k, options.seed)
-    elif strategy == Strategy.CORESET:
-        space = embed(pool + labeled, EmbeddingKind.BOTTLENECK)
-        picks = k_center_greedy(space[: len(pool)], space[len(pool) :], k, options.seed)
-    elif strategy in (Strategy.ENTROPY, Strategy.MC_DROPOUT, Strategy.BALANCED_ENTROPY):
-        picks = [int(i) for i in np.argsort(-info, kind="stable")[:k]]
-    else:
-        space = embed(pool + labeled, options.embedding)
-        picks = select(
-            info,
-            space[: len(pool)],
-            space[len(pool) :],
-            k,
-            options.rule,
-            reliability,
-            options.seed,
-            options.cold_start_medoid,
-        )
+    picks = list(entry.picks(info, pool, labeled, k, options, reliability))
+    if not entry.scores_mean_something:
+        info = np.zeros(len(pool))
     rest = [int(i) for i in np.argsort(-info, kind="stable") if int(i) not in picks]
     ranked = []
-    for position, index in enumerate(list(picks) + rest):
+    for position, index in enumerate(picks + rest):
         signal = pool[index]
         ranked.append(
             RankedCase(signal.case_id, position + 1, float(info[index]), signal.dkd, signal.asd, position < k)

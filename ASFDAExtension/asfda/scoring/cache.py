@@ -15,9 +15,9 @@ from typing import Dict, Iterable, Optional
 
 import numpy as np
 
+from asfda.core.sqlite_db import connect
+from asfda.data.state import utc_now
 from asfda.query.signals import CaseSignals
-from asfda.sqlite_db import connect
-from asfda.state import utc_now
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS signals (

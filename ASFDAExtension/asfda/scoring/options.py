@@ -8,7 +8,7 @@ import os
 from dataclasses import dataclass
 from typing import Optional
 
-from asfda.inference import Precision, resolve_precision
+from asfda.models.inference import Precision, resolve_precision
 from asfda.query.asd import ForegroundRule
 from asfda.query.dkd import KnowledgeSource
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional
 
-from asfda.datastore import Datastore
-from asfda.errors import AsfdaError
-from asfda.inference import Predictor
-from asfda.model_store import LoadedModel
+from asfda.core.errors import AsfdaError
+from asfda.data.datastore import Datastore
+from asfda.models.inference import Predictor
+from asfda.models.store import LoadedModel
 from asfda.query.dkd import KnowledgeReference, knowledge_reference
 from asfda.query.signals import CaseSignals, fill_pool_mean_gaps, score_volume
 from asfda.scoring.cache import SignalCache, SignalKey

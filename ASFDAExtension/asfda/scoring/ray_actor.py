@@ -80,7 +80,7 @@ class CaseScoringActor:
     ):
         import torch
 
-        from asfda.model_store import ModelStore
+        from asfda.models.store import ModelStore
         from asfda.scoring.pool import CaseScorer
 
         torch.set_num_threads(max(1, int(threads)))
@@ -111,8 +111,8 @@ class CaseScoringActor:
         }
 
     def score(self, case_id: str, image: ImageInput) -> ScoredCase:
-        from asfda.imaging import load_volume
-        from asfda.preprocess import prepare_image
+        from asfda.io.volumes import load_volume
+        from asfda.models.preprocess import prepare_image
 
         started = time.perf_counter()
         unpacked = None

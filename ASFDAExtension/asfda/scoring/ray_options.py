@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass
 from typing import Mapping, Optional
 
-from asfda.errors import AsfdaError
+from asfda.core.errors import AsfdaError
 
 ADDRESS_ENV = "ASFDA_RAY_ADDRESS"  # how `asfda serve --ray` hands the address to its job processes
 

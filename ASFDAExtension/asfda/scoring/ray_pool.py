@@ -20,9 +20,9 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Deque, Dict, Iterator, List, Optional, Tuple
 
-from asfda.datastore import Datastore
-from asfda.errors import AsfdaError
-from asfda.inference import resolve_precision
+from asfda.core.errors import AsfdaError
+from asfda.data.datastore import Datastore
+from asfda.models.inference import resolve_precision
 from asfda.scoring.options import SIGNAL_FORMAT
 from asfda.scoring.pool import CaseScorer, PoolFill, PoolSignals, ProgressFn
 from asfda.scoring.ray_actor import CaseScoringActor, ImageInput, ScoredCase, ShippedFiles

@@ -9,7 +9,7 @@ from typing import Any, Dict, Iterator, List, Optional
 
 from monai.data import DataLoader, Dataset
 
-from asfda.model_config import ModelConfig
+from asfda.models.config import ModelConfig
 
 PREFETCH_PER_WORKER = 2
 
@@ -19,7 +19,7 @@ class StreamedCase:
     case_id: str
     image: Optional[Any]  # (1, X, Y, Z) MetaTensor in network space; None when the case could not be read
     error: Optional[str] = None
-    geometry: Optional[Any] = None  # asfda.imaging.Geometry of the image as stored
+    geometry: Optional[Any] = None  # asfda.io.volumes.Geometry of the image as stored
 
 
 class PreparedCases(Dataset):
@@ -35,9 +35,9 @@ class PreparedCases(Dataset):
         self._store = None
 
     def _transform(self, index: int) -> Dict[str, Any]:
-        from asfda.datastore import Datastore
-        from asfda.imaging import Geometry, load_volume
-        from asfda.preprocess import prepare_image
+        from asfda.data.datastore import Datastore
+        from asfda.io.volumes import Geometry, load_volume
+        from asfda.models.preprocess import prepare_image
 
         case_id = self.data[index]
         if self._store is None:

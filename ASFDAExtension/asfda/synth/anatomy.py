@@ -16,7 +16,7 @@ import nibabel as nib
 import numpy as np
 from scipy import ndimage
 
-from asfda.errors import ConfigError
+from asfda.core.errors import ConfigError
 
 
 @dataclass

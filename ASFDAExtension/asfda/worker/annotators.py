@@ -16,7 +16,7 @@ from typing import Dict, Optional
 
 from fastapi import HTTPException, Request
 
-from asfda.errors import ConfigError
+from asfda.core.errors import ConfigError
 
 ANNOTATOR_HEADER = "x-annotator"
 MIN_TOKEN_CHARS = 16

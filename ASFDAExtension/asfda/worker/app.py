@@ -11,9 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 import asfda
-from asfda.datastore import Datastore
-from asfda.dicomweb.errors import CacheFull, PacsUnavailable
-from asfda.errors import (
+from asfda.core.errors import (
     AsfdaError,
     CorruptImage,
     EmptyLabel,
@@ -23,11 +21,13 @@ from asfda.errors import (
     UnknownCase,
     UnknownLabelValues,
 )
+from asfda.data.datastore import Datastore
+from asfda.data.dicomweb.errors import CacheFull, PacsUnavailable
+from asfda.data.leases import LeaseBook, LeaseConflict
 from asfda.worker import routes_annotators, routes_cases, routes_dicomweb, routes_jobs, routes_models
 from asfda.worker.auth import BearerTokenMiddleware
 from asfda.worker.context import Worker
 from asfda.worker.jobstore import JobStore, one_line
-from asfda.worker.leases import LeaseBook, LeaseConflict
 from asfda.worker.limits import BodySizeLimitMiddleware
 from asfda.worker.recovery import lock_datastore, recover
 from asfda.worker.runner import JobRunner

@@ -9,12 +9,12 @@ from typing import Annotated, Optional, Tuple
 
 from fastapi import Depends, HTTPException, Request
 
-from asfda.case_ids import validate_case_id
-from asfda.datastore import Datastore
-from asfda.errors import UnknownCase
-from asfda.model_config import ModelConfig
+from asfda.core.case_ids import validate_case_id
+from asfda.core.errors import UnknownCase
+from asfda.data.datastore import Datastore
+from asfda.data.leases import LeaseBook
+from asfda.models.config import ModelConfig
 from asfda.worker.jobstore import JobStore
-from asfda.worker.leases import LeaseBook
 from asfda.worker.runner import JobRunner
 from asfda.worker.settings import WorkerSettings
 

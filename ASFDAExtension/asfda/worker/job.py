@@ -60,8 +60,8 @@ def _redirect_output(path: Path) -> None:
 
 
 def run_job(datastore: Path, job_id: str, device: str) -> int:
-    from asfda.datastore import Datastore
-    from asfda.errors import AsfdaError
+    from asfda.core.errors import AsfdaError
+    from asfda.data.datastore import Datastore
     from asfda.worker.jobstore import JobStore, one_line
     from asfda.worker.tasks import TASKS, ProgressReporter
 
@@ -100,9 +100,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     _watch_parent(args.parent_pid)
     _lower_priority()
     # Warm up: the heavy imports happen before the job id arrives.
-    import asfda.adapt.pipeline  # noqa: F401
-    import asfda.predict  # noqa: F401
-    import asfda.ranking  # noqa: F401
+    import asfda.loop.adapt  # noqa: F401
+    import asfda.loop.infer  # noqa: F401
+    import asfda.loop.rank  # noqa: F401
 
     job_id = args.job_id or sys.stdin.readline().strip()
     if not job_id:  # stdin closed: the worker is shutting down or no longer needs a spare

@@ -88,7 +88,7 @@ def summarise(name: str, latencies: Dict[str, List[float]]) -> List[str]:
 
 def _prepare(datastore: Path) -> Optional[Dict[str, Path]]:
     """Make a sample datastore when `datastore` has no model; returns label files to upload (or None)."""
-    from asfda.model_store import ModelStore
+    from asfda.models.store import ModelStore
     from asfda.worker.sample import make_sample_datastore, write_labels
 
     if (datastore / "models").exists() and ModelStore(datastore / "models").active_version():

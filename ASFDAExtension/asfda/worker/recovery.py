@@ -7,8 +7,8 @@ import os
 from pathlib import Path
 from typing import IO, List
 
-from asfda.datastore import Datastore, LabelTag
-from asfda.errors import AsfdaError
+from asfda.core.errors import AsfdaError
+from asfda.data.datastore import Datastore, LabelTag
 from asfda.worker.jobstore import JobStore
 from asfda.worker.processes import is_job_child, kill_tree
 

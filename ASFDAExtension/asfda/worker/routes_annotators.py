@@ -6,10 +6,10 @@ from typing import Annotated, Any, Dict, List, Optional
 
 from fastapi import APIRouter, HTTPException, Query, Request
 
+from asfda.data.leases import DEFAULT_LEASE_S, Lease
 from asfda.worker import worklist as worklist_queries
 from asfda.worker.annotators import require_annotator, token_annotator
 from asfda.worker.context import Worker, WorkerDep
-from asfda.worker.leases import DEFAULT_LEASE_S, Lease
 from asfda.worker.schemas import AuditEvent, LeaseReply
 
 router = APIRouter(tags=["annotators"])

@@ -10,8 +10,8 @@ from fastapi import APIRouter, BackgroundTasks, HTTPException, Query, Request, R
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
 
-from asfda.datastore import LabelTag
-from asfda.imaging import NIFTI_SUFFIXES, load_volume, volume_suffix
+from asfda.data.datastore import LabelTag
+from asfda.io.volumes import NIFTI_SUFFIXES, load_volume, volume_suffix
 from asfda.worker import routes_dicomweb
 from asfda.worker import worklist as worklist_queries
 from asfda.worker.annotators import request_annotator

@@ -19,7 +19,7 @@ _FLUSH_LOCK = threading.Lock()  # one write-back pass at a time (a timer and a r
 
 
 def dicomweb_source(worker: Worker):
-    from asfda.dicomweb.source import DicomwebSource
+    from asfda.data.dicomweb.source import DicomwebSource
 
     source = worker.store.image_source
     return source if isinstance(source, DicomwebSource) else None
@@ -33,7 +33,7 @@ def _require(worker: Worker):
 
 
 def flush_segs(worker: Worker) -> List[Dict[str, Any]]:
-    from asfda.dicomweb.writeback import flush
+    from asfda.data.dicomweb.writeback import flush
 
     source = dicomweb_source(worker)
     if source is None:

@@ -13,7 +13,7 @@ import threading
 from pathlib import Path
 from typing import Any, Dict, Optional
 
-from asfda.model_store import ModelStore
+from asfda.models.store import ModelStore
 from asfda.worker.job import EXIT_OK, EXIT_YIELDED, log_path
 from asfda.worker.jobstore import CANCELLED, FAILED, RUNNING, SUCCEEDED, JobStore
 from asfda.worker.processes import kill_tree, log_tail, spawn_child

@@ -8,9 +8,9 @@ from typing import Dict, List, Optional
 import nibabel as nib
 import numpy as np
 
-from asfda.datastore import Datastore
-from asfda.model_config import ModelConfig
-from asfda.networks import build_network
+from asfda.data.datastore import Datastore
+from asfda.models.config import ModelConfig
+from asfda.models.networks import build_network
 
 TINY_UNET = {"channels": [4, 8], "strides": [2], "num_res_units": 0, "norm": "batch"}
 

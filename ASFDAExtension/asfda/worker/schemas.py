@@ -6,9 +6,10 @@ from typing import Any, Dict, List, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field
 
-StrategyName = Literal[
-    "asfda", "dkd", "asd", "random", "entropy", "coreset", "mc_dropout", "foreground_random", "balanced_entropy"
-]
+from asfda.core.names import strategy_names
+
+# Read from the one list of strategies (asfda.core.names), so a new strategy needs no edit here.
+StrategyName = Literal[tuple(strategy_names())]  # type: ignore[valid-type]
 JobKind = Literal["rank", "adapt", "infer"]
 JobState = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 CaseStatus = Literal["unlabeled", "final", "pseudo"]

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Optional
 
-from asfda.errors import AsfdaError
+from asfda.core.errors import AsfdaError
 
 DEFAULT_PORT = 8765
 DEFAULT_MAX_UPLOAD_MB = 512  # an uncompressed 512^3 uint8 labelmap is 128 MiB; leave room for int16 and NRRD

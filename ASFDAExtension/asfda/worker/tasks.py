@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any, Callable, Dict, Optional
 
-from asfda.datastore import Datastore
+from asfda.data.datastore import Datastore
 from asfda.worker.jobstore import JobStore
 
 # Progress rows are written at most this often (plus at every phase change and at the end of a phase).
@@ -36,8 +36,8 @@ class ProgressReporter:
 
 
 def run_infer(store: Datastore, params: Dict[str, Any], device: str, progress: ProgressReporter) -> Dict[str, Any]:
-    from asfda.inference import Predictor
-    from asfda.predict import predict_case
+    from asfda.loop.infer import predict_case
+    from asfda.models.inference import Predictor
 
     progress("infer", 0, 1)
     model = store.models.load(device=device)
@@ -58,8 +58,8 @@ def scoring_options(params: Dict[str, Any]):
 
 
 def run_rank(store: Datastore, params: Dict[str, Any], device: str, progress: ProgressReporter) -> Dict[str, Any]:
+    from asfda.loop.rank import rank_pool
     from asfda.query.strategies import RankingOptions, Strategy
-    from asfda.ranking import rank_pool
     from asfda.worker.jobstore import PRIORITY
 
     strategy = Strategy(params["strategy"])
@@ -106,8 +106,8 @@ def ray_pool_scorer():
 
 def run_adapt(store: Datastore, params: Dict[str, Any], device: str, progress: ProgressReporter) -> Dict[str, Any]:
     from asfda.adapt.finetune import FinetuneOptions
-    from asfda.adapt.pipeline import AdaptOptions, adapt_datastore
     from asfda.adapt.validation_gate import GateOptions
+    from asfda.loop.adapt import AdaptOptions, adapt_datastore
 
     finetune = FinetuneOptions(seed=int(params.get("seed", 0)))
     gate = GateOptions()

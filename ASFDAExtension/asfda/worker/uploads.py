@@ -13,10 +13,10 @@ from fastapi import HTTPException, Request
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 
-from asfda.datastore import Datastore, LabelTag
-from asfda.imaging import volume_suffix
-from asfda.label_files import submit_label_file
-from asfda.model_config import ModelConfig
+from asfda.data.datastore import Datastore, LabelTag
+from asfda.data.label_files import submit_label_file
+from asfda.io.volumes import volume_suffix
+from asfda.models.config import ModelConfig
 
 # MONAI's cached readers are shared objects; reading volumes one at a time keeps them safe across threads.
 VOLUME_IO_LOCK = threading.Lock()

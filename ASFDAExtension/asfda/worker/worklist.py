@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Optional
 
-from asfda.datastore import Datastore
-from asfda.state import ScoreRecord
-from asfda.worker.leases import lease_fields
+from asfda.data.datastore import Datastore
+from asfda.data.leases import lease_fields
+from asfda.data.state import ScoreRecord
 
 
 def _score_fields(record: Optional[ScoreRecord], active: Optional[str]) -> Dict[str, Any]:

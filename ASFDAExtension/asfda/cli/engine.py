@@ -1,0 +1,189 @@
+"""Engine commands: rank, infer, adapt."""
+
+from __future__ import annotations
+
+import sys
+
+from asfda.cli.common import add_command, add_datastore, add_json, add_threads, fmt, print_json
+from asfda.core.names import strategy_names
+from asfda.core.progress import console_progress
+
+# Written out so that `asfda --help` does not import torch; a test keeps it equal to GateOptions' default.
+GATE_DECIDES_FROM = 11
+# Torch-free names, so `asfda --help` stays fast.
+STRATEGIES = strategy_names()
+
+
+def add_parser(subparsers) -> None:
+    p = add_command(
+        subparsers,
+        "rank",
+        "score unlabeled cases and print the ranked worklist",
+        "Score every case without a clinician label with the active model and rank them; the first --k are "
+        "picked for annotation. The ranking is stored in the datastore (the worker and Slicer show it).",
+    )
+    add_datastore(p)
+    p.add_argument("--strategy", default="asfda", choices=STRATEGIES, help="query strategy")
+    p.add_argument("--k", type=int, default=4, help="annotation budget: how many cases to pick")
+    p.add_argument("--seed", type=int, default=0, help="seed of the strategies that draw at random")
+    add_json(p, "the ranking (one object per case)")
+    add_threads(p)
+    p.add_argument(
+        "--ray",
+        metavar="ADDRESS",
+        help="score on a Ray cluster: auto, local (start one here, CPUs only) or ray://HOST:PORT; "
+        "settings in ASFDA_RAY_* (docs/worker.md)",
+    )
+    p.set_defaults(func=run_rank)
+
+    p = add_command(subparsers, "infer", "predict cases with the active model (written to labels/prediction/)")
+    add_datastore(p)
+    p.add_argument("cases", nargs="*", help="case ids (default: all)")
+    add_threads(p)
+    p.set_defaults(func=run_infer)
+
+    p = add_command(
+        subparsers,
+        "adapt",
+        "fine-tune on clinician labels + reliable pseudo-labels; publishes a new active version",
+        "Fine-tune the active model on the clinician labels in labels/final/ (add them with `asfda label "
+        "submit`) plus reliable, masked pseudo-labels of unlabeled cases, and publish the result as a new "
+        "active version whose parent is the old one (`asfda model activate` rolls back).",
+    )
+    add_datastore(p)
+    p.add_argument("--steps", type=int, default=80, help="fine-tuning steps (one random crop batch each)")
+    p.add_argument("--no-pseudo", action="store_true", help="train on clinician labels only")
+    p.add_argument("--seed", type=int, default=0, help="seed of crop sampling, augmentation and batch order")
+    p.add_argument(
+        "--gate-decide-from",
+        dest="gate_decide_from",
+        type=int,
+        default=GATE_DECIDES_FROM,
+        metavar="N",
+        help="with fewer clinician labels the validation gate's k-fold verdict is reported, not enforced "
+        f"(0: always enforced) [{GATE_DECIDES_FROM}]",
+    )
+    add_threads(p)
+    p.set_defaults(func=run_adapt)
+
+
+def check_labels_on_disk(store) -> None:
+    """Validate label files put into labels/final/ by hand before anything trains or ranks with them."""
+    from asfda.data.label_files import check_final_labels
+    from asfda.models.config import ModelConfig
+
+    version = store.models.active_version()
+    if version is None:
+        return  # the command itself reports the missing model
+    config = ModelConfig.load(store.models.root / version / "config.json")
+    for case_id in check_final_labels(store, config):
+        print(f"checked and recorded label found in labels/final/ for case {case_id}", file=sys.stderr, flush=True)
+
+
+def rank_rows(ranked, version: str) -> list:
+    return [
+        {
+            "rank": r.rank,
+            "case_id": r.case_id,
+            "score": r.score,
+            "dkd": r.dkd,
+            "asd": r.asd,
+            "selected": bool(r.selected),
+            "model_version": version,
+            "knowledge_source": getattr(r, "knowledge_source", None),
+        }
+        for r in ranked
+    ]
+
+
+def run_rank(args) -> int:
+    from asfda.data.datastore import Datastore
+    from asfda.loop.rank import rank_pool
+    from asfda.query.strategies import RankingOptions
+
+    store = Datastore(args.datastore, create=False)
+    check_labels_on_disk(store)
+    pool_scorer = None
+    if args.ray:
+        from asfda.scoring.ray_options import RayOptions
+        from asfda.scoring.ray_pool import RayPoolScorer
+
+        pool_scorer = RayPoolScorer(RayOptions.from_env(args.ray).check_installed())
+    ranked = rank_pool(
+        store,
+        RankingOptions(strategy=args.strategy, k=args.k, seed=args.seed),
+        args.device,
+        progress=console_progress("rank"),
+        pool_scorer=pool_scorer,
+    ).ranked
+    if pool_scorer is not None:
+        print(pool_scorer.report.summary(), file=sys.stderr)
+    rows = rank_rows(ranked, store.models.active_version())
+    stored = store.state.scores(args.strategy)
+    source = stored[0].knowledge_source if stored else None  # what DKD measured against, for every case
+    for row in rows:
+        row["knowledge_source"] = source
+    if args.json:
+        print_json(rows)
+        return 0
+    version = store.models.active_version()
+    knowledge = f" DKD knowledge source: {source}" if source else ""
+    print(f"{'rank':>4}  {'case':<24} {'DKD':>9} {'ASD':>7} {'score':>7}  pick   (model {version}){knowledge}")
+    for r in rows:
+        print(
+            f"{r['rank']:>4}  {r['case_id']:<24} {fmt(r['dkd'], '9.4f', 9)} {fmt(r['asd'], '7.4f', 7)} "
+            f"{r['score']:7.4f}  {'*' if r['selected'] else ''}"
+        )
+    return 0
+
+
+def run_infer(args) -> int:
+    from asfda.data.datastore import Datastore
+    from asfda.loop.infer import predict_case
+    from asfda.models.inference import Predictor
+
+    store = Datastore(args.datastore, create=False)
+    cases = args.cases or store.case_ids()
+    for case_id in cases:  # refuse bad ids before spending time on the model
+        store.image_path(case_id)
+    model = store.models.load(device=args.device)
+    predictor = Predictor(model.network, model.config, args.device)
+    bar = console_progress("infer")
+    for index, case_id in enumerate(cases):
+        path = predict_case(store, case_id, model, predictor)
+        bar(index + 1, len(cases))
+        print(path)
+    return 0
+
+
+def run_adapt(args) -> int:
+    from asfda.adapt.finetune import FinetuneOptions
+    from asfda.adapt.validation_gate import GateOptions
+    from asfda.data.datastore import Datastore
+    from asfda.loop.adapt import AdaptOptions, adapt_datastore
+
+    store = Datastore(args.datastore, create=False)
+    check_labels_on_disk(store)
+    result = adapt_datastore(
+        store,
+        AdaptOptions(
+            FinetuneOptions(steps=args.steps, seed=args.seed),
+            use_pseudo_labels=not args.no_pseudo,
+            gate=GateOptions(decide_from_labels=args.gate_decide_from),
+        ),
+        args.device,
+        progress=console_progress("adapt"),
+    )
+    if result.activated:
+        print(f"new active model {result.version} (parent {result.parent}); {result.gate.get('reason', '')}")
+    else:
+        print(
+            f"model {result.version} published INACTIVE ({result.gate.get('reason', '')}); "
+            f"{result.parent} stays active; to use it anyway: asfda model activate --version {result.version}"
+        )
+    print(f"pseudo-labelled cases: {len(result.pseudo_cases)}")
+    print(
+        "metrics: "
+        + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in result.metrics.items())
+    )
+    return 0

@@ -1,0 +1,150 @@
+"""A datastore is a folder: images, labels by tag, models and the state database."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import numpy as np
+
+from asfda.core.case_ids import validate_case_id
+from asfda.core.errors import DatastoreNotFound, EmptyLabel, UnknownCase, UnknownLabelValues
+from asfda.core.names import LabelTag
+from asfda.data.state import LabelRecord, StateDB, utc_now
+from asfda.io.volumes import (
+    IMAGE_SUFFIXES,
+    Geometry,
+    check_same_geometry,
+    load_volume,
+    reorient_to,
+    save_label_volume,
+    strip_volume_suffix,
+    volume_suffix,
+)
+from asfda.models.store import ModelStore
+
+
+def configured_image_source(root: Path):
+    """The image source saved in the datastore (dicomweb.json), so every process opening it agrees."""
+    if not (Path(root) / "dicomweb.json").exists():
+        return None
+    from asfda.data.dicomweb.source import load_source
+
+    return load_source(root)
+
+
+class Datastore:
+    def __init__(self, root: Path, create: bool = True, image_source=None):
+        self.root = Path(root)
+        if not self.root.exists() and not create:
+            raise DatastoreNotFound(f"datastore {self.root} does not exist")
+        self.images_dir.mkdir(parents=True, exist_ok=True)
+        for tag in LabelTag:
+            self.label_dir(tag).mkdir(parents=True, exist_ok=True)
+        self.models = ModelStore(self.root / "models")
+        self.state = StateDB(self.root / "asfda.db")
+        self._geometries: Dict[tuple, Geometry] = {}
+        # Pluggable image source (case_ids + image_path), e.g. a PACS (asfda.data.dicomweb); None: images/.
+        self.image_source = image_source if image_source is not None else configured_image_source(self.root)
+
+    @property
+    def images_dir(self) -> Path:
+        return self.root / "images"
+
+    def label_dir(self, tag: LabelTag) -> Path:
+        return self.root / "labels" / LabelTag(tag).value
+
+    def case_ids(self) -> List[str]:
+        if self.image_source is not None:
+            return self.image_source.case_ids()
+        ids = []
+        for path in sorted(self.images_dir.iterdir()):
+            if path.name.startswith("."):
+                continue
+            if path.is_dir() or volume_suffix(path):
+                ids.append(strip_volume_suffix(path))
+        return ids
+
+    def image_path(self, case_id: str) -> Path:
+        validate_case_id(case_id)
+        if self.image_source is not None:
+            return self.image_source.image_path(case_id)
+        folder = self.images_dir / case_id
+        if folder.is_dir():
+            return folder
+        for suffix in IMAGE_SUFFIXES:
+            path = self.images_dir / f"{case_id}{suffix}"
+            if path.exists():
+                return path
+        raise UnknownCase(f"case {case_id!r} is not in the datastore")
+
+    def image_fingerprint(self, case_id: str) -> str:
+        """Changes whenever the image's bytes may have changed (see asfda.core.file_identity)."""
+        if self.image_source is not None and hasattr(self.image_source, "fingerprint"):
+            return self.image_source.fingerprint(case_id)
+        from asfda.core.file_identity import file_fingerprint
+
+        return file_fingerprint(self.image_path(case_id))
+
+    def label_path(self, case_id: str, tag: LabelTag) -> Path:
+        validate_case_id(case_id)
+        return self.label_dir(tag) / f"{case_id}.nii.gz"
+
+    def has_label(self, case_id: str, tag: LabelTag) -> bool:
+        return self.label_path(case_id, tag).exists()
+
+    def geometry(self, case_id: str) -> Geometry:
+        """Read once per image version in this process: saving a label checks it several times."""
+        key = (case_id, self.image_fingerprint(case_id))
+        found = self._geometries.get(key)
+        if found is None:
+            found = self._geometries[key] = Geometry.of(load_volume(self.image_path(case_id)))
+        return found
+
+    def remember_geometry(self, case_id: str, geometry: Geometry) -> None:
+        """Geometry a reader already had in hand (e.g. a DataLoader process), so it is not read again here."""
+        self._geometries[(case_id, self.image_fingerprint(case_id))] = geometry
+
+    def save_label(
+        self,
+        case_id: str,
+        tag: LabelTag,
+        labels: np.ndarray,
+        affine: np.ndarray,
+        allowed_values: List[int],
+        author: Optional[str] = None,
+        model_version: Optional[str] = None,
+        extra: Optional[Dict] = None,
+        require_foreground: bool = True,
+    ) -> LabelRecord:
+        """Validate a label against its image and the model's values, then store it atomically."""
+        image_geometry = self.geometry(case_id)
+        labels, affine = reorient_to(np.asarray(labels), np.asarray(affine), image_geometry)
+        check_same_geometry(image_geometry, Geometry(tuple(labels.shape), np.asarray(affine)))
+        values = validate_label_values(labels, allowed_values, require_foreground)
+        save_label_volume(self.label_path(case_id, tag), labels, image_geometry.affine)
+        record = LabelRecord(
+            case_id, LabelTag(tag).value, author, utc_now(), model_version, {"label_values": values, **(extra or {})}
+        )
+        self.state.record_label(record)
+        return record
+
+    def case_status(self, case_id: str) -> str:
+        if self.has_label(case_id, LabelTag.FINAL):
+            return "final"
+        if self.has_label(case_id, LabelTag.PSEUDO):
+            return "pseudo"
+        return "unlabeled"
+
+
+def validate_label_values(labels: np.ndarray, allowed_values: List[int], require_foreground: bool = True) -> List[int]:
+    if not np.issubdtype(labels.dtype, np.integer):
+        if not np.all(np.equal(np.mod(labels, 1), 0)):
+            raise UnknownLabelValues("label volume holds non-integer values")
+    values = sorted(int(v) for v in np.unique(labels))
+    unknown = [v for v in values if v not in allowed_values]
+    if unknown:
+        raise UnknownLabelValues(f"label values {unknown} are not model labels {sorted(allowed_values)}")
+    if require_foreground and values == [0]:
+        raise EmptyLabel("label volume is empty (background only)")
+    return values

@@ -1,0 +1,23 @@
+"""One-line errors for one case of a DICOMweb datastore; the rest of the pool goes on."""
+
+from asfda.core.errors import AsfdaError, CorruptImage, UnknownCase
+
+
+class PacsUnavailable(AsfdaError):
+    """The PACS is down, too slow, or refused our credentials (HTTP 503 from the worker)."""
+
+
+class SeriesGone(UnknownCase):
+    """The series was listed but the PACS no longer has it."""
+
+
+class BadSeries(CorruptImage):
+    """Mixed geometry, missing slices or no pixel data: not one regular volume."""
+
+
+class CacheFull(AsfdaError):
+    """The local series cache cannot make room (everything else is in use)."""
+
+
+class SegRejected(AsfdaError):
+    """The PACS refused a SEG; the label stays local and the upload is retried."""

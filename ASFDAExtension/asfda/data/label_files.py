@@ -1,0 +1,116 @@
+"""Clinician label files: the checks every way in shares (worker upload, `asfda label submit`, files found on disk).
+
+A label file must read as a 3D NIfTI/NRRD volume, lie on its image's grid (after reorientation), hold only the
+model's label values and, unless told otherwise, some foreground. Files a user copied into `labels/final/`
+themselves get the same checks before anything uses them.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import List, Optional
+
+import numpy as np
+
+from asfda.core.case_ids import validate_case_id
+from asfda.core.errors import AsfdaError, CorruptImage, UnknownCase
+from asfda.data.datastore import Datastore, LabelTag
+from asfda.data.state import LabelRecord
+from asfda.io.volumes import load_volume, strip_volume_suffix, volume_suffix
+from asfda.models.config import ModelConfig
+
+CANONICAL_SUFFIX = ".nii.gz"
+# A recorded file changed this long after its record was written was replaced by hand: check it again.
+RECORD_CLOCK_SLACK_S = 2.0
+
+
+class LabelFileError(AsfdaError):
+    """A label file on disk or given by a user fails a check; the message names the file."""
+
+
+def submit_label_file(
+    store: Datastore,
+    case_id: str,
+    path: Path,
+    config: ModelConfig,
+    author: Optional[str] = None,
+    model_version: Optional[str] = None,
+    require_foreground: bool = True,
+    extra: Optional[dict] = None,
+) -> LabelRecord:
+    """Validate a label file against the case's image and the model's labels, then store it atomically."""
+    path = Path(path)
+    if path.is_dir():
+        raise CorruptImage(f"{path.name}: a label must be one NIfTI or NRRD file, not a folder")
+    volume = load_volume(path)
+    labels = volume.detach().cpu().numpy()
+    affine = volume.affine.detach().cpu().numpy().astype(np.float64)
+    return store.save_label(
+        case_id,
+        LabelTag.FINAL,
+        labels,
+        affine,
+        config.label_values,
+        author=author,
+        model_version=model_version,
+        extra=extra,
+        require_foreground=require_foreground,
+    )
+
+
+def _changed_since_recorded(path: Path, record: LabelRecord) -> bool:
+    try:
+        recorded = datetime.fromisoformat(record.created).timestamp()
+    except ValueError:
+        return True
+    return path.stat().st_mtime > recorded + RECORD_CLOCK_SLACK_S
+
+
+def unchecked_final_labels(store: Datastore) -> List[Path]:
+    """Entries of labels/final/ that no submission wrote: unrecorded, renamed, or replaced by hand."""
+    records = {r.case_id: r for r in store.state.labels(LabelTag.FINAL.value)}
+    found = []
+    for path in sorted(store.label_dir(LabelTag.FINAL).iterdir()):
+        if path.name.startswith("."):  # temporary files of atomic writes
+            continue
+        record = records.get(strip_volume_suffix(path))
+        canonical = path.is_file() and volume_suffix(path) == CANONICAL_SUFFIX
+        if canonical and record is not None and not _changed_since_recorded(path, record):
+            continue
+        found.append(path)
+    return found
+
+
+def check_final_labels(store: Datastore, config: ModelConfig) -> List[str]:
+    """Validate unchecked files in labels/final/ and record the good ones (as CASE.nii.gz).
+
+    Returns the case ids taken in. The first bad file stops with a one-line LabelFileError naming it, so
+    nothing trains on a label that the upload route would have refused.
+    """
+    taken = []
+    folder = store.label_dir(LabelTag.FINAL)
+    where = f"labels/{LabelTag.FINAL.value}"
+    for path in unchecked_final_labels(store):
+        shown = f"{where}/{path.name}"
+        suffix = volume_suffix(path)
+        if path.is_dir() or not suffix:
+            raise LabelFileError(
+                f"{shown}: not a label file (expected CASE.nii.gz, .nii or .nrrd; add labels with `asfda label submit`)"
+            )
+        case_id = strip_volume_suffix(path)
+        if suffix != CANONICAL_SUFFIX and (folder / f"{case_id}{CANONICAL_SUFFIX}").exists():
+            raise LabelFileError(f"{shown}: case {case_id!r} also has {case_id}{CANONICAL_SUFFIX}; keep one of them")
+        try:
+            validate_case_id(case_id)
+            store.image_path(case_id)
+            submit_label_file(store, case_id, path, config, extra={"found_on_disk": path.name})
+        except UnknownCase:
+            raise LabelFileError(f"{shown}: no image for case {case_id!r} in images/") from None
+        except AsfdaError as exc:
+            cause = str(exc).removeprefix(f"{path.name}: ")
+            raise LabelFileError(f"{shown}: {cause}") from None
+        if suffix != CANONICAL_SUFFIX:
+            path.unlink()  # its validated copy now lives at labels/final/CASE.nii.gz
+        taken.append(case_id)
+    return taken

@@ -1,0 +1,97 @@
+"""Rank a datastore's unlabelled cases with the active model and store the worklist."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional
+
+import numpy as np
+
+from asfda.data.datastore import Datastore
+from asfda.data.state import ScoreRecord, utc_now
+from asfda.query.strategies import RankedCase, RankingOptions, Strategy, rank
+from asfda.scoring.options import ScoringOptions
+from asfda.scoring.pool import CaseScorer, PoolSignals, add_epistemic, score_pool
+
+# MONAI Label's epistemic scoring default number of dropout samples.
+MC_DROPOUT_SAMPLES = 5
+
+ProgressFn = Callable[[str, int, int], None]
+
+
+@dataclass
+class RankOutcome:
+    ranked: List[RankedCase]
+    model_version: str
+    errors: Dict[str, str] = field(default_factory=dict)  # cases left out of the ranking, with the reason
+    scored: int = 0  # cases whose signals were computed by this rank
+    cached: int = 0  # cases whose signals came from the cache
+
+
+def _random_order(pool_ids: List[str], options: RankingOptions) -> List[RankedCase]:
+    """Random selection needs no signal at all: no pass over the pool."""
+    order = np.random.default_rng(options.seed).permutation(len(pool_ids))
+    k = min(options.k, len(pool_ids))
+    return [RankedCase(pool_ids[i], n + 1, 0.0, None, None, n < k) for n, i in enumerate(order)]
+
+
+def rank_pool(
+    store: Datastore,
+    options: RankingOptions,
+    device: str = "cpu",
+    progress: Optional[ProgressFn] = None,
+    scoring: Optional[ScoringOptions] = None,
+    should_yield: Optional[Callable[[], bool]] = None,
+    pool_scorer: Optional[Callable[..., PoolSignals]] = None,  # score_pool's shape, e.g. scoring.ray_pool's
+) -> RankOutcome:
+    model = store.models.load(device=device)
+    strategy = Strategy(options.strategy)
+    case_ids = store.case_ids()
+    labeled_ids = [c for c in case_ids if store.case_status(c) == "final"]
+    pool_ids = [c for c in case_ids if c not in set(labeled_ids)]
+    knowledge_source = None  # what DKD measured against; random scores nothing
+    if strategy == Strategy.RANDOM:
+        outcome = RankOutcome(_random_order(pool_ids, options), model.version)
+    else:
+        scorer = CaseScorer(model, device, scoring or ScoringOptions())
+        signals = (pool_scorer or score_pool)(store, scorer, pool_ids + labeled_ids, progress, should_yield)
+        if strategy == Strategy.MC_DROPOUT:
+            add_epistemic(store, scorer, signals, MC_DROPOUT_SAMPLES, progress)
+        pool = [signals.signals[c] for c in pool_ids if c in signals.signals]
+        labeled = [signals.signals[c] for c in labeled_ids if c in signals.signals]
+        outcome = RankOutcome(
+            rank(pool, labeled, options), model.version, signals.errors, signals.scored, signals.cached
+        )
+        knowledge_source = next((s.knowledge_source for s in signals.signals.values()), None)
+    run_id, now = uuid.uuid4().hex[:12], utc_now()
+    store.state.replace_scores(
+        strategy.value,
+        [
+            ScoreRecord(
+                r.case_id,
+                strategy.value,
+                model.version,
+                r.dkd,
+                r.asd,
+                r.score,
+                r.rank,
+                r.selected,
+                now,
+                run_id,
+                knowledge_source,
+            )
+            for r in outcome.ranked
+        ],
+    )
+    return outcome
+
+
+def rank_datastore(
+    store: Datastore,
+    options: RankingOptions,
+    device: str = "cpu",
+    progress: Optional[ProgressFn] = None,
+    scoring: Optional[ScoringOptions] = None,
+) -> List[RankedCase]:
+    return rank_pool(store, options, device, progress, scoring).ranked

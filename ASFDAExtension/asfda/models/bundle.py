@@ -1,0 +1,248 @@
+"""Read a MONAI bundle (configs/inference.json, configs/metadata.json, models/model.pt) into a ModelConfig and a
+network, refusing with a one-line reason whatever asfda cannot honour."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Tuple
+
+import torch
+from monai.bundle import ConfigParser
+from monai.inferers import SlidingWindowInferer
+from torch import nn
+
+from asfda.models.bundle_transforms import (
+    UnsupportedBundle,
+    bundle_parser,
+    enabled_steps,
+    read_preprocessing,
+    step_name,
+    transform_list_id,
+)
+from asfda.models.config import BUNDLE_FOLDER, IntensityConfig, ModelConfig
+from asfda.models.weights import LoadReport, load_weights
+
+WEIGHTS = Path("models") / "model.pt"
+# Post-processing steps asfda reproduces itself (softmax, argmax, inverse of the preprocessing, saving) or that
+# change nothing a label map depends on.
+_POSTPROCESSING_UNDERSTOOD = {
+    "Activations",
+    "AsDiscrete",
+    "Invert",
+    "SaveImage",
+    "EnsureType",
+    "ToTensor",
+    "ToNumpy",
+    "ToDevice",
+    "CopyItems",
+    "DeleteItems",
+    "SqueezeDim",
+    "CastToType",
+    "Identity",
+}
+_NNUNET_MARKERS = ("plans.json", "nnUNetPlans.json", "dataset_fingerprint.json")
+
+
+@dataclass
+class BundleSpec:
+    config: ModelConfig  # bundle_root points at the bundle folder it was read from
+    network: nn.Module  # built from network_def, weights not loaded yet
+    preprocessing: List[str] = field(default_factory=list)
+    name: str = ""
+
+
+def _refuse_other_layouts(folder: Path) -> None:
+    if not folder.is_dir():
+        raise UnsupportedBundle(f"{folder}: not a folder")
+    if (
+        any((folder / m).exists() for m in _NNUNET_MARKERS)
+        or any(folder.glob("*/fold_*"))
+        or any(folder.glob("fold_*"))
+    ):
+        raise UnsupportedBundle(
+            f"{folder}: an nnU-Net results folder is not supported; export the trained network as a MONAI bundle "
+            "(configs/inference.json with network_def, preprocessing and a SlidingWindowInferer, configs/metadata.json "
+            "with the output channel_def, models/model.pt as a state dict) and import that with --bundle"
+        )
+    missing = [p for p in ("configs/inference.json", "configs/metadata.json") if not (folder / p).exists()]
+    if missing:
+        yaml = list((folder / "configs").glob("inference.y*ml")) if (folder / "configs").is_dir() else []
+        hint = " (YAML configs: convert them to JSON)" if yaml else ""
+        raise UnsupportedBundle(f"{folder}: not a MONAI bundle, missing {', '.join(missing)}{hint}")
+    if not (folder / WEIGHTS).exists():
+        if (folder / "models" / "model.ts").exists():
+            raise UnsupportedBundle(
+                f"{folder}: only a TorchScript models/model.ts; asfda fine-tunes the network, so it needs the "
+                "state dict models/model.pt"
+            )
+        raise UnsupportedBundle(f"{folder}: missing {WEIGHTS}")
+
+
+def _single(entries: Any, what: str) -> Dict[str, Any]:
+    if not isinstance(entries, dict) or not entries:
+        raise UnsupportedBundle(f"metadata.json has no network_data_format {what}")
+    if len(entries) != 1:
+        raise UnsupportedBundle(f"the bundle has {len(entries)} {what} ({', '.join(entries)}); asfda needs one")
+    return next(iter(entries.values()))
+
+
+def _labels(output: Dict[str, Any]) -> Dict[str, int]:
+    channels = int(output.get("num_channels", 0))
+    channel_def = {int(k): str(v) for k, v in (output.get("channel_def") or {}).items()}
+    if channels < 2:
+        raise UnsupportedBundle(
+            f"the bundle's output has {channels} channel(s); asfda needs one softmax channel per label, "
+            "background included"
+        )
+    labels: Dict[str, int] = {}
+    for value in range(channels):
+        name = channel_def.get(value, "background" if value == 0 else f"label_{value}")
+        labels[name if name not in labels else f"{name}_{value}"] = value
+    return labels
+
+
+def _check_postprocessing(parser: ConfigParser) -> None:
+    list_id = transform_list_id(parser, "postprocessing")
+    if list_id is None:
+        return
+    for i in enabled_steps(parser, list_id):
+        item = parser[list_id][i]
+        name = step_name(item)
+        args = item if isinstance(item, dict) else {}
+        if name == "Activations" and _truthy(args.get("sigmoid")):
+            raise UnsupportedBundle(
+                "the bundle's outputs are sigmoid (multi-label); asfda needs mutually exclusive softmax labels"
+            )
+        if name == "AsDiscrete" and (args.get("threshold") is not None or _truthy(args.get("threshold_values"))):
+            raise UnsupportedBundle(
+                "the bundle thresholds its outputs (multi-label); asfda needs mutually exclusive softmax labels"
+            )
+        if name not in _POSTPROCESSING_UNDERSTOOD:
+            raise UnsupportedBundle(
+                f"post-processing step {name} cannot be reproduced or inverted by asfda; remove it from the bundle's "
+                "postprocessing (asfda applies softmax, argmax and the inverse of the preprocessing itself)"
+            )
+
+
+def _truthy(value: Any) -> bool:
+    return value is True or (isinstance(value, str) and value.strip().lower() in ("true", "1"))
+
+
+def _inferer(parser: ConfigParser) -> Dict[str, Any]:
+    raw = parser["inferer"] if "inferer" in parser else None
+    name = step_name(raw) if raw is not None else "none"
+    if name != "SlidingWindowInferer":
+        raise UnsupportedBundle(
+            f"the bundle's inferer is {name}; asfda needs a SlidingWindowInferer (it trains and scores on patches)"
+        )
+    inferer = parser.get_parsed_content("inferer")
+    if not isinstance(inferer, SlidingWindowInferer):
+        raise UnsupportedBundle("the bundle's inferer did not build a SlidingWindowInferer")
+    roi = [int(s) for s in inferer.roi_size] if not isinstance(inferer.roi_size, int) else [inferer.roi_size] * 3
+    if len(roi) != 3 or min(roi) < 8:
+        raise UnsupportedBundle(f"the bundle's inferer roi_size {roi} is not three sizes >= 8")
+    overlap = inferer.overlap
+    if not isinstance(overlap, (int, float)):
+        if len(set(overlap)) != 1:
+            raise UnsupportedBundle(f"the bundle's inferer overlap {list(overlap)} differs per axis; asfda needs one")
+        overlap = list(overlap)[0]
+    return {
+        "roi_size": roi,
+        "sw_batch_size": int(inferer.sw_batch_size),
+        "sw_overlap": float(overlap),
+        "sw_mode": getattr(inferer.mode, "value", str(inferer.mode)),
+        "sw_padding_mode": getattr(inferer.padding_mode, "value", str(inferer.padding_mode)),
+    }
+
+
+def bundle_network(bundle_root: Path) -> nn.Module:
+    parser = bundle_parser(bundle_root)
+    if "network_def" not in parser:
+        raise UnsupportedBundle("the bundle's inference config has no 'network_def'")
+    try:
+        network = parser.get_parsed_content("network_def")
+    except Exception as exc:
+        raise UnsupportedBundle(f"the bundle's network_def cannot be built ({type(exc).__name__}: {exc})") from exc
+    if not isinstance(network, nn.Module):
+        raise UnsupportedBundle("the bundle's network_def is not a torch module")
+    return network
+
+
+def _check_output_channels(network: nn.Module, config: ModelConfig) -> None:
+    network.eval()
+    with torch.no_grad():
+        try:
+            out = network(torch.zeros(1, 1, *config.roi_size))
+        except Exception as exc:
+            raise UnsupportedBundle(
+                f"the network does not run on one 1-channel patch of {config.roi_size} ({type(exc).__name__}: "
+                f"{str(exc)[:160]})"
+            ) from exc
+    if not isinstance(out, torch.Tensor):
+        raise UnsupportedBundle("the network returns several outputs (deep supervision?); asfda needs one tensor")
+    if out.shape[1] != config.out_channels:
+        raise UnsupportedBundle(
+            f"the network gives {out.shape[1]} output channels but metadata.json defines {config.out_channels}"
+        )
+
+
+def _check_invertible(config: ModelConfig) -> None:
+    """Preprocess a small oblique volume and map a channel map back: the grid must come back unchanged."""
+    from monai.data import MetaTensor
+
+    from asfda.models.preprocess import prepare_image, to_original_space
+
+    affine = torch.tensor([[0.0, -1.1, 0.0, 5.0], [0.9, 0.0, 0.0, -3.0], [0.0, 0.0, 2.5, 1.0], [0, 0, 0, 1.0]])
+    volume = MetaTensor(torch.linspace(-200, 300, 19 * 17 * 13).reshape(19, 17, 13), affine=affine)
+    try:
+        prepared = prepare_image(volume, config)
+        restored = to_original_space(prepared, torch.zeros(2, *prepared.shape[1:]), config)
+    except UnsupportedBundle:
+        raise
+    except Exception as exc:
+        raise UnsupportedBundle(
+            f"the bundle's preprocessing cannot be inverted onto the image grid ({type(exc).__name__}: "
+            f"{str(exc)[:160]})"
+        ) from exc
+    if tuple(restored.shape[1:]) != tuple(volume.shape):
+        raise UnsupportedBundle(
+            f"the bundle's preprocessing does not invert to the image grid ({tuple(volume.shape)} came back as "
+            f"{tuple(restored.shape[1:])})"
+        )
+
+
+def read_bundle(folder: Path) -> BundleSpec:
+    """Everything asfda needs from a bundle, checked; the weights are loaded separately (load_bundle)."""
+    folder = Path(folder).resolve()
+    _refuse_other_layouts(folder)
+    parser = bundle_parser(folder)
+    meta = parser["_meta_"] if "_meta_" in parser else {}
+    formats = meta.get("network_data_format", {}) if isinstance(meta, dict) else {}
+    image = _single(formats.get("inputs"), "inputs")
+    channels = int(image.get("num_channels", 1))
+    if channels != 1:
+        raise UnsupportedBundle(f"the bundle takes {channels} input channels; asfda feeds one image per case")
+    labels = _labels(_single(formats.get("outputs"), "outputs"))
+    _check_postprocessing(parser)
+    network = bundle_network(folder)
+    config = ModelConfig(
+        network=type(network).__name__,
+        labels=labels,
+        intensity=IntensityConfig(mode="none"),
+        bundle=BUNDLE_FOLDER,
+        **_inferer(parser),
+    ).validate()
+    config.bundle_root = folder
+    steps = read_preprocessing(folder).steps
+    read_preprocessing(folder, label=True)
+    _check_invertible(config)
+    _check_output_channels(network, config)
+    return BundleSpec(config, network, steps, str(meta.get("name", folder.name)) if isinstance(meta, dict) else "")
+
+
+def load_bundle(folder: Path) -> Tuple[BundleSpec, LoadReport]:
+    """Read and check a bundle, then load models/model.pt strictly (missing/unexpected/shape report)."""
+    spec = read_bundle(folder)
+    report = load_weights(spec.network, Path(folder) / WEIGHTS)
+    return spec, report

@@ -1,0 +1,110 @@
+"""The small JSON config that says how to build a network and how to feed it."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+from asfda.core.errors import ConfigError
+
+SUPPORTED_NETWORKS = ("UNet", "SegResNet", "SwinUNETR")
+INTENSITY_MODES = ("zscore", "percentile", "ct_window", "none")
+BLEND_MODES = ("gaussian", "constant")
+PADDING_MODES = ("constant", "reflect", "replicate", "circular")
+BUNDLE_FOLDER = "bundle"  # in a version folder: the MONAI bundle configs the version was imported from
+
+
+@dataclass
+class IntensityConfig:
+    mode: str = "zscore"  # zscore over the volume, percentile range to [0,1], or a fixed CT window
+    lower: float = 1.0  # percentile mode: lower percentile; ct_window mode: lower HU
+    upper: float = 99.0
+
+    def validate(self) -> None:
+        if self.mode not in INTENSITY_MODES:
+            raise ConfigError(f"intensity mode {self.mode!r} is not one of {', '.join(INTENSITY_MODES)}")
+        if self.lower >= self.upper:
+            raise ConfigError("intensity lower bound must be below the upper bound")
+
+
+@dataclass
+class ModelConfig:
+    network: str = "UNet"
+    network_args: Dict[str, Any] = field(default_factory=dict)
+    in_channels: int = 1
+    # name -> value; background must be 0. The worker rejects uploads with other values.
+    labels: Dict[str, int] = field(default_factory=lambda: {"background": 0, "foreground": 1})
+    label_colors: Dict[str, List[float]] = field(default_factory=dict)
+    spacing: Optional[List[float]] = None  # resample to this spacing (mm) before the network; None keeps it
+    orientation: str = "RAS"
+    intensity: IntensityConfig = field(default_factory=IntensityConfig)
+    roi_size: List[int] = field(default_factory=lambda: [64, 64, 64])
+    sw_batch_size: int = 1
+    sw_overlap: float = 0.25
+    feature_module: Optional[str] = None  # module whose output is the pooled feature z(x); None: auto
+    sw_mode: str = "gaussian"  # how overlapping sliding windows blend
+    sw_padding_mode: str = "constant"  # how the sliding window pads a volume smaller than a patch
+    # A folder next to config.json with a MONAI bundle's configs/ (inference.json, metadata.json). When set,
+    # the bundle defines the network and the preprocessing; network_args, spacing, orientation and
+    # intensity are then unused.
+    bundle: Optional[str] = None
+
+    # Where `bundle` resolves on disk: set by `load` (next to config.json) or by the bundle importer.
+    # Not a dataclass field, so it is never written to config.json.
+    bundle_root = None
+
+    @property
+    def out_channels(self) -> int:
+        return len(self.labels)
+
+    @property
+    def label_values(self) -> List[int]:
+        return sorted(self.labels.values())
+
+    def validate(self) -> ModelConfig:
+        if self.bundle is None and self.network not in SUPPORTED_NETWORKS:
+            raise ConfigError(f"network {self.network!r} is not one of {', '.join(SUPPORTED_NETWORKS)}")
+        values = sorted(self.labels.values())
+        if values != list(range(len(values))) or len(values) < 2:
+            raise ConfigError(f"label values must be 0..C-1 with background 0 and C >= 2, got {values}")
+        if len(self.roi_size) != 3 or min(self.roi_size) < 8:
+            raise ConfigError(f"roi_size must be three sizes >= 8, got {self.roi_size}")
+        if self.spacing is not None and (len(self.spacing) != 3 or min(self.spacing) <= 0):
+            raise ConfigError(f"spacing must be three positive numbers, got {self.spacing}")
+        if self.sw_mode not in BLEND_MODES:
+            raise ConfigError(f"sw_mode {self.sw_mode!r} is not one of {', '.join(BLEND_MODES)}")
+        if self.sw_padding_mode not in PADDING_MODES:
+            raise ConfigError(f"sw_padding_mode {self.sw_padding_mode!r} is not one of {', '.join(PADDING_MODES)}")
+        self.intensity.validate()
+        return self
+
+    def to_dict(self) -> Dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Dict[str, Any]) -> ModelConfig:
+        known = set(cls.__dataclass_fields__)
+        unknown = set(data) - known
+        if unknown:
+            raise ConfigError(f"unknown model config keys: {', '.join(sorted(unknown))}")
+        data = dict(data)
+        data["intensity"] = IntensityConfig(**data.get("intensity", {}))
+        return cls(**data).validate()
+
+    def save(self, path: Path) -> None:
+        from asfda.core.atomic import atomic_write_text
+
+        atomic_write_text(Path(path), json.dumps(self.to_dict(), indent=2))
+
+    @classmethod
+    def load(cls, path: Path) -> ModelConfig:
+        try:
+            data = json.loads(Path(path).read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ConfigError(f"{path}: cannot read model config ({exc})") from exc
+        config = cls.from_dict(data)
+        if config.bundle is not None:
+            config.bundle_root = Path(path).parent / config.bundle
+        return config

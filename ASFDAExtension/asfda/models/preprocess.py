@@ -1,0 +1,86 @@
+"""MONAI transforms that bring a volume into the network's space, and back again for predictions."""
+
+from __future__ import annotations
+
+import torch
+from monai.data import MetaTensor
+from monai.transforms import (
+    Compose,
+    EnsureChannelFirst,
+    NormalizeIntensity,
+    Orientation,
+    ScaleIntensityRange,
+    ScaleIntensityRangePercentiles,
+    Spacing,
+)
+from monai.utils import TraceKeys
+
+from asfda.models.config import ModelConfig
+
+
+def spatial_transforms(config: ModelConfig, label: bool = False) -> Compose:
+    if config.bundle is not None:  # an imported MONAI bundle brings its own preprocessing
+        from asfda.models.bundle_transforms import bundle_spatial_transforms
+
+        return bundle_spatial_transforms(config.bundle_root, label)
+    mode = "nearest" if label else "bilinear"
+    steps = [
+        EnsureChannelFirst(channel_dim="no_channel"),
+        Orientation(axcodes=config.orientation, labels=(("L", "R"), ("P", "A"), ("I", "S"))),
+    ]
+    if config.spacing is not None:
+        steps.append(Spacing(pixdim=config.spacing, mode=mode))
+    return Compose(steps)
+
+
+def intensity_transform(config: ModelConfig):
+    if config.bundle is not None:
+        from asfda.models.bundle_transforms import bundle_intensity_transform
+
+        return bundle_intensity_transform(config.bundle_root)
+    spec = config.intensity
+    if spec.mode == "zscore":
+        return NormalizeIntensity()
+    if spec.mode == "percentile":
+        return ScaleIntensityRangePercentiles(lower=spec.lower, upper=spec.upper, b_min=0.0, b_max=1.0, clip=True)
+    if spec.mode == "ct_window":
+        return ScaleIntensityRange(a_min=spec.lower, a_max=spec.upper, b_min=0.0, b_max=1.0, clip=True)
+    return lambda x: x
+
+
+def prepare_image(volume: MetaTensor, config: ModelConfig) -> MetaTensor:
+    """(X, Y, Z) volume -> (1, X', Y', Z') network input; the spatial steps are recorded for inversion."""
+    spatial = spatial_transforms(config)(volume)
+    return intensity_transform(config)(spatial)
+
+
+def prepare_label(label: MetaTensor, config: ModelConfig) -> MetaTensor:
+    return spatial_transforms(config, label=True)(label)
+
+
+def _carrier(prepared: MetaTensor, channels: torch.Tensor, interpolation: str = "") -> MetaTensor:
+    """`channels` dressed with `prepared`'s geometry and recorded steps, ready for MONAI's inverse."""
+    carrier = MetaTensor(
+        channels.float(), affine=prepared.affine.clone(), meta={k: v for k, v in prepared.meta.items() if k != "affine"}
+    )
+    ops = []
+    for op in prepared.applied_operations:
+        # The inverse runs on fresh transform objects; TraceKeys.NONE tells MONAI not to match object ids.
+        op = {**op, TraceKeys.ID: TraceKeys.NONE}
+        if interpolation and isinstance(op.get(TraceKeys.EXTRA_INFO), dict) and "mode" in op[TraceKeys.EXTRA_INFO]:
+            op[TraceKeys.EXTRA_INFO] = {**op[TraceKeys.EXTRA_INFO], "mode": interpolation}
+        ops.append(op)
+    carrier.applied_operations = ops
+    return carrier
+
+
+def to_original_space(prepared: MetaTensor, channels: torch.Tensor, config: ModelConfig) -> MetaTensor:
+    """Map (C, X', Y', Z') continuous maps computed on `prepared` back to the original image grid."""
+    return spatial_transforms(config).inverse(_carrier(prepared, channels))
+
+
+def labels_to_original_space(prepared: MetaTensor, labels: torch.Tensor, config: ModelConfig) -> torch.Tensor:
+    """Map an (X', Y', Z') class-id map back with nearest neighbour: the inverse resampling recorded on the
+    image was bilinear, which would invent ids between neighbouring classes (1 | 3 -> 2 on the border)."""
+    restored = spatial_transforms(config, label=True).inverse(_carrier(prepared, labels[None], "nearest"))
+    return torch.as_tensor(restored)[0].round().to(torch.uint8)

@@ -1,0 +1,200 @@
+"""Model versions as folders (weights, config, metrics, parent) with an atomically flipped active pointer."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import re
+import shutil
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import numpy as np
+import torch
+from torch import nn
+
+from asfda.core.atomic import atomic_write_text, fsync_dir
+from asfda.core.errors import ModelNotFound
+from asfda.models.config import BUNDLE_FOLDER, ModelConfig
+from asfda.models.networks import build_network
+from asfda.models.weights import load_weights
+
+_VERSION = re.compile(r"^v(\d{4,})$")
+ACTIVE_POINTER = "ACTIVE"
+REFERENCE_STATS = "reference_stats.npz"
+
+
+@dataclass
+class FeaturePrior:
+    """Gaussian summary of the source domain's pooled features, for networks without norm statistics."""
+
+    mean: np.ndarray
+    var: np.ndarray
+
+    def save(self, path: Path) -> None:
+        np.savez(path, mean=self.mean, var=self.var)
+
+    @classmethod
+    def load(cls, path: Path) -> FeaturePrior:
+        data = np.load(path)
+        return cls(mean=data["mean"], var=data["var"])
+
+
+@dataclass
+class ReferenceStats:
+    """Per-channel mean and variance of the input of every normalisation layer on source-like volumes.
+
+    Computed once at import and copied unchanged into every adapted version, so DKD keeps measuring the
+    distance from the source domain rather than from the last adaptation round.
+    """
+
+    layer_names: List[str]
+    means: List[np.ndarray]
+    variances: List[np.ndarray]
+    volumes: List[str] = field(default_factory=list)  # the reference volumes' file names, for provenance
+
+    def as_dict(self) -> Dict[str, tuple]:
+        return {name: (m, v) for name, m, v in zip(self.layer_names, self.means, self.variances)}
+
+    def save(self, path: Path) -> None:
+        arrays = {f"mean_{i}": m for i, m in enumerate(self.means)}
+        arrays.update({f"var_{i}": v for i, v in enumerate(self.variances)})
+        meta = json.dumps({"layer_names": self.layer_names, "volumes": self.volumes})
+        with open(path, "wb") as handle:  # a file object: np.savez would append .npz to a plain name
+            np.savez(handle, meta=np.array(meta), **arrays)
+
+    @classmethod
+    def load(cls, path: Path) -> ReferenceStats:
+        with np.load(path) as data:
+            meta = json.loads(str(data["meta"]))
+            n = len(meta["layer_names"])
+            means = [data[f"mean_{i}"].astype(np.float64) for i in range(n)]
+            variances = [data[f"var_{i}"].astype(np.float64) for i in range(n)]
+        return cls(meta["layer_names"], means, variances, meta.get("volumes", []))
+
+
+@dataclass
+class ModelVersion:
+    version: str
+    parent: Optional[str]
+    created: str
+    metrics: Dict[str, Any] = field(default_factory=dict)
+    note: str = ""
+
+
+@dataclass
+class LoadedModel:
+    version: str
+    config: ModelConfig
+    network: nn.Module
+    feature_prior: Optional[FeaturePrior]
+    reference_stats: Optional[ReferenceStats] = None
+
+
+class ModelStore:
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def versions(self) -> List[ModelVersion]:
+        found = []
+        for path in sorted(self.root.iterdir()):
+            if _VERSION.match(path.name) and (path / "meta.json").exists():
+                found.append(ModelVersion(**json.loads((path / "meta.json").read_text())))
+        return found
+
+    def active_version(self) -> Optional[str]:
+        pointer = self.root / ACTIVE_POINTER
+        if not pointer.exists():
+            return None
+        version = pointer.read_text().strip()
+        return version if (self.root / version / "meta.json").exists() else None
+
+    def activate(self, version: str) -> None:
+        if not _VERSION.match(version) or not (self.root / version / "meta.json").exists():
+            raise ModelNotFound(f"model version {version!r} does not exist")
+        atomic_write_text(self.root / ACTIVE_POINTER, version)
+
+    def _next_version(self) -> str:
+        numbers = [int(m.group(1)) for p in self.root.iterdir() if (m := _VERSION.match(p.name))]
+        return f"v{max(numbers, default=0) + 1:04d}"
+
+    def publish(
+        self,
+        network: nn.Module,
+        config: ModelConfig,
+        parent: Optional[str],
+        metrics: Optional[Dict[str, Any]] = None,
+        feature_prior: Optional[FeaturePrior] = None,
+        note: str = "",
+        activate: bool = True,
+        reference_stats: Optional[ReferenceStats] = None,
+    ) -> str:
+        """Write a new version folder completely, then rename it into place and flip the pointer.
+
+        A bundle's configs travel with every version; reference statistics are the parent's unless given
+        (they describe the source domain, not a round of adaptation).
+        """
+        staging = self.root / f".staging-{uuid.uuid4().hex}"
+        staging.mkdir()
+        try:
+            torch.save(network.state_dict(), staging / "weights.pt")
+            if config.bundle is not None:
+                if config.bundle_root is None:
+                    raise ValueError("a bundle model config needs bundle_root to publish its configs")
+                shutil.copytree(Path(config.bundle_root) / "configs", staging / BUNDLE_FOLDER / "configs")
+                config = copy.copy(config)
+                config.bundle = BUNDLE_FOLDER
+            config.save(staging / "config.json")
+            if feature_prior is not None:
+                feature_prior.save(staging / "feature_prior.npz")
+            if reference_stats is not None:
+                reference_stats.save(staging / REFERENCE_STATS)
+            elif parent is not None and (self.root / parent / REFERENCE_STATS).exists():
+                shutil.copyfile(self.root / parent / REFERENCE_STATS, staging / REFERENCE_STATS)
+            for item in staging.rglob("*"):
+                if item.is_file():
+                    with open(item, "rb") as handle:
+                        os.fsync(handle.fileno())
+            while True:
+                version = self._next_version()
+                meta = ModelVersion(version, parent, datetime.now(timezone.utc).isoformat(), metrics or {}, note)
+                (staging / "meta.json").write_text(json.dumps(meta.__dict__, indent=2))
+                try:
+                    os.rename(staging, self.root / version)  # fails if another writer took the name
+                    break
+                except OSError:
+                    if not (self.root / version).exists():
+                        raise
+            fsync_dir(self.root)
+        finally:
+            if staging.exists():
+                shutil.rmtree(staging)
+        if activate:
+            self.activate(version)
+        return version
+
+    def load(self, version: Optional[str] = None, device: str = "cpu") -> LoadedModel:
+        version = version or self.active_version()
+        if version is None:
+            raise ModelNotFound(f"no active model in {self.root}; import one with `asfda model import`")
+        folder = self.root / version
+        if not (folder / "meta.json").exists():
+            raise ModelNotFound(f"model version {version!r} does not exist")
+        config = ModelConfig.load(folder / "config.json")
+        network = build_network(config)
+        load_weights(network, folder / "weights.pt")
+        prior_path = folder / "feature_prior.npz"
+        prior = FeaturePrior.load(prior_path) if prior_path.exists() else None
+        reference_path = folder / REFERENCE_STATS
+        reference = ReferenceStats.load(reference_path) if reference_path.exists() else None
+        return LoadedModel(version, config, network.to(device).eval(), prior, reference)
+
+    def cleanup_staging(self) -> None:
+        """Remove half-written versions left by a killed writer."""
+        for path in self.root.glob(".staging-*"):
+            shutil.rmtree(path, ignore_errors=True)
