@@ -100,7 +100,7 @@ def test_headline_only_runs_exactly_the_headline_arms_with_the_code_default_reci
     }
     assert {s.seed for s in specs} == {0, 1, 2}
     asfda = next(s for s in specs if s.strategy == "asfda")
-    assert all(asfda.loop.rank[k] == v for k, v in picked["ranking"].items())
+    assert all(asfda.ranking[k] == v for k, v in picked["ranking"].items())
     assert all(asfda.guards[k] == v for k, v in picked["guards"].items())
 
 
