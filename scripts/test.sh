@@ -5,4 +5,5 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh test
 export QT_QPA_PLATFORM=offscreen
 .venv/bin/ruff check .
+(cd ASFDAExtension && ../.venv/bin/lint-imports --config ../pyproject.toml --no-cache)  # the layers (docs/architecture.md)
 .venv/bin/python -m pytest -q -p no:cacheprovider "$@"

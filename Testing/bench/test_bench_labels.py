@@ -20,7 +20,7 @@ def tiny_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("labels")
     settings = tiny_settings()
     calls = {"rank": 0, "adapt": 0}
-    import asfda.bench.runner as runner
+    import asfda.loop.session as session
 
     def counted(name, function):
         def wrapper(*args, **kwargs):
@@ -29,10 +29,10 @@ def tiny_run(tmp_path_factory):
 
         return wrapper
 
-    # The benchmark must run the worker's code on real datastores: count the calls into it.
+    # The benchmark must run the worker's code (the LoopSession) on real datastores: count the calls into it.
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(runner, "rank_datastore", counted("rank", runner.rank_datastore))
-        patch.setattr(runner, "adapt_datastore", counted("adapt", runner.adapt_datastore))
+        patch.setattr(session, "rank_pool", counted("rank", session.rank_pool))
+        patch.setattr(session, "adapt_datastore", counted("adapt", session.adapt_datastore))
         phases = run_labels(settings, cache, out, log=lambda _: None)
     runs = {r["key"]: r for rows in phases.values() for r in rows if r["strategy"] != "none"}  # phases share runs
     rounds = sum(r["rounds"] for r in runs.values())

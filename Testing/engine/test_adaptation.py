@@ -6,7 +6,7 @@ from asfda.adapt.validation_gate import GateOptions
 from asfda.data.datastore import Datastore, LabelTag
 from asfda.io.volumes import load_volume
 from asfda.loop.adapt import AdaptOptions, adapt_datastore, dice_per_class
-from asfda.loop.rank import rank_datastore
+from asfda.loop.rank import rank_pool
 from asfda.models.inference import Predictor
 from asfda.models.networks import build_network
 from asfda.models.voxel_maps import pseudo_label
@@ -100,7 +100,7 @@ def test_rank_then_adapt_on_a_datastore_publishes_a_child_version(tmp_path, sour
         write_nifti(store.images_dir / f"{case}.nii.gz", shifted(image, label, i, 0.3 + 0.1 * i), affine)
         truth[case] = label
     v1 = store.models.publish(network, config, parent=None)
-    ranked = rank_datastore(store, RankingOptions(strategy=Strategy.ASFDA, k=2))
+    ranked = rank_pool(store, RankingOptions(strategy=Strategy.ASFDA, k=2)).ranked
     assert len(ranked) == 8 and sum(r.selected for r in ranked) == 2
     stored = store.state.scores("asfda")
     assert [s.rank for s in stored] == list(range(1, 9)) and {s.model_version for s in stored} == {v1}
@@ -120,9 +120,9 @@ def test_rank_then_adapt_on_a_datastore_publishes_a_child_version(tmp_path, sour
         pseudo = load_volume(store.label_path(case, LabelTag.PSEUDO))
         assert pseudo.shape == truth[case].shape
     # After adapting, rescoring records the new version: the worklist can tell stale scores apart.
-    rank_datastore(store, RankingOptions(strategy=Strategy.ASFDA, k=2))
+    rank_pool(store, RankingOptions(strategy=Strategy.ASFDA, k=2))
     assert {s.model_version for s in store.state.scores("asfda")} == {"v0002"}
-    assert all(r.case_id not in picks for r in rank_datastore(store, RankingOptions(k=2)))
+    assert all(r.case_id not in picks for r in rank_pool(store, RankingOptions(k=2)).ranked)
 
 
 def test_adapt_without_labels_is_a_clear_error(tmp_path, source_model):

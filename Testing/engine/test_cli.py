@@ -59,7 +59,8 @@ def test_model_import_rank_infer_adapt_from_the_command_line(tmp_path, capsys):
     assert "imported v0001: state_dict: loaded" in capsys.readouterr().out
     assert main(["rank", "--datastore", str(ds), "--k", "2"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert "(model v0001)" in lines[0] and len(lines) == 5 and sum(line.rstrip().endswith("*") for line in lines) == 2
+    assert "(model v0001, cpu, fp32)" in lines[0] and len(lines) == 5
+    assert sum(line.rstrip().endswith("*") for line in lines) == 2
     assert main(["infer", "--datastore", str(ds), "case0"]) == 0
     assert (ds / "labels" / "prediction" / "case0.nii.gz").exists()
     capsys.readouterr()

@@ -168,9 +168,13 @@ def test_bench_ray_prints_its_figures(tmp_path, ray_address):
     assert "Ray, 2 actor(s), object-store" in text and "commits/s" in text
 
 
-def test_a_worker_started_with_ray_scores_its_ranks_there(monkeypatch):
+def test_a_worker_started_with_ray_scores_its_ranks_there(monkeypatch, tmp_path):
+    from asfda.data.datastore import Datastore
+    from asfda.loop import LoopSession, SessionSettings
     from asfda.scoring.ray_options import ADDRESS_ENV
-    from asfda.worker.tasks import ray_pool_scorer
+
+    def ray_pool_scorer():  # what a worker job builds: the session from the job's params and environment
+        return LoopSession(Datastore(tmp_path / "ds"), SessionSettings.from_params({}, "cpu")).pool_scorer()
 
     monkeypatch.delenv(ADDRESS_ENV, raising=False)
     assert ray_pool_scorer() is None

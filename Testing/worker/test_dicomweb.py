@@ -17,7 +17,7 @@ from asfda.data.dicomweb.seg import read_seg
 from asfda.data.dicomweb.writeback import flush
 from asfda.data.leases import LeaseBook
 from asfda.io.volumes import Geometry, check_same_geometry, load_volume, reorient_to
-from asfda.loop.rank import rank_datastore
+from asfda.loop.rank import rank_pool
 from asfda.query.strategies import RankingOptions
 from asfda.synth.anatomy import mni152
 from asfda.worker.sample import make_sample_datastore
@@ -65,10 +65,10 @@ def test_listing_lazy_fetch_and_ranking(orthanc, tmp_path, anatomy):
     volume = load_volume(store.image_path(orthanc.series[0]))
     assert tuple(volume.shape) == SHAPE and source.index.fetch_count() == 1
     check_same_geometry(Geometry(SHAPE, anatomy[2]), Geometry.of(volume))
-    ranked = rank_datastore(store, RankingOptions(k=2))
+    ranked = rank_pool(store, RankingOptions(k=2)).ranked
     assert sorted(r.case_id for r in ranked) == sorted(orthanc.series)
     assert source.index.fetch_count() == N_SERIES
-    rank_datastore(store, RankingOptions(k=2))  # same model, cached series: nothing fetched again
+    rank_pool(store, RankingOptions(k=2))  # same model, cached series: nothing fetched again
     assert source.index.fetch_count() == N_SERIES
 
 

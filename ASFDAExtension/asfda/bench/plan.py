@@ -31,7 +31,7 @@ ABLATIONS: List[Tuple[str, str, str, Dict]] = [
     ("batch-norm statistics", "freeze_norm_stats", "guards", {"freeze_norm_stats": True}),
 ]
 # The knowledge source, the ASD foreground rule and the complementary rule were ablations of the earlier
-# in-benchmark loop; the product's rank_datastore chooses the first two itself and passes no reliability to
+# in-benchmark loop; the product's rank_pool chooses the first two itself and passes no reliability to
 # the third, so the datastore path cannot vary them (their earlier results: docs/benchmarks.md).
 
 

@@ -44,7 +44,7 @@ def markdown(
             if s.get("pool_mix") == "hospital"
             else "shift severity uniform in [0, 1]"
         )
-        + f". Every run goes through a Datastore folder with the worker's rank_datastore and adapt_datastore "
+        + f". Every run goes through a Datastore folder with the worker's LoopSession (rank, adapt) "
         f"(validation gate included; the ACTIVE version is scored). Grid {tuple(s['shape'])} at {s['spacing']} mm; "
         + _network(s)
         + f"; {s['adapt_steps']} fine-tuning steps for every arm; every seed "

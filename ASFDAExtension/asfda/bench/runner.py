@@ -1,6 +1,6 @@
-"""Execute one run through the product's own code: a Datastore folder, `rank_datastore`, a simulated annotator
-that saves the picks' true labels as final labels, `adapt_datastore` (pseudo-labels, fine-tuning, validation
-gate), repeated per round; then the Dice of the version the datastore holds ACTIVE."""
+"""Execute one run through the product's own code: a Datastore folder and a LoopSession, whose simulated
+annotator round (asfda.loop.simulated_round) ranks, saves the picks' true labels as final labels and adapts
+(pseudo-labels, fine-tuning, validation gate), repeated per round; then the Dice of the ACTIVE version."""
 
 from __future__ import annotations
 
@@ -11,31 +11,24 @@ from typing import Dict, List, Tuple
 
 import numpy as np
 
-from asfda.adapt.finetune import FinetuneOptions
-from asfda.adapt.reliability import ReliabilityOptions
-from asfda.adapt.validation_gate import GateOptions
 from asfda.bench.context import BenchContext, group_means
 from asfda.bench.spec import RunSpec
 from asfda.data.datastore import Datastore, LabelTag
 from asfda.demo.data import write_images
 from asfda.demo.evaluate import by_severity, class_dice_per_subject
 from asfda.io.volumes import load_volume
-from asfda.loop.adapt import AdaptOptions, adapt_datastore
-from asfda.loop.rank import rank_datastore
-from asfda.query.embedding import EmbeddingKind
-from asfda.query.selection import SelectionRule
-from asfda.query.strategies import RankingOptions, Strategy
+from asfda.loop import AdaptRequest, LoopSession, RankRequest, SessionSettings, simulated_round
 
 
-def ranking_options(spec: RunSpec, k: int, seed: int) -> RankingOptions:
+def rank_request(spec: RunSpec, k: int, seed: int) -> RankRequest:
     r = spec.ranking
-    return RankingOptions(
-        strategy=Strategy(spec.strategy),
+    return RankRequest(
+        strategy=spec.strategy,
         k=k,
-        alpha=float(r["alpha"]),
-        rule=SelectionRule(r["rule"]),
-        embedding=EmbeddingKind(r["embedding"]),
         seed=seed,
+        alpha=float(r["alpha"]),
+        rule=r["rule"],
+        embedding=r["embedding"],
         cold_start_medoid=bool(r["cold_start_medoid"]),
     )
 
@@ -83,6 +76,7 @@ def execute(ctx: BenchContext, spec: RunSpec) -> Dict:
     shutil.copytree(_template(ctx, spec.seed), root)
     try:
         store = Datastore(root)
+        session = LoopSession(store, SessionSettings(device="cpu"))
         labeled_ids: List[str] = []
         per_round = max(1, spec.k // spec.rounds)
         steps = max(1, ctx.settings.adapt_steps // spec.rounds)  # multi-round spends the same total steps
@@ -91,21 +85,24 @@ def execute(ctx: BenchContext, spec: RunSpec) -> Dict:
         n_pseudo, pseudo_acc = 0, float("nan")
         for round_index in range(spec.rounds):
             seed = spec.seed * 100 + round_index
-            ranked = rank_datastore(store, ranking_options(spec, per_round, seed))
-            knowledge = {r.knowledge_source for r in store.state.scores(spec.strategy) if r.knowledge_source}
-            for case in [r.case_id for r in ranked if r.selected]:  # the simulated annotator
-                anatomy = pool.cohort.anatomy[case]
-                store.save_label(
-                    case, LabelTag.FINAL, truth[case], ctx.affine[anatomy], ctx.config.label_values, author="bench"
-                )
-                labeled_ids.append(case)
-            options = AdaptOptions(
-                finetune=FinetuneOptions(steps=steps, seed=seed, **spec.guards),
-                reliability=ReliabilityOptions(**spec.reliability) if spec.pseudo else ReliabilityOptions(),
-                use_pseudo_labels=spec.pseudo,
-                gate=GateOptions(decide_from_labels=ctx.settings.gate_decide_from_labels),
+            done = simulated_round(
+                session,
+                rank_request(spec, per_round, seed),
+                AdaptRequest(
+                    steps=steps,
+                    seed=seed,
+                    use_pseudo_labels=spec.pseudo,
+                    gate_decide_from_labels=ctx.settings.gate_decide_from_labels,
+                    finetune_overrides=dict(spec.guards),
+                    reliability_overrides=dict(spec.reliability) if spec.pseudo else {},
+                ),
+                truth,
+                lambda case: ctx.affine[pool.cohort.anatomy[case]],
+                author="bench",
             )
-            result = adapt_datastore(store, options)
+            knowledge = {r.knowledge_source for r in store.state.scores(spec.strategy) if r.knowledge_source}
+            labeled_ids.extend(done.picks)
+            result = done.adaptation
             gates.append({"version": result.version, "activated": result.activated, "reason": result.gate["reason"]})
             n_pseudo, pseudo_acc = len(result.pseudo_cases), _pseudo_accuracy(store, result.pseudo_cases, truth)
         network = store.models.load().network  # what the clinician would be using: the ACTIVE version

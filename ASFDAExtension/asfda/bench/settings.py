@@ -66,8 +66,8 @@ class BenchSettings:
     pool_mix: str = "uniform"
     rare_share: float = 0.1
     rare_share_eval: float = 0.25
-    # Every run goes through a real Datastore folder with asfda.loop.rank.rank_datastore and
-    # asfda.loop.adapt.adapt_datastore (the worker's code, validation gate included). The field exists so
+    # Every run goes through a real Datastore folder with asfda.loop.LoopSession (the worker's rank and
+    # adapt code, validation gate included). The field exists so
     # that runs of the earlier in-benchmark loop (no such field) never share a fingerprint with these.
     engine: str = "datastore"
     # A hook for a source model other than the trained UNet (e.g. a SwinUNETR with reference statistics from

@@ -28,7 +28,7 @@ def add_command(subparsers, name: str, help: str, description: str = "", epilog:
 def add_datastore(p: argparse.ArgumentParser, device: bool = True) -> None:
     p.add_argument("--datastore", type=Path, required=True, help="datastore folder (images/, labels/, models/)")
     if device:
-        p.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+        p.add_argument("--device", default="auto", help="auto (CUDA when torch sees one, else cpu), cpu or cuda[:N]")
     from asfda.data.dicomweb.options import add_dicomweb_args
 
     add_dicomweb_args(p)  # the same datastore may take its images from a PACS

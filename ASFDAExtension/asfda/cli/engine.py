@@ -67,16 +67,15 @@ def add_parser(subparsers) -> None:
     p.set_defaults(func=run_adapt)
 
 
-def check_labels_on_disk(store) -> None:
-    """Validate label files put into labels/final/ by hand before anything trains or ranks with them."""
-    from asfda.data.label_files import check_final_labels
-    from asfda.models.config import ModelConfig
+def open_session(args):
+    """The loop on --datastore with --device (and --ray): the one way every engine command starts."""
+    from asfda.loop import LoopSession, SessionSettings
 
-    version = store.models.active_version()
-    if version is None:
-        return  # the command itself reports the missing model
-    config = ModelConfig.load(store.models.root / version / "config.json")
-    for case_id in check_final_labels(store, config):
+    return LoopSession.open(args.datastore, SessionSettings.from_args(args), progress=console_progress(args.command))
+
+
+def report_taken_in(session) -> None:
+    for case_id in session.taken_in:
         print(f"checked and recorded label found in labels/final/ for case {case_id}", file=sys.stderr, flush=True)
 
 
@@ -97,38 +96,28 @@ def rank_rows(ranked, version: str) -> list:
 
 
 def run_rank(args) -> int:
-    from asfda.data.datastore import Datastore
-    from asfda.loop.rank import rank_pool
-    from asfda.query.strategies import RankingOptions
+    from asfda.loop import RankRequest
 
-    store = Datastore(args.datastore, create=False)
-    check_labels_on_disk(store)
-    pool_scorer = None
-    if args.ray:
-        from asfda.scoring.ray_options import RayOptions
-        from asfda.scoring.ray_pool import RayPoolScorer
-
-        pool_scorer = RayPoolScorer(RayOptions.from_env(args.ray).check_installed())
-    ranked = rank_pool(
-        store,
-        RankingOptions(strategy=args.strategy, k=args.k, seed=args.seed),
-        args.device,
-        progress=console_progress("rank"),
-        pool_scorer=pool_scorer,
-    ).ranked
-    if pool_scorer is not None:
-        print(pool_scorer.report.summary(), file=sys.stderr)
-    rows = rank_rows(ranked, store.models.active_version())
+    session = open_session(args)
+    outcome = session.rank(RankRequest.from_args(args))
+    report_taken_in(session)
+    store = session.store
+    if session.pool_scorer() is not None:
+        print(session.pool_scorer().report.summary(), file=sys.stderr)
+    rows = rank_rows(outcome.ranked, outcome.model_version)
     stored = store.state.scores(args.strategy)
     source = stored[0].knowledge_source if stored else None  # what DKD measured against, for every case
     for row in rows:
         row["knowledge_source"] = source
+        row["precision"] = outcome.precision
     if args.json:
         print_json(rows)
         return 0
-    version = store.models.active_version()
     knowledge = f" DKD knowledge source: {source}" if source else ""
-    print(f"{'rank':>4}  {'case':<24} {'DKD':>9} {'ASD':>7} {'score':>7}  pick   (model {version}){knowledge}")
+    print(
+        f"{'rank':>4}  {'case':<24} {'DKD':>9} {'ASD':>7} {'score':>7}  pick   "
+        f"(model {outcome.model_version}, {session.device}, {outcome.precision}){knowledge}"
+    )
     for r in rows:
         print(
             f"{r['rank']:>4}  {r['case_id']:<24} {fmt(r['dkd'], '9.4f', 9)} {fmt(r['asd'], '7.4f', 7)} "
@@ -138,42 +127,18 @@ def run_rank(args) -> int:
 
 
 def run_infer(args) -> int:
-    from asfda.data.datastore import Datastore
-    from asfda.loop.infer import predict_case
-    from asfda.models.inference import Predictor
-
-    store = Datastore(args.datastore, create=False)
-    cases = args.cases or store.case_ids()
-    for case_id in cases:  # refuse bad ids before spending time on the model
-        store.image_path(case_id)
-    model = store.models.load(device=args.device)
-    predictor = Predictor(model.network, model.config, args.device)
-    bar = console_progress("infer")
-    for index, case_id in enumerate(cases):
-        path = predict_case(store, case_id, model, predictor)
-        bar(index + 1, len(cases))
+    session = open_session(args)
+    for path in session.infer(args.cases):
         print(path)
     return 0
 
 
 def run_adapt(args) -> int:
-    from asfda.adapt.finetune import FinetuneOptions
-    from asfda.adapt.validation_gate import GateOptions
-    from asfda.data.datastore import Datastore
-    from asfda.loop.adapt import AdaptOptions, adapt_datastore
+    from asfda.loop import AdaptRequest
 
-    store = Datastore(args.datastore, create=False)
-    check_labels_on_disk(store)
-    result = adapt_datastore(
-        store,
-        AdaptOptions(
-            FinetuneOptions(steps=args.steps, seed=args.seed),
-            use_pseudo_labels=not args.no_pseudo,
-            gate=GateOptions(decide_from_labels=args.gate_decide_from),
-        ),
-        args.device,
-        progress=console_progress("adapt"),
-    )
+    session = open_session(args)
+    result = session.adapt(AdaptRequest.from_args(args))
+    report_taken_in(session)
     if result.activated:
         print(f"new active model {result.version} (parent {result.parent}); {result.gate.get('reason', '')}")
     else:

@@ -43,14 +43,14 @@ def _csv_text(model_version: str, scores) -> str:
 
 def run(args) -> int:
     from asfda.core.atomic import atomic_write_text
-    from asfda.data.datastore import Datastore
-    from asfda.loop.evaluate import evaluate, reference_labels
+    from asfda.loop import LoopSession, SessionSettings
+    from asfda.loop.evaluate import reference_labels
 
-    store = Datastore(args.datastore, create=False)
-    references, skipped = reference_labels(args.labels, store.case_ids())
+    session = LoopSession.open(args.datastore, SessionSettings.from_args(args), progress=console_progress("evaluate"))
+    references, skipped = reference_labels(args.labels, session.store.case_ids())
     for name in skipped:
         print(f"asfda evaluate: skipped {name} (no case of that name in the datastore)", file=sys.stderr)
-    result = evaluate(store, references, args.version, args.device, progress=console_progress("evaluate"))
+    result = session.evaluate(references, args.version)
     result.skipped = skipped
     if args.csv:
         atomic_write_text(args.csv, _csv_text(result.model_version, result.scores))

@@ -43,3 +43,7 @@ class ConfigError(AsfdaError):
 
 class DatastoreNotFound(AsfdaError):
     pass
+
+
+class UnusableDevice(AsfdaError):
+    pass

@@ -129,6 +129,10 @@ class Datastore:
         self.state.record_label(record)
         return record
 
+    def labeled_ids(self) -> List[str]:
+        """Cases with a clinician label (labels/final/), in case-id order: the one definition of "labelled"."""
+        return [c for c in self.case_ids() if self.has_label(c, LabelTag.FINAL)]
+
     def case_status(self, case_id: str) -> str:
         if self.has_label(case_id, LabelTag.FINAL):
             return "final"

@@ -6,12 +6,11 @@ from typing import Dict, List
 
 import numpy as np
 import torch
-from monai.metrics import DiceMetric
-from monai.networks.utils import one_hot
 
 from asfda.demo.data import Subject
 from asfda.demo.source_model import as_item
 from asfda.models.config import ModelConfig
+from asfda.models.dice import class_dice
 from asfda.models.inference import Predictor
 
 SEVERITY_BANDS = (("mild", 0.0, 1 / 3), ("moderate", 1 / 3, 2 / 3), ("severe", 2 / 3, 1.01))
@@ -27,15 +26,13 @@ def dice_per_subject(network: torch.nn.Module, config: ModelConfig, subjects: Li
 def class_dice_per_subject(
     network: torch.nn.Module, config: ModelConfig, subjects: List[Subject]
 ) -> Dict[str, Dict[str, float]]:
-    """Dice of every foreground label per subject (MONAI DiceMetric, include_background=False)."""
+    """Dice of every foreground label per subject (asfda.models.dice.class_dice on the model's label map)."""
     predictor = Predictor(network, config)
-    metric = DiceMetric(include_background=False, reduction="none", ignore_empty=False)
     names = [name for name, value in sorted(config.labels.items(), key=lambda kv: kv[1]) if value != 0]
     found = {}
     for subject in subjects:
         item = as_item(subject, config)
-        pred = predictor.forward(item.image, collect=False).probs.argmax(0, keepdim=True)
-        values = metric(one_hot(pred[None], config.out_channels), one_hot(item.label[None], config.out_channels))[0]
+        values = class_dice(predictor.label_map(item.image), item.label[0], config.out_channels)
         found[subject.case_id] = {name: float(v) for name, v in zip(names, values)}
     return found
 

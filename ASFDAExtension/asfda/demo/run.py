@@ -11,16 +11,13 @@ from typing import Dict, List
 
 import numpy as np
 
-from asfda.adapt.finetune import FinetuneOptions
-from asfda.adapt.validation_gate import GateOptions
+from asfda.core.names import Strategy
 from asfda.core.progress import console_progress
-from asfda.data.datastore import Datastore, LabelTag
+from asfda.data.datastore import Datastore
 from asfda.demo.data import make_demo_data, write_images
 from asfda.demo.evaluate import by_severity, dice_per_subject
 from asfda.demo.source_model import demo_model_config, train_source_model
-from asfda.loop.adapt import AdaptOptions, adapt_datastore
-from asfda.loop.rank import rank_datastore
-from asfda.query.strategies import RankingOptions, Strategy
+from asfda.loop import AdaptRequest, LoopSession, RankRequest, SessionSettings, simulated_round
 from asfda.synth.anatomy import mni152
 
 
@@ -68,42 +65,25 @@ def _run_arm(root: Path, data, network, prior, config, settings: DemoSettings, n
     store = Datastore(root)
     write_images(data.pool, store.images_dir, data.anatomy.affine)
     store.models.publish(network, config, parent=None, feature_prior=prior, note="demo source model")
-    ranked = rank_datastore(
-        store,
-        RankingOptions(strategy=strategy, k=settings.k, seed=settings.seed),
-        progress=console_progress(f"{name}: rank"),
+    session = LoopSession(store, SessionSettings(device="cpu"), progress=console_progress(f"{name}: rank, adapt"))
+    done = simulated_round(
+        session,
+        RankRequest(strategy=strategy.value, k=settings.k, seed=settings.seed),
+        # The demo judges every arm on a labelled test set; the gate's k-fold trainings would only
+        # multiply its run time by k + 1.
+        AdaptRequest(steps=settings.adapt_steps, seed=settings.seed, use_pseudo_labels=pseudo, gate_enabled=False),
+        truth={s.case_id: s.label for s in data.pool},
+        affine_of=lambda _case: data.anatomy.affine,
     )
-    picks = [r.case_id for r in ranked if r.selected]
-    truth = {s.case_id: s for s in data.pool}
-    for case_id in picks:  # the simulated annotator reveals the true label of each pick
-        store.save_label(
-            case_id,
-            LabelTag.FINAL,
-            truth[case_id].label,
-            data.anatomy.affine,
-            config.label_values,
-            author="simulated-annotator",
-        )
-    result = adapt_datastore(
-        store,
-        AdaptOptions(
-            finetune=FinetuneOptions(steps=settings.adapt_steps, seed=settings.seed),
-            use_pseudo_labels=pseudo,
-            # The demo judges every arm on a labelled test set; the gate's k-fold trainings would only
-            # multiply its run time by k + 1.
-            gate=GateOptions(enabled=False),
-        ),
-        progress=console_progress(f"{name}: adapt"),
-    )
-    adapted = store.models.load(result.version)
+    adapted = store.models.load(done.adaptation.version)
     dice = dice_per_subject(adapted.network, config, data.test)
     return ArmResult(
         name,
-        picks,
+        done.picks,
         float(np.mean(list(dice.values()))),
         by_severity(dice, data.severity),
-        result.version,
-        len(result.pseudo_cases),
+        done.adaptation.version,
+        len(done.adaptation.pseudo_cases),
     )
 
 

@@ -7,9 +7,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional
 
+import numpy as np
 import torch
-from monai.metrics import DiceMetric
-from monai.networks.utils import one_hot
 
 from asfda.adapt.finetune import TrainingItem, finetune
 from asfda.adapt.options import AdaptOptions
@@ -17,6 +16,7 @@ from asfda.adapt.pseudo_labels import pseudo_label_items, remove_pseudo_label, s
 from asfda.adapt.validation_gate import gated_training
 from asfda.data.cases import prepared_image, prepared_label
 from asfda.data.datastore import Datastore, LabelTag
+from asfda.models.dice import class_dice
 from asfda.models.inference import Predictor
 from asfda.scoring.pool import CaseScorer
 
@@ -35,15 +35,12 @@ class AdaptResult:
 
 
 def dice_per_class(network: torch.nn.Module, predictor_factory, items: List[TrainingItem], n_classes: int) -> float:
-    """Mean foreground Dice of `network` on `items` (full volumes, sliding window)."""
+    """Mean foreground Dice of `network` on `items` (full volumes, sliding window; asfda.models.dice)."""
     if not items:
         return float("nan")
     predictor = predictor_factory(network)
-    metric = DiceMetric(include_background=False, reduction="mean", ignore_empty=False)
-    for item in items:
-        pred = predictor.label_map(item.image)[None].long()
-        metric(one_hot(pred[None], n_classes), one_hot(item.label[None], n_classes))
-    return float(metric.aggregate())
+    per_class = [class_dice(predictor.label_map(item.image), item.label[0], n_classes) for item in items]
+    return float(np.mean(per_class))
 
 
 def adapt_datastore(
@@ -59,7 +56,7 @@ def adapt_datastore(
     teacher = store.models.load(device=device)
     config = teacher.config
     case_ids = store.case_ids()
-    labeled_ids = [c for c in case_ids if store.case_status(c) == "final"]
+    labeled_ids = store.labeled_ids()
     if not labeled_ids:
         raise ValueError(
             f"no clinician labels yet in {store.label_dir(LabelTag.FINAL)}: add one with `asfda label submit` "

@@ -1,7 +1,8 @@
 """Score a model version against reference labels: Dice and 95th-percentile Hausdorff distance per case and label.
 
-Predictions are made in memory on each image's own grid (nothing in labels/prediction/ changes) and compared
-with the reference there, so the distances are in the image's millimetres.
+Predictions are made in memory on each image's own grid, exactly as `asfda infer` writes them
+(asfda.loop.infer.predicted_labels; nothing in labels/prediction/ changes), and compared with the reference
+there, so the distances are in the image's millimetres. Dice is asfda.models.dice.class_dice.
 """
 
 from __future__ import annotations
@@ -14,15 +15,15 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
-from monai.metrics import compute_dice, compute_hausdorff_distance
+from monai.metrics import compute_hausdorff_distance
 from monai.networks.utils import one_hot
 
 from asfda.core.errors import AsfdaError
-from asfda.data.cases import prepared_image
 from asfda.data.datastore import Datastore, LabelTag, validate_label_values
 from asfda.io.volumes import Geometry, check_same_geometry, load_volume, reorient_to, strip_volume_suffix, volume_suffix
-from asfda.models.inference import Predictor
-from asfda.models.preprocess import to_original_space
+from asfda.loop.infer import predicted_labels
+from asfda.models.dice import class_dice
+from asfda.models.inference import Precision, Predictor
 
 ProgressFn = Callable[[str, int, int], None]
 
@@ -104,15 +105,15 @@ def _finite(value: float) -> Optional[float]:
 
 def score_case(prediction: np.ndarray, reference: np.ndarray, n_classes: int, spacing) -> List[Tuple[float, float]]:
     """(Dice, HD95 mm) for each foreground class; Dice is 1 where both volumes lack the class."""
+    dice = class_dice(prediction, reference, n_classes)
     pred = one_hot(torch.as_tensor(prediction)[None, None], n_classes)
     ref = one_hot(torch.as_tensor(reference)[None, None], n_classes)
-    dice = compute_dice(pred, ref, include_background=False, ignore_empty=False)[0]
     with warnings.catch_warnings():  # MONAI warns for a class missing from one side; that gives None below
         warnings.simplefilter("ignore")
         hd95 = compute_hausdorff_distance(
             pred, ref, include_background=False, percentile=95, spacing=[float(s) for s in spacing]
         )[0]
-    return [(float(d), float(h)) for d, h in zip(dice, hd95)]
+    return [(d, float(h)) for d, h in zip(dice, hd95)]
 
 
 def evaluate(
@@ -121,20 +122,25 @@ def evaluate(
     version: Optional[str] = None,
     device: str = "cpu",
     progress: Optional[ProgressFn] = None,
+    precision: Precision = Precision.AUTO,
 ) -> Evaluation:
-    """Evaluate `version` (default: the active one) without activating it."""
+    """Evaluate `version` (default: the active one) without activating it.
+
+    Args:
+        references: reference label file per case id (see `reference_labels`).
+        version: the model version (default: the active one); device / precision: as for inference.
+    Returns:
+        per-case and per-label Dice and HD95, and their means.
+    """
     model = store.models.load(version, device=device)
     config = model.config
-    predictor = Predictor(model.network, config, device)
+    predictor = Predictor(model.network, config, device, precision)
     names = {value: name for name, value in config.labels.items()}
     scores: List[LabelScore] = []
     for index, (case_id, path) in enumerate(sorted(references.items())):
         geometry = store.geometry(case_id)
         reference = _reference(path, geometry, config.label_values)
-        image = prepared_image(store, case_id, config)
-        with torch.no_grad():
-            probs = predictor.forward(image, collect=False).probs
-        prediction = to_original_space(image, probs, config).argmax(dim=0).numpy()
+        prediction = predicted_labels(store, case_id, model, predictor)
         trained = store.has_label(case_id, LabelTag.FINAL)
         per_class = score_case(prediction, reference, config.out_channels, geometry.spacing)
         for value, (dice, hd95) in zip(config.label_values[1:], per_class):

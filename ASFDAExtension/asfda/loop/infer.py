@@ -1,8 +1,14 @@
-"""Predict a case with the active model and store the label volume on the image's own grid."""
+"""The model's prediction of a case: what `asfda infer` writes and what `asfda evaluate` scores.
+
+One definition: argmax in network space, on the device, then nearest-neighbour back to the image's own
+grid (no C-channel probability map on the original grid; a linear inverse would turn a 1|3 boundary into 2).
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+
+import numpy as np
 
 from asfda.data.cases import prepared_image
 from asfda.data.datastore import Datastore, LabelTag
@@ -10,19 +16,36 @@ from asfda.models.inference import Predictor
 from asfda.models.preprocess import labels_to_original_space
 from asfda.models.store import LoadedModel
 
+__all__ = ["predict_case", "predicted_labels"]
+
+
+def predicted_labels(store: Datastore, case_id: str, model: LoadedModel, predictor: Predictor) -> np.ndarray:
+    """The class ids the model predicts for `case_id`, on the case image's grid (nothing is written).
+
+    Args:
+        store: the datastore holding the case; model / predictor: the loaded version and its Predictor.
+    Returns:
+        an integer array with the image's shape.
+    """
+    image = prepared_image(store, case_id, model.config)
+    return labels_to_original_space(image, predictor.label_map(image), model.config).numpy()
+
 
 def predict_case(store: Datastore, case_id: str, model: LoadedModel, predictor: Predictor) -> Path:
-    image = prepared_image(store, case_id, model.config)
-    # Argmax in network space, on the device, then nearest-neighbour back: no C-channel map on the original grid.
-    labels = labels_to_original_space(image, predictor.label_map(image), model.config).numpy()
-    geometry = store.geometry(case_id)
+    """Predict `case_id` and store the label volume as labels/prediction/CASE.nii.gz.
+
+    Returns:
+        the path of the written prediction.
+    """
+    labels = predicted_labels(store, case_id, model, predictor)
     store.save_label(
         case_id,
         LabelTag.PREDICTION,
         labels,
-        geometry.affine,
+        store.geometry(case_id).affine,
         model.config.label_values,
         model_version=model.version,
         require_foreground=False,
+        extra={"precision": predictor.precision.value},
     )
     return store.label_path(case_id, LabelTag.PREDICTION)

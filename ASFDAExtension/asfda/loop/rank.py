@@ -10,7 +10,7 @@ import numpy as np
 
 from asfda.data.datastore import Datastore
 from asfda.data.state import ScoreRecord, utc_now
-from asfda.query.strategies import RankedCase, RankingOptions, Strategy, rank
+from asfda.query.strategies import RankedCase, RankingOptions, Strategy, rank, strategy_entry
 from asfda.scoring.options import ScoringOptions
 from asfda.scoring.pool import CaseScorer, PoolSignals, add_epistemic, score_pool
 
@@ -27,6 +27,7 @@ class RankOutcome:
     errors: Dict[str, str] = field(default_factory=dict)  # cases left out of the ranking, with the reason
     scored: int = 0  # cases whose signals were computed by this rank
     cached: int = 0  # cases whose signals came from the cache
+    precision: Optional[str] = None  # the numeric precision the signals were computed in (set by the session)
 
 
 def _random_order(pool_ids: List[str], options: RankingOptions) -> List[RankedCase]:
@@ -45,18 +46,27 @@ def rank_pool(
     should_yield: Optional[Callable[[], bool]] = None,
     pool_scorer: Optional[Callable[..., PoolSignals]] = None,  # score_pool's shape, e.g. scoring.ray_pool's
 ) -> RankOutcome:
+    """Rank the unlabelled cases with the active model and store the ranking (faces call LoopSession.rank).
+
+    Args:
+        options: strategy, budget k, seed, selection rule; device: torch device; scoring: precision, chunking.
+        should_yield: asked between chunks; pool_scorer: replaces score_pool (the Ray scorer).
+    Returns:
+        a RankOutcome: ranked cases (the picks first), the model version, errors, scored and cached counts.
+    """
     model = store.models.load(device=device)
     strategy = Strategy(options.strategy)
+    entry = strategy_entry(strategy)
     case_ids = store.case_ids()
-    labeled_ids = [c for c in case_ids if store.case_status(c) == "final"]
+    labeled_ids = store.labeled_ids()
     pool_ids = [c for c in case_ids if c not in set(labeled_ids)]
     knowledge_source = None  # what DKD measured against; random scores nothing
-    if strategy == Strategy.RANDOM:
+    if not entry.needs_model_pass:
         outcome = RankOutcome(_random_order(pool_ids, options), model.version)
     else:
         scorer = CaseScorer(model, device, scoring or ScoringOptions())
         signals = (pool_scorer or score_pool)(store, scorer, pool_ids + labeled_ids, progress, should_yield)
-        if strategy == Strategy.MC_DROPOUT:
+        if entry.needs_epistemic:
             add_epistemic(store, scorer, signals, MC_DROPOUT_SAMPLES, progress)
         pool = [signals.signals[c] for c in pool_ids if c in signals.signals]
         labeled = [signals.signals[c] for c in labeled_ids if c in signals.signals]
@@ -85,13 +95,3 @@ def rank_pool(
         ],
     )
     return outcome
-
-
-def rank_datastore(
-    store: Datastore,
-    options: RankingOptions,
-    device: str = "cpu",
-    progress: Optional[ProgressFn] = None,
-    scoring: Optional[ScoringOptions] = None,
-) -> List[RankedCase]:
-    return rank_pool(store, options, device, progress, scoring).ranked

@@ -34,7 +34,7 @@ def rank(request: RankRequest, worker: WorkerDep) -> Dict[str, Any]:
 @router.post("/adapt", response_model=Job, status_code=202)
 def adapt(request: AdaptRequest, worker: WorkerDep) -> Dict[str, Any]:
     worker.require_active()
-    if not any(worker.store.case_status(c) == "final" for c in worker.store.case_ids()):
+    if not worker.store.labeled_ids():
         raise HTTPException(409, "no clinician labels yet: submit at least one label before adapting")
     _refuse_duplicate(worker, "adapt")
     return public(worker.runner.submit("adapt", request.model_dump()))

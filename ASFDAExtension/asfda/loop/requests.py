@@ -1,0 +1,114 @@
+"""Plain requests for the loop's steps, built from a worker job's params or from CLI arguments.
+
+The only place where a face's words become engine options: the worker (`from_params`), the CLI
+(`from_args`), the demo and the benchmark (constructors) all go through these.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Dict, Mapping, Optional
+
+from asfda.adapt.finetune import FinetuneOptions
+from asfda.adapt.options import AdaptOptions
+from asfda.adapt.reliability import ReliabilityOptions
+from asfda.adapt.validation_gate import GateOptions
+from asfda.core.names import Strategy
+from asfda.query.embedding import EmbeddingKind
+from asfda.query.selection import SelectionRule
+from asfda.query.strategies import RankingOptions
+from asfda.scoring.options import ScoringOptions
+
+__all__ = ["AdaptRequest", "RankRequest"]
+
+_RANKING_DEFAULTS = RankingOptions()
+
+
+@dataclass
+class RankRequest:
+    """Rank the pool: strategy and budget, plus the selection rule's settings (the benchmark varies them)."""
+
+    strategy: str = Strategy.ASFDA.value
+    k: int = 4
+    seed: int = 0
+    chunk_size: int = ScoringOptions().chunk_size
+    alpha: float = _RANKING_DEFAULTS.alpha
+    rule: str = _RANKING_DEFAULTS.rule.value
+    embedding: str = _RANKING_DEFAULTS.embedding.value
+    cold_start_medoid: bool = _RANKING_DEFAULTS.cold_start_medoid
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> RankRequest:
+        """From a worker rank job's params (worker/schemas.py RankRequest)."""
+        return cls(
+            strategy=str(params["strategy"]),
+            k=int(params["budget_k"]),
+            seed=int(params.get("seed", 0)),
+            chunk_size=int(params.get("chunk_size") or ScoringOptions().chunk_size),
+        )
+
+    @classmethod
+    def from_args(cls, args) -> RankRequest:
+        """From `asfda rank` arguments."""
+        return cls(strategy=args.strategy, k=args.k, seed=args.seed)
+
+    def ranking_options(self) -> RankingOptions:
+        return RankingOptions(
+            strategy=Strategy(self.strategy),
+            k=self.k,
+            alpha=float(self.alpha),
+            rule=SelectionRule(self.rule),
+            embedding=EmbeddingKind(self.embedding),
+            seed=self.seed,
+            cold_start_medoid=bool(self.cold_start_medoid),
+        )
+
+
+@dataclass
+class AdaptRequest:
+    """One adaptation round: steps, seed, pseudo-labels, the validation gate, and recipe overrides."""
+
+    steps: int = FinetuneOptions().steps
+    seed: int = 0
+    use_pseudo_labels: bool = True
+    gate_enabled: bool = True
+    gate_decide_from_labels: int = GateOptions().decide_from_labels
+    chunk_size: int = ScoringOptions().chunk_size
+    finetune_overrides: Dict[str, Any] = field(default_factory=dict)  # FinetuneOptions fields (the benchmark's guards)
+    reliability_overrides: Dict[str, Any] = field(default_factory=dict)  # ReliabilityOptions fields
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> AdaptRequest:
+        """From a worker adapt job's params (worker/schemas.py AdaptRequest)."""
+        request = cls(seed=int(params.get("seed", 0)), use_pseudo_labels=bool(params.get("use_pseudo_labels", True)))
+        if params.get("steps"):
+            request.steps = int(params["steps"])
+        if params.get("gate_decide_from_labels") is not None:
+            request.gate_decide_from_labels = int(params["gate_decide_from_labels"])
+        if params.get("chunk_size"):
+            request.chunk_size = int(params["chunk_size"])
+        return request
+
+    @classmethod
+    def from_args(cls, args) -> AdaptRequest:
+        """From `asfda adapt` arguments."""
+        return cls(
+            steps=args.steps,
+            seed=args.seed,
+            use_pseudo_labels=not args.no_pseudo,
+            gate_decide_from_labels=args.gate_decide_from,
+        )
+
+    def adapt_options(self, scoring: ScoringOptions) -> AdaptOptions:
+        return AdaptOptions(
+            finetune=FinetuneOptions(steps=self.steps, seed=self.seed, **self.finetune_overrides),
+            reliability=ReliabilityOptions(**self.reliability_overrides),
+            use_pseudo_labels=self.use_pseudo_labels,
+            scoring=scoring,
+            gate=GateOptions(enabled=self.gate_enabled, decide_from_labels=self.gate_decide_from_labels),
+        )
+
+
+def precision_param(params: Mapping[str, Any]) -> Optional[str]:
+    """The precision a worker job asks for (None: the session's rule)."""
+    return params.get("precision") or None

@@ -1,0 +1,194 @@
+"""The clinician's loop on one datastore: rank, infer, adapt, evaluate, write back.
+
+Every face (worker jobs, the CLI, the demo, the benchmark) runs the loop through a `LoopSession`, so the
+device is resolved once, one precision rule serves inference, scoring and the validation gate (and is
+recorded with each result), a Ray scorer is built in one way, and the pre-flight checks (clinician labels
+put into labels/final/ by hand) run before every rank and adapt, whichever face asked.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Dict, List, Optional
+
+from asfda.core.names import LabelTag
+from asfda.data.datastore import Datastore
+from asfda.data.label_files import check_final_labels
+from asfda.loop.adapt import AdaptResult, adapt_datastore
+from asfda.loop.device import AUTO, resolve_device
+from asfda.loop.evaluate import Evaluation, evaluate
+from asfda.loop.infer import predict_case
+from asfda.loop.rank import RankOutcome, rank_pool
+from asfda.loop.requests import AdaptRequest, RankRequest
+from asfda.models.config import ModelConfig
+from asfda.models.inference import Precision, Predictor, resolve_precision
+from asfda.scoring.options import ScoringOptions
+from asfda.scoring.ray_options import ADDRESS_ENV, RayOptions
+
+__all__ = ["LoopSession", "SessionSettings"]
+
+ProgressFn = Callable[..., None]
+
+
+@dataclass
+class SessionSettings:
+    """How a session runs: device (auto: CUDA when torch sees one), precision rule, optional Ray address."""
+
+    device: str = AUTO
+    precision: str = Precision.AUTO.value
+    ray_address: Optional[str] = None  # auto, local or ray://HOST:PORT; None: score in this process
+
+    @classmethod
+    def from_args(cls, args) -> SessionSettings:
+        """From a CLI command's --device (and --ray where it has one)."""
+        return cls(device=getattr(args, "device", AUTO) or AUTO, ray_address=getattr(args, "ray", None))
+
+    @classmethod
+    def from_params(cls, params: Dict, device: str, env: Optional[Dict[str, str]] = None) -> SessionSettings:
+        """For a worker job: the worker's device, the job's precision, `asfda serve --ray` via the environment."""
+        env = os.environ if env is None else env
+        return cls(
+            device=device,
+            precision=params.get("precision") or Precision.AUTO.value,
+            ray_address=env.get(ADDRESS_ENV) or None,
+        )
+
+
+@dataclass
+class LoopSession:
+    """One datastore, one device, one precision. Build with `LoopSession.open(path, settings)`."""
+
+    store: Datastore
+    settings: SessionSettings = field(default_factory=SessionSettings)
+    progress: Optional[ProgressFn] = None
+    device: str = field(init=False)
+    precision: Precision = field(init=False)
+    # Cases the last pre-flight check took in from labels/final/ (shown by the CLI).
+    taken_in: List[str] = field(default_factory=list, init=False)
+
+    def __post_init__(self) -> None:
+        self.device = resolve_device(self.settings.device)
+        self.precision = resolve_precision(Precision(self.settings.precision), self.device)
+        self._ray = None
+
+    @classmethod
+    def open(cls, root: Path, settings: Optional[SessionSettings] = None, progress=None, create=False) -> LoopSession:
+        """Open an existing datastore folder (`create=True` makes a new one)."""
+        return cls(Datastore(root, create=create), settings or SessionSettings(), progress)
+
+    # -- shared pieces -------------------------------------------------------------------------------------------
+
+    def scoring_options(self, chunk_size: Optional[int] = None) -> ScoringOptions:
+        options = ScoringOptions(precision=self.precision)
+        if chunk_size:
+            options.chunk_size = int(chunk_size)
+        return options
+
+    def pool_scorer(self):
+        """The Ray pool scorer when the settings name a cluster (built once per session), else None."""
+        if self.settings.ray_address and self._ray is None:
+            from asfda.scoring.ray_pool import RayPoolScorer  # ray is an optional extra
+
+            self._ray = RayPoolScorer(RayOptions.from_env(self.settings.ray_address).check_installed())
+        return self._ray
+
+    def preflight(self) -> List[str]:
+        """Validate and record clinician labels put into labels/final/ by hand (a bad one stops with one line).
+
+        Returns:
+            the case ids taken in by this check.
+        """
+        config = self.active_config()
+        self.taken_in = [] if config is None else check_final_labels(self.store, config)
+        return self.taken_in  # without a model the step itself reports what is missing
+
+    def active_config(self) -> Optional[ModelConfig]:
+        """The active version's config (read without loading weights), or None before any model is imported."""
+        version = self.store.models.active_version()
+        return None if version is None else ModelConfig.load(self.store.models.root / version / "config.json")
+
+    def labeled_ids(self) -> List[str]:
+        """Cases with a clinician label (the one definition the rank and adapt steps use)."""
+        return self.store.labeled_ids()
+
+    # -- the loop's steps ---------------------------------------------------------------------------------------
+
+    def rank(self, request: RankRequest, should_yield: Optional[Callable[[], bool]] = None) -> RankOutcome:
+        """Score the unlabelled pool and store the worklist.
+
+        Args:
+            request: strategy, budget and selection settings; should_yield: asked between chunks (the worker
+                lets an interactive Infer go first).
+        Returns:
+            the ranked cases, the model version, per-case errors, scored/cached counts and the precision used.
+        """
+        self.preflight()
+        outcome = rank_pool(
+            self.store,
+            request.ranking_options(),
+            self.device,
+            progress=self.progress,
+            scoring=self.scoring_options(request.chunk_size),
+            should_yield=should_yield,
+            pool_scorer=self.pool_scorer(),
+        )
+        outcome.precision = self.precision.value
+        return outcome
+
+    def infer(self, case_ids: Optional[List[str]] = None, version: Optional[str] = None) -> List[Path]:
+        """Predict cases (default: all) and write labels/prediction/CASE.nii.gz for each.
+
+        Returns:
+            the written paths, in the order of `case_ids`.
+        """
+        cases = list(case_ids) if case_ids else self.store.case_ids()
+        for case_id in cases:  # refuse bad ids before spending time on the model
+            self.store.image_path(case_id)
+        model = self.store.models.load(version, device=self.device)
+        predictor = Predictor(model.network, model.config, self.device, self.precision)
+        paths = []
+        for index, case_id in enumerate(cases):
+            paths.append(predict_case(self.store, case_id, model, predictor))
+            if self.progress:
+                self.progress("infer", index + 1, len(cases))
+        return paths
+
+    def adapt(
+        self, request: AdaptRequest, activate: bool = True, should_stop: Optional[Callable[[], bool]] = None
+    ) -> AdaptResult:
+        """Fine-tune on the clinician labels (+ reliable pseudo-labels) and publish a new version.
+
+        Args:
+            request: steps, seed, pseudo-labels, gate; activate: False lets a supervisor (the worker) flip ACTIVE.
+        Returns:
+            the new version, its parent, metrics (with the precision used), pseudo-labelled cases, gate decision.
+        """
+        self.preflight()
+        result = adapt_datastore(
+            self.store,
+            request.adapt_options(self.scoring_options(request.chunk_size)),
+            self.device,
+            progress=self.progress,
+            should_stop=should_stop,
+            activate=activate,
+        )
+        result.metrics["precision"] = self.precision.value
+        return result
+
+    def evaluate(self, references: Dict[str, Path], version: Optional[str] = None) -> Evaluation:
+        """Dice and HD95 of `version` (default: active) on reference labels, scoring what `infer` would write."""
+        return evaluate(self.store, references, version, self.device, self.progress, self.precision)
+
+    def write_back(self, leases=None) -> List[Dict]:
+        """Send queued clinician labels to the PACS as DICOM SEG (only for a datastore with a DICOMweb source)."""
+        from asfda.data.dicomweb.writeback import flush  # highdicom: only PACS datastores need it
+
+        source = self.store.image_source
+        if source is None or not hasattr(source, "client"):
+            return []
+        return flush(self.store, source, leases)
+
+    def has_clinician_label(self, case_id: str) -> bool:
+        return self.store.has_label(case_id, LabelTag.FINAL)

@@ -1,0 +1,115 @@
+"""One loop for every face: `evaluate` scores the file `infer` writes, one precision for infer, rank and the
+gate, the device resolved once and an unusable one refused in one line."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from asfda.cli import main
+from asfda.core.errors import UnusableDevice
+from asfda.io.volumes import load_volume
+from asfda.loop import AdaptRequest, LoopSession, RankRequest, SessionSettings, resolve_device
+from asfda.models import inference
+from asfda.models.dice import class_dice
+from cli_test_data import imported_datastore, make_setup
+from engine_helpers import tiny_config
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    return make_setup(tmp_path_factory.mktemp("loop"))
+
+
+def test_evaluate_scores_exactly_the_label_file_infer_writes(setup, tmp_path, capsys):
+    # A network grid of 1.3 mm against images of 1.5 x 1 x 2 mm: the map back to the image is not the identity,
+    # so resampling probabilities (what evaluate used to do) and mapping class ids back disagree at boundaries.
+    config = tiny_config()
+    config.spacing = [1.3, 1.3, 1.3]
+    (tmp_path / "model.json").write_text(json.dumps(config.validate().to_dict()))
+    ds = tmp_path / "ds"
+    assert (
+        main(
+            [
+                "model",
+                "import",
+                "--datastore",
+                str(ds),
+                "--config",
+                str(tmp_path / "model.json"),
+                "--weights",
+                str(setup.weights),
+            ]
+        )
+        == 0
+    )
+    assert main(["case", "add", "--datastore", str(ds), str(setup.scans)]) == 0
+    assert main(["infer", "--datastore", str(ds)]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", "--datastore", str(ds), "--labels", str(setup.refs), "--json"]) == 0
+    scores = json.loads(capsys.readouterr().out)["scores"]
+    assert len(scores) == len(setup.truth)
+    for row in scores:
+        written = np.asarray(load_volume(ds / "labels" / "prediction" / f"{row['case_id']}.nii.gz")).astype(np.int64)
+        assert row["dice"] == pytest.approx(class_dice(written, setup.truth[row["case_id"]], 2)[0], abs=1e-12)
+
+
+def test_infer_rank_and_the_gate_run_in_one_precision(setup, monkeypatch):
+    seen = []
+    original = inference.Predictor.__init__
+
+    def recording(self, network, config, device="cpu", precision=inference.Precision.AUTO):
+        original(self, network, config, device, precision)
+        seen.append(self.precision)
+
+    monkeypatch.setattr(inference.Predictor, "__init__", recording)
+    ds = imported_datastore(setup, "precision")
+    session = LoopSession.open(ds, SessionSettings(device="cpu", precision="bf16"))
+    assert session.precision == inference.Precision.BF16
+    session.infer(["case0"])
+    [record] = [r for r in session.store.state.labels("prediction") if r.case_id == "case0"]
+    assert record.extra["precision"] == "bf16"  # recorded with the prediction
+    outcome = session.rank(RankRequest(k=2))
+    assert outcome.precision == "bf16"
+    labels = setup.truth
+    for case_id in [r.case_id for r in outcome.ranked if r.selected]:
+        session.store.save_label(case_id, "final", labels[case_id], session.store.geometry(case_id).affine, [0, 1])
+    result = session.adapt(AdaptRequest(steps=2, use_pseudo_labels=False))
+    assert result.metrics["precision"] == "bf16" and result.gate["method"] != "disabled"
+    # Every Predictor of the session (infer, scoring, the gate's folds) was built with the same precision.
+    assert len(seen) >= 3 and set(seen) == {inference.Precision.BF16}
+
+
+def test_the_device_is_resolved_once_and_an_unusable_one_refused(setup, capsys, monkeypatch):
+    assert resolve_device("auto") == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(UnusableDevice, match="not auto, cpu or cuda"):
+        resolve_device("tpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(UnusableDevice, match="sees no CUDA device; use --device cpu or auto"):
+        resolve_device("cuda:0")
+    ds = imported_datastore(setup, "device")
+    capsys.readouterr()
+    assert main(["rank", "--datastore", str(ds), "--device", "cuda"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "sees no CUDA device" in err[0]
+    assert main(["rank", "--datastore", str(ds), "--k", "1"]) == 0  # default auto: the CPU here
+
+
+def test_the_worker_checks_hand_placed_labels_before_a_rank(setup):
+    from asfda.worker.tasks import run_rank
+
+    ds = imported_datastore(setup, "hand-placed")
+    (ds / "labels" / "final" / "case1.nii.gz").write_bytes((setup.refs / "case1.nii.gz").read_bytes())
+    (ds / "labels" / "final" / "case2.nii.gz").write_bytes(b"not a volume")
+    from asfda.data.datastore import Datastore
+    from asfda.data.label_files import LabelFileError
+
+    with pytest.raises(LabelFileError, match="labels/final/case"):
+        run_rank(Datastore(ds), {"strategy": "asfda", "budget_k": 1}, "cpu", lambda *a, **k: None)
+    (ds / "labels" / "final" / "case2.nii.gz").unlink()
+    store = Datastore(ds)
+    assert store.labeled_ids() == ["case1"]  # checked and recorded by the first job's pre-flight
+    result = run_rank(store, {"strategy": "asfda", "budget_k": 1}, "cpu", lambda *a, **k: None)
+    assert result["ranked"] == len(setup.truth) - 1 and result["precision"] == "fp32"
