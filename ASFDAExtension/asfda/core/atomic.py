@@ -17,6 +17,16 @@ def fsync_dir(directory: Path) -> None:
             os.close(fd)
 
 
+def _current_umask() -> int:
+    # Linux reports it without changing it (os.umask would, briefly, for every thread of the process).
+    with contextlib.suppress(OSError, ValueError, StopIteration):
+        with open("/proc/self/status") as status:
+            return int(next(line for line in status if line.startswith("Umask:")).split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_path(target: Path) -> Iterator[Path]:
     """Yield a temporary path beside `target`; on success fsync it and rename it over `target`."""
@@ -25,6 +35,8 @@ def atomic_path(target: Path) -> Iterator[Path]:
     # Keep the real suffixes so writers that pick a format from the name still work.
     suffix = "".join(target.suffixes)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name.split('.')[0]}.", suffix=f".tmp{suffix}", dir=target.parent)
+    # mkstemp creates mode 0600; a new file honours the umask like open() would (a group-shared datastore).
+    os.fchmod(fd, 0o666 & ~_current_umask())
     os.close(fd)
     tmp = Path(tmp_name)
     try:

@@ -95,6 +95,18 @@ class LoadedModel:
     reference_stats: Optional[ReferenceStats] = None
 
 
+def _fsync_tree(folder: Path) -> None:
+    """fsync every file and directory under `folder` (deepest first), so a power cut after the rename
+    cannot leave a version with a zero-length file or a missing entry."""
+    for item in sorted(folder.rglob("*"), key=lambda p: len(p.parts), reverse=True):
+        if item.is_file():
+            with open(item, "rb") as handle:
+                os.fsync(handle.fileno())
+        elif item.is_dir():
+            fsync_dir(item)
+    fsync_dir(folder)
+
+
 class ModelStore:
     def __init__(self, root: Path):
         self.root = Path(root)
@@ -156,14 +168,11 @@ class ModelStore:
                 reference_stats.save(staging / REFERENCE_STATS)
             elif parent is not None and (self.root / parent / REFERENCE_STATS).exists():
                 shutil.copyfile(self.root / parent / REFERENCE_STATS, staging / REFERENCE_STATS)
-            for item in staging.rglob("*"):
-                if item.is_file():
-                    with open(item, "rb") as handle:
-                        os.fsync(handle.fileno())
             while True:
                 version = self._next_version()
                 meta = ModelVersion(version, parent, datetime.now(timezone.utc).isoformat(), metrics or {}, note)
                 (staging / "meta.json").write_text(json.dumps(meta.__dict__, indent=2))
+                _fsync_tree(staging)  # every file (meta.json too) and every directory entry, before the rename
                 try:
                     os.rename(staging, self.root / version)  # fails if another writer took the name
                     break
