@@ -59,6 +59,7 @@ class SegmentationEditWatcher:
         self._onEdited = onEdited
         self._observed = None
         self._tags = []
+        self._sourceTimes = []
 
     @property
     def observed(self):
@@ -68,6 +69,12 @@ class SegmentationEditWatcher:
         self.release()
         self._observed = segmentation
         self._tags = [segmentation.AddObserver(event, self._changed) for event in self._events]
+        # "Clear selected segments" (vtkSlicerSegmentationsModuleLogic::ClearSegment) fires only
+        # RepresentationModified: count that event when a source representation itself changed.
+        representationModified = getattr(type(segmentation), "RepresentationModified", None)
+        if representationModified is not None:
+            self._sourceTimes = self._sourceRepresentationTimes(segmentation)
+            self._tags.append(segmentation.AddObserver(representationModified, self._representationChanged))
 
     def release(self):
         if self._observed is not None:
@@ -76,4 +83,22 @@ class SegmentationEditWatcher:
         self._observed, self._tags = None, []
 
     def _changed(self, caller=None, event=None):
+        if self._observed is not None:
+            self._sourceTimes = self._sourceRepresentationTimes(self._observed)
         self._onEdited()
+
+    def _representationChanged(self, caller=None, event=None):
+        times = self._sourceRepresentationTimes(self._observed)
+        if times != self._sourceTimes:
+            self._sourceTimes = times
+            self._onEdited()
+
+    @staticmethod
+    def _sourceRepresentationTimes(segmentation):
+        """Modification time of each segment's source representation (a closed surface built is not one)."""
+        name = segmentation.GetSourceRepresentationName()
+        times = []
+        for i in range(segmentation.GetNumberOfSegments()):
+            representation = segmentation.GetNthSegment(i).GetRepresentation(name)
+            times.append(representation.GetMTime() if representation is not None else 0)
+        return times

@@ -12,6 +12,8 @@ import os
 import slicer
 import vtk
 
+from . import compat
+
 # The model's background; never becomes a segment.
 BACKGROUND_VALUE = 0
 _DEFAULT_COLORS = [
@@ -68,6 +70,8 @@ def createLabelColorTable(scene, labels, labelColors=None, name="ASFDALabels"):
     for labelName, value in fg:
         r, g, b = labelColor(labelName, value, labelColors)
         table.SetColor(value, labelName, r, g, b, 1.0)
+    if compat.colorNamesNeedInitialising(slicer):
+        table.SetNamesInitialised(True)  # else 5.8 renames every entry "R=... G=... B=... A=..." on first read
     return table
 
 
@@ -144,7 +148,7 @@ def _valuesWithoutName(labelmapNode, table):
     histogram.SetComponentSpacing(1, 1, 1)
     histogram.Update()
     counts = histogram.GetOutput().GetPointData().GetScalars()
-    return [v for v in range(1, high + 1) if counts.GetTuple1(v) > 0 and not table.GetColorName(v)]
+    return [v for v in range(1, high + 1) if counts.GetTuple1(v) > 0 and table.GetColorName(v) in compat.NO_COLOR_NAMES]
 
 
 def segmentNames(segmentationNode):

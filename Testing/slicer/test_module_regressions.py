@@ -137,3 +137,25 @@ def test_edit_watcher_ignores_show_3d_and_releases_the_segmentation(mrmlScene):
     count = len(edits)
     segmentation.AddEmptySegment("", "more")
     assert len(edits) == count
+
+
+def test_clear_selected_segments_is_an_edit(mrmlScene):
+    """Issue 20: the segment table's "Clear selected segments" fires only RepresentationModified."""
+    import numpy as np
+    import slicer
+
+    node = mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode")
+    volume = slicer.util.addVolumeFromArray(np.zeros((4, 5, 6), np.uint8), name="v")
+    node.SetReferenceImageGeometryParameterFromVolumeNode(volume)
+    segmentId = node.GetSegmentation().AddEmptySegment("", "liver")
+    mask = np.zeros((6, 5, 4), np.uint8)
+    mask[1:3, 1:3, 1:3] = 1
+    slicer.util.updateSegmentBinaryLabelmapFromArray(mask, node, segmentId, volume)
+    edits = []
+    watcher = SegmentationEditWatcher(slicer.vtkSegmentation, lambda: edits.append(1))
+    watcher.watch(node.GetSegmentation())
+    node.CreateClosedSurfaceRepresentation()  # "Show 3D" stays no edit
+    assert edits == []
+    slicer.vtkSlicerSegmentationsModuleLogic.ClearSegment(node, segmentId)
+    assert edits
+    watcher.release()

@@ -168,3 +168,46 @@ def test_removing_a_node_removes_its_display_and_storage_nodes(mrmlScene):
     sio.removeNodeWithDisplayNodes(mrmlScene, volume)
     assert mrmlScene.GetNumberOfNodes() == before - 3
     sio.removeNodeWithDisplayNodes(mrmlScene, volume)  # already gone: nothing to do
+
+
+@pytest.fixture
+def colorNames(mrmlScene, monkeypatch, request):
+    """Slicer 5.8's (or a later release's) colour-name behaviour on this scene, with that version reported."""
+    import types
+
+    from harness.mrml58 import ColorNames58
+
+    version = request.param
+    monkeypatch.setattr(slicer, "app", types.SimpleNamespace(majorVersion=version[0], minorVersion=version[1]),
+                        raising=False)
+    shim = ColorNames58(slicer, mrmlScene, version)
+    yield shim
+    shim.close()
+
+
+@pytest.mark.parametrize("colorNames", [(5, 8), (5, 10), (5, 12)], indirect=True, ids=["5.8", "5.10", "5.12"])
+def test_label_names_survive_each_releases_colour_nodes(mrmlScene, tmp_path, colorNames):
+    """Issue 20, finding 1: on 5.8 the table needs SetNamesInitialised(True); on 5.10+ the call only logs an error."""
+    volume = makeReferenceVolume(mrmlScene)
+    expected = multiLabelArray()
+    writePrediction(tmp_path / "pred.nii.gz", volume, expected)
+    seg = sio.loadPredictionAsSegmentation(mrmlScene, tmp_path / "pred.nii.gz", LABELS, COLORS, volume)
+    assert sio.segmentNames(seg) == ["liver", "tumor"]  # not "R=0.800 G=0.200 ..." plus two empty segments
+    labelmap = sio.exportSegmentationToLabelmap(mrmlScene, seg, volume, LABELS)
+    np.testing.assert_array_equal(slicer.util.arrayFromVolume(labelmap), expected)
+    if colorNames.version < (5, 10):
+        assert colorNames.calls  # the import's and the export's tables
+    else:
+        assert colorNames.calls == []
+
+
+@pytest.mark.parametrize("colorNames", [(5, 8)], indirect=True, ids=["5.8"])
+def test_the_58_shim_renames_a_table_whose_flag_is_not_set(mrmlScene, colorNames):
+    """The stand-in itself: without the call, 5.8 names every entry after its colour (what finding 1 saw)."""
+    table = mrmlScene.AddNewNodeByClass("vtkMRMLColorTableNode")
+    table.SetTypeToUser()
+    table.SetNumberOfColors(2)
+    table.SetColor(1, "liver", 1.0, 0.0, 0.2, 1.0)  # colours are stored as bytes: 0.2 reads back 0.200
+    colorNames.regenerate(table)
+    assert table.GetColorName(1) == "R=1.000 G=0.000 B=0.200 A=1.000"
+    assert table.GetColorIndexByName("liver") == -1
