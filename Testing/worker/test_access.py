@@ -6,11 +6,15 @@ route touches the queue.
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import re
 import stat
 
+import nibabel as nib
+import nrrd
+import numpy as np
 import pytest
 from asfda.cli.main import main as asfda_main
 from asfda.core.errors import ConfigError
@@ -26,6 +30,7 @@ LOCAL = f"http://127.0.0.1:{PORT}"
 ALICE = "alice-token-0123456789"
 ADMIN = "admin-token-0123456789"
 CASE = "/cases/{case_id:path}"
+NRRD_IMAGE = (np.arange(6 * 7 * 8, dtype=np.int16).reshape(6, 7, 8) - 100) * 3
 
 # The review's table: changing a route's role means changing this line too.
 EXPECTED_ROLES = {
@@ -60,6 +65,18 @@ def app(tmp_path_factory):
     root = tmp_path_factory.mktemp("access")
     annotators = root / "annotators.json"
     annotators.write_text(json.dumps({"alice": ALICE}))
+    images = root / "store" / "images"
+    images.mkdir(parents=True)
+    nrrd.write(
+        str(images / "case00.nrrd"),
+        NRRD_IMAGE,
+        {
+            "space": "left-posterior-superior",
+            "space directions": np.eye(3),
+            "space origin": np.zeros(3),
+            "encoding": "gzip",
+        },
+    )
     settings = WorkerSettings.build(root / "store", "127.0.0.1", PORT, "cpu", ADMIN, 1, annotators)
     return create_app(settings)
 
@@ -199,3 +216,30 @@ def test_token_on_the_command_line_is_deprecated(tmp_path, capsys, monkeypatch):
         ]
     )
     assert code == 2 and "cannot read" in capsys.readouterr().err
+
+
+def test_image_is_streamed_compressed_in_its_own_voxel_type(app):
+    client = TestClient(app, base_url=LOCAL)
+    reply = client.get("/cases/case00/image", headers=bearer(store_token(app)))
+    assert reply.status_code == 200 and reply.content[:2] == b"\x1f\x8b"  # gzip, not a raw float32 NIfTI
+    served = nib.Nifti1Image.from_bytes(gzip.decompress(reply.content))
+    assert served.get_data_dtype() == np.int16
+    np.testing.assert_array_equal(np.asarray(served.dataobj), NRRD_IMAGE)
+    cached = list((app.state.worker.store.root / ".image-cache" / "case00").iterdir())
+    assert len(cached) == 1  # converted once, then streamed from this file
+    assert client.get("/cases/case00/image", headers=bearer(store_token(app))).content == reply.content
+
+
+def test_heavy_requests_beyond_the_bound_get_503_with_retry_after(app):
+    client, slots = TestClient(app, base_url=LOCAL), app.state.heavy
+    taken = [slots.try_acquire() for _ in range(slots.limit)]
+    try:
+        assert all(taken)
+        reply = client.get("/cases/case00/image", headers=bearer(store_token(app)))
+        assert "retry" in one_line(reply, 503) and reply.headers["Retry-After"].isdigit()
+        put = client.put("/cases/case00/label", headers=bearer(store_token(app)), files={"file": ("x.nii", b"x")})
+        one_line(put, 503)
+    finally:
+        for _ in taken:
+            slots.release()
+    assert client.get("/cases/case00/image", headers=bearer(store_token(app))).status_code == 200

@@ -27,6 +27,7 @@ from asfda.data.leases import LeaseBook, LeaseConflict
 from asfda.worker import routes_annotators, routes_cases, routes_dicomweb, routes_jobs, routes_models
 from asfda.worker.auth import BearerTokenMiddleware
 from asfda.worker.context import Worker
+from asfda.worker.heavy import HeavySlots
 from asfda.worker.jobstore import JobStore, one_line
 from asfda.worker.limits import BodySizeLimitMiddleware
 from asfda.worker.origin import HostOriginMiddleware
@@ -110,6 +111,7 @@ def create_app(settings: WorkerSettings) -> FastAPI:
         lifespan=lifespan,
         dependencies=[Depends(require_role)],
     )
+    app.state.heavy = HeavySlots(settings.max_heavy_requests)
     app.state.worker = Worker(settings, store, jobs, runner, LeaseBook(store.root / "asfda.db"))
     app.add_exception_handler(AsfdaError, _engine_error)
     app.add_exception_handler(RequestValidationError, _validation_error)

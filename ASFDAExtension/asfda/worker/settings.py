@@ -15,6 +15,7 @@ from asfda.worker.tokens import read_token_file
 DEFAULT_PORT = 8765
 TOKEN_ENVS = ("ASFDA_WORKER_TOKEN", "ASFDA_TOKEN")  # the second: the older name, still read
 TOKEN_FILE_ENV = "ASFDA_WORKER_TOKEN_FILE"
+DEFAULT_MAX_HEAVY_REQUESTS = 2  # each may hold one volume (a 512x512x600 int16 CT is 300 MiB)
 DEFAULT_MAX_UPLOAD_MB = 512  # an uncompressed 512^3 uint8 labelmap is 128 MiB; leave room for int16 and NRRD
 
 
@@ -36,6 +37,7 @@ class WorkerSettings:
     token: Optional[str] = None  # an administrator token chosen by whoever started the worker
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_MB * 1024 * 1024
     annotator_tokens: Dict[str, str] = field(default_factory=dict)  # token -> annotator name
+    max_heavy_requests: int = DEFAULT_MAX_HEAVY_REQUESTS  # label uploads and image downloads at once
 
     @property
     def loopback(self) -> bool:
@@ -85,6 +87,8 @@ class WorkerSettings:
                 f"refusing to listen on {self.host} without a token: pass --token-file FILE or set ASFDA_WORKER_TOKEN, "
                 "and --annotators FILE for one token per annotator (or bind 127.0.0.1)"
             )
+        if self.max_heavy_requests < 1:
+            raise AsfdaError("max_heavy_requests must be at least 1")
         if self.max_upload_bytes <= 0:
             raise AsfdaError("--max-upload-mb must be positive")
         if not self.device.startswith(("cpu", "cuda")):
