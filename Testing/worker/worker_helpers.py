@@ -14,6 +14,7 @@ from typing import Callable, Dict, List, Optional
 import httpx
 import pytest
 from asfda.worker.sample import make_sample_datastore, write_labels
+from asfda.worker.tokens import datastore_token_path, read_token_file
 
 START_DEADLINE_S = 120.0
 TOKEN = "s3cret-test-token"
@@ -47,9 +48,10 @@ class WorkerProcess:
         command = [sys.executable, "-m", "asfda", "serve", "--datastore", str(datastore), "--port", str(self.port)]
         command += ["--device", "cpu", *(args or [])]
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        env.pop("ASFDA_TOKEN", None)
+        for name in ("ASFDA_TOKEN", "ASFDA_WORKER_TOKEN", "ASFDA_WORKER_TOKEN_FILE"):
+            env.pop(name, None)
         if token:
-            env["ASFDA_TOKEN"] = token
+            env["ASFDA_WORKER_TOKEN"] = token
         with open(self.log, "ab") as log:
             self.process = subprocess.Popen(command, stdout=log, stderr=log, env=env, start_new_session=True)
         self.client = httpx.Client(base_url=self.url, timeout=120, headers=self.auth(token))
@@ -68,6 +70,9 @@ class WorkerProcess:
                 return False
 
         wait_for(healthy, START_DEADLINE_S, "the worker to answer /health", interval=0.2)
+        if not self.token:  # as a client on this machine does: the datastore's own token
+            self.token = read_token_file(datastore_token_path(self.datastore))
+            self.client.headers.update(self.auth(self.token))
         return self
 
     def stop(self) -> None:

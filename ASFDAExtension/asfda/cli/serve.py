@@ -15,14 +15,23 @@ def add_parser(subparsers) -> None:
         subparsers,
         "serve",
         "run the worker: HTTP API over a datastore with one GPU job queue",
-        "Serve a datastore to the ASFDA Slicer module. Binds 127.0.0.1 unless told otherwise; "
-        "any other address needs a token (--token or ASFDA_TOKEN), then required as 'Authorization: Bearer'.",
+        "Serve a datastore to the ASFDA Slicer module. Binds 127.0.0.1 unless told otherwise. Every request "
+        "but /health needs 'Authorization: Bearer <token>': the datastore's own DIR/worker-token (made on first "
+        "start, mode 0600), an administrator token (--token-file or ASFDA_WORKER_TOKEN; required beyond "
+        "loopback) or an annotator's (--annotators).",
     )
     p.add_argument("--datastore", type=Path, required=True, help="datastore folder (images/, labels/, models/)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind")
     p.add_argument("--port", type=int, default=DEFAULT_PORT, help="port")
     p.add_argument("--device", default=None, help="cpu or cuda[:N] [cuda when available, else cpu]")
-    p.add_argument("--token", default=None, help="require this bearer token [env ASFDA_TOKEN]")
+    p.add_argument(
+        "--token-file",
+        type=Path,
+        default=None,
+        help="file (mode 0600) holding the administrator token [env ASFDA_WORKER_TOKEN_FILE, or the token "
+        "itself in ASFDA_WORKER_TOKEN]",
+    )
+    p.add_argument("--token", default=None, help=argparse.SUPPRESS)  # deprecated: visible in process listings
     p.add_argument(
         "--max-upload-mb",
         type=float,
@@ -45,22 +54,42 @@ def add_parser(subparsers) -> None:
     p.set_defaults(func=run)
 
 
+TOKEN_DEPRECATED = (
+    "asfda serve: warning: --token is deprecated and will be removed in the next release: a command line is "
+    "visible to every user of this machine (process listings, shell history); use --token-file FILE or "
+    "ASFDA_WORKER_TOKEN"
+)
+
+
 def run(args: argparse.Namespace) -> int:
     import logging
+    import sys
 
     from asfda.worker.settings import WorkerSettings
+    from asfda.worker.tokens import datastore_token_path
+
+    if args.token is not None:
+        print(TOKEN_DEPRECATED, file=sys.stderr)
+
+    def build(device: str) -> WorkerSettings:
+        return WorkerSettings.build(
+            args.datastore,
+            args.host,
+            args.port,
+            device,
+            args.token,
+            args.max_upload_mb,
+            args.annotators,
+            token_file=args.token_file,
+        ).check()
 
     # Checked before the heavy imports: a refused start must be quick and clear.
-    settings = WorkerSettings.build(
-        args.datastore, args.host, args.port, args.device or "cpu", args.token, args.max_upload_mb, args.annotators
-    ).check()
+    settings = build(args.device or "cpu")
     if args.device is None:
         import torch
 
         if torch.cuda.is_available():
-            settings = WorkerSettings.build(
-                args.datastore, args.host, args.port, "cuda", args.token, args.max_upload_mb, args.annotators
-            ).check()
+            settings = build("cuda")
     if args.ray:
         import os
 
@@ -75,6 +104,7 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s: %(message)s")
     app = create_app(settings)
     print(f"asfda worker: serving {settings.datastore} on http://{settings.host}:{settings.port} ({settings.device})")
+    print(f"asfda worker: administrator token in {datastore_token_path(settings.datastore)}")
     # Bounded graceful shutdown: an /infer request waiting on a long job must not hold the worker open.
     uvicorn.run(
         app,

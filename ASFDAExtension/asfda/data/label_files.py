@@ -11,13 +11,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import List, Optional
 
-import numpy as np
-
 from asfda.core.case_ids import validate_case_id
 from asfda.core.errors import AsfdaError, CorruptImage, UnknownCase
 from asfda.data.datastore import Datastore, LabelTag
 from asfda.data.state import LabelRecord
-from asfda.io.volumes import load_volume, strip_volume_suffix, volume_suffix
+from asfda.io.label_reading import read_label_volume
+from asfda.io.volumes import strip_volume_suffix, volume_suffix
 from asfda.models.config import ModelConfig
 
 CANONICAL_SUFFIX = ".nii.gz"
@@ -43,9 +42,8 @@ def submit_label_file(
     path = Path(path)
     if path.is_dir():
         raise CorruptImage(f"{path.name}: a label must be one NIfTI or NRRD file, not a folder")
-    volume = load_volume(path)
-    labels = volume.detach().cpu().numpy()
-    affine = volume.affine.detach().cpu().numpy().astype(np.float64)
+    # Header first, voxels in their own integer type: a small hostile file cannot inflate in memory.
+    labels, affine = read_label_volume(path, store.geometry(case_id))
     return store.save_label(
         case_id,
         LabelTag.FINAL,

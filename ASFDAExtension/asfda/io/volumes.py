@@ -7,9 +7,10 @@ import logging
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Tuple
+from typing import Optional, Tuple
 
 import nibabel as nib
+import nrrd
 import numpy as np
 import torch
 from monai.data import MetaTensor, NibabelReader, NrrdReader, PydicomReader
@@ -42,29 +43,80 @@ warnings.filterwarnings("ignore", message="NvImgCodecPydicomReader")
 
 
 @functools.cache
-def _loader(kind: str) -> LoadImage:
-    # Built once: LoadImage registers every available reader when constructed.
-    reader = {"dicom": PydicomReader, "nifti": NibabelReader, "nrrd": NrrdReader}[kind]()
-    return LoadImage(reader=reader, image_only=True)
+def _loader(kind: str, native: Optional[str] = None) -> LoadImage:
+    # Built once: LoadImage registers every available reader when constructed. `native`: keep the
+    # file's own voxel type (an int16 CT stays int16) instead of float32: "any" where the reader keeps
+    # it by itself (dtype None), else the numpy type to convert to (MONAI's NrrdReader casts always).
+    if native is None:
+        dtype = {}
+    else:
+        dtype = {"dtype": None if native == "any" else np.dtype(native)}
+    reader = {"dicom": PydicomReader, "nifti": NibabelReader, "nrrd": NrrdReader}[kind](**dtype)
+    return LoadImage(reader=reader, image_only=True, **({"dtype": None} if native else {}))
 
 
-def _loader_for(path: Path) -> LoadImage:
+# The NRRD format's type names (teem's nrrdTypes), each with its numpy kind and size.
+_NRRD_TYPES = {
+    **dict.fromkeys(("signed char", "int8", "int8_t"), "i1"),
+    **dict.fromkeys(("uchar", "unsigned char", "uint8", "uint8_t"), "u1"),
+    **dict.fromkeys(("short", "short int", "signed short", "signed short int", "int16", "int16_t"), "i2"),
+    **dict.fromkeys(("ushort", "unsigned short", "unsigned short int", "uint16", "uint16_t"), "u2"),
+    **dict.fromkeys(("int", "signed int", "int32", "int32_t"), "i4"),
+    **dict.fromkeys(("uint", "unsigned int", "uint32", "uint32_t"), "u4"),
+    **dict.fromkeys(
+        ("longlong", "long long", "long long int", "signed long long", "signed long long int", "int64", "int64_t"), "i8"
+    ),
+    **dict.fromkeys(("ulonglong", "unsigned long long", "unsigned long long int", "uint64", "uint64_t"), "u8"),
+    "float": "f4",
+    "double": "f8",
+}
+
+
+def nrrd_voxel_dtype(header: dict) -> np.dtype:
+    """The numpy type of an NRRD header's `type` and `endian`; ValueError for an unknown one."""
+    kind = _NRRD_TYPES.get(str(header.get("type", "")).strip().lower())
+    if kind is None:
+        raise ValueError(f"NRRD type {header.get('type')!r} is not a usable voxel type")
+    order = ">" if str(header.get("endian", "little")).lower() == "big" and kind[1] != "1" else "<"
+    return np.dtype(order + kind)
+
+
+def _loader_for(path: Path, native: bool = False) -> LoadImage:
     if path.is_dir():
-        return _loader("dicom")
+        return _loader("dicom", "any" if native else None)
     suffix = volume_suffix(path)
     if suffix in NIFTI_SUFFIXES:
-        return _loader("nifti")
+        return _loader("nifti", "any" if native else None)
     if suffix in NRRD_SUFFIXES:
-        return _loader("nrrd")
+        if not native:
+            return _loader("nrrd")
+        try:
+            dtype = nrrd_voxel_dtype(nrrd.read_header(str(path)))
+        except Exception as exc:
+            raise CorruptImage(f"{path.name}: cannot read volume ({type(exc).__name__}: {str(exc)[:160]})") from None
+        return _loader("nrrd", dtype.str)
     raise CorruptImage(f"{path.name}: unsupported format (use NIfTI .nii/.nii.gz, NRRD .nrrd or a DICOM folder)")
 
 
-def load_volume(path: Path) -> MetaTensor:
-    """Load a 3D volume (no channel) as a MetaTensor whose `.affine` maps voxels to RAS millimetres."""
+def native_loader(path: Path) -> LoadImage:
+    """A loader for `path` that keeps the file's own voxel type."""
+    return _loader_for(Path(path), native=True)
+
+
+def load_volume(path: Path, native_dtype: bool = False) -> MetaTensor:
+    """Load a 3D volume (no channel) as a MetaTensor whose `.affine` maps voxels to RAS millimetres.
+
+    Args:
+        path: a NIfTI or NRRD file or a DICOM series folder.
+        native_dtype: keep the voxel type the reader gives (else float32).
+
+    Returns:
+        The volume; NaN or infinite voxels are refused (CorruptImage).
+    """
     path = Path(path)
     if not path.exists():
         raise CorruptImage(f"{path}: file not found")
-    loader = _loader_for(path)
+    loader = _loader_for(path, native_dtype)
     try:
         volume = loader(str(path))
     except Exception as exc:  # the readers raise many types for truncated or foreign files

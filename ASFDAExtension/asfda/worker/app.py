@@ -6,7 +6,7 @@ import asyncio
 import logging
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
@@ -27,11 +27,15 @@ from asfda.data.leases import LeaseBook, LeaseConflict
 from asfda.worker import routes_annotators, routes_cases, routes_dicomweb, routes_jobs, routes_models
 from asfda.worker.auth import BearerTokenMiddleware
 from asfda.worker.context import Worker
+from asfda.worker.heavy import HeavySlots
 from asfda.worker.jobstore import JobStore, one_line
 from asfda.worker.limits import BodySizeLimitMiddleware
+from asfda.worker.origin import HostOriginMiddleware
 from asfda.worker.recovery import lock_datastore, recover
+from asfda.worker.roles import check_every_route_has_a_role, require_role
 from asfda.worker.runner import JobRunner
 from asfda.worker.settings import WorkerSettings
+from asfda.worker.tokens import ensure_datastore_token
 
 log = logging.getLogger("asfda.worker")
 
@@ -46,6 +50,10 @@ STATUS_OF = [
     ((CorruptImage, GeometryMismatch, UnknownLabelValues, EmptyLabel), 422),
     (AsfdaError, 400),
 ]
+
+
+# Every route of the worker; each (method, path) has its role in asfda.worker.roles.ROUTE_ROLES.
+ROUTERS = tuple(m.router for m in (routes_models, routes_cases, routes_annotators, routes_dicomweb, routes_jobs))
 
 
 def _engine_error(_request: Request, exc: AsfdaError) -> JSONResponse:
@@ -68,9 +76,18 @@ def _unexpected_error(_request: Request, exc: Exception) -> JSONResponse:
 
 
 def create_app(settings: WorkerSettings) -> FastAPI:
+    """The worker's app over `settings.datastore`: locks the datastore, recovers, creates DIR/worker-token.
+
+    Args:
+        settings: checked or not (checked here).
+
+    Returns:
+        The app; its lifespan starts and stops the job runner.
+    """
     settings.check()
     settings.datastore.mkdir(parents=True, exist_ok=True)
     lock = lock_datastore(settings.datastore)
+    datastore_token = ensure_datastore_token(settings.datastore)
     store = Datastore(settings.datastore)
     jobs = JobStore(store.root / "asfda.db")
     recover(store, jobs)
@@ -92,14 +109,19 @@ def create_app(settings: WorkerSettings) -> FastAPI:
         version=asfda.__version__,
         description="Rank, label and adapt over one datastore; see docs/worker-api.md.",
         lifespan=lifespan,
+        dependencies=[Depends(require_role)],
     )
+    app.state.heavy = HeavySlots(settings.max_heavy_requests)
     app.state.worker = Worker(settings, store, jobs, runner, LeaseBook(store.root / "asfda.db"))
     app.add_exception_handler(AsfdaError, _engine_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(Exception, _unexpected_error)
-    for module in (routes_models, routes_cases, routes_annotators, routes_dicomweb, routes_jobs):
-        app.include_router(module.router)
+    check_every_route_has_a_role(ROUTERS)
+    for router in ROUTERS:
+        app.include_router(router)
+    # Middleware added last runs first: Host/Origin, then the token, then the body limit.
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_upload_bytes)
-    if settings.token or settings.annotator_tokens:  # added last: runs first
-        app.add_middleware(BearerTokenMiddleware, token=settings.token, annotator_tokens=settings.annotator_tokens)
+    admins = [t for t in (datastore_token, settings.token) if t]
+    app.add_middleware(BearerTokenMiddleware, admin_tokens=admins, annotator_tokens=settings.annotator_tokens)
+    app.add_middleware(HostOriginMiddleware, allowed_hosts=settings.allowed_hosts())
     return app

@@ -22,6 +22,8 @@ from typing import Dict, List, Optional, Tuple
 import httpx
 import numpy as np
 
+from asfda.worker.tokens import datastore_token_path, read_token_file
+
 ENDPOINTS = ("/info", "/worklist")
 SAMPLE_UNET = {"channels": [8, 16, 32], "strides": [2, 2], "num_res_units": 1, "norm": "batch"}
 
@@ -42,7 +44,9 @@ def _wait(condition, deadline_s: float, what: str, interval: float = 0.2):
     raise RuntimeError(f"timed out waiting for {what}")
 
 
-def measure(url: str, clients: int, seconds: float, max_requests: int) -> Dict[str, List[float]]:
+def measure(
+    url: str, clients: int, seconds: float, max_requests: int, headers: Optional[Dict[str, str]] = None
+) -> Dict[str, List[float]]:
     """Each client thread alternates the endpoints until the time or the request budget runs out."""
     latencies: Dict[str, List[float]] = {e: [] for e in ENDPOINTS}
     failures: List[str] = []
@@ -50,7 +54,7 @@ def measure(url: str, clients: int, seconds: float, max_requests: int) -> Dict[s
     deadline = time.monotonic() + seconds
 
     def loop(offset: int) -> None:
-        with httpx.Client(base_url=url, timeout=30) as client:
+        with httpx.Client(base_url=url, timeout=30, headers=headers) as client:
             index = offset
             while time.monotonic() < deadline and budget.acquire(blocking=False):
                 endpoint = ENDPOINTS[index % len(ENDPOINTS)]
@@ -108,16 +112,18 @@ def run(datastore: Path, clients: int, seconds: float, max_requests: int, device
     try:
         client = httpx.Client(base_url=url, timeout=120)
         _wait(lambda: _healthy(client), 180, "the worker to start")
+        auth = {"Authorization": f"Bearer {read_token_file(datastore_token_path(datastore))}"}
+        client.headers.update(auth)
         for case_id, path in (labels or {}).items():
             with open(path, "rb") as handle:
                 client.put(f"/cases/{case_id}/label", files={"file": (path.name, handle)}).raise_for_status()
         rank = client.post("/rank", json={"budget_k": 2}).json()
         _wait(lambda: client.get(f"/jobs/{rank['job_id']}").json()["state"] == "succeeded", 600, "ranking")
-        rows = summarise("idle", measure(url, clients, seconds, max_requests))
+        rows = summarise("idle", measure(url, clients, seconds, max_requests, auth))
         job = client.post("/adapt", json={"steps": 1_000_000}).json()
         _wait(lambda: client.get(f"/jobs/{job['job_id']}").json()["progress"]["phase"] == "train", 600, "training")
         before = client.get(f"/jobs/{job['job_id']}").json()["progress"]
-        during = measure(url, clients, seconds, max_requests)
+        during = measure(url, clients, seconds, max_requests, auth)
         after = client.get(f"/jobs/{job['job_id']}").json()["progress"]
         rows += summarise("training", during)
         client.post(f"/jobs/{job['job_id']}/cancel").raise_for_status()

@@ -8,8 +8,9 @@ from fastapi import APIRouter, HTTPException, Query, Request
 
 from asfda.data.leases import DEFAULT_LEASE_S, Lease
 from asfda.worker import worklist as worklist_queries
-from asfda.worker.annotators import require_annotator, token_annotator
+from asfda.worker.annotators import require_annotator
 from asfda.worker.context import Worker, WorkerDep
+from asfda.worker.roles import Role, request_role
 from asfda.worker.schemas import AuditEvent, LeaseReply
 
 router = APIRouter(tags=["annotators"])
@@ -57,11 +58,11 @@ def release_lease(
     worker: WorkerDep,
     force: Annotated[bool, Query(description="end another annotator's lease (administrator)")] = False,
 ) -> Dict[str, Any]:
+    # Only an administrator token may end someone else's lease (checked first: the reply tells nothing).
+    if force and request_role(request) < Role.ADMIN:
+        raise HTTPException(403, "force-releasing another annotator's lease needs the administrator token")
     worker.known_case(case_id)
     if force:
-        # Only the administrator token (or anyone on a loopback worker) may end someone else's lease.
-        if token_annotator(request) or (not worker.settings.loopback and not worker.settings.token):
-            raise HTTPException(403, "force-releasing another annotator's lease needs the administrator token")
         released = worker.leases.release(case_id, _optional_annotator(request, worker), force=True)
     else:
         released = worker.leases.release(case_id, _annotator(request, worker))

@@ -11,15 +11,17 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
 
 from asfda.data.datastore import LabelTag
-from asfda.io.volumes import NIFTI_SUFFIXES, load_volume, volume_suffix
+from asfda.io.volumes import NIFTI_SUFFIXES, volume_suffix
 from asfda.worker import routes_dicomweb
 from asfda.worker import worklist as worklist_queries
 from asfda.worker.annotators import request_annotator
 from asfda.worker.context import Worker, WorkerDep
+from asfda.worker.heavy import HeavySlot
+from asfda.worker.image_export import exported_image
 from asfda.worker.jobstore import CANCELLED, FINISHED, SUCCEEDED
 from asfda.worker.recovery import uploads_dir
 from asfda.worker.schemas import Case, LabelReply, Worklist
-from asfda.worker.uploads import VOLUME_IO_LOCK, receive_upload, store_label
+from asfda.worker.uploads import receive_upload, store_label
 
 router = APIRouter(tags=["cases"])
 INFER_POLL_S = 0.1
@@ -66,16 +68,13 @@ def worklist(
 
 
 @router.get(CASE + "/image", response_class=Response)
-def image(case_id: str, worker: WorkerDep) -> Response:
+def image(case_id: str, worker: WorkerDep, _slot: HeavySlot) -> Response:
+    """The case's image as NIfTI, streamed from a file (NRRD and DICOM converted once, in their voxel type)."""
     path = worker.case(case_id)
     if path.is_file() and volume_suffix(path) in NIFTI_SUFFIXES:
         return FileResponse(path, media_type="application/octet-stream", filename=f"{case_id}{volume_suffix(path)}")
-    import nibabel as nib  # NRRD and DICOM images are converted, so the client always gets NIfTI
-
-    with VOLUME_IO_LOCK:
-        volume = load_volume(path)
-    nifti = nib.Nifti1Image(volume.numpy(), volume.affine.numpy())
-    return _volume_reply(nifti.to_bytes(), f"{case_id}.nii", None)
+    exported = exported_image(worker.store, case_id, path)
+    return FileResponse(exported, media_type="application/octet-stream", filename=f"{case_id}.nii.gz")
 
 
 def _prediction(worker: Worker, case_id: str) -> Optional[tuple]:
@@ -140,7 +139,7 @@ async def infer(case_id: str, worker: WorkerDep) -> Response:
 
 @router.put(CASE + "/label", response_model=LabelReply, openapi_extra=UPLOAD_BODY)
 async def upload_label(
-    case_id: str, request: Request, worker: WorkerDep, background: BackgroundTasks
+    case_id: str, request: Request, worker: WorkerDep, background: BackgroundTasks, _slot: HeavySlot
 ) -> Dict[str, Any]:
     """Store a clinician label (multipart `file` NIfTI/NRRD; the annotator from their token, the
     X-Annotator header or form `author`); durable before the reply; ends the submitter's lease."""
