@@ -245,7 +245,9 @@ def test_first_use_install_says_what_it_does_on_older_slicer(harness, monkeypatc
         dependencies.ensureWorkerRequirements({"not-a-real-package-asfda>=1": "not_a_real_package_asfda"})
     assert harness.dialogs[-1]["text"].startswith("The ASFDA worker needs")
     ((requirements, boxes, waitCursor),) = seen
-    assert requirements == ["not-a-real-package-asfda>=1"]
+    # The requirement, held by the constraints file that keeps Slicer's own packages where they are.
+    assert requirements[0] == "-c" and requirements[1].endswith("asfda-constraints.txt")
+    assert requirements[2:] == ["not-a-real-package-asfda>=1"]
     assert boxes and "several minutes" in boxes[0] and waitCursor
     assert pythonqt.VISIBLE_MESSAGE_BOXES == [] and pythonqt.QApplication.overrideCursor() is None
     assert slicer.app.mainWindow.statusBar().messages
