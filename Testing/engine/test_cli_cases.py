@@ -84,7 +84,8 @@ def test_label_submit_checks_like_the_upload_route_and_records_the_author(setup,
         assert name in err and message in err, err
     (tmp_path / "label.png").write_bytes(b"\x89PNG")
     assert main(["label", "submit", "--datastore", str(ds), "case1", str(tmp_path / "label.png")]) == 2
-    assert "label.png: unsupported format" in one_line_error(capsys, "label submit")
+    error = one_line_error(capsys, "label submit")
+    assert "label.png: unsupported label format (use NIfTI .nii/.nii.gz or NRRD .nrrd)" in error
     assert main(["label", "submit", "--datastore", str(ds), "nope", str(tmp_path / "mask255.nii.gz")]) == 2
     assert "case 'nope' is not in the datastore" in one_line_error(capsys, "label submit")
     assert not store.has_label("case1", LabelTag.FINAL) and not store.state.labels(LabelTag.FINAL.value)
