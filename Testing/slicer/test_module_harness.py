@@ -224,7 +224,7 @@ def test_module_self_test_is_light_by_default(harness, monkeypatch):
     assert selftest.fullLoopRequested({selftest.FULL_LOOP_VARIABLE: "1"})
 
 
-def test_first_use_install_says_what_it_does_on_older_slicer(harness, monkeypatch):
+def test_first_use_install_says_what_it_does_on_older_slicer(harness, monkeypatch, tmp_path):
     """Finding 16: on Slicer 5.8/5.10 pip_install blocks the GUI; a message stays up meanwhile."""
     from ASFDALib import dependencies
 
@@ -242,12 +242,12 @@ def test_first_use_install_says_what_it_does_on_older_slicer(harness, monkeypatc
     monkeypatch.setattr(slicer.util, "pip_install", pipInstall)
     monkeypatch.setitem(__import__("sys").modules, "slicer.packaging", None)  # 5.8/5.10 have none
     with pytest.raises(dependencies.DependencyError, match="Could not install"):
-        dependencies.ensureWorkerRequirements({"not-a-real-package-asfda>=1": "not_a_real_package_asfda"})
+        dependencies.ensureWorkerRequirements({"not-a-real-package-asfda>=1": "not_a_real_package_asfda"},
+                                              workFolder=str(tmp_path))
     assert harness.dialogs[-1]["text"].startswith("The ASFDA worker needs")
     ((requirements, boxes, waitCursor),) = seen
-    # The requirement, held by the constraints file that keeps Slicer's own packages where they are.
-    assert requirements[0] == "-c" and requirements[1].endswith("asfda-constraints.txt")
-    assert requirements[2:] == ["not-a-real-package-asfda>=1"]
+    # Issue 20: with constraints that hold what Slicer ships at its versions.
+    assert requirements == ["-c", str(tmp_path / "asfda-constraints.txt"), "not-a-real-package-asfda>=1"]
     assert boxes and "several minutes" in boxes[0] and waitCursor
     assert pythonqt.VISIBLE_MESSAGE_BOXES == [] and pythonqt.QApplication.overrideCursor() is None
     assert slicer.app.mainWindow.statusBar().messages
