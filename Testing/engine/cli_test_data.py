@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict
+from typing import Dict, Optional
 
 import numpy as np
 import torch
@@ -47,14 +47,11 @@ def make_setup(root: Path, n_cases: int = N_CASES) -> Setup:
     return Setup(root, scans, refs, root / "model.json", root / "weights.pt", truth)
 
 
-def imported_datastore(setup: Setup, name: str = "ds") -> Path:
+def imported_datastore(setup: Setup, name: str = "ds", config: Optional[Path] = None) -> Path:
+    """`model import` (the setup's model.json, or `config` with the setup's weights) and `case add` of its scans."""
     ds = setup.datastore(name)
-    assert (
-        main(
-            ["model", "import", "--datastore", str(ds), "--config", str(setup.config), "--weights", str(setup.weights)]
-        )
-        == 0
-    )
+    model = str(config or setup.config)
+    assert main(["model", "import", "--datastore", str(ds), "--config", model, "--weights", str(setup.weights)]) == 0
     assert main(["case", "add", "--datastore", str(ds), str(setup.scans)]) == 0
     return ds
 

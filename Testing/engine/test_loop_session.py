@@ -29,23 +29,7 @@ def test_evaluate_scores_exactly_the_label_file_infer_writes(setup, tmp_path, ca
     config = tiny_config()
     config.spacing = [1.3, 1.3, 1.3]
     (tmp_path / "model.json").write_text(json.dumps(config.validate().to_dict()))
-    ds = tmp_path / "ds"
-    assert (
-        main(
-            [
-                "model",
-                "import",
-                "--datastore",
-                str(ds),
-                "--config",
-                str(tmp_path / "model.json"),
-                "--weights",
-                str(setup.weights),
-            ]
-        )
-        == 0
-    )
-    assert main(["case", "add", "--datastore", str(ds), str(setup.scans)]) == 0
+    ds = imported_datastore(setup, "evaluate-infer", config=tmp_path / "model.json")
     assert main(["infer", "--datastore", str(ds)]) == 0
     capsys.readouterr()
     assert main(["evaluate", "--datastore", str(ds), "--labels", str(setup.refs), "--json"]) == 0

@@ -7,7 +7,7 @@ The only place where a face's words become engine options: the worker (`from_par
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, Mapping, Optional
+from typing import Any, Dict, Mapping
 
 from asfda.adapt.finetune import FinetuneOptions
 from asfda.adapt.options import AdaptOptions
@@ -108,7 +108,3 @@ class AdaptRequest:
             gate=GateOptions(enabled=self.gate_enabled, decide_from_labels=self.gate_decide_from_labels),
         )
 
-
-def precision_param(params: Mapping[str, Any]) -> Optional[str]:
-    """The precision a worker job asks for (None: the session's rule)."""
-    return params.get("precision") or None

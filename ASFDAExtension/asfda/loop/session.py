@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
-from asfda.core.names import LabelTag
 from asfda.data.datastore import Datastore
 from asfda.data.label_files import check_final_labels
 from asfda.loop.adapt import AdaptResult, adapt_datastore
@@ -109,10 +108,6 @@ class LoopSession:
         version = self.store.models.active_version()
         return None if version is None else ModelConfig.load(self.store.models.root / version / "config.json")
 
-    def labeled_ids(self) -> List[str]:
-        """Cases with a clinician label (the one definition the rank and adapt steps use)."""
-        return self.store.labeled_ids()
-
     # -- the loop's steps ---------------------------------------------------------------------------------------
 
     def rank(self, request: RankRequest, should_yield: Optional[Callable[[], bool]] = None) -> RankOutcome:
@@ -189,6 +184,3 @@ class LoopSession:
         if source is None or not hasattr(source, "client"):
             return []
         return flush(self.store, source, leases)
-
-    def has_clinician_label(self, case_id: str) -> bool:
-        return self.store.has_label(case_id, LabelTag.FINAL)
