@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from filelock import FileLock
 
-from asfda.adapt.finetune import TrainingItem
+from asfda.adapt import TrainingItem
 from asfda.bench.anatomies import TASK_LABELS, load_anatomies
 from asfda.bench.dataset import Cohort, pool_cohort, source_cohort, target_cohort
 from asfda.bench.settings import BenchSettings
