@@ -104,6 +104,8 @@ def run_rank(args) -> int:
     store = session.store
     if session.pool_scorer() is not None:
         print(session.pool_scorer().report.summary(), file=sys.stderr)
+    for warning in outcome.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     rows = rank_rows(outcome.ranked, outcome.model_version)
     stored = store.state.scores(args.strategy)
     source = stored[0].knowledge_source if stored else None  # what DKD measured against, for every case

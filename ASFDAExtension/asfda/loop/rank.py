@@ -28,6 +28,7 @@ class RankOutcome:
     scored: int = 0  # cases whose signals were computed by this rank
     cached: int = 0  # cases whose signals came from the cache
     precision: Optional[str] = None  # the numeric precision the signals were computed in (set by the session)
+    warnings: List[str] = field(default_factory=list)  # e.g. DKD statistics that did not match the network
 
 
 def _random_order(pool_ids: List[str], options: RankingOptions) -> List[RankedCase]:
@@ -74,6 +75,8 @@ def rank_pool(
             rank(pool, labeled, options), model.version, signals.errors, signals.scored, signals.cached
         )
         knowledge_source = next((s.knowledge_source for s in signals.signals.values()), None)
+        if scorer.reference.warning:
+            outcome.warnings.append(f"DKD: {scorer.reference.warning}")
     run_id, now = uuid.uuid4().hex[:12], utc_now()
     store.state.replace_scores(
         strategy.value,

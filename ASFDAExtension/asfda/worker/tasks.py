@@ -67,6 +67,7 @@ def run_rank(store: Datastore, params: Dict[str, Any], device: str, progress: Pr
         "cached": outcome.cached,
         "skipped": outcome.errors,
         "precision": outcome.precision,
+        "warnings": outcome.warnings,
         "labels_taken_in": session.taken_in,
     }
     if session.pool_scorer() is not None:
