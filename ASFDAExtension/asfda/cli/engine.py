@@ -75,8 +75,11 @@ def open_session(args):
 
 
 def report_taken_in(session) -> None:
+    """The pre-flight's findings, one line each: labels taken in from labels/final/, duplicate cases skipped."""
     for case_id in session.taken_in:
         print(f"checked and recorded label found in labels/final/ for case {case_id}", file=sys.stderr, flush=True)
+    for case_id, reason in session.duplicates.items():
+        print(f"skipped case {case_id}: {reason}", file=sys.stderr, flush=True)
 
 
 def rank_rows(ranked, version: str) -> list:

@@ -13,6 +13,10 @@ class UnknownCase(AsfdaError):
     pass
 
 
+class DuplicateCase(AsfdaError):
+    """Two image files (or a file and a DICOM folder) name the same case: which one is meant is unknown."""
+
+
 class CorruptImage(AsfdaError):
     pass
 

@@ -77,6 +77,7 @@ def rank_pool(
         knowledge_source = next((s.knowledge_source for s in signals.signals.values()), None)
         if scorer.reference.warning:
             outcome.warnings.append(f"DKD: {scorer.reference.warning}")
+    outcome.errors.update(store.duplicate_cases())  # reported, never ranked (which file is meant is unknown)
     run_id, now = uuid.uuid4().hex[:12], utc_now()
     store.state.replace_scores(
         strategy.value,

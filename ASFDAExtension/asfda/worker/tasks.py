@@ -87,6 +87,7 @@ def run_adapt(store: Datastore, params: Dict[str, Any], device: str, progress: P
         "pseudo_cases": result.pseudo_cases,
         "gate": result.gate,  # the supervising worker activates the version only if the gate passed
         "labels_taken_in": session.taken_in,
+        "skipped": session.duplicates,
     }
 
 
