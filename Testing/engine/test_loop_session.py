@@ -139,3 +139,23 @@ def test_the_worker_checks_hand_placed_labels_when_it_starts(setup, caplog):
         check_hand_placed_labels(Datastore(ds))  # logged in one line; the worker still starts
     errors = [r for r in caplog.records if r.levelno == logging.ERROR]
     assert len(errors) == 1 and "labels/final/case2.nii.gz" in errors[0].getMessage()
+
+
+def test_the_worklist_is_stale_once_a_ranked_case_is_labelled(setup):
+    from asfda.data.datastore import Datastore
+    from asfda.worker.worklist import cases, worklist
+
+    ds = imported_datastore(setup, "stale")
+    assert main(["rank", "--datastore", str(ds), "--k", "1"]) == 0
+    store = Datastore(ds)
+    active = store.models.active_version()
+    listed = worklist(store, active, None)
+    assert listed["items"] and not any(item["stale"] for item in listed["items"])
+    first = listed["items"][0]["case_id"]
+    assert main(["label", "submit", "--datastore", str(ds), first, str(setup.refs / f"{first}.nii.gz")]) == 0
+    listed = worklist(store, active, None)  # before: still current, though its diversity pick ignored the label
+    assert {(item["stale"], item["stale_reason"]) for item in listed["items"]} == {(True, "labels")}
+    assert {c["stale_reason"] for c in cases(store, active) if "rank" in c} == {"labels"}
+    assert main(["rank", "--datastore", str(ds), "--k", "1"]) == 0
+    assert not any(item["stale"] for item in worklist(store, active, None)["items"])
+    assert {c["stale_reason"] for c in cases(store, "v0099") if "rank" in c} == {"model"}
