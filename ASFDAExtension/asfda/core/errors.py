@@ -21,6 +21,11 @@ class CorruptImage(AsfdaError):
     pass
 
 
+class BadSeries(CorruptImage):
+    """A DICOM series that is not one regular volume: mixed geometry, missing slices, no pixel data, several
+    series in one folder, or links out of its folder."""
+
+
 class GeometryMismatch(AsfdaError):
     pass
 

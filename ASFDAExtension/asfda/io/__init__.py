@@ -4,6 +4,7 @@ The public face is the modules named in `__all__`; the others are internal to th
 """
 
 __all__ = [
+    "dicom_series",
     "label_reading",
     "volumes",
 ]
