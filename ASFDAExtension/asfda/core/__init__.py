@@ -5,6 +5,7 @@ The public face is the modules named in `__all__`; the others are internal to th
 """
 
 __all__ = [
+    "annotation_cost",
     "atomic",
     "case_ids",
     "checksums",
