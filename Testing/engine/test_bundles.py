@@ -4,6 +4,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
+import yaml
 from asfda.cli import main
 from asfda.data.datastore import Datastore, LabelTag
 from asfda.io.volumes import load_volume
@@ -278,6 +279,22 @@ def test_references_and_macros_inside_the_bundle_configs_are_followed(tmp_path, 
     config = Datastore(ds).models.load().config
     window = config.bundle_preprocessing["steps"][2]
     assert (window["a_min"], window["a_max"], config.sw_batch_size) == (-57, 164, 1)
+
+
+def test_a_yaml_config_whose_aliases_expand_exponentially_is_refused_quickly(tmp_path, capsys):
+    import time
+
+    bundle = write_bundle(tmp_path / "b", spleen_like(), suffix=".yaml")
+    inference = yaml.safe_load((bundle / "configs" / "inference.yaml").read_text())
+    laughs: list = [0] * 10
+    for _ in range(7):  # 10^8 values once aliases are followed; a few hundred bytes of YAML
+        laughs = [laughs] * 10
+    inference["network_def"]["act"] = laughs
+    write_config(bundle / "configs" / "inference.yaml", inference)
+    assert "&id" in (bundle / "configs" / "inference.yaml").read_text()  # written with anchors and aliases
+    started = time.monotonic()
+    assert "expands to more than 200000 values" in _refused(tmp_path, capsys, bundle)
+    assert time.monotonic() - started < 30
 
 
 def test_trust_bundle_code_is_the_only_way_past_and_the_version_records_it(tmp_path, capsys):

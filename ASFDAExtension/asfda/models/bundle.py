@@ -138,7 +138,7 @@ def _truthy(value: Any) -> bool:
 
 def _check_inferer_name(raw: RawBundle) -> None:
     node = raw.section("inferer")
-    name = step_name(node) if node is not None else "none"
+    name = (step_name(node) or "not a transform") if node is not None else "none"
     if name != "SlidingWindowInferer":
         raise UnsupportedBundle(
             f"the bundle's inferer is {name}; asfda needs a SlidingWindowInferer (it trains and scores on patches)"

@@ -18,6 +18,7 @@ from typing import Any, Dict, List, Optional, Tuple
 from monai.bundle import ConfigParser
 
 from asfda.core.errors import ConfigError
+from asfda.models.bundle_failures import whole_cause
 
 # Packages whose classes a bundle may name; short names ("UNet", "Compose") are looked up in these modules.
 ALLOWED_PACKAGES = ("monai.networks", "monai.transforms", "monai.inferers", "torch.nn")
@@ -40,8 +41,11 @@ TRUST_REMEDY = (
 CONFIG_SUFFIXES = (".json", ".yaml", ".yml")
 _SPECIAL_KEYS = {"_target_", "_disabled_", "_requires_", "_desc_", "_mode_"}
 _SEPARATOR = re.compile(r"::|#")
-_MACRO_PATH = re.compile(r"^(?P<path>[^#:]*?\.(?:json|ya?ml))?(?:#|::)?(?P<id>.*)$", re.IGNORECASE)
+_MACRO_PATH = re.compile(r"^(?P<path>[^#:]*?\.(?:json|ya?ml))(?=#|::|$)", re.IGNORECASE)
 _MAX_DEPTH = 64  # references followed in a chain; deeper means a cycle MONAI would reject too
+# Values visited after substituting references: YAML aliases or references that each double the one before
+# would otherwise expand exponentially (a "billion laughs" config).
+_MAX_VALUES = 200_000
 
 
 class UnsupportedBundle(ConfigError):
@@ -64,7 +68,7 @@ def read_raw_file(path: Path) -> Dict[str, Any]:
     try:
         data = ConfigParser.load_config_files(str(path))
     except Exception as exc:  # json/yaml syntax, duplicate keys, unreadable file
-        raise UnsupportedBundle(f"{path}: cannot read the bundle config ({type(exc).__name__}: {exc})") from exc
+        raise UnsupportedBundle(f"{path}: cannot read the bundle config: {whole_cause(exc)}") from exc
     if not isinstance(data, dict):
         raise UnsupportedBundle(f"{path}: a bundle config is a mapping of ids to values")
     return data
@@ -129,7 +133,7 @@ def resolve_target(name: Any, where: str) -> type:
     if not isinstance(name, str) or name.startswith(("$", "@", "%")):
         raise UntrustedBundleCode(f"{where} = {name!r} is computed, not a class name; {TRUST_REMEDY}")
     found: Any = None
-    if "." not in name:
+    if "." not in name and not name.startswith("_"):
         for module_name in SHORT_NAME_MODULES:
             found = getattr(importlib.import_module(module_name), name, None)
             if found is not None:
@@ -167,8 +171,14 @@ def _import_dotted(name: str) -> Any:
 class _Walker:
     def __init__(self, raw: RawBundle):
         self.raw = raw
+        self.visited = 0
 
     def resolve(self, node: Any, parts: List[str], depth: int = 0) -> Any:
+        self.visited += 1
+        if self.visited > _MAX_VALUES:
+            raise UnsupportedBundle(
+                f"{_shown(parts)}: the section expands to more than {_MAX_VALUES} values through its references"
+            )
         if depth > _MAX_DEPTH:
             raise UnsupportedBundle(f"{_shown(parts)}: references nest deeper than {_MAX_DEPTH} (a cycle?)")
         if isinstance(node, str):
@@ -211,11 +221,12 @@ class _Walker:
 
     def _macro(self, macro: str, parts: List[str], where: str) -> Any:
         match = _MACRO_PATH.match(macro)
-        path, config_id = (match.group("path") or "", match.group("id")) if match else ("", macro)
-        if not path:
-            source: Any = None  # this config
-            target = self._absolute(config_id, parts, where)
+        path = match.group("path") if match else ""
+        if not path:  # this config; a leading separator is relative, as for references
+            source: Any = None
+            target = self._absolute(macro, parts, where)
         else:
+            config_id = macro[len(path) :]
             configs = (self.raw.root / "configs").resolve()
             candidates = [(self.raw.root / path).resolve(), (configs / path).resolve()]
             inside = [c for c in candidates if c.is_file() and configs in c.parents]

@@ -226,7 +226,9 @@ def bundle_preprocessing(config: ModelConfig, label: bool = False) -> BundlePrep
     """The version's preprocessing, built once per process (keyed by what defines it)."""
     if config.bundle_preprocessing is not None:
         return _cached_safe(json.dumps(config.bundle_preprocessing, sort_keys=True), label)
-    raw_file = RawBundle.read(Path(config.bundle_root)).inference_file
+    raw_file = config_file(Path(config.bundle_root) / "configs", "inference")
+    if raw_file is None:
+        raise UnsupportedBundle(f"{config.bundle_root}: the version's bundle has no configs/inference.json (or .yaml)")
     changed = raw_file.stat().st_mtime_ns  # the config's change time in the key catches an edited bundle
     return _cached_from_folder(str(config.bundle_root), config.bundle_code_trusted, label, changed)
 
