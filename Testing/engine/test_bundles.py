@@ -1,4 +1,5 @@
 import json
+import re
 import shutil
 
 import numpy as np
@@ -281,6 +282,46 @@ def test_references_and_macros_inside_the_bundle_configs_are_followed(tmp_path, 
     assert (window["a_min"], window["a_max"], config.sw_batch_size) == (-57, 164, 1)
 
 
+def test_the_model_zoos_literal_expressions_are_computed_without_running_code(tmp_path, capsys):
+    """wholeBody_ct_segmentation picks its spacing with an expression and gives its inferer a device."""
+    ds = _datastore(tmp_path, n=1)
+    bundle = write_bundle(tmp_path / "b", spleen_like())
+
+    def zoo_style(c):
+        c["displayable_configs"] = {"highres": True, "sw_overlap": 0.25}
+        c["pixdim"] = "$[1.5, 1.5, 2.0] if @displayable_configs#highres else [3.0, 3.0, 3.0]"
+        c["preprocessing"]["transforms"][3]["pixdim"] = "@pixdim"
+        c["preprocessing"]["transforms"][4]["a_max"] = "$-57 + 2 * 110.5"
+        c["preprocessing"]["transforms"][5]["device"] = "$torch.device('cpu')"  # EnsureTyped: asfda's own step
+        c["inferer"].update(overlap="@displayable_configs#sw_overlap", device="$torch.device('cuda:0')")
+
+    edit_inference(bundle, zoo_style)
+    assert _import(ds, bundle) == 0
+    capsys.readouterr()
+    config = Datastore(ds).models.load().config
+    spacing, window = config.bundle_preprocessing["steps"][1:]
+    assert (spacing["pixdim"], window["a_max"], config.sw_overlap) == ([1.5, 1.5, 2.0], 164.0, 0.25)
+
+
+def test_literal_expressions_compute_plain_values_and_refuse_everything_else():
+    from asfda.models.bundle_expressions import NotALiteral, evaluate_literal
+
+    values = {"a": 3, "b#c": [1, 2]}
+    assert evaluate_literal("[@a * 2, @b#c[1]] if @a > 2 and not False else None", values.get) == [6, 2]
+    assert evaluate_literal("{'k': -@a, 'in': 2 in @b#c}", values.get) == {"k": -3, "in": True}
+    for code, construct in [
+        ("__import__('os').system('id')", "a call"),
+        ("().__class__.__base__", "an attribute"),
+        ("open", "a Python name"),
+        ("(lambda: 1)()", "a call"),
+        ("[i for i in @b#c]", "a comprehension"),
+        ("'x' * 100000", "a repeat to more than 10000 items"),
+        ("1 / 0", "cannot be computed (ZeroDivisionError"),
+    ]:
+        with pytest.raises(NotALiteral, match=re.escape(construct)):
+            evaluate_literal(code, values.get)
+
+
 def test_a_yaml_config_whose_aliases_expand_exponentially_is_refused_quickly(tmp_path, capsys):
     import time
 
@@ -300,8 +341,10 @@ def test_a_yaml_config_whose_aliases_expand_exponentially_is_refused_quickly(tmp
 def test_trust_bundle_code_is_the_only_way_past_and_the_version_records_it(tmp_path, capsys):
     ds = _datastore(tmp_path, n=1)
     bundle = write_bundle(tmp_path / "b", spleen_like())
-    edit_inference(bundle, lambda c: c["network_def"].update(channels="$[4, 8, 16]"))
-    assert "network_def.channels = $[4, 8, 16]" in _refused(tmp_path, capsys, bundle)
+    edit_inference(bundle, lambda c: c["network_def"].update(channels="$[4 * 2**i for i in range(3)]"))
+    assert "network_def.channels = $[4 * 2**i for i in range(3)] is a Python expression" in _refused(
+        tmp_path, capsys, bundle
+    )
     assert _import(ds, bundle, "--trust-bundle-code") == 0
     out = capsys.readouterr().out
     assert "bundle code trusted (--trust-bundle-code)" in out and "at every load" in out

@@ -17,12 +17,13 @@ from asfda.models.bundle_safety import (
     RawBundle,
     UnsupportedBundle,
     UntrustedBundleCode,
+    checked_inferer,
     checked_section,
-    checked_sections,
 )
 from asfda.models.bundle_transforms import (
     bundle_parser,
     bundle_preprocessing,
+    checked_preprocessing,
     enabled,
     step_name,
     stored_preprocessing,
@@ -238,7 +239,11 @@ def _check_invertible(config: ModelConfig) -> None:
 def _checked_or_trusted(raw: RawBundle, trust_code: bool) -> Optional[Dict[str, Any]]:
     """The checked sections, or None when they ask for code and the user trusts the bundle."""
     try:
-        return checked_sections(raw)
+        return {
+            "network_def": checked_section(raw, "network_def"),
+            "preprocessing": checked_preprocessing(raw),
+            "inferer": checked_inferer(raw),
+        }
     except UntrustedBundleCode:
         if not trust_code:
             raise

@@ -13,11 +13,12 @@ import importlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional
 
 from monai.bundle import ConfigParser
 
 from asfda.core.errors import ConfigError
+from asfda.models.bundle_expressions import NotALiteral, evaluate_literal
 from asfda.models.bundle_failures import whole_cause
 
 # Packages whose classes a bundle may name; short names ("UNet", "Compose") are looked up in these modules.
@@ -30,8 +31,8 @@ SHORT_NAME_MODULES = (
     "monai.inferers",
     "torch.nn",
 )
-# Sections asfda builds; all else in a bundle (training, evaluator, `network`, `imports`, ...) is never parsed.
-BUILT_SECTIONS = ("network_def", "preprocessing", "inferer")
+# What asfda reads of the inferer; its other keys (device, progress, ...) are never looked at.
+INFERER_KEYS = ("roi_size", "sw_batch_size", "overlap", "mode", "padding_mode")
 # Ids asfda sets itself before building, whatever the bundle says.
 OVERRIDDEN_IDS = {"device": "cpu"}
 TRUST_REMEDY = (
@@ -192,22 +193,30 @@ class _Walker:
     def _string(self, value: str, parts: List[str], depth: int) -> Any:
         where = _shown(parts)
         if value.startswith("$"):
-            raise UntrustedBundleCode(f"{where} = {_short(value)} is a Python expression; {TRUST_REMEDY}")
-        if value.startswith("@"):
-            target = self._absolute(value[1:], parts, where)
-            key = "#".join(target)
-            if key in OVERRIDDEN_IDS:
-                return OVERRIDDEN_IDS[key]
-            if key == "bundle_root":
-                return str(self.raw.root)
             try:
-                referenced = self.raw.lookup(target)
-            except KeyError:
-                raise UnsupportedBundle(f"{where} = {value} points at no id of the bundle's configs") from None
-            return self.resolve(referenced, target, depth + 1)
+                return evaluate_literal(value[1:], lambda ref: self._reference(ref, parts, where, depth))
+            except NotALiteral as exc:
+                raise UntrustedBundleCode(
+                    f"{where} = {_short(value)} is a Python expression asfda does not run: {exc}; {TRUST_REMEDY}"
+                ) from None
+        if value.startswith("@"):
+            return self._reference(value[1:], parts, where, depth)
         if value.startswith("%"):
             return self.resolve(self._macro(value[1:], parts, where), parts, depth + 1)
         return value
+
+    def _reference(self, config_id: str, parts: List[str], where: str, depth: int) -> Any:
+        target = self._absolute(config_id, parts, where)
+        key = "#".join(target)
+        if key in OVERRIDDEN_IDS:
+            return OVERRIDDEN_IDS[key]
+        if key == "bundle_root":
+            return str(self.raw.root)
+        try:
+            referenced = self.raw.lookup(target)
+        except KeyError:
+            raise UnsupportedBundle(f"{where}: @{config_id} points at no id of the bundle's configs") from None
+        return self.resolve(referenced, target, depth + 1)
 
     def _absolute(self, config_id: str, parts: List[str], where: str) -> List[str]:
         """MONAI's relative ids: each leading separator is one level up from the item holding the reference."""
@@ -269,15 +278,25 @@ class _Walker:
         return out
 
 
+def checked_value(raw: RawBundle, node: Any, parts: List[str]) -> Any:
+    """`node` (found at `parts`) with references, macros and literal expressions substituted and every class
+    checked: plain JSON, safe to build."""
+    return _Walker(raw).resolve(node, parts)
+
+
 def checked_section(raw: RawBundle, key: str) -> Any:
-    """One section, references and macros substituted, every class checked: plain JSON, safe to build."""
     if key not in raw.config:
         raise UnsupportedBundle(f"the bundle's inference config has no {key!r}")
-    return _Walker(raw).resolve(raw.config[key], [key])
+    return checked_value(raw, raw.config[key], [key])
 
 
-def checked_sections(raw: RawBundle, keys: Tuple[str, ...] = BUILT_SECTIONS) -> Dict[str, Any]:
-    return {key: checked_section(raw, key) for key in keys}
+def checked_inferer(raw: RawBundle) -> Dict[str, Any]:
+    """The inferer's class and the settings asfda reads, checked; nothing else of it is looked at."""
+    node = raw.section("inferer")
+    if not isinstance(node, dict) or "_target_" not in node:
+        raise UnsupportedBundle("the bundle's inferer is not a mapping with _target_")
+    kept = {key: node[key] for key in ("_target_", *INFERER_KEYS) if key in node}
+    return checked_value(raw, kept, ["inferer"])
 
 
 def _short(value: str, limit: int = 80) -> str:

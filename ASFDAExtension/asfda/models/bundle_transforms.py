@@ -17,7 +17,7 @@ from monai.transforms import Compose, EnsureChannelFirst, InvertibleTransform, M
 
 from asfda.models.bundle_build import build
 from asfda.models.bundle_failures import whole_cause
-from asfda.models.bundle_safety import RawBundle, UnsupportedBundle, checked_section, config_file, resolve_target
+from asfda.models.bundle_safety import RawBundle, UnsupportedBundle, checked_value, config_file, resolve_target
 from asfda.models.config import ModelConfig
 
 # asfda loads volumes, adds the channel and keeps tensors on the CPU itself; these bundle steps are dropped.
@@ -110,6 +110,25 @@ class BundlePreprocessing:
     intensity: Compose  # image only
     image_key: str
     steps: List[str]  # names of the steps kept, in order, for the import report
+
+
+def checked_preprocessing(raw: RawBundle) -> Any:
+    """The preprocessing section checked (asfda.models.bundle_safety). Of the steps asfda does itself (loading,
+    channel, type) only the name and the keys are read, so nothing else of them needs checking."""
+    node = raw.section("preprocessing")
+    if node is None:
+        raise UnsupportedBundle("the bundle's inference config has no 'preprocessing'")
+    if isinstance(node, dict):
+        node = {**node, "transforms": raw.follow(node.get("transforms"), "preprocessing.transforms")}
+    items = [raw.follow(item, "preprocessing") for item in transform_list(node, "preprocessing")]
+    kept = [
+        {k: item[k] for k in ("_target_", "_disabled_", "keys") if k in item}
+        if isinstance(item, dict) and step_name(item) in SKIPPED_STEPS
+        else item
+        for item in items
+    ]
+    parts = ["preprocessing", "transforms"] if isinstance(node, dict) else ["preprocessing"]
+    return checked_value(raw, kept, parts)
 
 
 def stored_preprocessing(checked: Any) -> Dict[str, Any]:
@@ -219,7 +238,7 @@ def _cached_from_folder(bundle_root: str, trusted: bool, label: bool, _changed: 
         return trusted_preprocessing(Path(bundle_root), label)
     # A version imported before the stored form existed: its configs are checked, then built without a parser.
     raw = RawBundle.read(Path(bundle_root))
-    return safe_preprocessing(stored_preprocessing(checked_section(raw, "preprocessing")), label)
+    return safe_preprocessing(stored_preprocessing(checked_preprocessing(raw)), label)
 
 
 def bundle_preprocessing(config: ModelConfig, label: bool = False) -> BundlePreprocessing:
