@@ -243,7 +243,19 @@ def test_expressions_special_keys_and_outside_files_are_refused_naming_the_key(t
     assert key in err and remedy in err
 
 
-@pytest.mark.parametrize("target", ["os.system", "subprocess.run", "builtins.eval", "torch.load", "Path"])
+@pytest.mark.parametrize(
+    "target",
+    [
+        "os.system",
+        "subprocess.run",
+        "builtins.eval",
+        "torch.load",
+        "Path",
+        "torch.nn.modules.module.OrderedDict",  # a class imported into torch.nn from elsewhere
+        "torch.nn.Module.__subclasses__",
+        "torch.nn.__init__.Module",
+    ],
+)
 def test_classes_outside_the_allow_list_are_refused_naming_the_key(tmp_path, capsys, target):
     bundle = write_bundle(tmp_path / "b", spleen_like())
     edit_inference(bundle, lambda c: c["network_def"].update(_target_=target))

@@ -155,8 +155,10 @@ def _import_dotted(name: str) -> Any:
     parts = name.split(".")
     for cut in range(len(parts) - 1, 0, -1):  # the longest importable module, then attributes
         module_name = ".".join(parts[:cut])
-        if not any(module_name == p or module_name.startswith(p + ".") for p in ALLOWED_PACKAGES):
-            break  # never import outside the allowed packages
+        if "__" in module_name or not any(
+            module_name == p or module_name.startswith(p + ".") for p in ALLOWED_PACKAGES
+        ):
+            break  # never import outside the allowed packages (nor `torch.nn.__init__` again)
         try:
             node: Any = importlib.import_module(module_name)
         except ImportError:
