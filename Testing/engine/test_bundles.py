@@ -229,6 +229,12 @@ def test_a_bundle_expression_is_refused_at_import_before_it_runs(tmp_path, capsy
             or c["preprocessing"]["transforms"][4].update(a_min="@evil"),
             "evil = $__import__('os')",
         ),
+        # DiNTS: its architecture comes from a torch.load (a pickle) behind a subscript
+        (
+            lambda c: c.update(ckpt="$torch.load('arch.pt')")
+            or c["network_def"].update(channels="$@ckpt['channels']"),
+            "ckpt = $torch.load('arch.pt') is a Python expression asfda does not run: a call",
+        ),
         (lambda c: c["network_def"].update(_requires_="$print(1)"), "network_def._requires_ = $print(1)"),
         (lambda c: c["network_def"].update(_disabled_="$True"), "network_def._disabled_ = $True"),
         (lambda c: c["network_def"].update(_mode_="callable"), "network_def._mode_ = 'callable'"),
@@ -321,10 +327,13 @@ def test_literal_expressions_compute_plain_values_and_refuse_everything_else():
     values = {"a": 3, "b#c": [1, 2]}
     assert evaluate_literal("[@a * 2, @b#c[1]] if @a > 2 and not False else None", values.get) == [6, 2]
     assert evaluate_literal("{'k': -@a, 'in': 2 in @b#c}", values.get) == {"k": -3, "in": True}
+    assert evaluate_literal("len(@b#c) + max(@b#c)", values.get) == 4  # pediatric_abdominal's spatial_dims
     for code, construct in [
         ("__import__('os').system('id')", "a call"),
         ("().__class__.__base__", "an attribute"),
         ("open", "a Python name"),
+        ("max(@b#c, key=print)", "keyword or starred arguments to max()"),
+        ("getattr(@a, 'real')", "a call"),
         ("(lambda: 1)()", "a call"),
         ("[i for i in @b#c]", "a comprehension"),
         ("'x' * 100000", "a repeat to more than 10000 items"),

@@ -1,5 +1,6 @@
-"""The `$` expressions a bundle may use without running code: literals, references, arithmetic, comparisons
-and `a if c else b` (e.g. the Model Zoo's `"$[1.5, 1.5, 1.5] if @displayable_configs#highres else [3.0, 3.0, 3.0]"`).
+"""The `$` expressions a bundle may use without running code: literals, references, arithmetic, comparisons,
+`a if c else b` and a few pure built-ins on plain values (e.g. the Model Zoo's
+`"$[1.5, 1.5, 1.5] if @displayable_configs#highres else [3.0, 3.0, 3.0]"` and `"$len(@spatial_size)"`).
 
 They are interpreted here node by node over plain values; Python's eval never sees them. Anything else (a call,
 an attribute, an import, a comprehension, a lambda) is refused, and only --trust-bundle-code lets MONAI run it.
@@ -32,6 +33,8 @@ _COMPARE: Dict[type, Callable[[Any, Any], Any]] = {
     ast.In: lambda a, b: a in b,
     ast.NotIn: lambda a, b: a not in b,
 }
+# Built-ins that compute a plain value from plain values and call nothing back.
+_FUNCTIONS: Dict[str, Callable[..., Any]] = {f.__name__: f for f in (len, min, max, abs, round, int, float, bool, str)}
 _MAX_LENGTH = 10_000  # a repeated list or string longer than this is a memory bomb, not a setting
 
 
@@ -79,8 +82,14 @@ class _Interpreter:
             return self._binary(node)
         if isinstance(node, ast.Compare):
             return self._compare(node)
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in _FUNCTIONS:
+            if node.keywords or any(isinstance(arg, ast.Starred) for arg in node.args):
+                raise NotALiteral(f"keyword or starred arguments to {node.func.id}() would run Python code")
+            function, args = _FUNCTIONS[node.func.id], [self.value(arg) for arg in node.args]
+            return self._checked(lambda: function(*args))
         if isinstance(node, ast.Subscript) and not isinstance(node.slice, ast.Slice):
-            return self._checked(lambda: self.value(node.value)[self.value(node.slice)])
+            container, index = self.value(node.value), self.value(node.slice)  # a refusal inside stays as it is
+            return self._checked(lambda: container[index])
         raise NotALiteral(f"{_construct(node)} would run Python code")
 
     def _bool(self, node: ast.BoolOp) -> Any:
