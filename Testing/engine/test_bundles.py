@@ -290,6 +290,8 @@ def test_references_and_macros_inside_the_bundle_configs_are_followed(tmp_path, 
     def referenced(c):
         c["window_high"] = 164
         c["preprocessing"]["transforms"][4].update(a_min="%configs/common.yaml#window#low", a_max="@window_high")
+        c["steps"] = c["preprocessing"]["transforms"]
+        c["preprocessing"]["transforms"] = "@steps"
         c["inferer"]["sw_batch_size"] = "@##network_def#in_channels"  # relative: two levels up from the key
 
     edit_inference(bundle, referenced)
@@ -362,7 +364,12 @@ def test_a_yaml_config_whose_aliases_expand_exponentially_is_refused_quickly(tmp
 def test_trust_bundle_code_is_the_only_way_past_and_the_version_records_it(tmp_path, capsys):
     ds = _datastore(tmp_path, n=1)
     bundle = write_bundle(tmp_path / "b", spleen_like())
-    edit_inference(bundle, lambda c: c["network_def"].update(channels="$[4 * 2**i for i in range(3)]"))
+    def code_and_listed_steps(c):
+        c["network_def"].update(channels="$[4 * 2**i for i in range(3)]")
+        c["preprocessing_transforms"] = c["preprocessing"]["transforms"]  # as several Zoo bundles list them
+        c["preprocessing"]["transforms"] = "@preprocessing_transforms"
+
+    edit_inference(bundle, code_and_listed_steps)
     assert "network_def.channels = $[4 * 2**i for i in range(3)] is a Python expression" in _refused(
         tmp_path, capsys, bundle
     )

@@ -6,6 +6,9 @@ import re
 from dataclasses import dataclass
 from typing import List, Optional
 
+import monai
+import torch
+
 _UNEXPECTED_KEYWORD = re.compile(r"unexpected keyword argument '(?P<name>\w+)'")
 
 
@@ -28,9 +31,6 @@ KNOWN_CHANGES = (
 
 
 def versions() -> str:
-    import monai
-    import torch
-
     return f"MONAI {monai.__version__}, torch {torch.__version__}"
 
 

@@ -193,10 +193,9 @@ def trusted_preprocessing(bundle_root: Path, label: bool = False) -> BundlePrepr
         raise UnsupportedBundle("the bundle's inference config has no 'preprocessing'")
     node = parser["preprocessing"]
     list_id = "preprocessing#transforms" if isinstance(node, dict) else "preprocessing"
-    transforms = transform_list(node, "preprocessing")
     if isinstance(node, dict) and isinstance(node.get("transforms"), str) and node["transforms"].startswith("@"):
-        list_id = node["transforms"][1:]
-        transforms = transform_list(parser[list_id], "preprocessing")
+        list_id, node = node["transforms"][1:], parser[node["transforms"][1:]]  # one reference, as bundles write it
+    transforms = transform_list(node, "preprocessing")
     indices = [i for i, item in enumerate(transforms) if enabled([item])]
     key = "image"
     for i in indices:
