@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Callable, Dict, List
 
 import numpy as np
 import torch
+import yaml
 from monai.bundle import ConfigParser
 
 CT_AFFINE = np.diag([1.5, 1.5, 2.0, 1.0])
@@ -152,8 +153,25 @@ def wholebody_like() -> Dict[str, Any]:
     }
 
 
-def write_bundle(folder: Path, shape: Dict[str, Any], seed: int = 0, **overrides: Any) -> Path:
-    """Write configs/inference.json, configs/metadata.json and models/model.pt (random weights)."""
+def write_config(path: Path, data: Dict[str, Any]) -> Path:
+    """JSON or YAML by the file's suffix, as the Model Zoo ships both."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(data, sort_keys=False) if path.suffix in (".yaml", ".yml") else json.dumps(data))
+    return path
+
+
+def edit_inference(bundle: Path, change: Callable[[Dict[str, Any]], None]) -> Path:
+    """Apply `change` to the bundle's configs/inference.json in place."""
+    path = bundle / "configs" / "inference.json"
+    inference = json.loads(path.read_text())
+    change(inference)
+    return write_config(path, inference)
+
+
+def write_bundle(
+    folder: Path, shape: Dict[str, Any], seed: int = 0, suffix: str = ".json", **overrides: Any
+) -> Path:
+    """Write configs/inference<suffix>, configs/metadata<suffix> and models/model.pt (random weights)."""
     shape = {**shape, **overrides}
     channel_def = shape.pop("channel_def")
     in_channels = shape.pop("in_channels", 1)
@@ -180,10 +198,9 @@ def write_bundle(folder: Path, shape: Dict[str, Any], seed: int = 0, **overrides
             },
         },
     }
-    (folder / "configs").mkdir(parents=True, exist_ok=True)
+    write_config(folder / "configs" / f"inference{suffix}", inference)
+    write_config(folder / "configs" / f"metadata{suffix}", metadata)
     (folder / "models").mkdir(exist_ok=True)
-    (folder / "configs" / "inference.json").write_text(json.dumps(inference, indent=2))
-    (folder / "configs" / "metadata.json").write_text(json.dumps(metadata, indent=2))
     parser = ConfigParser(inference)
     torch.manual_seed(seed)
     torch.save(parser.get_parsed_content("network_def").state_dict(), folder / "models" / "model.pt")

@@ -1,15 +1,17 @@
 import json
+import re
 import shutil
 
 import numpy as np
 import pytest
 import torch
+import yaml
 from asfda.cli import main
 from asfda.data.datastore import Datastore, LabelTag
 from asfda.io.volumes import load_volume
 from asfda.models.preprocess import prepare_image, prepare_label
 from asfda.models.store import ModelStore
-from bundle_helpers import ct_volume, spleen_like, swin_like, wholebody_like, write_bundle
+from bundle_helpers import ct_volume, edit_inference, spleen_like, swin_like, wholebody_like, write_bundle, write_config
 from engine_helpers import write_nifti
 
 # Not the bundles' 1.5 x 1.5 x 2 mm, so their Spacing step resamples and its inverse has work to do.
@@ -203,3 +205,303 @@ def test_a_bundle_version_exports_and_imports_back_with_its_configs_and_referenc
     assert model.config.bundle == "bundle" and model.config.out_channels == 105
     assert model.reference_stats.volumes == ["src"]
     assert (other / "models" / "v0001" / "bundle" / "configs" / "inference.json").exists()
+
+
+# Issue 19: a bundle's configs are code to MONAI's parser; asfda runs none of it unless told to.
+
+
+def test_a_bundle_expression_is_refused_at_import_before_it_runs(tmp_path, capsys):
+    marker = tmp_path / "marker"
+    bundle = write_bundle(tmp_path / "b", spleen_like())
+    expression = f"$__import__('pathlib').Path({str(marker)!r}).write_text('x')"
+    edit_inference(bundle, lambda c: c.update(network_def=expression))
+    err = _refused(tmp_path, capsys, bundle)
+    assert "network_def = $__import__('pathlib')" in err and "is a Python expression" in err
+    assert "--trust-bundle-code" in err and not marker.exists()
+
+
+@pytest.mark.parametrize(
+    "change, key",
+    [
+        # an expression reached through a reference from a section asfda builds
+        (
+            lambda c: c.update(evil="$__import__('os').getcwd()")
+            or c["preprocessing"]["transforms"][4].update(a_min="@evil"),
+            "evil = $__import__('os')",
+        ),
+        # DiNTS: its architecture comes from a torch.load (a pickle) behind a subscript
+        (
+            lambda c: c.update(ckpt="$torch.load('arch.pt')")
+            or c["network_def"].update(channels="$@ckpt['channels']"),
+            "ckpt = $torch.load('arch.pt') is a Python expression asfda does not run: a call",
+        ),
+        (lambda c: c["network_def"].update(_requires_="$print(1)"), "network_def._requires_ = $print(1)"),
+        (lambda c: c["network_def"].update(_disabled_="$True"), "network_def._disabled_ = $True"),
+        (lambda c: c["network_def"].update(_mode_="callable"), "network_def._mode_ = 'callable'"),
+        (lambda c: c["inferer"].update(roi_size="%../../outside.json#roi"), "outside.json#roi reads a file outside"),
+    ],
+)
+def test_expressions_special_keys_and_outside_files_are_refused_naming_the_key(tmp_path, capsys, change, key):
+    (tmp_path / "outside.json").write_text(json.dumps({"roi": [16, 16, 16]}))
+    bundle = edit_inference(write_bundle(tmp_path / "b", spleen_like()), change).parents[1]
+    err = _refused(tmp_path, capsys, bundle)
+    remedy = "copy what it needs into them" if "outside" in key else "--trust-bundle-code"
+    assert key in err and remedy in err
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "os.system",
+        "subprocess.run",
+        "builtins.eval",
+        "torch.load",
+        "Path",
+        "torch.nn.modules.module.OrderedDict",  # a class imported into torch.nn from elsewhere
+        "torch.nn.Module.__subclasses__",
+        "torch.nn.__init__.Module",
+    ],
+)
+def test_classes_outside_the_allow_list_are_refused_naming_the_key(tmp_path, capsys, target):
+    bundle = write_bundle(tmp_path / "b", spleen_like())
+    edit_inference(bundle, lambda c: c["network_def"].update(_target_=target))
+    err = _refused(tmp_path, capsys, bundle)
+    assert f"network_def._target_ = {target} is not a class of monai.networks.*" in err
+    assert "--trust-bundle-code" in err
+
+
+def test_a_reader_named_by_a_nested_load_step_is_never_built(tmp_path, capsys):
+    marker = tmp_path / "marker"
+
+    def nested(c):
+        load = {"_target_": "LoadImaged", "keys": "image", "reader": "os.system", "command": f"touch {marker}"}
+        c["preprocessing"]["transforms"].insert(2, {"_target_": "Compose", "transforms": [load]})
+
+    bundle = edit_inference(write_bundle(tmp_path / "b", spleen_like()), nested).parents[1]
+    err = _refused(tmp_path, capsys, bundle)
+    assert "LoadImaged takes a class or function by name" in err and not marker.exists()
+
+
+def test_references_and_macros_inside_the_bundle_configs_are_followed(tmp_path, capsys):
+    ds = _datastore(tmp_path, n=1)
+    bundle = write_bundle(tmp_path / "b", spleen_like())
+    write_config(bundle / "configs" / "common.yaml", {"window": {"low": -57}})
+
+    def referenced(c):
+        c["window_high"] = 164
+        c["preprocessing"]["transforms"][4].update(a_min="%configs/common.yaml#window#low", a_max="@window_high")
+        c["steps"] = c["preprocessing"]["transforms"]
+        c["preprocessing"]["transforms"] = "@steps"
+        c["inferer"]["sw_batch_size"] = "@##network_def#in_channels"  # relative: two levels up from the key
+
+    edit_inference(bundle, referenced)
+    assert _import(ds, bundle) == 0
+    capsys.readouterr()
+    config = Datastore(ds).models.load().config
+    window = config.bundle_preprocessing["steps"][2]
+    assert (window["a_min"], window["a_max"], config.sw_batch_size) == (-57, 164, 1)
+
+
+def test_the_model_zoos_literal_expressions_are_computed_without_running_code(tmp_path, capsys):
+    """wholeBody_ct_segmentation picks its spacing with an expression and gives its inferer a device."""
+    ds = _datastore(tmp_path, n=1)
+    bundle = write_bundle(tmp_path / "b", spleen_like())
+
+    def zoo_style(c):
+        c["displayable_configs"] = {"highres": True, "sw_overlap": 0.25}
+        c["pixdim"] = "$[1.5, 1.5, 2.0] if @displayable_configs#highres else [3.0, 3.0, 3.0]"
+        c["preprocessing"]["transforms"][3]["pixdim"] = "@pixdim"
+        c["preprocessing"]["transforms"][4]["a_max"] = "$-57 + 2 * 110.5"
+        c["preprocessing"]["transforms"][5]["device"] = "$torch.device('cpu')"  # EnsureTyped: asfda's own step
+        c["inferer"].update(overlap="@displayable_configs#sw_overlap", device="$torch.device('cuda:0')")
+
+    edit_inference(bundle, zoo_style)
+    assert _import(ds, bundle) == 0
+    capsys.readouterr()
+    config = Datastore(ds).models.load().config
+    spacing, window = config.bundle_preprocessing["steps"][1:]
+    assert (spacing["pixdim"], window["a_max"], config.sw_overlap) == ([1.5, 1.5, 2.0], 164.0, 0.25)
+
+
+def test_literal_expressions_compute_plain_values_and_refuse_everything_else():
+    from asfda.models.bundle_expressions import NotALiteral, evaluate_literal
+
+    values = {"a": 3, "b#c": [1, 2]}
+    assert evaluate_literal("[@a * 2, @b#c[1]] if @a > 2 and not False else None", values.get) == [6, 2]
+    assert evaluate_literal("{'k': -@a, 'in': 2 in @b#c}", values.get) == {"k": -3, "in": True}
+    assert evaluate_literal("len(@b#c) + max(@b#c)", values.get) == 4  # pediatric_abdominal's spatial_dims
+    for code, construct in [
+        ("__import__('os').system('id')", "a call"),
+        ("().__class__.__base__", "an attribute"),
+        ("open", "a Python name"),
+        ("max(@b#c, key=print)", "keyword or starred arguments to max()"),
+        ("getattr(@a, 'real')", "a call"),
+        ("(lambda: 1)()", "a call"),
+        ("[i for i in @b#c]", "a comprehension"),
+        ("'x' * 100000", "a repeat to more than 10000 items"),
+        ("1 / 0", "cannot be computed (ZeroDivisionError"),
+    ]:
+        with pytest.raises(NotALiteral, match=re.escape(construct)):
+            evaluate_literal(code, values.get)
+
+
+def test_a_yaml_config_whose_aliases_expand_exponentially_is_refused_quickly(tmp_path, capsys):
+    import time
+
+    bundle = write_bundle(tmp_path / "b", spleen_like(), suffix=".yaml")
+    inference = yaml.safe_load((bundle / "configs" / "inference.yaml").read_text())
+    laughs: list = [0] * 10
+    for _ in range(7):  # 10^8 values once aliases are followed; a few hundred bytes of YAML
+        laughs = [laughs] * 10
+    inference["network_def"]["act"] = laughs
+    write_config(bundle / "configs" / "inference.yaml", inference)
+    assert "&id" in (bundle / "configs" / "inference.yaml").read_text()  # written with anchors and aliases
+    started = time.monotonic()
+    assert "expands to more than 200000 values" in _refused(tmp_path, capsys, bundle)
+    assert time.monotonic() - started < 30
+
+
+def test_trust_bundle_code_is_the_only_way_past_and_the_version_records_it(tmp_path, capsys):
+    ds = _datastore(tmp_path, n=1)
+    bundle = write_bundle(tmp_path / "b", spleen_like())
+    def code_and_listed_steps(c):
+        c["network_def"].update(channels="$[4 * 2**i for i in range(3)]")
+        c["preprocessing_transforms"] = c["preprocessing"]["transforms"]  # as several Zoo bundles list them
+        c["preprocessing"]["transforms"] = "@preprocessing_transforms"
+
+    edit_inference(bundle, code_and_listed_steps)
+    assert "network_def.channels = $[4 * 2**i for i in range(3)] is a Python expression" in _refused(
+        tmp_path, capsys, bundle
+    )
+    assert _import(ds, bundle, "--trust-bundle-code") == 0
+    out = capsys.readouterr().out
+    assert "bundle code trusted (--trust-bundle-code)" in out and "at every load" in out
+    meta = json.loads((ds / "models" / "v0001" / "meta.json").read_text())
+    assert meta["bundle_code_trusted"] is True and "bundle code trusted" in meta["note"]
+    config = Datastore(ds).models.load().config
+    assert config.bundle_code_trusted and config.bundle_network is None
+    assert main(["infer", "--datastore", str(ds), "ct0"]) == 0
+
+    # Taken elsewhere, the trusted version needs the flag again.
+    assert main(["model", "export", "--datastore", str(ds), "--out", str(tmp_path / "out")]) == 0
+    other = ["model", "import", "--datastore", str(tmp_path / "other"), "--from", str(tmp_path / "out")]
+    capsys.readouterr()
+    assert main(other) == 2 and "import it with --trust-bundle-code again" in capsys.readouterr().err
+    assert main([*other, "--trust-bundle-code"]) == 0
+
+    # A bundle that asks for no code is built from plain values even with the flag.
+    plain = tmp_path / "plain_ds"
+    assert _import(plain, write_bundle(tmp_path / "plain", spleen_like()), "--trust-bundle-code") == 0
+    assert "--trust-bundle-code not needed" in capsys.readouterr().out
+    assert json.loads((plain / "models" / "v0001" / "meta.json").read_text())["bundle_code_trusted"] is False
+
+
+def _no_parser(monkeypatch):
+    from asfda.models import bundle_transforms
+    from monai.bundle import ConfigParser
+
+    def refuse(*_args, **_kwargs):
+        raise AssertionError("MONAI's ConfigParser was used")
+
+    for name in ("__init__", "get_parsed_content", "read_config", "parse"):
+        monkeypatch.setattr(ConfigParser, name, refuse)
+    bundle_transforms._cached_safe.cache_clear()
+    bundle_transforms._cached_from_folder.cache_clear()
+
+
+def test_a_later_load_of_an_imported_version_never_uses_the_config_parser(tmp_path, capsys, monkeypatch):
+    ds = _datastore(tmp_path, n=1)
+    assert _import(ds, write_bundle(tmp_path / "b", spleen_like())) == 0
+    stored = json.loads((ds / "models" / "v0001" / "config.json").read_text())
+    assert stored["bundle_network"]["target"] == "monai.networks.nets.unet.UNet"
+    assert stored["bundle_network"]["kwargs"]["channels"] == [4, 8, 16]
+    assert [s["_target_"].rsplit(".", 1)[1] for s in stored["bundle_preprocessing"]["steps"]] == [
+        "Orientationd",
+        "Spacingd",
+        "ScaleIntensityRanged",
+    ]
+    _no_parser(monkeypatch)
+    assert main(["infer", "--datastore", str(ds), "ct0"]) == 0
+    assert main(["rank", "--datastore", str(ds), "--k", "1"]) == 0
+
+
+def test_an_older_version_without_the_stored_form_is_checked_before_it_is_built(tmp_path, capsys, monkeypatch):
+    ds = _datastore(tmp_path, n=1)
+    assert _import(ds, write_bundle(tmp_path / "b", spleen_like())) == 0
+    version = ds / "models" / "v0001"
+    config = json.loads((version / "config.json").read_text())
+    old = {k: v for k, v in config.items() if k not in ("bundle_network", "bundle_preprocessing")}
+    (version / "config.json").write_text(json.dumps(old))
+    from monai.bundle import ConfigParser
+
+    monkeypatch.setattr(ConfigParser, "get_parsed_content", lambda *a, **k: pytest.fail("parsed"))
+    assert main(["infer", "--datastore", str(ds), "ct0"]) == 0
+
+    marker = tmp_path / "marker"
+    edit_inference(version / "bundle", lambda c: c.update(network_def=f"$open({str(marker)!r}, 'w')"))
+    capsys.readouterr()
+    assert main(["infer", "--datastore", str(ds), "ct0"]) == 2
+    err = capsys.readouterr().err
+    assert "network_def = $open(" in err and "--trust-bundle-code" in err and not marker.exists()
+
+
+def test_a_yaml_bundle_imports_and_predicts_exactly_like_its_json_twin(tmp_path, capsys):
+    predictions = []
+    for suffix in (".json", ".yaml"):
+        ds = _datastore(tmp_path / suffix[1:], n=1)
+        bundle = write_bundle(tmp_path / f"bundle{suffix}", swin_like(), suffix=suffix)
+        assert (bundle / "configs" / f"inference{suffix}").exists()
+        assert _import(ds, bundle) == 0
+        shutil.rmtree(bundle)  # the version keeps its YAML configs
+        assert main(["infer", "--datastore", str(ds), "ct0"]) == 0
+        predictions.append(load_volume(ds / "labels" / "prediction" / "ct0.nii.gz").numpy())
+    assert "imported v0001" in capsys.readouterr().out
+    assert np.array_equal(predictions[0], predictions[1]) and len(np.unique(predictions[0])) > 1
+
+
+def test_a_model_json_naming_a_class_outside_the_allow_list_is_refused(tmp_path, capsys):
+    ds = _datastore(tmp_path, n=1)
+    assert _import(ds, write_bundle(tmp_path / "b", spleen_like())) == 0
+    out = tmp_path / "out"
+    assert main(["model", "export", "--datastore", str(ds), "--out", str(out)]) == 0
+    exported = json.loads((out / "model.json").read_text())
+    import_from = ["model", "import", "--datastore", str(tmp_path / "other"), "--from", str(out)]
+    for change, key in [
+        ({"bundle_network": {**exported["bundle_network"], "target": "os.system"}}, "target = os.system"),
+        ({"bundle_network": None, "network": "os.system"}, "network = os.system"),
+    ]:
+        (out / "model.json").write_text(json.dumps({**exported, **change}))
+        capsys.readouterr()
+        assert main(import_from) == 2
+        err = capsys.readouterr().err
+        assert key in err and "is not a class of monai.networks.*" in err
+    assert not (tmp_path / "other" / "models").exists() or not list((tmp_path / "other" / "models").glob("v*"))
+
+
+# Issue 21: the whole cause of a failure in one line, with the versions and the remedy for a known change.
+
+
+def test_a_removed_network_argument_names_the_monai_version_and_the_remedy(tmp_path, capsys):
+    import monai
+
+    bundle = write_bundle(tmp_path / "b", swin_like())  # as swin_unetr_btcv_segmentation ships it for MONAI 1.4
+    edit_inference(bundle, lambda c: c["network_def"].update(img_size=[64, 32, 32]))
+    err = _refused(tmp_path, capsys, bundle)
+    assert "unexpected keyword argument 'img_size'" in err and "SwinUNETR has no 'img_size' since MONAI 1.5" in err
+    assert f"installed: MONAI {monai.__version__}, torch {torch.__version__}" in err
+    assert "remove img_size from the bundle's network_def" in err
+
+
+def test_whole_cause_keeps_every_line_and_every_chained_exception():
+    from asfda.models.bundle_failures import whole_cause
+
+    try:
+        try:
+            raise KeyError("inner reason")
+        except KeyError as inner:
+            raise RuntimeError("Failed to evaluate ConfigExpression:\nthe expression\n  on line 2") from inner
+    except RuntimeError as exc:
+        cause = whole_cause(exc)
+    assert cause == (
+        "RuntimeError: Failed to evaluate ConfigExpression: the expression on line 2 <- KeyError: 'inner reason'"
+    )

@@ -30,6 +30,12 @@ def add_parser(subparsers) -> None:
     p.add_argument("--strict", action="store_true", help="refuse configs that leave out result-changing keys")
     p.add_argument("--bundle", type=Path, help="a MONAI bundle folder instead of --config/--weights")
     p.add_argument("--reference", type=Path, help="folder of a few source-like volumes: DKD reference statistics (CPU)")
+    p.add_argument(
+        "--trust-bundle-code",
+        action="store_true",
+        help="let MONAI evaluate the bundle's expressions and classes outside monai/torch.nn (runs the bundle's "
+        "code, at every load); only for a bundle whose author you trust. Recorded in the version's metadata",
+    )
     p.set_defaults(func=run_import)
 
     p = add_command(sub, "list", "list model versions (* marks the active one)")
@@ -72,7 +78,7 @@ def run_import(args) -> int:
 
         if args.from_dir or args.config or args.weights:
             raise AsfdaError("give either --bundle or --config/--weights or --from")
-        print(import_bundle(args.datastore, args.bundle, args.reference).summary())
+        print(import_bundle(args.datastore, args.bundle, args.reference, trust_code=args.trust_bundle_code).summary())
         return 0
     if args.from_dir and (args.config or args.weights):
         raise AsfdaError("give either --from or --config/--weights")
@@ -81,7 +87,7 @@ def run_import(args) -> int:
     config_path = args.from_dir / CONFIG_FILE if args.from_dir else args.config
     if config_path is None:
         raise AsfdaError("model import needs --config (or --from an exported folder)")
-    config, warnings = check_config_dict(read_config_dict(config_path), config_path.parent)
+    config, warnings = check_config_dict(read_config_dict(config_path), config_path.parent, args.trust_bundle_code)
     for warning in warnings:
         print(f"asfda model import: warning: {config_path.name}: {warning}", file=sys.stderr)
     if warnings and args.strict:

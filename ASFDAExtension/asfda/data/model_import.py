@@ -48,21 +48,31 @@ class ImportResult:
         return "\n".join(lines)
 
 
-def import_bundle(datastore: Path, bundle: Path, reference: Optional[Path] = None, device: str = "cpu") -> ImportResult:
-    """Check the bundle, its weights and the reference volumes; only then create the datastore and publish."""
+TRUSTED_NOTE = "bundle code trusted (--trust-bundle-code): MONAI's parser builds it, evaluating its expressions"
+
+
+def import_bundle(
+    datastore: Path, bundle: Path, reference: Optional[Path] = None, device: str = "cpu", trust_code: bool = False
+) -> ImportResult:
+    """Check the bundle, its weights and the reference volumes; only then create the datastore and publish.
+
+    Nothing of the bundle runs unless `trust_code` is set and the bundle needs it (asfda.models.bundle_safety)."""
     from asfda.data.datastore import Datastore
     from asfda.models.bundle import load_bundle
 
-    spec, report = load_bundle(bundle)
+    spec, report = load_bundle(bundle, trust_code)
     config = spec.config
     details = [
         f"bundle {spec.name}: {config.network}, {config.out_channels} labels, patch {config.roi_size}, "
         f"overlap {config.sw_overlap:g}, {config.sw_mode} blending, {config.sw_padding_mode} padding; "
         f"preprocessing {' > '.join(spec.preprocessing) or 'none'}"
     ]
+    if config.bundle_code_trusted:
+        details.append(f"{TRUSTED_NOTE}, at every load of this version and of those adapted from it")
+    elif trust_code:
+        details.append("--trust-bundle-code not needed: the bundle asks for no code, asfda built it from plain values")
+    note = f"bundle {spec.name} ({report.summary()})" + (f"; {TRUSTED_NOTE}" if config.bundle_code_trusted else "")
     stats = reference_for(spec.network, config, reference, device)
     store = Datastore(datastore, create=True)
-    version = store.models.publish(
-        spec.network, config, parent=None, note=f"bundle {spec.name} ({report.summary()})", reference_stats=stats
-    )
+    version = store.models.publish(spec.network, config, parent=None, note=note, reference_stats=stats)
     return ImportResult(version, report, stats, details)

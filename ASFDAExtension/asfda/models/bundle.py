@@ -5,20 +5,29 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
-from monai.bundle import ConfigParser
 from monai.inferers import SlidingWindowInferer
 from torch import nn
 
-from asfda.models.bundle_transforms import (
+from asfda.models.bundle_build import build, network_node, stored_network
+from asfda.models.bundle_failures import whole_cause
+from asfda.models.bundle_safety import (
+    RawBundle,
     UnsupportedBundle,
+    UntrustedBundleCode,
+    checked_inferer,
+    checked_section,
+)
+from asfda.models.bundle_transforms import (
     bundle_parser,
-    enabled_steps,
-    read_preprocessing,
+    bundle_preprocessing,
+    checked_preprocessing,
+    enabled,
     step_name,
-    transform_list_id,
+    stored_preprocessing,
+    transform_list,
 )
 from asfda.models.config import BUNDLE_FOLDER, IntensityConfig, ModelConfig
 from asfda.models.weights import LoadReport, load_weights
@@ -50,6 +59,7 @@ class BundleSpec:
     network: nn.Module  # built from network_def, weights not loaded yet
     preprocessing: List[str] = field(default_factory=list)
     name: str = ""
+    monai_version: str = ""  # the MONAI version the bundle says it was written for, when it says
 
 
 def _refuse_other_layouts(folder: Path) -> None:
@@ -65,11 +75,7 @@ def _refuse_other_layouts(folder: Path) -> None:
             "(configs/inference.json with network_def, preprocessing and a SlidingWindowInferer, configs/metadata.json "
             "with the output channel_def, models/model.pt as a state dict) and import that with --bundle"
         )
-    missing = [p for p in ("configs/inference.json", "configs/metadata.json") if not (folder / p).exists()]
-    if missing:
-        yaml = list((folder / "configs").glob("inference.y*ml")) if (folder / "configs").is_dir() else []
-        hint = " (YAML configs: convert them to JSON)" if yaml else ""
-        raise UnsupportedBundle(f"{folder}: not a MONAI bundle, missing {', '.join(missing)}{hint}")
+    RawBundle.read(folder)  # JSON or YAML configs present and readable
     if not (folder / WEIGHTS).exists():
         if (folder / "models" / "model.ts").exists():
             raise UnsupportedBundle(
@@ -102,12 +108,14 @@ def _labels(output: Dict[str, Any]) -> Dict[str, int]:
     return labels
 
 
-def _check_postprocessing(parser: ConfigParser) -> None:
-    list_id = transform_list_id(parser, "postprocessing")
-    if list_id is None:
+def _check_postprocessing(raw: RawBundle) -> None:
+    """Read as written (never built): asfda only needs each step's name and a few flags."""
+    node = raw.section("postprocessing")
+    if node is None:
         return
-    for i in enabled_steps(parser, list_id):
-        item = parser[list_id][i]
+    if isinstance(node, dict):
+        node = {**node, "transforms": raw.follow(node.get("transforms"), "postprocessing.transforms")}
+    for item in enabled([raw.follow(item, "postprocessing") for item in transform_list(node, "postprocessing")]):
         name = step_name(item)
         args = item if isinstance(item, dict) else {}
         if name == "Activations" and _truthy(args.get("sigmoid")):
@@ -129,14 +137,16 @@ def _truthy(value: Any) -> bool:
     return value is True or (isinstance(value, str) and value.strip().lower() in ("true", "1"))
 
 
-def _inferer(parser: ConfigParser) -> Dict[str, Any]:
-    raw = parser["inferer"] if "inferer" in parser else None
-    name = step_name(raw) if raw is not None else "none"
+def _check_inferer_name(raw: RawBundle) -> None:
+    node = raw.section("inferer")
+    name = (step_name(node) or "not a transform") if node is not None else "none"
     if name != "SlidingWindowInferer":
         raise UnsupportedBundle(
             f"the bundle's inferer is {name}; asfda needs a SlidingWindowInferer (it trains and scores on patches)"
         )
-    inferer = parser.get_parsed_content("inferer")
+
+
+def _inferer_settings(inferer: object) -> Dict[str, Any]:
     if not isinstance(inferer, SlidingWindowInferer):
         raise UnsupportedBundle("the bundle's inferer did not build a SlidingWindowInferer")
     roi = [int(s) for s in inferer.roi_size] if not isinstance(inferer.roi_size, int) else [inferer.roi_size] * 3
@@ -156,17 +166,33 @@ def _inferer(parser: ConfigParser) -> Dict[str, Any]:
     }
 
 
-def bundle_network(bundle_root: Path) -> nn.Module:
+def _as_module(network: object) -> nn.Module:
+    if not isinstance(network, nn.Module):
+        raise UnsupportedBundle("the bundle's network_def is not a torch module")
+    return network
+
+
+def _parsed_network(bundle_root: Path) -> nn.Module:
+    """MONAI's parser builds network_def: only for a bundle imported with --trust-bundle-code."""
     parser = bundle_parser(bundle_root)
     if "network_def" not in parser:
         raise UnsupportedBundle("the bundle's inference config has no 'network_def'")
     try:
-        network = parser.get_parsed_content("network_def")
+        return _as_module(parser.get_parsed_content("network_def"))
+    except UnsupportedBundle:
+        raise
     except Exception as exc:
-        raise UnsupportedBundle(f"the bundle's network_def cannot be built ({type(exc).__name__}: {exc})") from exc
-    if not isinstance(network, nn.Module):
-        raise UnsupportedBundle("the bundle's network_def is not a torch module")
-    return network
+        raise UnsupportedBundle(f"the bundle's network_def cannot be built: {whole_cause(exc)}") from exc
+
+
+def bundle_network(config: ModelConfig) -> nn.Module:
+    """The version's network without a config parser: from the stored class and arguments, or (a version
+    imported before they were stored) from its checked configs; MONAI's parser only for a trusted bundle."""
+    if config.bundle_network is not None:
+        return _as_module(build(network_node(config.bundle_network), "bundle_network"))
+    if config.bundle_code_trusted:
+        return _parsed_network(Path(config.bundle_root))
+    return _as_module(build(checked_section(RawBundle.read(Path(config.bundle_root)), "network_def"), "network_def"))
 
 
 def _check_output_channels(network: nn.Module, config: ModelConfig) -> None:
@@ -176,8 +202,7 @@ def _check_output_channels(network: nn.Module, config: ModelConfig) -> None:
             out = network(torch.zeros(1, 1, *config.roi_size))
         except Exception as exc:
             raise UnsupportedBundle(
-                f"the network does not run on one 1-channel patch of {config.roi_size} ({type(exc).__name__}: "
-                f"{str(exc)[:160]})"
+                f"the network does not run on one 1-channel patch of {config.roi_size}: {whole_cause(exc)}"
             ) from exc
     if not isinstance(out, torch.Tensor):
         raise UnsupportedBundle("the network returns several outputs (deep supervision?); asfda needs one tensor")
@@ -202,8 +227,7 @@ def _check_invertible(config: ModelConfig) -> None:
         raise
     except Exception as exc:
         raise UnsupportedBundle(
-            f"the bundle's preprocessing cannot be inverted onto the image grid ({type(exc).__name__}: "
-            f"{str(exc)[:160]})"
+            f"the bundle's preprocessing cannot be inverted onto the image grid: {whole_cause(exc)}"
         ) from exc
     if tuple(restored.shape[1:]) != tuple(volume.shape):
         raise UnsupportedBundle(
@@ -212,37 +236,70 @@ def _check_invertible(config: ModelConfig) -> None:
         )
 
 
-def read_bundle(folder: Path) -> BundleSpec:
-    """Everything asfda needs from a bundle, checked; the weights are loaded separately (load_bundle)."""
+def _checked_or_trusted(raw: RawBundle, trust_code: bool) -> Optional[Dict[str, Any]]:
+    """The checked sections, or None when they ask for code and the user trusts the bundle."""
+    try:
+        return {
+            "network_def": checked_section(raw, "network_def"),
+            "preprocessing": checked_preprocessing(raw),
+            "inferer": checked_inferer(raw),
+        }
+    except UntrustedBundleCode:
+        if not trust_code:
+            raise
+        return None
+
+
+def read_bundle(folder: Path, trust_code: bool = False) -> BundleSpec:
+    """Everything asfda needs from a bundle, checked; the weights are loaded separately (load_bundle).
+
+    Nothing of the bundle runs unless `trust_code` is set and its configs ask for code: the sections asfda
+    builds are checked first (asfda.models.bundle_safety) and built from plain values."""
     folder = Path(folder).resolve()
     _refuse_other_layouts(folder)
-    parser = bundle_parser(folder)
-    meta = parser["_meta_"] if "_meta_" in parser else {}
+    raw = RawBundle.read(folder)
+    meta = raw.config["_meta_"]
     formats = meta.get("network_data_format", {}) if isinstance(meta, dict) else {}
     image = _single(formats.get("inputs"), "inputs")
     channels = int(image.get("num_channels", 1))
     if channels != 1:
         raise UnsupportedBundle(f"the bundle takes {channels} input channels; asfda feeds one image per case")
     labels = _labels(_single(formats.get("outputs"), "outputs"))
-    _check_postprocessing(parser)
-    network = bundle_network(folder)
+    _check_postprocessing(raw)
+    _check_inferer_name(raw)
+    checked = _checked_or_trusted(raw, trust_code)
+    stored: Dict[str, Any] = {"bundle_code_trusted": checked is None}
+    if checked is None:
+        network = _parsed_network(folder)
+        try:
+            inferer = bundle_parser(folder).get_parsed_content("inferer")
+        except Exception as exc:
+            raise UnsupportedBundle(f"the bundle's inferer cannot be built: {whole_cause(exc)}") from exc
+    else:
+        network = _as_module(build(checked["network_def"], "network_def"))
+        inferer = build(checked["inferer"], "inferer")
+        stored["bundle_network"] = stored_network(checked["network_def"])
+        stored["bundle_preprocessing"] = stored_preprocessing(checked["preprocessing"])
     config = ModelConfig(
         network=type(network).__name__,
         labels=labels,
         intensity=IntensityConfig(mode="none"),
         bundle=BUNDLE_FOLDER,
-        **_inferer(parser),
+        **_inferer_settings(inferer),
+        **stored,
     ).validate()
     config.bundle_root = folder
-    steps = read_preprocessing(folder).steps
-    read_preprocessing(folder, label=True)
+    steps = bundle_preprocessing(config).steps
+    bundle_preprocessing(config, label=True)
     _check_invertible(config)
     _check_output_channels(network, config)
-    return BundleSpec(config, network, steps, str(meta.get("name", folder.name)) if isinstance(meta, dict) else "")
+    name = str(meta.get("name", folder.name)) if isinstance(meta, dict) else folder.name
+    version = str(meta.get("monai_version", "")) if isinstance(meta, dict) else ""
+    return BundleSpec(config, network, steps, name, version)
 
 
-def load_bundle(folder: Path) -> Tuple[BundleSpec, LoadReport]:
+def load_bundle(folder: Path, trust_code: bool = False) -> Tuple[BundleSpec, LoadReport]:
     """Read and check a bundle, then load models/model.pt strictly (missing/unexpected/shape report)."""
-    spec = read_bundle(folder)
+    spec = read_bundle(folder, trust_code)
     report = load_weights(spec.network, Path(folder) / WEIGHTS)
     return spec, report

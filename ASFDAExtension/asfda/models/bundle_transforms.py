@@ -6,15 +6,19 @@ from __future__ import annotations
 import copy
 import functools
 import inspect
+import json
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from monai.bundle import ConfigParser
 from monai.transforms import Compose, EnsureChannelFirst, InvertibleTransform, MapTransform, Randomizable
 
-from asfda.core.errors import ConfigError
+from asfda.models.bundle_build import build
+from asfda.models.bundle_failures import whole_cause
+from asfda.models.bundle_safety import RawBundle, UnsupportedBundle, checked_value, config_file, resolve_target
+from asfda.models.config import ModelConfig
 
 # asfda loads volumes, adds the channel and keeps tensors on the CPU itself; these bundle steps are dropped.
 SKIPPED_STEPS = {
@@ -35,10 +39,6 @@ _INTENSITY_MODULE = "monai.transforms.intensity"
 _DICT_SUFFIXES = ("Dict", "d", "D")
 
 
-class UnsupportedBundle(ConfigError):
-    """A bundle asfda cannot honour; the message says why in one line."""
-
-
 def step_name(item: Any) -> str:
     """'monai.transforms.Spacingd' -> 'Spacing' (array and dictionary forms share one name)."""
     import monai.transforms
@@ -53,41 +53,30 @@ def step_name(item: Any) -> str:
 
 
 def bundle_parser(bundle_root: Path) -> ConfigParser:
-    """A fresh parser over the bundle's inference and metadata configs, with `bundle_root` pointing at it."""
-    configs = Path(bundle_root) / "configs"
+    """MONAI's parser over the bundle's configs: only for a bundle imported with --trust-bundle-code."""
+    raw = RawBundle.read(Path(bundle_root))  # finds the JSON or YAML files, refuses unreadable ones
     parser = ConfigParser()
-    try:
-        parser.read_meta(str(configs / "metadata.json"))
-        parser.read_config(str(configs / "inference.json"))
-    except Exception as exc:  # json errors, missing files
-        raise UnsupportedBundle(f"{configs}: cannot read the bundle configs ({type(exc).__name__}: {exc})") from exc
+    parser.read_meta(str(config_file(raw.root / "configs", "metadata")))
+    parser.read_config(str(raw.inference_file))
     parser["bundle_root"] = str(bundle_root)
     parser["device"] = "cpu"  # asfda moves the network itself; keeps EnsureTyped(device=@device) off a GPU
     return parser
 
 
-def transform_list_id(parser: ConfigParser, section: str) -> Optional[str]:
-    """Config id of the list of transforms under `section` (a Compose), following one `@id` reference."""
-    if section not in parser:
-        return None
-    node = parser[section]
-    list_id = f"{section}#transforms"
-    if isinstance(node, dict) and "transforms" in node:
-        transforms = node["transforms"]
-    elif isinstance(node, list):
-        transforms, list_id = node, section
-    else:
-        raise UnsupportedBundle(f"the bundle's {section} is not a Compose of transforms")
-    if isinstance(transforms, str) and transforms.startswith("@"):
-        list_id = transforms[1:]
-        transforms = parser[list_id]
+def transform_list(node: Any, section: str) -> List[Any]:
+    """The list of transforms of a section (a Compose or a bare list), its items as written."""
+    transforms = node.get("transforms") if isinstance(node, dict) else node
     if not isinstance(transforms, list):
-        raise UnsupportedBundle(f"the bundle's {section} transforms are an expression, not a list asfda can read")
-    return list_id
+        raise UnsupportedBundle(f"the bundle's {section} is not a Compose of a list of transforms asfda can read")
+    return transforms
 
 
-def enabled_steps(parser: ConfigParser, list_id: str) -> List[int]:
-    return [i for i, item in enumerate(parser[list_id]) if not (isinstance(item, dict) and item.get("_disabled_"))]
+def enabled(items: List[Any]) -> List[Any]:
+    return [item for item in items if not (isinstance(item, dict) and _truthy(item.get("_disabled_")))]
+
+
+def _truthy(value: Any) -> bool:
+    return value is True or (isinstance(value, str) and value.strip().lower() in ("true", "1"))
 
 
 class _OnImage(InvertibleTransform):
@@ -123,44 +112,47 @@ class BundlePreprocessing:
     steps: List[str]  # names of the steps kept, in order, for the import report
 
 
-def _image_key(parser: ConfigParser, list_id: str, indices: List[int]) -> str:
-    for i in indices:
-        keys = parser[list_id][i].get("keys") if isinstance(parser[list_id][i], dict) else None
-        if keys is not None:
-            resolved = parser.get_parsed_content(f"{list_id}#{i}#keys")
-            resolved = [resolved] if isinstance(resolved, str) else list(resolved)
-            return resolved[0]
-    return "image"
-
-
-def read_preprocessing(bundle_root: Path, label: bool = False) -> BundlePreprocessing:
-    """Instantiate the bundle's preprocessing. For labels, interpolating steps use nearest neighbour.
-
-    Intensity steps run after the spatial ones whatever their order in the bundle: for the windowing and
-    normalisation steps bundles use, this changes values only by interpolation rounding.
-    """
-    parser = bundle_parser(bundle_root)
-    list_id = transform_list_id(parser, "preprocessing")
-    if list_id is None:
+def checked_preprocessing(raw: RawBundle) -> Any:
+    """The preprocessing section checked (asfda.models.bundle_safety). Of the steps asfda does itself (loading,
+    channel, type) only the name and the keys are read, so nothing else of them needs checking."""
+    node = raw.section("preprocessing")
+    if node is None:
         raise UnsupportedBundle("the bundle's inference config has no 'preprocessing'")
-    indices = enabled_steps(parser, list_id)
-    key = _image_key(parser, list_id, indices)
+    if isinstance(node, dict):
+        node = {**node, "transforms": raw.follow(node.get("transforms"), "preprocessing.transforms")}
+    items = [raw.follow(item, "preprocessing") for item in transform_list(node, "preprocessing")]
+    kept = [
+        {k: item[k] for k in ("_target_", "_disabled_", "keys") if k in item}
+        if isinstance(item, dict) and step_name(item) in SKIPPED_STEPS
+        else item
+        for item in items
+    ]
+    parts = ["preprocessing", "transforms"] if isinstance(node, dict) else ["preprocessing"]
+    return checked_value(raw, kept, parts)
+
+
+def stored_preprocessing(checked: Any) -> Dict[str, Any]:
+    """The stored form of a checked preprocessing section: the image key and the steps asfda builds."""
+    items = enabled(transform_list(checked, "preprocessing"))
+    key = "image"
+    for item in items:
+        if isinstance(item, dict) and item.get("keys") is not None:
+            keys = item["keys"]
+            key = str(keys if isinstance(keys, str) else list(keys)[0])
+            break
+    steps = [item for item in items if not (isinstance(item, dict) and step_name(item) in SKIPPED_STEPS)]
+    for i, item in enumerate(steps):
+        if not isinstance(item, dict) or "_target_" not in item:
+            raise UnsupportedBundle(f"preprocessing step {i} is not a transform (a mapping with _target_)")
+    return {"image_key": key, "steps": steps}
+
+
+def _assemble(built: List[Tuple[str, Any]], key: str) -> BundlePreprocessing:
+    """Intensity steps run after the spatial ones whatever their order in the bundle: for the windowing and
+    normalisation steps bundles use, this changes values only by interpolation rounding."""
     spatial: List[Any] = [EnsureChannelFirst(channel_dim="no_channel")]
     intensity: List[Any] = []
-    names: List[str] = []
-    for i in indices:
-        item = parser[list_id][i]
-        name = step_name(item)
-        if name in SKIPPED_STEPS:
-            continue
-        if label and name in SPATIAL_STEPS and isinstance(item, dict):
-            parser[f"{list_id}#{i}"] = _with_nearest(item)
-        try:
-            with warnings.catch_warnings():  # bundles written before MONAI changed Orientation's default labels
-                warnings.filterwarnings("ignore", message=".*Orientationd?.__init__:labels", category=FutureWarning)
-                step = parser.get_parsed_content(f"{list_id}#{i}", lazy=False)
-        except Exception as exc:
-            raise UnsupportedBundle(f"preprocessing step {name} cannot be built ({type(exc).__name__}: {exc})") from exc
+    for name, step in built:
         if name in SPATIAL_STEPS:
             spatial.append(_as_array_step(step, name, key))
         elif type(step).__module__.startswith(_INTENSITY_MODULE):
@@ -170,35 +162,98 @@ def read_preprocessing(bundle_root: Path, label: bool = False) -> BundlePreproce
                 f"preprocessing step {name} is not supported (asfda replays {', '.join(sorted(SPATIAL_STEPS))} "
                 "and intensity steps, and loads and types volumes itself)"
             )
-        names.append(name)
-    return BundlePreprocessing(Compose(spatial), Compose(intensity), key, names)
+    return BundlePreprocessing(Compose(spatial), Compose(intensity), key, [name for name, _ in built])
+
+
+def _built_quietly(make: Callable[[], Any], name: str) -> Any:
+    try:
+        with warnings.catch_warnings():  # bundles written before MONAI changed Orientation's default labels
+            warnings.filterwarnings("ignore", message=".*Orientationd?.__init__:labels", category=FutureWarning)
+            return make()
+    except UnsupportedBundle:
+        raise
+    except Exception as exc:
+        raise UnsupportedBundle(f"preprocessing step {name} cannot be built: {whole_cause(exc, name)}") from exc
+
+
+def safe_preprocessing(stored: Dict[str, Any], label: bool = False) -> BundlePreprocessing:
+    """Build the stored steps without a parser. For labels, interpolating steps use nearest neighbour."""
+    built = []
+    for i, item in enumerate(stored["steps"]):
+        name = step_name(item)
+        node = _with_nearest(item) if label and name in SPATIAL_STEPS else item
+        built.append((name, _built_quietly(lambda node=node, i=i: build(node, f"preprocessing.{i}"), name)))
+    return _assemble(built, str(stored["image_key"]))
+
+
+def trusted_preprocessing(bundle_root: Path, label: bool = False) -> BundlePreprocessing:
+    """MONAI's parser builds the steps (the user passed --trust-bundle-code): expressions are evaluated."""
+    parser = bundle_parser(bundle_root)
+    if "preprocessing" not in parser:
+        raise UnsupportedBundle("the bundle's inference config has no 'preprocessing'")
+    node = parser["preprocessing"]
+    list_id = "preprocessing#transforms" if isinstance(node, dict) else "preprocessing"
+    if isinstance(node, dict) and isinstance(node.get("transforms"), str) and node["transforms"].startswith("@"):
+        list_id, node = node["transforms"][1:], parser[node["transforms"][1:]]  # one reference, as bundles write it
+    transforms = transform_list(node, "preprocessing")
+    indices = [i for i, item in enumerate(transforms) if enabled([item])]
+    key = "image"
+    for i in indices:
+        if isinstance(transforms[i], dict) and transforms[i].get("keys") is not None:
+            resolved = parser.get_parsed_content(f"{list_id}#{i}#keys")
+            key = resolved if isinstance(resolved, str) else list(resolved)[0]
+            break
+    built = []
+    for i in indices:
+        name = step_name(transforms[i])
+        if name in SKIPPED_STEPS:
+            continue
+        if label and name in SPATIAL_STEPS and isinstance(transforms[i], dict):
+            parser[f"{list_id}#{i}"] = _with_nearest(transforms[i])
+        built.append((name, _built_quietly(lambda i=i: parser.get_parsed_content(f"{list_id}#{i}", lazy=False), name)))
+    return _assemble(built, key)
 
 
 def _with_nearest(item: Dict[str, Any]) -> Dict[str, Any]:
     """The same step with its interpolation mode set to nearest (labels must keep their values)."""
-    import monai.transforms
-
     item = copy.deepcopy(item)
-    cls = getattr(monai.transforms, str(item["_target_"]).lstrip("$").rsplit(".", 1)[-1], None)
-    if cls is not None and "mode" in inspect.signature(cls.__init__).parameters:
+    try:
+        cls = resolve_target(item["_target_"], "preprocessing step")
+    except UnsupportedBundle:  # a trusted bundle's own class: MONAI's parser decides what it is
+        return item
+    if "mode" in inspect.signature(cls.__init__).parameters:
         item["mode"] = "nearest"
     return item
 
 
 @functools.lru_cache(maxsize=16)
-def _cached(bundle_root: str, label: bool, _changed: int) -> BundlePreprocessing:
-    return read_preprocessing(Path(bundle_root), label)
+def _cached_safe(stored_json: str, label: bool) -> BundlePreprocessing:
+    return safe_preprocessing(json.loads(stored_json), label)
 
 
-def _preprocessing(bundle_root: Path, label: bool) -> BundlePreprocessing:
-    # Parsed once per bundle folder; the config's change time in the key catches an edited bundle.
-    changed = (Path(bundle_root) / "configs" / "inference.json").stat().st_mtime_ns
-    return _cached(str(bundle_root), label, changed)
+@functools.lru_cache(maxsize=16)
+def _cached_from_folder(bundle_root: str, trusted: bool, label: bool, _changed: int) -> BundlePreprocessing:
+    if trusted:
+        return trusted_preprocessing(Path(bundle_root), label)
+    # A version imported before the stored form existed: its configs are checked, then built without a parser.
+    raw = RawBundle.read(Path(bundle_root))
+    return safe_preprocessing(stored_preprocessing(checked_preprocessing(raw)), label)
 
 
-def bundle_spatial_transforms(bundle_root: Path, label: bool = False) -> Compose:
-    return _preprocessing(bundle_root, label).spatial
+def bundle_preprocessing(config: ModelConfig, label: bool = False) -> BundlePreprocessing:
+    """The version's preprocessing, built once per process (keyed by what defines it)."""
+    if config.bundle_preprocessing is not None:
+        return _cached_safe(json.dumps(config.bundle_preprocessing, sort_keys=True), label)
+    raw_file = config_file(Path(config.bundle_root) / "configs", "inference")
+    if raw_file is None:
+        raise UnsupportedBundle(f"{config.bundle_root}: the version's bundle has no configs/inference.json (or .yaml)")
+    changed = raw_file.stat().st_mtime_ns  # the config's change time in the key catches an edited bundle
+    return _cached_from_folder(str(config.bundle_root), config.bundle_code_trusted, label, changed)
 
 
-def bundle_intensity_transform(bundle_root: Path) -> Compose:
-    return _preprocessing(bundle_root, False).intensity
+def bundle_spatial_transforms(config: ModelConfig, label: bool = False) -> Compose:
+    return bundle_preprocessing(config, label).spatial
+
+
+def bundle_intensity_transform(config: ModelConfig) -> Compose:
+    return bundle_preprocessing(config, False).intensity

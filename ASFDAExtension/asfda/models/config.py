@@ -50,6 +50,12 @@ class ModelConfig:
     # the bundle defines the network and the preprocessing; network_args, spacing, orientation and
     # intensity are then unused.
     bundle: Optional[str] = None
+    # Written by the bundle importer from the checked configs (asfda.models.bundle_safety): the network's class
+    # path and keyword arguments, and the preprocessing steps asfda builds, so a load needs no config parser.
+    bundle_network: Optional[Dict[str, Any]] = None
+    bundle_preprocessing: Optional[Dict[str, Any]] = None
+    # Imported with --trust-bundle-code: MONAI's parser builds the bundle, evaluating its expressions.
+    bundle_code_trusted: bool = False
 
     # Where `bundle` resolves on disk: set by `load` (next to config.json) or by the bundle importer.
     # Not a dataclass field, so it is never written to config.json.

@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 from asfda.core.errors import ConfigError
+from asfda.models.bundle_build import network_node
+from asfda.models.bundle_safety import resolve_target
 from asfda.models.config import IntensityConfig, ModelConfig
 from asfda.models.networks import _DEFAULTS, build_network
 
@@ -44,10 +46,14 @@ def read_config_dict(path: Path) -> Dict[str, Any]:
     return data
 
 
-def check_config_dict(data: Dict[str, Any], folder: Optional[Path] = None) -> Tuple[ModelConfig, List[str]]:
+def check_config_dict(
+    data: Dict[str, Any], folder: Optional[Path] = None, trust_code: bool = False
+) -> Tuple[ModelConfig, List[str]]:
     """Build the effective config, raising ConfigError for what cannot work and listing result-changing defaults.
 
-    `folder` is where the config file lies: a bundle config's `bundle` folder resolves there."""
+    `folder` is where the config file lies: a bundle config's `bundle` folder resolves there. A bundle config
+    names its network by an allow-listed class (asfda.models.bundle_safety) unless it was imported with
+    --trust-bundle-code, and then needs that flag again (`trust_code`)."""
     intensity = data.get("intensity", {})
     if not isinstance(intensity, dict):
         raise ConfigError("intensity must be an object with mode, lower, upper")
@@ -61,6 +67,7 @@ def check_config_dict(data: Dict[str, Any], folder: Optional[Path] = None) -> Tu
         if folder is None or not (Path(folder) / config.bundle).is_dir():
             raise ConfigError(f"the config names bundle folder {config.bundle!r}, which is not beside it")
         config.bundle_root = Path(folder) / config.bundle
+        _check_bundle_network(config, trust_code)
         return config, []  # the bundle defines network and preprocessing; nothing below applies
     try:
         build_network(config)
@@ -72,3 +79,21 @@ def check_config_dict(data: Dict[str, Any], folder: Optional[Path] = None) -> Tu
             defaults = json.dumps(_DEFAULTS.get(config.network, {}))
             warnings.append(f"'{key}' missing: {meaning.format(defaults=defaults)}")
     return config, warnings
+
+
+def _check_bundle_network(config: ModelConfig, trust_code: bool) -> None:
+    """The same rule as for a bundle's configs: an allow-listed class, or code the user said they trust."""
+    if config.bundle_code_trusted:
+        if not trust_code:
+            raise ConfigError(
+                "the config was imported with --trust-bundle-code (MONAI's parser runs the bundle's code); "
+                "import it with --trust-bundle-code again if you trust its author"
+            )
+        return
+    if config.bundle_network is not None:
+        cls = resolve_target(network_node(config.bundle_network)["_target_"], "bundle_network.target")
+        if cls.__name__ != config.network:
+            raise ConfigError(f"network {config.network!r} is not the class bundle_network names ({cls.__name__})")
+    else:
+        resolve_target(config.network, "network")
+    build_network(config)  # a version without the stored form: its configs are checked before anything is built

@@ -22,7 +22,7 @@ def build_network(config: ModelConfig) -> nn.Module:
     if config.bundle is not None:
         from asfda.models.bundle import bundle_network
 
-        return bundle_network(config.bundle_root)
+        return bundle_network(config)
     args = {**_DEFAULTS[config.network], **config.network_args}
     common = {"in_channels": config.in_channels, "out_channels": config.out_channels}
     if config.network == "UNet":

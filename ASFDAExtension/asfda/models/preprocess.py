@@ -22,7 +22,7 @@ def spatial_transforms(config: ModelConfig, label: bool = False) -> Compose:
     if config.bundle is not None:  # an imported MONAI bundle brings its own preprocessing
         from asfda.models.bundle_transforms import bundle_spatial_transforms
 
-        return bundle_spatial_transforms(config.bundle_root, label)
+        return bundle_spatial_transforms(config, label)
     mode = "nearest" if label else "bilinear"
     steps = [
         EnsureChannelFirst(channel_dim="no_channel"),
@@ -37,7 +37,7 @@ def intensity_transform(config: ModelConfig):
     if config.bundle is not None:
         from asfda.models.bundle_transforms import bundle_intensity_transform
 
-        return bundle_intensity_transform(config.bundle_root)
+        return bundle_intensity_transform(config)
     spec = config.intensity
     if spec.mode == "zscore":
         return NormalizeIntensity()

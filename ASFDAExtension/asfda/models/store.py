@@ -101,6 +101,7 @@ class ModelVersion:
     created: str
     metrics: Dict[str, Any] = field(default_factory=dict)
     note: str = ""
+    bundle_code_trusted: bool = False  # built by MONAI's parser from a bundle imported with --trust-bundle-code
 
 
 @dataclass
@@ -190,7 +191,8 @@ class ModelStore:
                 shutil.copyfile(self.root / parent / REFERENCE_STATS, staging / REFERENCE_STATS)
             while True:
                 version = self._next_version()
-                meta = ModelVersion(version, parent, datetime.now(timezone.utc).isoformat(), metrics or {}, note)
+                created = datetime.now(timezone.utc).isoformat()
+                meta = ModelVersion(version, parent, created, metrics or {}, note, config.bundle_code_trusted)
                 (staging / "meta.json").write_text(json.dumps(meta.__dict__, indent=2))
                 _fsync_tree(staging)  # every file (meta.json too) and every directory entry, before the rename
                 try:
