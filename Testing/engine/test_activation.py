@@ -94,6 +94,28 @@ def test_an_adapt_round_keeps_a_rollback_made_while_it_trained(tmp_path, monkeyp
     assert store.models.meta("v0003").not_activated == result.not_activated
 
 
+def test_asfda_adapt_says_a_rollback_made_while_it_trained_kept_its_version_inactive(tmp_path, capsys, monkeypatch):
+    store = _labelled_store(tmp_path / "ds", labels=1)
+    config = tiny_config()
+    store.models.publish(build_network(config), config, parent="v0001", note="asfda adapt")  # v0002, active
+    real_finetune = loop_adapt.finetune
+
+    def finetune_during_a_rollback(*args, **kwargs):
+        store.models.activate("v0001")  # e.g. a script's own ModelStore: the CLI's lock is only for asfda commands
+        return real_finetune(*args, **kwargs)
+
+    monkeypatch.setattr(loop_adapt, "finetune", finetune_during_a_rollback)
+    assert main(["adapt", "--datastore", str(store.root), "--steps", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "model v0003 published INACTIVE (the active version changed from its parent v0002 to v0001" in out
+    assert "v0001 stays active; to use it anyway: asfda model activate --version v0003" in out
+    store.models.activate("v0002")
+    assert main(["adapt", "--datastore", str(store.root), "--steps", "1", "--json"]) == 0
+    outcome = json.loads(capsys.readouterr().out)
+    assert outcome["version"] == "v0004" and outcome["activated"] is False
+    assert "from its parent v0002 to v0001" in outcome["not_activated"] and outcome["warnings"] == []
+
+
 def test_a_running_worker_job_is_not_activated_over_a_rollback(tmp_path):
     from asfda.worker.jobstore import RUNNING, JobStore
     from asfda.worker.runner import JobRunner
@@ -218,4 +240,4 @@ def test_a_worker_cannot_start_while_a_cli_command_publishes(tmp_path):
         with pytest.raises(DatastoreBusy, match=r"in use by asfda adapt \(pid \d+"):
             create_app(settings)
         assert staging.is_dir()  # the worker's start-up clean-up never ran
-    lock_datastore(store.root, "test").close()  # released when the command ends
+    lock_datastore(store.root, "test").close()  # released when the command ended: free again
