@@ -172,31 +172,32 @@ class ModelStore:
         """Activate a newly trained `version` by compare-and-swap against its parent; "" when it became active.
 
         Otherwise the active version changed while it trained: that choice stands, and the reason is
-        returned and written into the version's meta.json (`not_activated`, note) for every face to show.
+        returned and written into the version's meta.json (`not_activated`, note) for every face to show;
+        the check and that record are one critical section, so the record never contradicts ACTIVE.
         """
         meta = self.meta(version)
-        if self.activate_if(version, meta.parent):
-            return ""
-        now = self.active_version()
-        reason = (
-            f"the active version changed from its parent {meta.parent} to {now} while {version} was trained "
-            f"(a rollback or another activation), and that choice stands; activate {version} by hand to use it"
-        )
-        self.annotate(version, not_activated=reason, note=f"{meta.note}, kept inactive: active version changed")
+        with exclusive(self.root / ACTIVE_LOCK):
+            now = self.active_version()
+            if now == meta.parent:
+                atomic_write_text(self.root / ACTIVE_POINTER, version)
+                return ""
+            reason = (
+                f"the active version changed from its parent {meta.parent} to {now} while {version} was trained "
+                f"(a rollback or another activation), and that choice stands; activate {version} by hand to use it"
+            )
+            note = f"{meta.note}, kept inactive: active version changed"
+            self._write_meta(version, {"not_activated": reason, "note": note})
         return reason
 
     def meta(self, version: str) -> ModelVersion:
         self._check_exists(version)
         return ModelVersion.from_dict(json.loads((self.root / version / "meta.json").read_text()))
 
-    def annotate(self, version: str, **changes: Any) -> ModelVersion:
-        """Rewrite fields of a published version's meta.json (atomically; keys unknown here are kept)."""
-        self._check_exists(version)
+    def _write_meta(self, version: str, changes: Dict[str, Any]) -> ModelVersion:
+        # Callers hold ACTIVE_LOCK: one read-modify-write of meta.json at a time.
         path = self.root / version / "meta.json"
-        with exclusive(self.root / ACTIVE_LOCK):
-            meta = json.loads(path.read_text())
-            meta.update(changes)
-            atomic_write_text(path, json.dumps(meta, indent=2))
+        meta = {**json.loads(path.read_text()), **changes}
+        atomic_write_text(path, json.dumps(meta, indent=2))
         return ModelVersion.from_dict(meta)
 
     def _next_version(self) -> str:
