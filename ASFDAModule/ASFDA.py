@@ -17,6 +17,7 @@ from ASFDALib import case_lease, segmentation_io, selftest
 from ASFDALib.case_files import CaseFilesMixin
 from ASFDALib.edits import EditTracker, SegmentationEditWatcher
 from ASFDALib.machine_settings import DEVICES, MachineSettings
+from ASFDALib.model_versions import versionLabel
 from ASFDALib.poller import CachedPoller, TaskRunner, tickIntervalMs, yieldToBackgroundThreads
 from ASFDALib.worker_connection import WorkerConnectionMixin
 from ASFDALib.worklist import COLUMNS, SORT_KEYS, JobProgress, JobState, Worklist
@@ -391,8 +392,7 @@ class ASFDAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         combo.clear()
         active = None
         for model in models:
-            label = model["version"] + (" (active)" if model.get("active") else "")
-            combo.addItem(label, model["version"])
+            combo.addItem(versionLabel(model), model["version"])
             if model.get("active"):
                 active = model["version"]
         index = combo.findData(chosen.split(" ")[0]) if chosen else -1

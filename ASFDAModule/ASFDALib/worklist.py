@@ -257,6 +257,8 @@ class JobProgress:
             return ""
         version = self.result.get("version") or self.result.get("model_version") or "(new)"
         reason = f" ({self.result['reason']})" if self.result.get("reason") else ""
+        if self.result.get("not_activated"):  # a rollback while it trained: that choice stands
+            return f"model {version} was not activated: {self.result['not_activated']}"
         if self.result.get("activated", True):
             return f"model {version} is active{reason}"
         return (

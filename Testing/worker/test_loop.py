@@ -97,6 +97,25 @@ def test_rollback(worker):
     assert client.post("/models/latest/activate").status_code == 400
 
 
+def test_a_rollback_during_an_adapt_job_stands(worker):
+    """Issue 18: a finished job activates its version only while its parent is still active."""
+    client = worker.client
+    assert client.post("/models/v0002/activate").status_code == 200
+    adapt = client.post("/adapt", json={"steps": 60, "use_pseudo_labels": False}).json()
+    wait_training(client, adapt["job_id"])  # the job trains from v0002
+    assert client.post("/models/v0001/activate").status_code == 200  # the clinician rejects v0002
+    job = wait_job(client, adapt["job_id"], deadline_s=300)
+    assert job["state"] == "succeeded", job["error"]
+    result = job["result"]
+    assert result["parent"] == "v0002" and result["activated"] is False and result["active_version"] == "v0001"
+    assert "changed from its parent v0002 to v0001" in result["not_activated"] == result["reason"]
+    assert client.get("/info").json()["active_model_version"] == "v0001"
+    listed = {m["version"]: m for m in client.get("/models").json()}
+    new = listed[result["version"]]
+    assert not new["active"] and new["not_activated"] == result["not_activated"] and new["gate"] is not None
+    assert client.post("/models/v0002/activate").status_code == 200  # as the earlier tests left it
+
+
 def _child_pid(sample, job_id):
     with sqlite3.connect(sample.datastore / "asfda.db") as db:
         return db.execute("SELECT pid FROM jobs WHERE job_id = ?", (job_id,)).fetchone()[0]

@@ -57,9 +57,19 @@ class GateDecision:
     held_out: List[str] = field(default_factory=list)
     folds: int = 0
     advisory: bool = False  # the verdict was "below the parent" but too few labels to enforce it
+    binding: bool = False  # the verdict decides activation (enough labels); False: reported only
+
+    @property
+    def verdict(self) -> str:
+        """One word for people: "not gated", "unknown" (no held-out Dice), "worse" or "not worse"."""
+        if self.method == "not gated":
+            return "not gated"
+        if self.candidate_dice is None or not np.isfinite(self.candidate_dice):
+            return "unknown"
+        return "worse" if self.advisory or not self.activate else "not worse"
 
     def to_dict(self) -> Dict:
-        return asdict(self)
+        return {**asdict(self), "verdict": self.verdict}
 
 
 @dataclass
@@ -158,6 +168,7 @@ def gated_training(
             eligible,
             len(split),
             advisory,
+            binding=not too_few,
         )
         return GatedTraining(network, losses, decision)
     n_held = max(2, int(round(options.holdout_fraction * len(eligible))))
@@ -167,5 +178,6 @@ def gated_training(
     held = [by_id[c] for c in held_ids]
     candidate_mean, parent_mean = dice(network, held), dice(parent, held)
     ok, why, _ = _compare(candidate_mean, parent_mean, options.tolerance)
-    decision = GateDecision(ok, f"{n_held} held-out labels: {why}", "holdout", candidate_mean, parent_mean, held_ids, 1)
+    reason = f"{n_held} held-out labels: {why}"
+    decision = GateDecision(ok, reason, "holdout", candidate_mean, parent_mean, held_ids, 1, binding=True)
     return GatedTraining(network, losses, decision)

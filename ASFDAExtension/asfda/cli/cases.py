@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from asfda.cli.common import add_command, add_datastore
+from asfda.cli.common import add_command, add_datastore, writes_datastore
 
 
 def add_parser(subparsers) -> None:
@@ -41,7 +41,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("file", type=Path, help="label volume (.nii.gz, .nii or .nrrd)")
     p.add_argument("--author", default=None, help="who drew the label (recorded)")
     p.add_argument("--allow-empty", action="store_true", help="accept a background-only label (no structure)")
-    p.set_defaults(func=run_label_submit)
+    p.set_defaults(func=writes_datastore("asfda label submit", run_label_submit))
 
 
 def run_case_add(args) -> int:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
+
+from asfda.data.writer_lock import lock_datastore
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -32,6 +35,21 @@ def add_datastore(p: argparse.ArgumentParser, device: bool = True) -> None:
     from asfda.data.dicomweb.options import add_dicomweb_args
 
     add_dicomweb_args(p)  # the same datastore may take its images from a PACS
+
+
+def writes_datastore(command: str, func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """`func` run under the datastore's writer lock, the one a running worker holds: while a worker (or another
+    writing command) has the datastore, the command is refused in one line naming that process."""
+
+    @functools.wraps(func)
+    def run(args: argparse.Namespace) -> int:
+        root = Path(args.datastore)
+        if not root.is_dir():  # the command itself says it is missing (or, model import, creates it)
+            return func(args)
+        with lock_datastore(root, command):
+            return func(args)
+
+    return run
 
 
 def add_threads(p: argparse.ArgumentParser) -> None:

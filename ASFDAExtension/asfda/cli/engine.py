@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from asfda.cli.common import add_command, add_datastore, add_json, add_threads, fmt, print_json
+from asfda.cli.common import add_command, add_datastore, add_json, add_threads, fmt, print_json, writes_datastore
 from asfda.core.names import strategy_names
 from asfda.core.progress import console_progress
 
@@ -34,13 +34,13 @@ def add_parser(subparsers) -> None:
         help="score on a Ray cluster: auto, local (start one here, CPUs only) or ray://HOST:PORT; "
         "settings in ASFDA_RAY_* (docs/worker.md)",
     )
-    p.set_defaults(func=run_rank)
+    p.set_defaults(func=writes_datastore("asfda rank", run_rank))
 
     p = add_command(subparsers, "infer", "predict cases with the active model (written to labels/prediction/)")
     add_datastore(p)
     p.add_argument("cases", nargs="*", help="case ids (default: all)")
     add_threads(p)
-    p.set_defaults(func=run_infer)
+    p.set_defaults(func=writes_datastore("asfda infer", run_infer))
 
     p = add_command(
         subparsers,
@@ -63,8 +63,9 @@ def add_parser(subparsers) -> None:
         help="with fewer clinician labels the validation gate's k-fold verdict is reported, not enforced "
         f"(0: always enforced) [{GATE_DECIDES_FROM}]",
     )
+    add_json(p, "the outcome (version, activation, the gate's verdict, warnings, metrics)")
     add_threads(p)
-    p.set_defaults(func=run_adapt)
+    p.set_defaults(func=writes_datastore("asfda adapt", run_adapt))
 
 
 def open_session(args):
@@ -138,18 +139,55 @@ def run_infer(args) -> int:
     return 0
 
 
+def advisory_warning(result) -> str:
+    """The warning for a version the gate judged worse but could not keep inactive (too few labels)."""
+    gate = result.gate or {}
+    if not gate.get("advisory"):
+        return ""
+    dice = ""
+    if gate.get("candidate_dice") is not None and gate.get("parent_dice") is not None:
+        dice = f" (held-out Dice {gate['candidate_dice']:.4f} against {gate['parent_dice']:.4f})"
+    state = "is active" if result.activated else "was published"
+    return (
+        f"the validation gate judged {result.version} worse than its parent {result.parent}{dice}; with "
+        f"{result.metrics.get('labels', '?')} labels the verdict is advisory, so {result.version} {state}; "
+        f"to roll back: asfda model activate --version {result.parent}"
+    )
+
+
+def adapt_outcome(result, warnings: list) -> dict:
+    return {
+        "version": result.version,
+        "parent": result.parent,
+        "activated": result.activated,
+        "not_activated": result.not_activated,
+        "gate": result.gate,
+        "warnings": warnings,
+        "pseudo_cases": result.pseudo_cases,
+        "metrics": result.metrics,
+    }
+
+
 def run_adapt(args) -> int:
     from asfda.loop import AdaptRequest
 
     session = open_session(args)
     result = session.adapt(AdaptRequest.from_args(args))
     report_taken_in(session)
+    warnings = [w for w in (advisory_warning(result),) if w]
+    for warning in warnings:
+        print(f"asfda adapt: warning: {warning}", file=sys.stderr, flush=True)
+    if args.json:
+        print_json(adapt_outcome(result, warnings))
+        return 0
     if result.activated:
         print(f"new active model {result.version} (parent {result.parent}); {result.gate.get('reason', '')}")
     else:
+        why = result.not_activated or result.gate.get("reason", "")
         print(
-            f"model {result.version} published INACTIVE ({result.gate.get('reason', '')}); "
-            f"{result.parent} stays active; to use it anyway: asfda model activate --version {result.version}"
+            f"model {result.version} published INACTIVE ({why}); "
+            f"{session.store.models.active_version()} stays active; "
+            f"to use it anyway: asfda model activate --version {result.version}"
         )
     print(f"pseudo-labelled cases: {len(result.pseudo_cases)}")
     print(

@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from asfda.cli.common import add_command, add_datastore, add_json, print_json
+from asfda.cli.common import add_command, add_datastore, add_json, print_json, writes_datastore
 
 SCHEMA_NOTE = "model.json keys and an example per network: docs/model-config.md (schema: asfda/schemas/)."
 
@@ -36,7 +36,7 @@ def add_parser(subparsers) -> None:
         help="let MONAI evaluate the bundle's expressions and classes outside monai/torch.nn (runs the bundle's "
         "code, at every load); only for a bundle whose author you trust. Recorded in the version's metadata",
     )
-    p.set_defaults(func=run_import)
+    p.set_defaults(func=writes_datastore("asfda model import", run_import))
 
     p = add_command(sub, "list", "list model versions (* marks the active one)")
     add_datastore(p, device=False)
@@ -46,7 +46,7 @@ def add_parser(subparsers) -> None:
     p = add_command(sub, "activate", "make an earlier (or later) version the active one: rollback")
     add_datastore(p, device=False)
     p.add_argument("--version", required=True, help="version to activate, e.g. v0001")
-    p.set_defaults(func=run_activate)
+    p.set_defaults(func=writes_datastore("asfda model activate", run_activate))
 
     p = add_command(
         sub,
@@ -122,10 +122,12 @@ def run_list(args) -> int:
     active = store.models.active_version()
     versions = store.models.versions()
     if args.json:
-        print_json([{**v.__dict__, "active": v.version == active} for v in versions])
+        rows = [{**v.__dict__, "gate_summary": v.gate_summary(), "active": v.version == active} for v in versions]
+        print_json(rows)
         return 0
     for v in versions:
-        print(f"{'*' if v.version == active else ' '} {v.version}  parent={v.parent}  {v.created}  {v.note}")
+        gate = f"  gate: {v.gate_summary()}" if v.gate_summary() else ""
+        print(f"{'*' if v.version == active else ' '} {v.version}  parent={v.parent}  {v.created}{gate}  {v.note}")
     return 0
 
 

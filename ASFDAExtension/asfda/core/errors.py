@@ -56,3 +56,7 @@ class DatastoreNotFound(AsfdaError):
 
 class UnusableDevice(AsfdaError):
     pass
+
+
+class DatastoreBusy(AsfdaError):
+    """Another process (a worker or a CLI command) is writing to the datastore."""

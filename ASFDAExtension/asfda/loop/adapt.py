@@ -33,6 +33,8 @@ class AdaptResult:
     pseudo_cases: List[str]
     activated: bool = True
     gate: Dict = field(default_factory=dict)  # the validation gate's decision (GateDecision.to_dict())
+    # Why a version the gate passed is inactive: the active version changed while it trained ("" otherwise).
+    not_activated: str = ""
 
 
 def dice_per_class(network: torch.nn.Module, predictor_factory, items: List[TrainingItem], n_classes: int) -> float:
@@ -125,6 +127,8 @@ def adapt_datastore(
         "gate_held_out": decision.held_out,
         TRAINED_LABELS: trained_labels,
     }
+    # Published inactive, then activated by compare-and-swap against its parent: a rollback made while
+    # this round trained stands (ModelStore.activate_over_parent).
     version = store.models.publish(
         student,
         config,
@@ -132,8 +136,16 @@ def adapt_datastore(
         metrics=metrics,
         feature_prior=teacher.feature_prior,
         note="asfda adapt" if decision.activate else f"asfda adapt, kept inactive: {decision.reason}",
-        activate=activate and decision.activate,
+        activate=False,
+        gate=decision.to_dict(),
     )
+    not_activated = store.models.activate_over_parent(version) if activate and decision.activate else ""
     return AdaptResult(
-        version, teacher.version, metrics, sorted(keep), activate and decision.activate, decision.to_dict()
+        version,
+        teacher.version,
+        metrics,
+        sorted(keep),
+        activate and decision.activate and not not_activated,
+        decision.to_dict(),
+        not_activated,
     )

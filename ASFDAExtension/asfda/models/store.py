@@ -8,7 +8,7 @@ import os
 import re
 import shutil
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Dict, List, Optional
@@ -19,6 +19,7 @@ from torch import nn
 
 from asfda.core.atomic import atomic_write_text, fsync_dir
 from asfda.core.errors import ModelNotFound
+from asfda.core.file_lock import exclusive
 from asfda.models.config import BUNDLE_FOLDER, ModelConfig
 from asfda.models.inference import named_norm_layers_with_stats
 from asfda.models.networks import build_network
@@ -26,6 +27,7 @@ from asfda.models.weights import load_weights
 
 _VERSION = re.compile(r"^v(\d{4,})$")
 ACTIVE_POINTER = "ACTIVE"
+ACTIVE_LOCK = ".active.lock"  # serialises every read-compare-write of ACTIVE (people and finished jobs)
 REFERENCE_STATS = "reference_stats.npz"
 
 
@@ -102,6 +104,23 @@ class ModelVersion:
     metrics: Dict[str, Any] = field(default_factory=dict)
     note: str = ""
     bundle_code_trusted: bool = False  # built by MONAI's parser from a bundle imported with --trust-bundle-code
+    # The validation gate's verdict on this version (asfda.adapt.validation_gate.GateDecision.to_dict()).
+    gate: Dict[str, Any] = field(default_factory=dict)
+    # Why a finished adaptation left this version inactive although its gate passed (empty: it did not).
+    not_activated: str = ""
+
+    def gate_summary(self) -> str:
+        """The gate's verdict in a few words ("worse, advisory"); empty for a version no gate judged."""
+        verdict = self.gate.get("verdict")
+        if not verdict or verdict == "not gated":
+            return verdict or ""
+        return f"{verdict}, {'binding' if self.gate.get('binding') else 'advisory'}"
+
+    @classmethod
+    def from_dict(cls, meta: Dict[str, Any]) -> ModelVersion:
+        # Keys written by a newer asfda are kept on disk but not needed here.
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in meta.items() if k in known})
 
 
 @dataclass
@@ -134,7 +153,7 @@ class ModelStore:
         found = []
         for path in sorted(self.root.iterdir()):
             if _VERSION.match(path.name) and (path / "meta.json").exists():
-                found.append(ModelVersion(**json.loads((path / "meta.json").read_text())))
+                found.append(ModelVersion.from_dict(json.loads((path / "meta.json").read_text())))
         return found
 
     def active_version(self) -> Optional[str]:
@@ -144,10 +163,60 @@ class ModelStore:
         version = pointer.read_text().strip()
         return version if (self.root / version / "meta.json").exists() else None
 
-    def activate(self, version: str) -> None:
+    def _check_exists(self, version: str) -> None:
         if not _VERSION.match(version) or not (self.root / version / "meta.json").exists():
             raise ModelNotFound(f"model version {version!r} does not exist")
-        atomic_write_text(self.root / ACTIVE_POINTER, version)
+
+    def activate(self, version: str) -> None:
+        """Make `version` active whatever is active now: a person's choice (rollback) is unconditional."""
+        self._check_exists(version)
+        with exclusive(self.root / ACTIVE_LOCK):
+            atomic_write_text(self.root / ACTIVE_POINTER, version)
+
+    def activate_if(self, version: str, expected_active: Optional[str]) -> bool:
+        """Compare-and-swap: make `version` active only while `expected_active` still is.
+
+        A finished adaptation passes its parent: if a person activated another version while it trained
+        (a rollback), the rollback stands and this returns False.
+        """
+        self._check_exists(version)
+        with exclusive(self.root / ACTIVE_LOCK):
+            if self.active_version() != expected_active:
+                return False
+            atomic_write_text(self.root / ACTIVE_POINTER, version)
+            return True
+
+    def activate_over_parent(self, version: str) -> str:
+        """Activate a newly trained `version` by compare-and-swap against its parent; "" when it became active.
+
+        Otherwise the active version changed while it trained: that choice stands, and the reason is
+        returned and written into the version's meta.json (`not_activated`, note) for every face to show;
+        the check and that record are one critical section, so the record never contradicts ACTIVE.
+        """
+        meta = self.meta(version)
+        with exclusive(self.root / ACTIVE_LOCK):
+            now = self.active_version()
+            if now == meta.parent:
+                atomic_write_text(self.root / ACTIVE_POINTER, version)
+                return ""
+            reason = (
+                f"the active version changed from its parent {meta.parent} to {now} while {version} was trained "
+                f"(a rollback or another activation), and that choice stands; activate {version} by hand to use it"
+            )
+            note = f"{meta.note}, kept inactive: active version changed"
+            self._write_meta(version, {"not_activated": reason, "note": note})
+        return reason
+
+    def meta(self, version: str) -> ModelVersion:
+        self._check_exists(version)
+        return ModelVersion.from_dict(json.loads((self.root / version / "meta.json").read_text()))
+
+    def _write_meta(self, version: str, changes: Dict[str, Any]) -> ModelVersion:
+        # Callers hold ACTIVE_LOCK: one read-modify-write of meta.json at a time.
+        path = self.root / version / "meta.json"
+        meta = {**json.loads(path.read_text()), **changes}
+        atomic_write_text(path, json.dumps(meta, indent=2))
+        return ModelVersion.from_dict(meta)
 
     def _next_version(self) -> str:
         numbers = [int(m.group(1)) for p in self.root.iterdir() if (m := _VERSION.match(p.name))]
@@ -163,6 +232,7 @@ class ModelStore:
         note: str = "",
         activate: bool = True,
         reference_stats: Optional[ReferenceStats] = None,
+        gate: Optional[Dict[str, Any]] = None,
     ) -> str:
         """Write a new version folder completely, then rename it into place and flip the pointer.
 
@@ -192,7 +262,9 @@ class ModelStore:
             while True:
                 version = self._next_version()
                 created = datetime.now(timezone.utc).isoformat()
-                meta = ModelVersion(version, parent, created, metrics or {}, note, config.bundle_code_trusted)
+                meta = ModelVersion(
+                    version, parent, created, metrics or {}, note, config.bundle_code_trusted, gate or {}
+                )
                 (staging / "meta.json").write_text(json.dumps(meta.__dict__, indent=2))
                 _fsync_tree(staging)  # every file (meta.json too) and every directory entry, before the rename
                 try:

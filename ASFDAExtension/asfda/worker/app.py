@@ -25,6 +25,7 @@ from asfda.core.errors import (
 from asfda.data.datastore import Datastore
 from asfda.data.dicomweb.errors import CacheFull, PacsUnavailable
 from asfda.data.leases import LeaseBook, LeaseConflict
+from asfda.data.writer_lock import lock_datastore
 from asfda.loop import LoopSession, SessionSettings
 from asfda.worker import routes_annotators, routes_cases, routes_dicomweb, routes_jobs, routes_models
 from asfda.worker.auth import BearerTokenMiddleware
@@ -33,7 +34,7 @@ from asfda.worker.heavy import HeavySlots
 from asfda.worker.jobstore import JobStore, one_line
 from asfda.worker.limits import BodySizeLimitMiddleware
 from asfda.worker.origin import HostOriginMiddleware
-from asfda.worker.recovery import lock_datastore, recover
+from asfda.worker.recovery import recover
 from asfda.worker.roles import check_every_route_has_a_role, require_role
 from asfda.worker.runner import JobRunner
 from asfda.worker.settings import WorkerSettings
@@ -103,7 +104,7 @@ def create_app(settings: WorkerSettings) -> FastAPI:
     """
     settings.check()
     settings.datastore.mkdir(parents=True, exist_ok=True)
-    lock = lock_datastore(settings.datastore)
+    lock = lock_datastore(settings.datastore, f"the asfda worker on {settings.host}:{settings.port}")
     datastore_token = ensure_datastore_token(settings.datastore)
     store = Datastore(settings.datastore)
     jobs = JobStore(store.root / "asfda.db")

@@ -14,6 +14,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
+from asfda.core.errors import AsfdaError
 from asfda.core.sqlite_db import connect
 
 QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED = "queued", "running", "succeeded", "failed", "cancelled"
@@ -41,6 +42,10 @@ CREATE TABLE IF NOT EXISTS jobs (
 );
 CREATE INDEX IF NOT EXISTS jobs_queue ON jobs (state, priority, seq);
 """
+
+
+class DuplicateJob(AsfdaError):
+    """A job of the same kind is already queued or running."""
 
 
 def utc_now() -> str:
@@ -90,13 +95,32 @@ class JobStore:
             "cancel_requested": bool(row["cancel_requested"]),
         }
 
-    def submit(self, kind: str, params: Dict[str, Any]) -> Dict[str, Any]:
+    def submit(self, kind: str, params: Dict[str, Any], exclusive: bool = False) -> Dict[str, Any]:
+        """Queue a job. With `exclusive`, refuse while a job of `kind` is queued or running: the check and the
+        insert are one IMMEDIATE transaction, so two concurrent requests cannot both pass the check.
+
+        Raises:
+            DuplicateJob: `exclusive` and such a job is pending (it is named).
+        """
         job_id = uuid.uuid4().hex[:16]
         with self.connect() as db:
-            db.execute(
-                "INSERT INTO jobs (job_id, kind, priority, state, params, created) VALUES (?, ?, ?, ?, ?, ?)",
-                (job_id, kind, PRIORITY[kind], QUEUED, json.dumps(params), utc_now()),
-            )
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                if exclusive:
+                    pending = db.execute(
+                        "SELECT job_id, state FROM jobs WHERE kind = ? AND state IN (?, ?) ORDER BY seq LIMIT 1",
+                        (kind, QUEUED, RUNNING),
+                    ).fetchone()
+                    if pending is not None:
+                        raise DuplicateJob(f"a {kind} job is already {pending['state']} (job {pending['job_id']})")
+                db.execute(
+                    "INSERT INTO jobs (job_id, kind, priority, state, params, created) VALUES (?, ?, ?, ?, ?, ?)",
+                    (job_id, kind, PRIORITY[kind], QUEUED, json.dumps(params), utc_now()),
+                )
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
         return self.get(job_id)
 
     def get(self, job_id: str) -> Optional[Dict[str, Any]]:

@@ -11,11 +11,13 @@ from typing import List, Optional
 import psutil
 
 KILL_WAIT_S = 10.0
+JOB_MODULE = "asfda.worker.job"
 
 
 def spawn_child(datastore: Path, device: str, job_id: Optional[str] = None) -> subprocess.Popen:
     """A job child; without `job_id` a warm spare that reads its job id from stdin."""
-    command: List[str] = [sys.executable, "-m", "asfda.worker.job", "--datastore", str(datastore)]
+    # The absolute path: recovery recognises this datastore's children by it (asfda.worker.processes.is_job_child).
+    command: List[str] = [sys.executable, "-m", JOB_MODULE, "--datastore", str(Path(datastore).resolve())]
     command += ["--device", device, "--parent-pid", str(os.getpid())]
     if job_id:
         command += ["--job-id", job_id]
@@ -43,13 +45,26 @@ def kill_tree(pid: int) -> None:
     psutil.wait_procs(victims, timeout=KILL_WAIT_S)
 
 
-def is_job_child(pid: Optional[int]) -> bool:
-    """True when `pid` still runs one of our job children (checked before killing leftovers at start-up)."""
+def _named_datastore(process: psutil.Process, args: List[str]) -> Optional[Path]:
+    """The --datastore a job child's command line names, resolved (relative to the child's folder)."""
+    if "--datastore" not in args[:-1]:
+        return None
+    path = Path(args[args.index("--datastore") + 1])
+    if not path.is_absolute():
+        path = Path(process.cwd()) / path
+    return path.resolve()
+
+
+def is_job_child(pid: Optional[int], datastore: Path) -> bool:
+    """True when `pid` still runs one of our job children on `datastore` (checked before killing leftovers at
+    start-up): after pid reuse, a recorded pid may be another datastore's job, which must live on."""
     if not pid:
         return False
     try:
-        return "asfda.worker.job" in " ".join(psutil.Process(pid).cmdline())
-    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        process = psutil.Process(pid)
+        args = process.cmdline()
+        return JOB_MODULE in args and _named_datastore(process, args) == Path(datastore).resolve()
+    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
         return False
 
 

@@ -1,13 +1,11 @@
-"""Start-up: one worker per datastore, and the clean-up after a worker that was killed."""
+"""Start-up clean-up after a worker that was killed (the one-writer lock is asfda.data.writer_lock)."""
 
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
-from typing import IO, List
+from typing import List
 
-from asfda.core.errors import AsfdaError
 from asfda.data.datastore import Datastore, LabelTag
 from asfda.worker.jobstore import JobStore
 from asfda.worker.processes import is_job_child, kill_tree
@@ -20,30 +18,13 @@ def uploads_dir(store: Datastore) -> Path:
     return store.root / ".uploads"
 
 
-def lock_datastore(root: Path) -> IO:
-    """Hold an exclusive lock for the worker's lifetime; the OS drops it when the process dies."""
-    handle = open(Path(root) / ".worker.lock", "a+")
-    try:
-        if os.name == "nt":
-            import msvcrt
-
-            msvcrt.locking(handle.fileno(), msvcrt.LK_NBLCK, 1)
-        else:
-            import fcntl
-
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        handle.close()
-        raise AsfdaError(f"another worker is already serving the datastore {root}") from None
-    return handle
-
-
 def recover(store: Datastore, jobs: JobStore) -> List[str]:
     """Fail jobs a dead worker left behind, kill their children, remove half-written files."""
     interrupted = jobs.fail_unfinished(RESTART_REASON)
     for job in interrupted:
         # Children watch their parent and exit on their own; this covers one that has not noticed yet.
-        if job["state"] == "running" and is_job_child(job["pid"]):
+        # Only a child of this datastore: after pid reuse the pid may be another datastore's job.
+        if job["state"] == "running" and is_job_child(job["pid"], store.root):
             kill_tree(job["pid"])
     store.models.cleanup_staging()
     removed = []

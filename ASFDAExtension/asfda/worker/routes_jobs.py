@@ -7,6 +7,7 @@ from typing import Any, Dict, List
 from fastapi import APIRouter, HTTPException
 
 from asfda.worker.context import Worker, WorkerDep
+from asfda.worker.jobstore import DuplicateJob
 from asfda.worker.schemas import AdaptRequest, Job, RankRequest
 
 router = APIRouter(tags=["jobs"])
@@ -17,18 +18,19 @@ def public(job: Dict[str, Any]) -> Dict[str, Any]:
     return {k: v for k, v in job.items() if k not in ("pid", "cancel_requested")}
 
 
-def _refuse_duplicate(worker: Worker, kind: str) -> None:
-    # A second rank or adapt while one is pending would only redo the same work on the GPU.
-    pending = worker.jobs.unfinished(kind)
-    if pending:
-        raise HTTPException(409, f"a {kind} job is already {pending[0]['state']} (job {pending[0]['job_id']})")
+def _submit_once(worker: Worker, kind: str, params: Dict[str, Any]) -> Dict[str, Any]:
+    # A second rank or adapt while one is pending would only redo the same work on the GPU; the check and
+    # the insert are one transaction (JobStore.submit), so concurrent requests get exactly one 202.
+    try:
+        return public(worker.runner.submit(kind, params, exclusive=True))
+    except DuplicateJob as exc:
+        raise HTTPException(409, str(exc)) from None
 
 
 @router.post("/rank", response_model=Job, status_code=202)
 def rank(request: RankRequest, worker: WorkerDep) -> Dict[str, Any]:
     worker.require_active()
-    _refuse_duplicate(worker, "rank")
-    return public(worker.runner.submit("rank", request.model_dump()))
+    return _submit_once(worker, "rank", request.model_dump())
 
 
 @router.post("/adapt", response_model=Job, status_code=202)
@@ -36,8 +38,7 @@ def adapt(request: AdaptRequest, worker: WorkerDep) -> Dict[str, Any]:
     worker.require_active()
     if not worker.store.labeled_ids():
         raise HTTPException(409, "no clinician labels yet: submit at least one label before adapting")
-    _refuse_duplicate(worker, "adapt")
-    return public(worker.runner.submit("adapt", request.model_dump()))
+    return _submit_once(worker, "adapt", request.model_dump())
 
 
 @router.get("/jobs", response_model=List[Job])

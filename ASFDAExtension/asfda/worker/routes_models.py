@@ -58,6 +58,9 @@ def models(worker: WorkerDep) -> List[ModelInfo]:
             metrics=finite(v.metrics),
             note=v.note,
             active=v.version == active,
+            gate=finite(v.gate) if v.gate.get("verdict") else None,
+            gate_summary=v.gate_summary(),
+            not_activated=v.not_activated,
         )
         for v in worker.store.models.versions()
     ]
@@ -69,5 +72,5 @@ def activate(version: str, worker: WorkerDep) -> ActiveModel:
         raise HTTPException(400, f"invalid model version {version!r}: versions look like v0001")
     if version not in {v.version for v in worker.store.models.versions()}:
         raise HTTPException(404, f"model version {version!r} does not exist")
-    worker.store.models.activate(version)
+    worker.store.models.activate(version)  # a person's choice: unconditional (a rollback)
     return ActiveModel(active_model_version=version)

@@ -36,8 +36,8 @@ class JobRunner:
     def start(self) -> None:
         self._thread.start()
 
-    def submit(self, kind: str, params: Dict[str, Any]) -> Dict[str, Any]:
-        job = self.jobs.submit(kind, params)
+    def submit(self, kind: str, params: Dict[str, Any], exclusive: bool = False) -> Dict[str, Any]:
+        job = self.jobs.submit(kind, params, exclusive=exclusive)
         self._wake.set()
         return job
 
@@ -133,7 +133,11 @@ class JobRunner:
                 result["activated"] = bool(gate.get("activate", True))  # the validation gate's verdict
                 result["reason"] = gate.get("reason", "")
                 if result["activated"]:
-                    self.models.activate(result["version"])
+                    # Compare-and-swap against the job's parent: a rollback made while it ran stands.
+                    not_activated = self.models.activate_over_parent(result["version"])
+                    if not_activated:
+                        result.update(activated=False, reason=not_activated, not_activated=not_activated)
+                result["active_version"] = self.models.active_version()
             self.jobs.finish(job_id, SUCCEEDED, result=result, from_states=(RUNNING,))
             log.info("job %s succeeded", job_id)
             return

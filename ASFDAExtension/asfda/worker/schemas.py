@@ -136,6 +136,19 @@ class AuditEvent(BaseModel):
     detail: Dict[str, Any]
 
 
+class GateVerdict(BaseModel):
+    """The validation gate's verdict on a version, as recorded in its metadata at publish."""
+
+    verdict: str = Field(description='"not worse", "worse", "unknown" or "not gated"')
+    binding: bool = Field(description="whether the verdict decided activation (False: advisory, reported only)")
+    advisory: bool = Field(description="judged worse, but too few labels to keep it inactive")
+    activate: bool
+    method: str
+    candidate_dice: Optional[float] = None
+    parent_dice: Optional[float] = None
+    reason: str = ""
+
+
 class ModelInfo(BaseModel):
     version: str
     parent: Optional[str]
@@ -143,6 +156,9 @@ class ModelInfo(BaseModel):
     metrics: Dict[str, Any]
     note: str
     active: bool
+    gate: Optional[GateVerdict] = Field(None, description="null for versions no gate judged (imports, older ones)")
+    gate_summary: str = Field("", description='the verdict in a few words, e.g. "worse, advisory"')
+    not_activated: str = Field("", description="why a version the gate passed is inactive (a rollback meanwhile)")
 
 
 class ActiveModel(BaseModel):
