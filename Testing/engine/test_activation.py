@@ -158,7 +158,12 @@ def test_an_advisory_worse_verdict_is_recorded_listed_and_warned(tmp_path, capsy
     # tolerance -1: no candidate can pass; with 3 labels (< 11) the "worse" verdict is advisory.
     options = AdaptOptions(FinetuneOptions(steps=1), gate=GateOptions(folds=3, tolerance=-1.0))
     result = adapt_datastore(store, options)
-    assert result.activated and result.gate["advisory"] and store.models.active_version() == result.version
+    # the model first: active at once, its advisory verdict pending until computed
+    assert result.activated and result.gate["pending"] and store.models.active_version() == result.version
+    assert store.models.meta(result.version).gate_summary() == "pending, advisory"
+    result.gate = loop_adapt.advisory_verdict(store, result.version, options)
+    assert result.gate["advisory"] and result.gate["computed_after_publish"] is True
+    assert store.models.active_version() == result.version  # a worse advisory verdict changes nothing
     gate = store.models.meta(result.version).gate
     assert gate["verdict"] == "worse" and gate["advisory"] is True and gate["binding"] is False
     assert gate["candidate_dice"] == result.gate["candidate_dice"] and "advisory only" in gate["reason"]
@@ -182,7 +187,14 @@ def test_asfda_adapt_warns_about_an_advisory_worse_verdict_and_reports_it_in_jso
         options.gate.tolerance = -1.0  # the CLI has no tolerance option: every candidate is "worse"
         return real_adapt(store_, options, *args, **kwargs)
 
+    real_verdict = loop_adapt.advisory_verdict
+
+    def never_passing_verdict(store_, version, options, *args, **kwargs):
+        options.gate.tolerance = -1.0
+        return real_verdict(store_, version, options, *args, **kwargs)
+
     monkeypatch.setattr("asfda.loop.session.adapt_datastore", never_passing)
+    monkeypatch.setattr("asfda.loop.session.advisory_verdict", never_passing_verdict)
     assert main(["adapt", "--datastore", root, "--steps", "1", "--json"]) == 0
     captured = capsys.readouterr()
     warning = [line for line in captured.err.splitlines() if line.startswith("asfda adapt: warning:")]

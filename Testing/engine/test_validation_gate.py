@@ -72,9 +72,22 @@ def test_few_labels_use_k_fold_and_never_train_on_the_fold_they_judge():
     assert {p[0] for p in progress} == {"train"} and steps == sorted(steps) and progress[-1][1:3] == (4, 4)
 
 
+def test_an_advisory_verdict_never_delays_the_new_version():
+    r = _Recorder(0.5, 0.6)
+    out = gated_training(_items(4), r.parent, r.train, r.dice, GateOptions(folds=3), seed=1)
+    # one training (the published version); the k fold models wait until it is active
+    assert r.fits == [["c0", "c1", "c2", "c3"]]
+    assert out.decision.activate and out.decision.pending and out.decision.verdict == "pending"
+    assert out.decision.held_out == ["c0", "c1", "c2", "c3"] and out.decision.folds == 3
+    # a binding verdict (enough labels) is still computed before the version may become active
+    binding = _Recorder(0.5, 0.6)
+    enforced = gated_training(_items(4), binding.parent, binding.train, binding.dice, GateOptions(decide_from_labels=4))
+    assert len(binding.fits) == 4 and not enforced.decision.pending and not enforced.decision.activate
+
+
 def test_a_k_fold_verdict_from_too_few_labels_is_reported_but_not_enforced():
     r = _Recorder(0.5, 0.6)
-    d = gated_training(_items(4), r.parent, r.train, r.dice, GateOptions(folds=3), seed=1).decision
+    d = gated_training(_items(4), r.parent, r.train, r.dice, GateOptions(folds=3, verdict_after=False), seed=1).decision
     assert d.activate and d.advisory and d.method == "k-fold"
     assert "below the parent's" in d.reason and "advisory" in d.reason and "kept inactive" not in d.reason
     assert d.candidate_dice == pytest.approx(0.5) and d.parent_dice == pytest.approx(0.6)
@@ -83,7 +96,7 @@ def test_a_k_fold_verdict_from_too_few_labels_is_reported_but_not_enforced():
     assert not enforced.decision.activate and not enforced.decision.advisory
     # A verdict in the parent's favour is not advisory: there is nothing to override.
     better = _Recorder(0.7, 0.6)
-    passing = gated_training(_items(4), better.parent, better.train, better.dice, GateOptions())
+    passing = gated_training(_items(4), better.parent, better.train, better.dice, GateOptions(verdict_after=False))
     assert passing.decision.activate and not passing.decision.advisory
 
 

@@ -45,6 +45,9 @@ class GateOptions:
     tolerance: float = 0.0  # activate when candidate Dice >= parent Dice - tolerance
     # With fewer clinician labels than this a k-fold "below the parent" verdict is advisory (0: always enforced).
     decide_from_labels: int = 11
+    # An advisory verdict never delays the new version: publish it first, compute the verdict afterwards
+    # (`kfold_verdict`, attached to the version when it arrives). False: the old order (benchmarks).
+    verdict_after: bool = True
 
 
 @dataclass
@@ -58,12 +61,15 @@ class GateDecision:
     folds: int = 0
     advisory: bool = False  # the verdict was "below the parent" but too few labels to enforce it
     binding: bool = False  # the verdict decides activation (enough labels); False: reported only
+    pending: bool = False  # an advisory verdict still to be computed, after the version is active
 
     @property
     def verdict(self) -> str:
-        """One word for people: "not gated", "unknown" (no held-out Dice), "worse" or "not worse"."""
+        """One word for people: "not gated", "pending", "unknown" (no held-out Dice), "worse" or "not worse"."""
         if self.method == "not gated":
             return "not gated"
+        if self.pending:
+            return "pending"
         if self.candidate_dice is None or not np.isfinite(self.candidate_dice):
             return "unknown"
         return "worse" if self.advisory or not self.activate else "not worse"
@@ -147,29 +153,16 @@ def gated_training(
             )
         return GatedTraining(network, losses, GateDecision(True, reason, "not gated"))
     if len(eligible) <= options.few_labels:
-        split = folds_of(eligible, options.folds, seed)
-        held_dice, parent_dice = [], []
-        for index, fold in enumerate(split):
-            candidate, _ = train([by_id[c] for c in by_id if c not in fold], _share(progress, index, len(split) + 1))
-            held = [by_id[c] for c in fold]
-            held_dice.append(dice(candidate, held) * len(held))
-            parent_dice.append(dice(parent, held) * len(held))
-        candidate_mean, parent_mean = sum(held_dice) / len(eligible), sum(parent_dice) / len(eligible)
-        too_few = len(eligible) < options.decide_from_labels
-        note = f"a k-fold verdict from {len(eligible)} held-out labels decides from {options.decide_from_labels}"
-        ok, why, advisory = _compare(candidate_mean, parent_mean, options.tolerance, note if too_few else None)
-        network, losses = train(labeled, _share(progress, len(split), len(split) + 1))
-        decision = GateDecision(
-            ok,
-            f"{len(split)}-fold {why}",
-            "k-fold",
-            candidate_mean,
-            parent_mean,
-            eligible,
-            len(split),
-            advisory,
-            binding=not too_few,
-        )
+        k = len(folds_of(eligible, options.folds, seed))
+        if options.verdict_after and len(eligible) < options.decide_from_labels:
+            network, losses = train(labeled, progress)  # the model first; the advisory verdict after
+            reason = (
+                f"advisory {k}-fold verdict from {len(eligible)} new labels: computed after this version is active"
+            )
+            decision = GateDecision(True, reason, "k-fold", held_out=eligible, folds=k, pending=True)
+            return GatedTraining(network, losses, decision)
+        decision = kfold_verdict(labeled, parent, train, dice, options, seed, progress, eligible, extra_share=1)
+        network, losses = train(labeled, _share(progress, k, k + 1))
         return GatedTraining(network, losses, decision)
     n_held = max(2, int(round(options.holdout_fraction * len(eligible))))
     order = [eligible[i] for i in np.random.default_rng(seed).permutation(len(eligible))]
@@ -181,3 +174,44 @@ def gated_training(
     reason = f"{n_held} held-out labels: {why}"
     decision = GateDecision(ok, reason, "holdout", candidate_mean, parent_mean, held_ids, 1, binding=True)
     return GatedTraining(network, losses, decision)
+
+
+def kfold_verdict(
+    labeled: List[TrainingItem],
+    parent: nn.Module,
+    train: TrainFn,
+    dice: DiceFn,
+    options: GateOptions,
+    seed: int,
+    progress: Optional[ProgressFn],
+    eligible: Sequence[str],
+    extra_share: int = 0,
+) -> GateDecision:
+    """The k-fold verdict over the `eligible` (new to the parent) labels: k candidates, each trained on every
+    label but its fold, judged on that fold against the parent. `extra_share`: trainings that follow in the
+    same progress bar (the published version's)."""
+    by_id = {item.case_id: item for item in labeled}
+    eligible = sorted(eligible)
+    split = folds_of(eligible, options.folds, seed)
+    held_dice, parent_dice = [], []
+    for index, fold in enumerate(split):
+        share = _share(progress, index, len(split) + extra_share)
+        candidate, _ = train([by_id[c] for c in by_id if c not in fold], share)
+        held = [by_id[c] for c in fold]
+        held_dice.append(dice(candidate, held) * len(held))
+        parent_dice.append(dice(parent, held) * len(held))
+    candidate_mean, parent_mean = sum(held_dice) / len(eligible), sum(parent_dice) / len(eligible)
+    too_few = len(eligible) < options.decide_from_labels
+    note = f"a k-fold verdict from {len(eligible)} held-out labels decides from {options.decide_from_labels}"
+    ok, why, advisory = _compare(candidate_mean, parent_mean, options.tolerance, note if too_few else None)
+    return GateDecision(
+        ok,
+        f"{len(split)}-fold {why}",
+        "k-fold",
+        candidate_mean,
+        parent_mean,
+        list(eligible),
+        len(split),
+        advisory,
+        binding=not too_few,
+    )

@@ -93,6 +93,7 @@ def execute(ctx: BenchContext, spec: RunSpec) -> Dict:
                     seed=seed,
                     use_pseudo_labels=spec.pseudo,
                     gate_decide_from_labels=ctx.settings.gate_decide_from_labels,
+                    gate_verdict_after=False,  # the benchmark reads every verdict with its round
                     finetune_overrides=dict(spec.guards),
                     reliability_overrides=dict(spec.reliability) if spec.pseudo else {},
                 ),

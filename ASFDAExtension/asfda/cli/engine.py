@@ -168,12 +168,27 @@ def adapt_outcome(result, warnings: list) -> dict:
     }
 
 
+def _metric_text(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, (dict, list)):
+        return f"[{len(value)}]"  # label sets, held-out ids: their count here, the whole in --json
+    return str(value)
+
+
 def run_adapt(args) -> int:
     from asfda.loop import AdaptRequest
 
     session = open_session(args)
-    result = session.adapt(AdaptRequest.from_args(args))
+    request = AdaptRequest.from_args(args)
+    result = session.adapt(request)
     report_taken_in(session)
+    if result.gate.get("pending"):
+        # The version is in use already; its advisory verdict follows (the worker queues it behind any
+        # interactive job; here it runs now, and Ctrl-C leaves the version active without one).
+        if not args.json:
+            print(f"new active model {result.version} (parent {result.parent}); computing the gate's advisory verdict")
+        result.gate = session.verdict(result.version, request)
     warnings = [w for w in (advisory_warning(result),) if w]
     for warning in warnings:
         print(f"asfda adapt: warning: {warning}", file=sys.stderr, flush=True)
@@ -190,8 +205,5 @@ def run_adapt(args) -> int:
             f"to use it anyway: asfda model activate --version {result.version}"
         )
     print(f"pseudo-labelled cases: {len(result.pseudo_cases)}")
-    print(
-        "metrics: "
-        + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in result.metrics.items())
-    )
+    print("metrics: " + ", ".join(f"{k}={_metric_text(v)}" for k, v in result.metrics.items()))
     return 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Dict, List, Optional
 
 import numpy as np
@@ -13,7 +13,7 @@ import torch
 from asfda.adapt.finetune import TrainingItem, finetune
 from asfda.adapt.options import AdaptOptions
 from asfda.adapt.pseudo_labels import pseudo_label_items, remove_pseudo_label, save_pseudo_label
-from asfda.adapt.validation_gate import gated_training
+from asfda.adapt.validation_gate import GateDecision, gated_training, kfold_verdict
 from asfda.data.cases import prepared_image, prepared_label
 from asfda.data.datastore import Datastore, LabelTag
 from asfda.loop.label_sets import TRAINED_LABELS, label_identities, labels_seen_by
@@ -46,26 +46,32 @@ def dice_per_class(network: torch.nn.Module, predictor_factory, items: List[Trai
     return float(np.mean(per_class))
 
 
-def adapt_datastore(
+@dataclass
+class RoundInputs:
+    """What one round trains from, built once from the teacher (the active version, or a version's parent when
+    its verdict is computed later): the clinician labels, the pool's reliable pseudo-labels and how to train."""
+
+    labeled_ids: List[str]
+    candidate_ids: List[str]
+    labeled: List[TrainingItem]
+    pseudo: List[TrainingItem]
+    extras: list  # what save_pseudo_label writes beside each pseudo-label (its reliability mask)
+    train: Callable  # (labels, progress) -> (trained copy of the teacher, losses)
+    dice: Callable  # (network, labels) -> mean foreground Dice
+    training_seconds: List[float] = field(default_factory=list)
+
+
+def round_inputs(
     store: Datastore,
+    teacher,
     options: AdaptOptions,
-    device: str = "cpu",
-    progress: Optional[ProgressFn] = None,
-    should_stop: Optional[Callable[[], bool]] = None,
-    activate: bool = True,
-) -> AdaptResult:
-    """Fine-tune and publish a new version. Nothing on disk changes before training ends, so a cancelled or
-    killed run leaves labels and models as they were; `activate=False` lets a supervisor flip ACTIVE itself."""
-    teacher = store.models.load(device=device)
+    device: str,
+    progress: Optional[ProgressFn],
+    should_stop: Optional[Callable[[], bool]],
+    labeled_ids: List[str],
+) -> RoundInputs:
     config = teacher.config
-    case_ids = store.case_ids()
-    labeled_ids = store.labeled_ids()
-    if not labeled_ids:
-        raise ValueError(
-            f"no clinician labels yet in {store.label_dir(LabelTag.FINAL)}: add one with `asfda label submit` "
-            "(or the worker's PUT /cases/CASE/label) before adapting"
-        )
-    candidate_ids = [c for c in case_ids if c not in set(labeled_ids)]
+    candidate_ids = [c for c in store.case_ids() if c not in set(labeled_ids)]
     labeled = [
         TrainingItem(c, prepared_image(store, c, config), prepared_label(store, c, LabelTag.FINAL, config))
         for c in labeled_ids
@@ -76,7 +82,7 @@ def adapt_datastore(
     def make_predictor(network):
         return Predictor(network, config, device, options.scoring.precision)
 
-    training_seconds = []  # every training of the round: the gate's fold models and the published one
+    training_seconds: List[float] = []  # every training of the round: the gate's fold models and the published one
 
     def train(items, report):
         student = copy.deepcopy(teacher.network)
@@ -87,13 +93,41 @@ def adapt_datastore(
         training_seconds.append(losses.get("seconds", 0.0))
         return student, losses
 
+    def dice(network, items):
+        return dice_per_class(network, make_predictor, items, config.out_channels)
+
+    return RoundInputs(labeled_ids, candidate_ids, labeled, pseudo, extras, train, dice, training_seconds)
+
+
+def adapt_datastore(
+    store: Datastore,
+    options: AdaptOptions,
+    device: str = "cpu",
+    progress: Optional[ProgressFn] = None,
+    should_stop: Optional[Callable[[], bool]] = None,
+    activate: bool = True,
+) -> AdaptResult:
+    """Fine-tune and publish a new version. Nothing on disk changes before training ends, so a cancelled or
+    killed run leaves labels and models as they were; `activate=False` lets a supervisor flip ACTIVE itself.
+    An advisory gate verdict is left pending (`gate.pending`): `advisory_verdict` computes it afterwards."""
+    teacher = store.models.load(device=device)
+    config = teacher.config
+    labeled_ids = store.labeled_ids()
+    if not labeled_ids:
+        raise ValueError(
+            f"no clinician labels yet in {store.label_dir(LabelTag.FINAL)}: add one with `asfda label submit` "
+            "(or the worker's PUT /cases/CASE/label) before adapting"
+        )
+    round_ = round_inputs(store, teacher, options, device, progress, should_stop, labeled_ids)
+    labeled, pseudo, extras, candidate_ids = round_.labeled, round_.pseudo, round_.extras, round_.candidate_ids
+
     trained_labels = label_identities(store, labeled_ids)  # read before training: what this round learns from
     seen = labels_seen_by(store, teacher.version)
     gated = gated_training(
         labeled,
         teacher.network,
-        train,
-        lambda network, items: dice_per_class(network, make_predictor, items, config.out_channels),
+        round_.train,
+        round_.dice,
         options.gate,
         options.finetune.seed,
         progress,
@@ -115,12 +149,12 @@ def adapt_datastore(
             remove_pseudo_label(store, case_id)
 
     metrics = {
-        "train_dice_before": dice_per_class(teacher.network, make_predictor, labeled, config.out_channels),
-        "train_dice_after": dice_per_class(student, make_predictor, labeled, config.out_channels),
+        "train_dice_before": round_.dice(teacher.network, labeled),
+        "train_dice_after": round_.dice(student, labeled),
         "labels": len(labeled),
         "pseudo_labels": len(pseudo),
         **losses,
-        "training_seconds_total": sum(training_seconds),
+        "training_seconds_total": sum(round_.training_seconds),
         "gate_method": decision.method,
         "gate_candidate_dice": decision.candidate_dice,
         "gate_parent_dice": decision.parent_dice,
@@ -149,3 +183,39 @@ def adapt_datastore(
         decision.to_dict(),
         not_activated,
     )
+
+
+def advisory_verdict(
+    store: Datastore,
+    version: str,
+    options: AdaptOptions,
+    device: str = "cpu",
+    progress: Optional[ProgressFn] = None,
+    should_stop: Optional[Callable[[], bool]] = None,
+) -> Dict:
+    """Compute the pending advisory k-fold verdict of `version` (published first, issue 18) and attach it to its
+    metadata: the same recipe from its parent, over the labels it trained on, holding out the ones it recorded
+    as new to the parent.
+
+    Returns:
+        the gate decision as recorded (GateDecision.to_dict()).
+    """
+    meta = store.models.meta(version)
+    pending = meta.gate or {}
+    if not pending.get("pending"):
+        return pending  # computed already (or never pending): nothing to do
+    teacher = store.models.load(meta.parent, device=device)
+    trained = [c for c in (meta.metrics.get(TRAINED_LABELS) or {}) if store.has_label(c, LabelTag.FINAL)]
+    round_ = round_inputs(store, teacher, options, device, progress, should_stop, sorted(trained))
+    eligible = [c for c in pending.get("held_out", []) if c in set(trained)]
+    if len(eligible) < 2:
+        decision = GateDecision(True, "the labels this verdict needs were removed since: no verdict", "not gated")
+    else:
+        gate = replace(options.gate, verdict_after=False)
+        decision = kfold_verdict(
+            round_.labeled, teacher.network, round_.train, round_.dice, gate, options.finetune.seed, progress, eligible
+        )
+        decision.activate = True  # advisory: it never deactivates the version it judges
+    recorded = {**decision.to_dict(), "computed_after_publish": True}
+    store.models.attach_gate(version, recorded)
+    return recorded

@@ -73,6 +73,8 @@ class AdaptRequest:
     use_pseudo_labels: bool = True
     gate_enabled: bool = True
     gate_decide_from_labels: int = GateOptions().decide_from_labels
+    # An advisory verdict after the version is published (the product); False: before (the benchmark judges it).
+    gate_verdict_after: bool = True
     chunk_size: int = ScoringOptions().chunk_size
     finetune_overrides: Dict[str, Any] = field(default_factory=dict)  # FinetuneOptions fields (the benchmark's guards)
     reliability_overrides: Dict[str, Any] = field(default_factory=dict)  # ReliabilityOptions fields
@@ -105,6 +107,10 @@ class AdaptRequest:
             reliability=ReliabilityOptions(**self.reliability_overrides),
             use_pseudo_labels=self.use_pseudo_labels,
             scoring=scoring,
-            gate=GateOptions(enabled=self.gate_enabled, decide_from_labels=self.gate_decide_from_labels),
+            gate=GateOptions(
+                enabled=self.gate_enabled,
+                decide_from_labels=self.gate_decide_from_labels,
+                verdict_after=self.gate_verdict_after,
+            ),
         )
 

@@ -15,7 +15,7 @@ from typing import Callable, Dict, List, Optional
 
 from asfda.data.datastore import Datastore
 from asfda.data.label_files import check_final_labels
-from asfda.loop.adapt import AdaptResult, adapt_datastore
+from asfda.loop.adapt import AdaptResult, adapt_datastore, advisory_verdict
 from asfda.loop.device import AUTO, resolve_device
 from asfda.loop.evaluate import Evaluation, evaluate
 from asfda.loop.infer import predict_case
@@ -174,6 +174,24 @@ class LoopSession:
         )
         result.metrics["precision"] = self.precision.value
         return result
+
+    def verdict(self, version: str, request: AdaptRequest, should_stop: Optional[Callable[[], bool]] = None) -> Dict:
+        """The advisory gate verdict `adapt` left pending for `version`, computed with the round's recipe and
+        attached to the version's metadata.
+
+        Args:
+            version: a version whose gate decision is pending; request: the adapt request it was trained with.
+        Returns:
+            the recorded gate decision (GateDecision.to_dict()); a version not pending returns its decision as is.
+        """
+        return advisory_verdict(
+            self.store,
+            version,
+            request.adapt_options(self.scoring_options(request.chunk_size)),
+            self.device,
+            progress=self.progress,
+            should_stop=should_stop,
+        )
 
     def evaluate(self, references: Dict[str, Path], version: Optional[str] = None) -> Evaluation:
         """Dice and HD95 of `version` (default: active) on reference labels, scoring what `infer` would write."""

@@ -207,6 +207,13 @@ class ModelStore:
             self._write_meta(version, {"not_activated": reason, "note": note})
         return reason
 
+    def attach_gate(self, version: str, gate: Dict[str, Any]) -> ModelVersion:
+        """Record a verdict computed after `version` was published (the advisory k-fold one): every face reads
+        it from meta.json (model list, GET /models, the Slicer version combo)."""
+        self._check_exists(version)
+        with exclusive(self.root / ACTIVE_LOCK):
+            return self._write_meta(version, {"gate": gate})
+
     def meta(self, version: str) -> ModelVersion:
         self._check_exists(version)
         return ModelVersion.from_dict(json.loads((self.root / version / "meta.json").read_text()))

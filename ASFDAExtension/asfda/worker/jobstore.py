@@ -20,7 +20,8 @@ from asfda.core.sqlite_db import connect
 QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED = "queued", "running", "succeeded", "failed", "cancelled"
 FINISHED = (SUCCEEDED, FAILED, CANCELLED)
 # Interactive inference first, then scoring, then training (lower runs first).
-PRIORITY = {"infer": 0, "rank": 1, "adapt": 2}
+# Lower runs first. An advisory verdict comes after everything a person waits for (issue 18: model first).
+PRIORITY = {"infer": 0, "rank": 1, "adapt": 2, "verdict": 3}
 EMPTY_PROGRESS = {"phase": None, "step": None, "total": None, "metric": None, "eta_s": None}
 
 _SCHEMA = """

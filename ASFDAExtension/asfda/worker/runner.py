@@ -138,6 +138,9 @@ class JobRunner:
                     if not_activated:
                         result.update(activated=False, reason=not_activated, not_activated=not_activated)
                 result["active_version"] = self.models.active_version()
+                if gate.get("pending"):  # the model first: its advisory verdict runs after anything interactive
+                    verdict = self.jobs.submit("verdict", {**job["params"], "version": result["version"]})
+                    result["verdict_job_id"] = verdict["job_id"]
             self.jobs.finish(job_id, SUCCEEDED, result=result, from_states=(RUNNING,))
             log.info("job %s succeeded", job_id)
             return

@@ -10,7 +10,7 @@ from asfda.core.names import strategy_names
 
 # Read from the one list of strategies (asfda.core.names), so a new strategy needs no edit here.
 StrategyName = Literal[tuple(strategy_names())]  # type: ignore[valid-type]
-JobKind = Literal["rank", "adapt", "infer"]
+JobKind = Literal["rank", "adapt", "infer", "verdict"]
 JobState = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 CaseStatus = Literal["unlabeled", "final", "pseudo"]
 

@@ -91,4 +91,12 @@ def run_adapt(store: Datastore, params: Dict[str, Any], device: str, progress: P
     }
 
 
-TASKS: Dict[str, Callable] = {"infer": run_infer, "rank": run_rank, "adapt": run_adapt}
+def run_verdict(store: Datastore, params: Dict[str, Any], device: str, progress: ProgressReporter) -> Dict[str, Any]:
+    """The advisory verdict of a version an adapt job published first (queued by the runner, lowest priority);
+    it is attached to the version's meta.json, where GET /models and the Slicer combo read it."""
+    session = _session(store, params, device, progress)
+    decision = session.verdict(params["version"], AdaptRequest.from_params(params))
+    return {"version": params["version"], "gate": decision}
+
+
+TASKS: Dict[str, Callable] = {"infer": run_infer, "rank": run_rank, "adapt": run_adapt, "verdict": run_verdict}
