@@ -24,6 +24,7 @@ from asfda.core.errors import (
 from asfda.data.datastore import Datastore
 from asfda.data.dicomweb.errors import CacheFull, PacsUnavailable
 from asfda.data.leases import LeaseBook, LeaseConflict
+from asfda.scoring.cache import prune_signal_cache
 from asfda.worker import routes_annotators, routes_cases, routes_dicomweb, routes_jobs, routes_models
 from asfda.worker.auth import BearerTokenMiddleware
 from asfda.worker.context import Worker
@@ -91,6 +92,7 @@ def create_app(settings: WorkerSettings) -> FastAPI:
     store = Datastore(settings.datastore)
     jobs = JobStore(store.root / "asfda.db")
     recover(store, jobs)
+    prune_signal_cache(store)  # entries of versions rolled away from since the last start
     runner = JobRunner(store.root, jobs, store.models, settings.device)
 
     @asynccontextmanager
