@@ -1,4 +1,5 @@
-"""Issue 18 "Stale predictions": a stored prediction is served only for the image it was made from.
+"""Issue 18 "Stale predictions": a stored prediction is served only for the image it was made from; the
+signal cache is pruned at worker start.
 
 The reproduction: a 16^3 prediction was served for a 20^3 image after the image changed (a restored file
 whose mtime is older than the prediction; a DICOM folder, which was never checked at all).
@@ -14,7 +15,15 @@ import time
 import nibabel as nib
 import numpy as np
 import pytest
+import torch
+from asfda.data.datastore import Datastore
+from asfda.loop.rank import rank_pool
+from asfda.query.strategies import RankingOptions
+from asfda.scoring.cache import SignalCache, model_cache_key
+from asfda.scoring.options import ScoringOptions
+from asfda.worker.app import create_app
 from asfda.worker.sample import make_sample_datastore, sample_affine
+from asfda.worker.settings import WorkerSettings
 from orthanc_helpers import ct_series
 from worker_helpers import WorkerProcess
 
@@ -65,3 +74,26 @@ def test_a_dicom_folder_that_gained_slices_is_predicted_again(worker):
     _write_series(worker.datastore / "images" / "dicom0", (16, 16, 20), seed=2)
     assert client.get("/cases/dicom0/prediction").status_code == 404
     assert _shape(client.post("/cases/dicom0/infer")) == (16, 16, 20)
+
+
+def _child_version(store: Datastore) -> str:
+    model = store.models.load()
+    with torch.no_grad():
+        next(model.network.parameters()).add_(0.5)
+    return store.models.publish(model.network, model.config, parent=model.version)
+
+
+def test_worker_start_drops_cached_signals_of_versions_neither_active_nor_the_parent(tmp_path):
+    root = tmp_path / "store"
+    make_sample_datastore(root, n_cases=2, size=16)
+    store = Datastore(root)
+    scoring = ScoringOptions(loader_workers=0)
+    rank_pool(store, RankingOptions(k=1), scoring=scoring)  # v0001's signals
+    _child_version(store)
+    rank_pool(store, RankingOptions(k=1), scoring=scoring)  # v0002's, next to its parent's
+    _child_version(store)  # v0003 active (by a CLI adapt, say): v0001 is now neither active nor parent
+    cache = SignalCache(root / "asfda.db")
+    keys = {v: model_cache_key(store.models.content_id(v)) for v in ("v0001", "v0002")}
+    assert cache.model_keys() == set(keys.values())
+    create_app(WorkerSettings(datastore=root))
+    assert cache.model_keys() == {keys["v0002"]}
