@@ -8,6 +8,7 @@ whose mtime is older than the prediction; a DICOM folder, which was never checke
 from __future__ import annotations
 
 import gzip
+import json
 import os
 import shutil
 import time
@@ -22,6 +23,7 @@ from asfda.query.strategies import RankingOptions
 from asfda.scoring.cache import SignalCache, model_cache_key
 from asfda.scoring.options import ScoringOptions
 from asfda.worker.app import create_app
+from asfda.worker.context import Worker
 from asfda.worker.sample import make_sample_datastore, sample_affine
 from asfda.worker.settings import WorkerSettings
 from orthanc_helpers import ct_series
@@ -97,3 +99,17 @@ def test_worker_start_drops_cached_signals_of_versions_neither_active_nor_the_pa
     assert cache.model_keys() == set(keys.values())
     create_app(WorkerSettings(datastore=root))
     assert cache.model_keys() == {keys["v0002"]}
+
+
+def test_the_worker_reads_again_a_config_edited_with_its_mtime_preserved(tmp_path):
+    root = tmp_path / "store"
+    make_sample_datastore(root, n_cases=1, size=16)
+    worker = Worker(settings=None, store=Datastore(root), jobs=None, runner=None, leases=None)
+    version, config = worker.active()
+    path = root / "models" / version / "config.json"
+    before = path.stat()
+    edited = json.loads(path.read_text())
+    edited["label_colors"] = {"blob": [0.1, 0.8, 0.1]}
+    path.write_text(json.dumps(edited))
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert worker.active()[1].label_colors == {"blob": [0.1, 0.8, 0.1]} != config.label_colors
