@@ -63,8 +63,12 @@ def test_rerank_hits_the_cache_and_each_key_part_invalidates(tmp_path):
     assert other_rule.scored == POOL
     assert _rank(store, asd_rule=ForegroundRule.WHOLE_VOLUME).scored == 0
 
-    # A new model version: everything again.
+    # A new version with the same content is the same model (keyed by content, not name); other weights are not.
     model = store.models.load()
+    store.models.publish(model.network, model.config, parent=model.version, note="same weights")
+    assert _rank(store).scored == 0
+    with torch.no_grad():
+        next(model.network.parameters()).add_(0.5)
     store.models.publish(model.network, model.config, parent=model.version, note="child")
     assert _rank(store).scored == POOL
 

@@ -9,6 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import numpy as np
 import pydicom
 import pytest
+from asfda.core.sqlite_db import connect
 from asfda.data.datastore import Datastore, LabelTag
 from asfda.data.dicomweb import source as source_module
 from asfda.data.dicomweb.config import DicomwebConfig
@@ -16,8 +17,11 @@ from asfda.data.dicomweb.errors import BadSeries, CacheFull, PacsUnavailable, Se
 from asfda.data.dicomweb.seg import read_seg
 from asfda.data.dicomweb.writeback import flush
 from asfda.data.leases import LeaseBook
+from asfda.data.predictions import stored_prediction
 from asfda.io.volumes import Geometry, check_same_geometry, load_volume, reorient_to
+from asfda.loop.infer import predict_case
 from asfda.loop.rank import rank_pool
+from asfda.models.inference import Predictor
 from asfda.query.strategies import RankingOptions
 from asfda.synth.anatomy import mni152
 from asfda.worker.sample import make_sample_datastore
@@ -213,3 +217,90 @@ def test_full_cache_keeps_leased_series(orthanc, tmp_path, monkeypatch):
     leases.release(first, "alice")
     assert store.image_path(second).is_dir() and not store.image_source.is_cached(first)  # LRU evicted
     assert pydicom.dcmread(next(store.image_path(second).glob("*.dcm"))).SeriesInstanceUID == second
+
+
+def _one_series(store, series_uid):
+    return len(list(store.image_path(series_uid).glob("*.dcm")))
+
+
+def test_a_series_that_gains_an_instance_is_fetched_again_before_it_is_scored(orthanc, tmp_path, anatomy):
+    image, _label, affine = anatomy
+    slices = ct_series(image, affine, "grows")
+    orthanc.upload(slices[:-1])  # the last slice arrives later (a series still being sent by the scanner)
+    uid = slices[0].SeriesInstanceUID
+    try:
+        store = pacs_store(tmp_path / "store", orthanc.dicomweb)
+        store.case_ids()
+        model = store.models.load()
+        predict_case(store, uid, model, Predictor(model.network, model.config))
+        assert _one_series(store, uid) == SHAPE[2] - 1
+        first = rank_pool(store, RankingOptions(k=2))
+        fetched = store.image_source.index.fetch_count()
+        orthanc.upload(slices[-1:])
+        store.image_source.refresh()
+        assert "the image changed" in stored_prediction(store, uid).stale_reason(store)
+        again = rank_pool(store, RankingOptions(k=2))
+        assert (again.scored, again.cached) == (1, first.scored + first.cached - 1)  # only the grown series
+        assert store.image_source.index.fetch_count() == fetched + 1
+        assert tuple(load_volume(store.image_path(uid)).shape) == SHAPE  # the whole series, fetched once more
+        assert store.image_source.index.fetch_count() == fetched + 1
+    finally:
+        orthanc.delete_series(uid)
+
+
+class _FakePacs:
+    """The two calls DicomwebSource makes, over in-memory datasets: no Orthanc needed."""
+
+    def __init__(self, slices):
+        self.slices, self.retrieved = list(slices), 0
+
+    def search_for_series(self, search_filters, fields, limit, offset):
+        first = self.slices[0]
+        item = {
+            "0020000D": {"Value": [first.StudyInstanceUID]},
+            "0020000E": {"Value": [first.SeriesInstanceUID]},
+            "00080060": {"Value": ["CT"]},
+            "00201209": {"Value": [len(self.slices)]},
+        }
+        return [item] if offset == 0 and search_filters["Modality"] == "CT" else []
+
+    def retrieve_series(self, study_uid, series_uid):
+        self.retrieved += 1
+        return list(self.slices)
+
+
+def test_a_stale_cached_series_is_fetched_again_without_a_real_pacs(tmp_path, anatomy):
+    image, _label, affine = anatomy
+    slices = ct_series(image, affine, "grows")
+    store = pacs_store(tmp_path / "store", "http://127.0.0.1:9/dicom-web")
+    fake = store.image_source._client = _FakePacs(slices[:-1])
+    uid = slices[0].SeriesInstanceUID
+    assert store.case_ids() == [uid]
+    assert tuple(load_volume(store.image_path(uid)).shape) == (*SHAPE[:2], SHAPE[2] - 1)
+    before = store.image_fingerprint(uid)
+    store.image_path(uid)
+    assert fake.retrieved == 1  # unchanged listing: the cached copy serves
+    fake.slices = list(slices)
+    store.image_source.refresh()
+    assert store.image_fingerprint(uid) != before
+    assert tuple(load_volume(store.image_path(uid)).shape) == SHAPE and fake.retrieved == 2
+    store.image_path(uid)
+    assert fake.retrieved == 2
+
+
+def test_a_series_cached_before_fingerprints_were_recorded_is_fetched_again_once(tmp_path, anatomy):
+    image, _label, affine = anatomy
+    slices = ct_series(image, affine, "cached by an older release")
+    root = tmp_path / "store"
+    root.mkdir()
+    with connect(root / "dicomweb.db") as db:
+        db.execute("CREATE TABLE cached (case_id TEXT PRIMARY KEY, bytes INTEGER NOT NULL, last_used REAL NOT NULL)")
+    store = pacs_store(root, "http://127.0.0.1:9/dicom-web")
+    fake = store.image_source._client = _FakePacs(slices)
+    uid = store.case_ids()[0]
+    store.image_path(uid)
+    with connect(root / "dicomweb.db") as db:
+        db.execute("UPDATE cached SET fingerprint = NULL")  # as the older release left it
+    assert tuple(load_volume(store.image_path(uid)).shape) == SHAPE and fake.retrieved == 2
+    store.image_path(uid)
+    assert fake.retrieved == 2

@@ -9,6 +9,7 @@ import numpy as np
 
 from asfda.core.case_ids import validate_case_id
 from asfda.core.errors import DatastoreNotFound, DuplicateCase, EmptyLabel, UnknownCase, UnknownLabelValues
+from asfda.core.file_identity import file_fingerprint
 from asfda.core.names import LabelTag
 from asfda.data.state import LabelRecord, StateDB, utc_now
 from asfda.io.volumes import (
@@ -97,11 +98,9 @@ class Datastore:
         raise UnknownCase(f"case {case_id!r} is not in the datastore")
 
     def image_fingerprint(self, case_id: str) -> str:
-        """Changes whenever the image's bytes may have changed (see asfda.core.file_identity)."""
+        """Changes whenever the image's bytes may have changed, `cp -p` included (see asfda.core.file_identity)."""
         if self.image_source is not None and hasattr(self.image_source, "fingerprint"):
             return self.image_source.fingerprint(case_id)
-        from asfda.core.file_identity import file_fingerprint
-
         return file_fingerprint(self.image_path(case_id))
 
     def label_path(self, case_id: str, tag: LabelTag) -> Path:

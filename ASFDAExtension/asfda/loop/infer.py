@@ -12,6 +12,7 @@ import numpy as np
 
 from asfda.data.cases import prepared_image
 from asfda.data.datastore import Datastore, LabelTag
+from asfda.data.predictions import prediction_identity
 from asfda.models.inference import Predictor
 from asfda.models.preprocess import labels_to_original_space
 from asfda.models.store import LoadedModel
@@ -34,9 +35,14 @@ def predicted_labels(store: Datastore, case_id: str, model: LoadedModel, predict
 def predict_case(store: Datastore, case_id: str, model: LoadedModel, predictor: Predictor) -> Path:
     """Predict `case_id` and store the label volume as labels/prediction/CASE.nii.gz.
 
+    The record names the image fingerprint (taken before the image is read, so an image replaced meanwhile
+    leaves a record that no longer matches) and the model's content id, so the prediction is served again
+    only for the same image and the same model content.
+
     Returns:
         the path of the written prediction.
     """
+    identity = prediction_identity(store.image_fingerprint(case_id), model.content_id)
     labels = predicted_labels(store, case_id, model, predictor)
     store.save_label(
         case_id,
@@ -46,6 +52,6 @@ def predict_case(store: Datastore, case_id: str, model: LoadedModel, predictor: 
         model.config.label_values,
         model_version=model.version,
         require_foreground=False,
-        extra={"precision": predictor.precision.value},
+        extra={"precision": predictor.precision.value, **identity},
     )
     return store.label_path(case_id, LabelTag.PREDICTION)

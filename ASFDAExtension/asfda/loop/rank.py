@@ -11,6 +11,7 @@ import numpy as np
 from asfda.data.datastore import Datastore
 from asfda.data.state import ScoreRecord, utc_now
 from asfda.query.strategies import RankedCase, RankingOptions, Strategy, rank, strategy_entry
+from asfda.scoring.cache import prune_signal_cache
 from asfda.scoring.options import ScoringOptions
 from asfda.scoring.pool import CaseScorer, PoolSignals, add_epistemic, score_pool
 
@@ -56,6 +57,7 @@ def rank_pool(
         a RankOutcome: ranked cases (the picks first), the model version, errors, scored and cached counts.
     """
     model = store.models.load(device=device)
+    prune_signal_cache(store)  # before this rank adds a model's worth of entries
     strategy = Strategy(options.strategy)
     entry = strategy_entry(strategy)
     case_ids = store.case_ids()

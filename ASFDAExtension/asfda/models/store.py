@@ -21,6 +21,7 @@ from asfda.core.atomic import atomic_write_text, fsync_dir
 from asfda.core.errors import ModelNotFound
 from asfda.core.file_lock import exclusive
 from asfda.models.config import BUNDLE_FOLDER, ModelConfig
+from asfda.models.content_id import FileRecords, folder_content_id
 from asfda.models.inference import named_norm_layers_with_stats
 from asfda.models.networks import build_network
 from asfda.models.weights import load_weights
@@ -108,6 +109,8 @@ class ModelVersion:
     gate: Dict[str, Any] = field(default_factory=dict)
     # Why a finished adaptation left this version inactive although its gate passed (empty: it did not).
     not_activated: str = ""
+    content_id: Optional[str] = None  # sha256 of the folder's files at publish (asfda.models.content_id)
+    content_files: FileRecords = field(default_factory=dict)
 
     def gate_summary(self) -> str:
         """The gate's verdict in a few words ("worse, advisory"); empty for a version no gate judged."""
@@ -130,6 +133,7 @@ class LoadedModel:
     network: nn.Module
     feature_prior: Optional[FeaturePrior]
     reference_stats: Optional[ReferenceStats] = None
+    content_id: str = ""  # of the files this network and config were loaded from
 
 
 def _fsync_tree(folder: Path) -> None:
@@ -266,11 +270,19 @@ class ModelStore:
                 reference_stats.save(staging / REFERENCE_STATS)
             elif parent is not None and (self.root / parent / REFERENCE_STATS).exists():
                 shutil.copyfile(self.root / parent / REFERENCE_STATS, staging / REFERENCE_STATS)
+            content_id, content_files = folder_content_id(staging, {})
             while True:
                 version = self._next_version()
-                created = datetime.now(timezone.utc).isoformat()
                 meta = ModelVersion(
-                    version, parent, created, metrics or {}, note, config.bundle_code_trusted, gate or {}
+                    version,
+                    parent,
+                    datetime.now(timezone.utc).isoformat(),
+                    metrics or {},
+                    note,
+                    bundle_code_trusted=config.bundle_code_trusted,
+                    gate=gate or {},
+                    content_id=content_id,
+                    content_files=content_files,
                 )
                 (staging / "meta.json").write_text(json.dumps(meta.__dict__, indent=2))
                 _fsync_tree(staging)  # every file (meta.json too) and every directory entry, before the rename
@@ -288,6 +300,21 @@ class ModelStore:
             self.activate(version)
         return version
 
+    def content_id(self, version: str) -> str:
+        """What the version folder holds now (not what it held at publish: a config may be edited in place).
+
+        A version published before content ids existed gets its id recorded in meta.json on first use.
+        """
+        meta_path = self.root / version / "meta.json"
+        if not _VERSION.match(version) or not meta_path.exists():
+            raise ModelNotFound(f"model version {version!r} does not exist")
+        meta = json.loads(meta_path.read_text())
+        content_id, files = folder_content_id(meta_path.parent, meta.get("content_files") or {})
+        if not meta.get("content_id"):
+            recorded = {**meta, "content_id": content_id, "content_files": files}
+            atomic_write_text(meta_path, json.dumps(recorded, indent=2))
+        return content_id
+
     def load(self, version: Optional[str] = None, device: str = "cpu") -> LoadedModel:
         version = version or self.active_version()
         if version is None:
@@ -295,6 +322,9 @@ class ModelStore:
         folder = self.root / version
         if not (folder / "meta.json").exists():
             raise ModelNotFound(f"model version {version!r} does not exist")
+        # Identified before reading: files replaced during the load leave an id that matches none of them
+        # afterwards, so nothing computed with this network is ever served for the new content.
+        content_id = self.content_id(version)
         config = ModelConfig.load(folder / "config.json")
         network = build_network(config)
         load_weights(network, folder / "weights.pt")
@@ -302,7 +332,7 @@ class ModelStore:
         prior = FeaturePrior.load(prior_path) if prior_path.exists() else None
         reference_path = folder / REFERENCE_STATS
         reference = ReferenceStats.load(reference_path) if reference_path.exists() else None
-        return LoadedModel(version, config, network.to(device).eval(), prior, reference)
+        return LoadedModel(version, config, network.to(device).eval(), prior, reference, content_id)
 
     def cleanup_staging(self) -> None:
         """Remove half-written versions left by a killed writer."""

@@ -1,7 +1,7 @@
 """Scoring a datastore's pool: cases streamed through a DataLoader (or Ray actors), per-case signals cached
 per model content. Higher layers (loop, faces) import these names from here."""
 
-from asfda.scoring.cache import SignalCache, SignalKey
+from asfda.scoring.cache import SignalCache, SignalKey, prune_signal_cache
 from asfda.scoring.options import SIGNAL_FORMAT, ScoringOptions
 from asfda.scoring.pool import CaseScorer, PoolSignals, Yielded, add_epistemic, score_pool
 from asfda.scoring.ray_options import ADDRESS_ENV, DataAccess, RayOptions
@@ -21,6 +21,7 @@ __all__ = [
     "SignalKey",
     "Yielded",
     "add_epistemic",
+    "prune_signal_cache",
     "score_pool",
     "stream_cases",
 ]

@@ -1,28 +1,36 @@
-"""Per-case signals in the datastore's SQLite, keyed by case, model version, image fingerprint and options.
+"""Per-case signals in the datastore's SQLite, keyed by case, model, image fingerprint and options.
 
-Model versions are immutable folders and the fingerprint changes whenever the image file is replaced,
-so a hit is always the signal that scoring would compute again. Each case is committed as soon as it is
-scored: a cancelled or killed rank keeps what it finished, and the next one resumes from there.
+The model part of the key is the version folder's content id with the asfda, MONAI and torch versions
+(not the version name: a folder re-created under the same name or a config edited in place holds other
+content), and the image fingerprint changes whenever the image's bytes may have, so a hit is always the
+signal that scoring would compute again. Each case is committed as soon as it is scored: a cancelled or
+killed rank keeps what it finished, and the next one resumes from there. Entries of models that are
+neither the active version nor its parent are pruned (`prune_signal_cache`), so the cache stays bounded.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Iterable, Optional
+from typing import Dict, Iterable, List, Optional, Set
 
+import monai
 import numpy as np
+import torch
 
+from asfda import __version__ as asfda_version
 from asfda.core.sqlite_db import connect
+from asfda.data.datastore import Datastore
 from asfda.data.state import utc_now
 from asfda.query.signals import CaseSignals
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS signals (
     case_id TEXT NOT NULL,
-    model_version TEXT NOT NULL,
+    model_key TEXT NOT NULL,
     fingerprint TEXT NOT NULL,
     options_key TEXT NOT NULL,
     dkd REAL,
@@ -33,29 +41,36 @@ CREATE TABLE IF NOT EXISTS signals (
     knowledge_source TEXT NOT NULL,
     arrays BLOB NOT NULL,
     scored_at TEXT NOT NULL,
-    PRIMARY KEY (case_id, model_version, fingerprint, options_key)
+    PRIMARY KEY (case_id, model_key, fingerprint, options_key)
 );
 CREATE TABLE IF NOT EXISTS epistemic (
     case_id TEXT NOT NULL,
-    model_version TEXT NOT NULL,
+    model_key TEXT NOT NULL,
     fingerprint TEXT NOT NULL,
     options_key TEXT NOT NULL,
     samples INTEGER NOT NULL,
     value REAL NOT NULL,
-    PRIMARY KEY (case_id, model_version, fingerprint, options_key, samples)
+    PRIMARY KEY (case_id, model_key, fingerprint, options_key, samples)
 );
 """
+_TABLES = ("signals", "epistemic")
+
+
+def model_cache_key(content_id: str) -> str:
+    """The model part of a signal's key: the same content under other library versions may score otherwise."""
+    blob = f"{content_id}|asfda {asfda_version}|monai {monai.__version__}|torch {torch.__version__}"
+    return hashlib.sha256(blob.encode()).hexdigest()[:32]
 
 
 @dataclass(frozen=True)
 class SignalKey:
     case_id: str
-    model_version: str
+    model_key: str  # model_cache_key of the scoring model's content id
     fingerprint: str
     options_key: str
 
     def as_row(self) -> tuple:
-        return (self.case_id, self.model_version, self.fingerprint, self.options_key)
+        return (self.case_id, self.model_key, self.fingerprint, self.options_key)
 
 
 def _pack(signal: CaseSignals) -> bytes:
@@ -91,10 +106,20 @@ def _unpack(case_id: str, row, blob: bytes) -> CaseSignals:
     )
 
 
+def _drop_name_keyed_tables(db) -> None:
+    # Caches written before content ids were keyed by version name: exactly what could serve stale
+    # signals, and recomputable, so they go.
+    for table in _TABLES:
+        columns = {r["name"] for r in db.execute(f"PRAGMA table_info({table})")}
+        if "model_version" in columns:
+            db.execute(f"DROP TABLE {table}")
+
+
 class SignalCache:
     def __init__(self, db_path: Path):
         self.path = Path(db_path)
         with connect(self.path) as db:
+            _drop_name_keyed_tables(db)
             db.executescript(_SCHEMA)
 
     def get_many(self, keys: Iterable[SignalKey]) -> Dict[str, CaseSignals]:
@@ -102,7 +127,7 @@ class SignalCache:
         with connect(self.path) as db:
             for key in keys:
                 row = db.execute(
-                    "SELECT * FROM signals WHERE case_id=? AND model_version=? AND fingerprint=? AND options_key=?",
+                    "SELECT * FROM signals WHERE case_id=? AND model_key=? AND fingerprint=? AND options_key=?",
                     key.as_row(),
                 ).fetchone()
                 if row is not None:
@@ -130,7 +155,7 @@ class SignalCache:
     def get_epistemic(self, key: SignalKey, samples: int) -> Optional[float]:
         with connect(self.path) as db:
             row = db.execute(
-                "SELECT value FROM epistemic WHERE case_id=? AND model_version=? AND fingerprint=? AND options_key=?"
+                "SELECT value FROM epistemic WHERE case_id=? AND model_key=? AND fingerprint=? AND options_key=?"
                 " AND samples=?",
                 (*key.as_row(), samples),
             ).fetchone()
@@ -139,3 +164,36 @@ class SignalCache:
     def put_epistemic(self, key: SignalKey, samples: int, value: float) -> None:
         with connect(self.path) as db:
             db.execute("INSERT OR REPLACE INTO epistemic VALUES (?, ?, ?, ?, ?, ?)", (*key.as_row(), samples, value))
+
+    def model_keys(self) -> Set[str]:
+        with connect(self.path) as db:
+            return {r["model_key"] for table in _TABLES for r in db.execute(f"SELECT DISTINCT model_key FROM {table}")}
+
+    def prune(self, keep: Iterable[str]) -> int:
+        """Drop every entry whose model key is not in `keep`; returns how many rows went."""
+        keep = sorted(set(keep))
+        marks = ", ".join("?" for _ in keep)
+        removed = 0
+        with connect(self.path) as db:
+            for table in _TABLES:
+                removed += db.execute(f"DELETE FROM {table} WHERE model_key NOT IN ({marks})", keep).rowcount
+        return removed
+
+
+def kept_versions(store: Datastore) -> List[str]:
+    """The active version and its parent: the models a rank or an adapt (or a rollback) scores with next."""
+    active = store.models.active_version()
+    if active is None:
+        return []
+    parent = next((v.parent for v in store.models.versions() if v.version == active), None)
+    return [active] + ([parent] if parent and parent in {v.version for v in store.models.versions()} else [])
+
+
+def prune_signal_cache(store: Datastore) -> int:
+    """Drop cached signals of models that are neither active nor the active one's parent (~200 KiB per case
+    and version for SwinUNETR-48); returns how many rows went. Without an active model nothing is dropped."""
+    versions = kept_versions(store)
+    if not versions:
+        return 0
+    keep = [model_cache_key(store.models.content_id(v)) for v in versions]
+    return SignalCache(store.root / "asfda.db").prune(keep)

@@ -15,7 +15,7 @@ from asfda.models.inference import Predictor
 from asfda.models.store import LoadedModel
 from asfda.query.dkd import KnowledgeReference, knowledge_reference
 from asfda.query.signals import CaseSignals, fill_pool_mean_gaps, score_volume
-from asfda.scoring.cache import SignalCache, SignalKey
+from asfda.scoring.cache import SignalCache, SignalKey, model_cache_key
 from asfda.scoring.options import ScoringOptions
 from asfda.scoring.stream import stream_cases
 
@@ -68,10 +68,12 @@ def signal_keys(store: Datastore, scorer: CaseScorer, case_ids: List[str]):
     """(keys of cases whose image can be looked at, errors of those that cannot)."""
     keys: Dict[str, SignalKey] = {}
     errors: Dict[str, str] = {}
-    model_version, options_key = scorer.model.version, scorer.options.cache_key(scorer.device)
+    if not scorer.model.content_id:  # an in-memory model: nothing ties a cached signal to its weights
+        raise ValueError(f"model {scorer.model.version!r} has no content id; load it from a ModelStore to cache")
+    model_key, options_key = model_cache_key(scorer.model.content_id), scorer.options.cache_key(scorer.device)
     for case_id in case_ids:
         try:
-            keys[case_id] = SignalKey(case_id, model_version, store.image_fingerprint(case_id), options_key)
+            keys[case_id] = SignalKey(case_id, model_key, store.image_fingerprint(case_id), options_key)
         except AsfdaError as exc:
             errors[case_id] = str(exc).splitlines()[0]
     return keys, errors

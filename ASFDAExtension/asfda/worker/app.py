@@ -27,6 +27,7 @@ from asfda.data.dicomweb.errors import CacheFull, PacsUnavailable
 from asfda.data.leases import LeaseBook, LeaseConflict
 from asfda.data.writer_lock import lock_datastore
 from asfda.loop import LoopSession, SessionSettings
+from asfda.scoring import prune_signal_cache
 from asfda.worker import routes_annotators, routes_cases, routes_dicomweb, routes_jobs, routes_models
 from asfda.worker.auth import BearerTokenMiddleware
 from asfda.worker.context import Worker
@@ -110,6 +111,7 @@ def create_app(settings: WorkerSettings) -> FastAPI:
     jobs = JobStore(store.root / "asfda.db")
     recover(store, jobs)
     check_hand_placed_labels(store)
+    prune_signal_cache(store)  # entries of versions rolled away from since the last start
     runner = JobRunner(store.root, jobs, store.models, settings.device)
 
     @asynccontextmanager

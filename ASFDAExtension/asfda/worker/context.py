@@ -11,6 +11,7 @@ from fastapi import Depends, HTTPException, Request
 
 from asfda.core.case_ids import validate_case_id
 from asfda.core.errors import UnknownCase
+from asfda.core.file_identity import file_fingerprint
 from asfda.data.datastore import Datastore
 from asfda.data.leases import LeaseBook
 from asfda.models.config import ModelConfig
@@ -20,7 +21,7 @@ from asfda.worker.settings import WorkerSettings
 
 
 @functools.lru_cache(maxsize=16)
-def _config_of(folder: str, mtime_ns: int) -> ModelConfig:
+def _config_of(folder: str, fingerprint: str) -> ModelConfig:
     return ModelConfig.load(Path(folder) / "config.json")
 
 
@@ -34,12 +35,13 @@ class Worker:
 
     def active(self) -> Tuple[Optional[str], Optional[ModelConfig]]:
         """The active version and its config. Read on every call, so a version a job published (or a
-        rollback) is served at once; the config is cached by version folder."""
+        rollback) is served at once; the config is cached by version folder and file fingerprint (an edit
+        with its mtime preserved is read again too)."""
         version = self.store.models.active_version()
         if version is None:
             return None, None
         path = self.store.models.root / version / "config.json"
-        return version, _config_of(str(path.parent), path.stat().st_mtime_ns)
+        return version, _config_of(str(path.parent), file_fingerprint(path))
 
     def require_active(self) -> Tuple[str, ModelConfig]:
         version, config = self.active()

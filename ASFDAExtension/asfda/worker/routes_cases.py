@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
-from typing import Annotated, Any, Dict, List, Optional
+from typing import Annotated, Any, Dict, List, Optional, Tuple
 
 from fastapi import APIRouter, BackgroundTasks, HTTPException, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
 
-from asfda.data.datastore import LabelTag
+from asfda.data.predictions import stored_prediction
 from asfda.io.volumes import NIFTI_SUFFIXES, volume_suffix
 from asfda.worker import routes_dicomweb
 from asfda.worker import worklist as worklist_queries
@@ -77,45 +76,40 @@ def image(case_id: str, worker: WorkerDep, _slot: HeavySlot) -> Response:
     return FileResponse(exported, media_type="application/octet-stream", filename=f"{case_id}.nii.gz")
 
 
-def _prediction(worker: Worker, case_id: str) -> Optional[tuple]:
-    """(bytes, model version) of the stored prediction, if any."""
-    path = worker.store.label_path(case_id, LabelTag.PREDICTION)
+def _served(worker: Worker, case_id: str, version: Optional[str] = None) -> Tuple[Optional[tuple], str]:
+    """((bytes, model version) of the stored prediction, "") if it was made from the image and the model
+    content as they are now (and by `version` when given); else (None, why not)."""
+    found = stored_prediction(worker.store, case_id)
+    if found is None:
+        return None, "it has no stored prediction yet"
+    if version is not None and found.model_version != version:
+        return None, f"its stored prediction is of {found.model_version}, not the active {version}"
+    reason = found.stale_reason(worker.store)
+    if reason is not None:
+        return None, f"its stored prediction is stale: {reason}"
     try:
-        data = path.read_bytes()
+        return (found.path.read_bytes(), found.model_version), ""
     except FileNotFoundError:
-        return None
-    records = [r for r in worker.store.state.labels(LabelTag.PREDICTION.value) if r.case_id == case_id]
-    return data, (records[0].model_version if records else None)
+        return None, "it has no stored prediction yet"
 
 
 @router.get(CASE + "/prediction", response_class=Response)
 def prediction(case_id: str, worker: WorkerDep) -> Response:
     worker.case(case_id)
-    found = _prediction(worker, case_id)
-    if found is None:
-        raise HTTPException(404, f"case {case_id!r} has no stored prediction yet (POST /cases/{case_id}/infer)")
-    return _volume_reply(found[0], f"{case_id}-prediction.nii.gz", found[1])
-
-
-def _fresh_prediction(worker: Worker, case_id: str, image: Path, version: str) -> Optional[tuple]:
-    # Inference is deterministic: a stored prediction of the active model for an unchanged image is
-    # the answer, and serving it avoids waiting behind a running training job.
-    path = worker.store.label_path(case_id, LabelTag.PREDICTION)
-    try:
-        if image.is_file() and path.stat().st_mtime < image.stat().st_mtime:
-            return None
-    except FileNotFoundError:
-        return None
-    found = _prediction(worker, case_id)
-    return found if found and found[1] == version else None
+    served, why = _served(worker, case_id)
+    if served is None:
+        raise HTTPException(404, f"case {case_id!r}: {why} (POST /cases/{case_id}/infer)")
+    return _volume_reply(served[0], f"{case_id}-prediction.nii.gz", served[1])
 
 
 @router.post(CASE + "/infer", response_class=Response)
 async def infer(case_id: str, worker: WorkerDep) -> Response:
     """Predict one case at top priority and wait for it; replies with the NIfTI labelmap."""
-    image_path = await run_in_threadpool(worker.case, case_id)
+    await run_in_threadpool(worker.case, case_id)
     version, _config = worker.require_active()
-    cached = await run_in_threadpool(_fresh_prediction, worker, case_id, image_path, version)
+    # Inference is deterministic: a stored prediction of the active model's content for the image as it is
+    # now is the answer, and serving it avoids waiting behind a running training job.
+    cached, _why = await run_in_threadpool(_served, worker, case_id, version)
     if cached:
         return _volume_reply(cached[0], f"{case_id}-prediction.nii.gz", cached[1])
     pending = [j for j in worker.jobs.unfinished("infer") if j["params"].get("case_id") == case_id]
@@ -131,10 +125,10 @@ async def infer(case_id: str, worker: WorkerDep) -> Response:
         raise HTTPException(409, f"inference job {job['job_id']} was cancelled")
     if job["state"] != SUCCEEDED:
         raise HTTPException(500, f"inference failed: {job['error']}")
-    found = await run_in_threadpool(_prediction, worker, case_id)
-    if found is None:
-        raise HTTPException(500, "inference finished but its prediction file is missing")
-    return _volume_reply(found[0], f"{case_id}-prediction.nii.gz", job["result"]["model_version"])
+    found, why = await run_in_threadpool(_served, worker, case_id)
+    if found is None:  # e.g. the image was replaced while it was predicted: never serve it for the new one
+        raise HTTPException(409, f"case {case_id!r}: inference finished, but {why}; ask again")
+    return _volume_reply(found[0], f"{case_id}-prediction.nii.gz", found[1])
 
 
 @router.put(CASE + "/label", response_model=LabelReply, openapi_extra=UPLOAD_BODY)

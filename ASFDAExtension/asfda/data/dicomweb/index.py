@@ -3,6 +3,8 @@ use times, a log of WADO fetches, and the outbox of SEGs to write back."""
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
 import time
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional
@@ -19,7 +21,8 @@ CREATE TABLE IF NOT EXISTS series (
     instances INTEGER
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
-CREATE TABLE IF NOT EXISTS cached (case_id TEXT PRIMARY KEY, bytes INTEGER NOT NULL, last_used REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS cached (case_id TEXT PRIMARY KEY, bytes INTEGER NOT NULL, last_used REAL NOT NULL,
+    fingerprint TEXT);
 CREATE TABLE IF NOT EXISTS fetches (seq INTEGER PRIMARY KEY AUTOINCREMENT, case_id TEXT, at TEXT, bytes INTEGER,
     seconds REAL);
 CREATE TABLE IF NOT EXISTS seg_outbox (
@@ -40,6 +43,10 @@ class DicomwebIndex:
         self.path = Path(path)
         with connect(self.path) as db:
             db.executescript(_SCHEMA)
+            if "fingerprint" not in {r["name"] for r in db.execute("PRAGMA table_info(cached)")}:
+                # Series cached before the column existed count as stale: fetched again once on next use.
+                with contextlib.suppress(sqlite3.OperationalError):  # another process added it first
+                    db.execute("ALTER TABLE cached ADD COLUMN fingerprint TEXT")
 
     # -- listing --------------------------------------------------------------------------------
 
@@ -70,12 +77,22 @@ class DicomwebIndex:
 
     # -- cache ----------------------------------------------------------------------------------
 
-    def touch(self, case_id: str, size: Optional[int] = None) -> None:
+    def touch(self, case_id: str, size: Optional[int] = None, fingerprint: Optional[str] = None) -> None:
+        """Mark a series used now; with `size`, record a new fetch and the listing fingerprint it was made under."""
         with connect(self.path) as db:
             if size is None:
                 db.execute("UPDATE cached SET last_used = ? WHERE case_id = ?", (time.time(), case_id))
             else:
-                db.execute("INSERT OR REPLACE INTO cached VALUES (?, ?, ?)", (case_id, int(size), time.time()))
+                db.execute(
+                    "INSERT OR REPLACE INTO cached (case_id, bytes, last_used, fingerprint) VALUES (?, ?, ?, ?)",
+                    (case_id, int(size), time.time(), fingerprint),
+                )
+
+    def fetched_fingerprint(self, case_id: str) -> Optional[str]:
+        """The listing fingerprint the cached copy of a series was fetched under (None: unknown or not cached)."""
+        with connect(self.path) as db:
+            row = db.execute("SELECT fingerprint FROM cached WHERE case_id = ?", (case_id,)).fetchone()
+        return row["fingerprint"] if row else None
 
     def forget(self, case_id: str) -> None:
         with connect(self.path) as db:

@@ -54,6 +54,11 @@ def pacs_error(what: str, exc: Exception) -> PacsUnavailable:
     return PacsUnavailable(f"PACS {what}: {cause}")
 
 
+def listing_fingerprint(case_id: str, listed: dict) -> str:
+    """A series' identity as the QIDO listing gives it: an added or removed instance changes it."""
+    return f"dicomweb|{listed['study_uid']}|{case_id}|{listed['instances']}"
+
+
 class DicomwebSource:
     def __init__(self, root: Path, config: DicomwebConfig):
         self.root, self.config = Path(root), config
@@ -124,23 +129,33 @@ class DicomwebSource:
     # -- series cache ---------------------------------------------------------------------------
 
     def image_path(self, case_id: str) -> Path:
-        """The local DICOM folder of a series, fetched on first use."""
+        """The local DICOM folder of a series, fetched on first use and again once the listing says the
+        series changed (an instance added): a stale copy is never scored, served or referenced by a SEG."""
         target = self.cache_dir / validate_case_id(case_id)
-        if target.is_dir():
+        if target.is_dir() and self._cached_is_current(case_id):
             self.index.touch(case_id)
             return target
         with FileLock(str(self.cache_dir / ".locks" / f"{case_id}.lock"), timeout=FETCH_LOCK_WAIT_S):
+            if target.is_dir() and not self._cached_is_current(case_id):  # checked again: another process may
+                log.info("series %s changed in the PACS since it was fetched: fetching it again", case_id)
+                self.evict(case_id)
             if not target.is_dir():  # another process may have fetched it while we waited
                 self._fetch(case_id, target)
         self.index.touch(case_id)
         return target
+
+    def _cached_is_current(self, case_id: str) -> bool:
+        listed = self.index.series(case_id)
+        if listed is None:  # gone from the listing: nothing to compare with (and nothing to fetch)
+            return True
+        return self.index.fetched_fingerprint(case_id) == listing_fingerprint(case_id, listed)
 
     def fingerprint(self, case_id: str) -> str:
         """From the listing, so a rank knows what it scored before without fetching the series again."""
         series = self.index.series(validate_case_id(case_id))
         if series is None:
             raise UnknownCase(f"series {case_id!r} is not in the PACS listing")
-        return f"dicomweb|{series['study_uid']}|{case_id}|{series['instances']}"
+        return listing_fingerprint(case_id, series)
 
     def is_cached(self, case_id: str) -> bool:
         return (self.cache_dir / case_id).is_dir()
@@ -171,7 +186,7 @@ class DicomwebSource:
             os.rename(staging, target)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
-        self.index.touch(case_id, size)
+        self.index.touch(case_id, size, listing_fingerprint(case_id, listed))
         self.index.log_fetch(case_id, size, time.monotonic() - started)
 
     def pinned(self) -> Set[str]:
