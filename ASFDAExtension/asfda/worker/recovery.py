@@ -9,6 +9,7 @@ from typing import IO, List
 
 from asfda.core.errors import AsfdaError
 from asfda.data.datastore import Datastore, LabelTag
+from asfda.data.label_revisions import LabelRevisions
 from asfda.worker.jobstore import JobStore
 from asfda.worker.processes import is_job_child, kill_tree
 
@@ -46,6 +47,9 @@ def recover(store: Datastore, jobs: JobStore) -> List[str]:
         if job["state"] == "running" and is_job_child(job["pid"]):
             kill_tree(job["pid"])
     store.models.cleanup_staging()
+    finished = LabelRevisions(store.root, store.state.path).recover()
+    if finished:
+        log.warning("recovered: finished replacing the current label of %s", ", ".join(finished))
     removed = []
     folder = uploads_dir(store)
     folder.mkdir(exist_ok=True)

@@ -85,6 +85,7 @@ class ScoreFields(BaseModel):
     scored_at: Optional[str] = None
     knowledge_source: Optional[str] = None  # DKD's reference: norm_stats, reference_stats, feature_prior, pool_mean
     stale: bool = False
+    revision: Optional[str] = Field(None, description="the current final label's revision (send it in If-Match)")
     leased_by: Optional[str] = Field(None, description="annotator holding the case now, if any")
     lease_expires_at: Optional[str] = None
 
@@ -114,6 +115,10 @@ class LabelReply(BaseModel):
     prediction: Optional[Dict[str, Any]] = Field(
         None, description="the stored prediction the label was corrected from: model_version, created, sha256"
     )
+    revision: str = Field(description="the revision this submit created (also the reply's ETag)")
+    replaced_revision: Optional[str] = Field(None, description="the revision that was current before")
+    source: str = Field(description="upload, cli or slicer")
+    seg_queued: bool = Field(False, description="a DICOM SEG of the label is queued for the PACS")
 
 
 class LeaseReply(BaseModel):
@@ -123,6 +128,20 @@ class LeaseReply(BaseModel):
     expires_at: str
     rank: Optional[int] = None
     status: Optional[CaseStatus] = None
+    revision: Optional[str] = Field(None, description="the case's final label revision when leased (null: none)")
+    revision_author: Optional[str] = None
+    label_changed: bool = Field(False, description="a renewal found another revision than the lease's own")
+
+
+class LabelRevision(BaseModel):
+    case_id: str
+    revision: str
+    author: Optional[str]
+    created: str
+    model_version: Optional[str]
+    source: Literal["upload", "cli", "slicer", "adopted"]
+    sha256: str
+    current: bool
 
 
 class AuditEvent(BaseModel):
