@@ -7,11 +7,12 @@ import numpy as np
 import pytest
 from asfda.cli import main
 from asfda.core.checksums import sha256_file
+from asfda.core.errors import UnknownLabelValues
 from asfda.data.datastore import Datastore, LabelTag
 from asfda.data.dicomweb.config import DicomwebConfig
 from asfda.data.dicomweb.source import DicomwebSource
 from asfda.data.label_revisions import LabelRevisions, RevisionConflict
-from asfda.data.label_submit import NO_LABEL, LabelSubmission, submit_label
+from asfda.data.label_submit import NO_LABEL, LabelSubmission, submit_label, submit_label_array
 from asfda.data.leases import LeaseBook, LeaseConflict
 from asfda.io.volumes import load_volume
 from asfda.models.config import ModelConfig
@@ -219,3 +220,14 @@ def test_cli_submit_uses_leases_audit_and_queues_a_seg(setup, tmp_path, monkeypa
     listed = capsys.readouterr().out.splitlines()
     assert len(listed) == 2 and listed[0].split()[0] == "r0001" and listed[1].split()[:2] == ["*", "r0002"]
     assert "hal" in listed[0] and "ivy" in listed[1] and "cli" in listed[1]
+
+
+def test_the_simulated_annotator_submits_through_the_same_path(setup, tmp_path):
+    s = Store(setup, "simulated", tmp_path)
+    submission = LabelSubmission("case2", None, "simulated-annotator", "simulated")
+    with pytest.raises(UnknownLabelValues):  # checked like a clinician's, nothing stored
+        submit_label_array(s.store, submission, s.truth["case2"] * 5, AFFINE, s.config, s.version, s.leases)
+    assert s.leases.revisions.revisions("case2") == []
+    stored = submit_label_array(s.store, submission, s.truth["case2"], AFFINE, s.config, s.version, s.leases)
+    assert (stored.revision.revision, stored.revision.source) == ("r0001", "simulated")
+    assert [e["action"] for e in s.leases.audit("case2")] == ["label submitted"]

@@ -27,7 +27,7 @@ from asfda.core.errors import AsfdaError
 from asfda.core.sqlite_db import connect
 from asfda.data.state import utc_now
 
-SOURCES = ("upload", "cli", "slicer", "adopted")
+SOURCES = ("upload", "cli", "slicer", "simulated", "adopted")  # simulated: the demo's and benchmark's annotator
 HISTORY = "history"  # labels/final/history/<case>/<revision>.nii.gz
 SUFFIX = ".nii.gz"
 

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Optional
 
+import numpy as np
+
 from asfda.core.names import LabelTag
 from asfda.core.sqlite_db import connect
 from asfda.data.datastore import Datastore
@@ -31,9 +33,9 @@ NO_LABEL = ""  # base revision of a case that had no final label when it was ope
 @dataclass(frozen=True)
 class LabelSubmission:
     case_id: str
-    file: Path
+    file: Optional[Path]  # None for submit_label_array
     annotator: Optional[str]
-    source: str  # upload | cli | slicer
+    source: str  # upload | cli | slicer | simulated
     # The revision the label was opened from: an id, NO_LABEL (opened unlabelled) or None (not named: accepted
     # only while the case has no label or its current revision is the submitter's own).
     base_revision: Optional[str] = None
@@ -106,10 +108,33 @@ def submit_label(
     Raises a one-line AsfdaError before anything is stored: a bad file (CorruptImage, GeometryMismatch,
     UnknownLabelValues, EmptyLabel), LeaseConflict, or RevisionConflict.
     """
+    labels, affine, values = read_checked_label(
+        store, submission.case_id, submission.file, config, submission.require_foreground
+    )
+    return _submit(store, submission, labels, affine, values, model_version, leases)
+
+
+def submit_label_array(
+    store: Datastore,
+    submission: LabelSubmission,
+    labels: np.ndarray,
+    affine: np.ndarray,
+    config: ModelConfig,
+    model_version: Optional[str],
+    leases: Optional[LeaseBook] = None,
+) -> SubmitResult:
+    """`submit_label` for a label already in memory (the simulated annotator of the demo and benchmark);
+    `submission.file` is not read."""
+    labels, affine, values = store.checked_label(
+        submission.case_id, labels, affine, config.label_values, submission.require_foreground
+    )
+    return _submit(store, submission, labels, affine, values, model_version, leases)
+
+
+def _submit(store, submission, labels, affine, values, model_version, leases) -> SubmitResult:
     leases = leases if leases is not None else LeaseBook(store.state.path, root=store.root)
     revisions = leases.revisions
     case_id = submission.case_id
-    labels, affine, values = read_checked_label(store, case_id, submission.file, config, submission.require_foreground)
     # Written and fsynced before the transaction, so the write lock is held only for a rename.
     staged = revisions.history_dir(case_id) / f".{uuid.uuid4().hex}.tmp{SUFFIX}"
     save_label_volume(staged, labels, affine)

@@ -139,7 +139,7 @@ class LabelRevision(BaseModel):
     author: Optional[str]
     created: str
     model_version: Optional[str]
-    source: Literal["upload", "cli", "slicer", "adopted"]
+    source: Literal["upload", "cli", "slicer", "simulated", "adopted"]
     sha256: str
     current: bool
 
