@@ -8,9 +8,11 @@ import pytest
 from asfda.cli import main
 from asfda.core.checksums import sha256_file
 from asfda.core.errors import UnknownLabelValues
+from asfda.data import label_submit
 from asfda.data.datastore import Datastore, LabelTag
 from asfda.data.dicomweb.config import DicomwebConfig
 from asfda.data.dicomweb.source import DicomwebSource
+from asfda.data.dicomweb.writeback import queue_seg
 from asfda.data.label_revisions import LabelRevisions, RevisionConflict
 from asfda.data.label_submit import NO_LABEL, LabelSubmission, submit_label, submit_label_array
 from asfda.data.leases import LeaseBook, LeaseConflict
@@ -59,6 +61,30 @@ class Store:
 
     def final(self, case_id):
         return load_volume(self.store.label_path(case_id, LabelTag.FINAL)).numpy()
+
+
+class FolderPacs(DicomwebSource):
+    """A PACS whose series are a folder datastore's image files: enough for the SEG outbox, nothing is sent."""
+
+    def __init__(self, folder: Datastore):
+        super().__init__(folder.root, DicomwebConfig(url="http://127.0.0.1:9/dicom-web").validate())
+        self.folder = folder
+
+    def case_ids(self):
+        return self.folder.case_ids()
+
+    def image_path(self, case_id):
+        return self.folder.image_path(case_id)
+
+    def fingerprint(self, case_id):
+        return self.folder.image_fingerprint(case_id)
+
+
+def folder_pacs(store: Datastore, monkeypatch) -> FolderPacs:
+    """Every Datastore opened on `store`'s folder from now on (the CLI's too) reads it as a PACS."""
+    pacs = FolderPacs(store)
+    monkeypatch.setattr("asfda.data.datastore.configured_image_source", lambda _root: pacs)
+    return pacs
 
 
 def test_lost_update_of_a_label_is_refused_naming_both_authors(setup, tmp_path):
@@ -175,24 +201,30 @@ def test_crash_between_commit_and_replace_is_finished_at_start(setup, tmp_path, 
     assert not list((s.store.label_dir(LabelTag.FINAL) / "history" / "case0").glob(".*"))  # no temp files left
 
 
+def test_a_seg_lost_between_commit_and_queueing_is_queued_at_start(setup, tmp_path, monkeypatch):
+    s = Store(setup, "seg-crash", tmp_path)
+    pacs = folder_pacs(s.store, monkeypatch)
+    s.store = Datastore(s.store.root)  # now backed by the PACS
+
+    def killed(*_args):
+        raise KeyboardInterrupt("killed before queueing the SEG")
+
+    monkeypatch.setattr(label_submit, "queue_seg", killed)
+    with pytest.raises(KeyboardInterrupt):
+        s.submit("case0", "lost-seg", "jo", base=NO_LABEL)
+    monkeypatch.setattr(label_submit, "queue_seg", queue_seg)
+    assert pacs.index.pending_segs() == []  # the label is stored, its SEG is not queued
+    recover(s.store, JobStore(s.store.root / "asfda.db"))
+    assert [(p["case_id"], p["annotator"]) for p in pacs.index.pending_segs()] == [("case0", "jo")]
+    recover(s.store, JobStore(s.store.root / "asfda.db"))  # decided once: a second start queues nothing new
+    assert len(pacs.index.pending_segs()) == 1 and s.leases.revisions.seg_undecided() == []
+
+
 def test_cli_submit_uses_leases_audit_and_queues_a_seg(setup, tmp_path, monkeypatch, capsys):
     s = Store(setup, "cli", tmp_path)
     root = s.store.root
 
-    class FolderPacs(DicomwebSource):
-        """A PACS whose series are the datastore's image files: enough for the outbox, nothing is sent."""
-
-        def case_ids(self):
-            return s.store.case_ids()
-
-        def image_path(self, case_id):
-            return s.store.image_path(case_id)
-
-        def fingerprint(self, case_id):
-            return s.store.image_fingerprint(case_id)
-
-    pacs = FolderPacs(root, DicomwebConfig(url="http://127.0.0.1:9/dicom-web").validate())
-    monkeypatch.setattr("asfda.data.datastore.configured_image_source", lambda _root: pacs)
+    pacs = folder_pacs(s.store, monkeypatch)
     label = str(s.label_file("case1", "cli"))
     s.leases = LeaseBook(s.store.state.path, root=root)  # the CLI runs on the real clock
     s.leases.take("case1", "gus", lease_s=600)

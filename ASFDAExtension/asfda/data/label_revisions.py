@@ -43,6 +43,7 @@ CREATE TABLE IF NOT EXISTS label_revisions (
     path TEXT NOT NULL,
     sha256 TEXT NOT NULL,
     applied INTEGER NOT NULL DEFAULT 0,
+    seg TEXT,  -- the PACS write-back: NULL not decided yet (a crash came first), 'queued', 'none'
     UNIQUE (case_id, revision)
 );
 CREATE INDEX IF NOT EXISTS label_revisions_by_case ON label_revisions (case_id, seq);
@@ -152,6 +153,7 @@ class LabelRevisions:
             model_version=record["model_version"] if record else None,
             source="adopted",
             applied=True,
+            seg="none",  # not a submit: nothing to write back
         )
 
     def next_id_in(self, db: sqlite3.Connection, case_id: str) -> str:
@@ -169,13 +171,14 @@ class LabelRevisions:
         source: str,
         created: Optional[str] = None,
         applied: bool = False,
+        seg: Optional[str] = None,
     ) -> Revision:
         """Record a revision whose file is already durable at `file` (under history/)."""
         if source not in SOURCES:
             raise AsfdaError(f"unknown label source {source!r} (expected one of {', '.join(SOURCES)})")
         db.execute(
             "INSERT INTO label_revisions (case_id, revision, author, created, model_version, source, path, sha256,"
-            " applied) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " applied, seg) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 case_id,
                 revision,
@@ -186,6 +189,7 @@ class LabelRevisions:
                 file.relative_to(self.root).as_posix(),
                 sha256_file(file),
                 int(applied),
+                seg,
             ),
         )
         return _revision(self.latest_in(db, case_id))
@@ -238,6 +242,21 @@ class LabelRevisions:
             return [_revision(r) for r in rows]
 
         return self._transaction(work)
+
+    def mark_seg(self, case_id: str, revision: str, state: str) -> None:
+        with connect(self.db_path) as db:
+            db.execute(
+                "UPDATE label_revisions SET seg = ? WHERE case_id = ? AND revision = ?", (state, case_id, revision)
+            )
+
+    def seg_undecided(self) -> List[Revision]:
+        """Latest revisions whose SEG write-back was never decided: the submit died after its commit."""
+        with connect(self.db_path) as db:
+            rows = db.execute(
+                "SELECT * FROM label_revisions WHERE seg IS NULL AND seq IN"
+                " (SELECT MAX(seq) FROM label_revisions GROUP BY case_id) ORDER BY seq"
+            ).fetchall()
+        return [_revision(r) for r in rows]
 
     def current_ids(self, with_sha: bool = False) -> Dict[str, Any]:
         """case id -> its latest revision id (or (id, sha256)), for lists: a read-only view, no adoption."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 import numpy as np
 
@@ -21,7 +21,14 @@ from asfda.core.sqlite_db import connect
 from asfda.data.datastore import Datastore
 from asfda.data.dicomweb.writeback import queue_seg
 from asfda.data.label_files import read_checked_label
-from asfda.data.label_revisions import SUFFIX, Revision, RevisionConflict, author_of, place_history_file
+from asfda.data.label_revisions import (
+    SUFFIX,
+    LabelRevisions,
+    Revision,
+    RevisionConflict,
+    author_of,
+    place_history_file,
+)
 from asfda.data.leases import LeaseBook
 from asfda.data.state import LabelRecord
 from asfda.io.volumes import save_label_volume
@@ -151,7 +158,21 @@ def _submit(store, submission, labels, affine, values, model_version, leases) ->
         staged.unlink(missing_ok=True)
     revisions.apply(case_id)
     seg_queued = queue_seg(store, case_id, submission.annotator, model_version)
+    revisions.mark_seg(case_id, result[1].revision, "queued" if seg_queued else "none")
     return SubmitResult(result[0], result[1], result[2], seg_queued)
+
+
+def reconcile_seg_outbox(store: Datastore) -> List[str]:
+    """At start: queue the SEG of every latest revision whose submit died between its commit and the
+    queueing (the outbox lives in dicomweb.db, another database); returns the cases queued."""
+    revisions = LabelRevisions(store.root, store.state.path)
+    queued = []
+    for revision in revisions.seg_undecided():
+        sent = queue_seg(store, revision.case_id, revision.author, revision.model_version)
+        revisions.mark_seg(revision.case_id, revision.revision, "queued" if sent else "none")
+        if sent:
+            queued.append(revision.case_id)
+    return queued
 
 
 def _record_in(db, store, leases, submission, staged, values, model_version):

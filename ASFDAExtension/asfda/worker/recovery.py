@@ -10,6 +10,7 @@ from typing import IO, List
 from asfda.core.errors import AsfdaError
 from asfda.data.datastore import Datastore, LabelTag
 from asfda.data.label_revisions import LabelRevisions
+from asfda.data.label_submit import reconcile_seg_outbox
 from asfda.worker.jobstore import JobStore
 from asfda.worker.processes import is_job_child, kill_tree
 
@@ -50,6 +51,9 @@ def recover(store: Datastore, jobs: JobStore) -> List[str]:
     finished = LabelRevisions(store.root, store.state.path).recover()
     if finished:
         log.warning("recovered: finished replacing the current label of %s", ", ".join(finished))
+    segs = reconcile_seg_outbox(store)
+    if segs:
+        log.warning("recovered: queued the SEG write-back of %s", ", ".join(segs))
     removed = []
     folder = uploads_dir(store)
     folder.mkdir(exist_ok=True)
