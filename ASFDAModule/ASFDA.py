@@ -572,8 +572,14 @@ class ASFDAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             editor = self.ui.segmentEditorWidget
             editor.setSegmentationNode(segmentation)
             editor.setSourceVolumeNode(volume)
-            self.ui.caseStatusLabel.text = _("{case}: prediction of model {version}. Correct it, then submit.").format(
-                case=files["caseId"], version=files.get("modelVersion") or "?")
+            if files.get("revision"):
+                self.ui.caseStatusLabel.text = _("{case}: its current label (revision {revision}). Correct it, "
+                                                 "then submit.").format(case=files["caseId"],
+                                                                        revision=files["revision"])
+            else:
+                self.ui.caseStatusLabel.text = _("{case}: prediction of model {version}. Correct it, then "
+                                                 "submit.").format(case=files["caseId"],
+                                                                   version=files.get("modelVersion") or "?")
             self.renderWorklist()
 
     def onSubmitLabel(self):

@@ -108,7 +108,7 @@ class CaseLease:
     # -- background thread ---------------------------------------------------------------------
 
     def open(self, client, caseId, fetch: Callable, leased=False, revision=None):
-        """Lease ``caseId`` (renewing is harmless) and download it with ``fetch(client, caseId)``."""
+        """Lease ``caseId`` (renewing is harmless) and download it with ``fetch(client, caseId[, revision])``."""
         if not leased and self.workerHasLeases:
             try:
                 revision = revisionOf(client.leaseCase(caseId))
@@ -120,7 +120,8 @@ class CaseLease:
                     raise
                 self.workerHasLeases = False
         try:
-            files = fetch(client, caseId)
+            # A labelled case opens on its current label, so the submit's revision is the one corrected.
+            files = fetch(client, caseId, revision) if revision else fetch(client, caseId)
         except Exception:
             if leased and caseId != self.caseId:
                 release(client, caseId)  # nothing was opened: do not keep others from it

@@ -273,6 +273,12 @@ class WorkerClient:
     def leases(self):
         return self._json("GET", "/leases")
 
+    def downloadRevision(self, caseId, revision, targetPath):
+        """One accepted label of the case (e.g. the current one a lease reported) as NIfTI."""
+        revision = urllib.parse.quote(str(revision), safe="")
+        path = f"/cases/{urllib.parse.quote(checkCaseId(caseId))}/revisions/{revision}"
+        return self._download("GET", path, targetPath, self.longTimeout)
+
     def revisions(self, caseId):
         """Every accepted label of the case (revision, author, time, model version, source), oldest first."""
         return self._json("GET", f"/cases/{urllib.parse.quote(checkCaseId(caseId))}/revisions")

@@ -10,8 +10,8 @@ from ASFDALib.case_lease import CaseLease
 from ASFDALib.client import CLIENT_HEADER, WorkerClient, WorkerError
 
 
-def fetch(client, caseId):
-    return {"caseId": caseId}
+def fetch(client, caseId, revision=None):
+    return {"caseId": caseId, "revision": revision}
 
 
 def failingFetch(client, caseId):
@@ -91,8 +91,25 @@ def test_submit_names_the_opened_revision_and_a_conflict_says_who_changed_it(wor
     message = str(refused.value)
     assert "Dr. Bea" in message and "Dr. Ada" in message and "edits are still in the scene" in message
     assert worker.labelHeaders[-1] == (None, "*", CLIENT_HEADER)
-    # Opened again, the case is opened from Bea's revision, and Ada's correction of it is accepted.
-    lease.opened(lease.open(ada, "case-a", fetch), loaded=True)
+    # Opened again, the case opens on Bea's revision, and Ada's correction of it is accepted.
+    reopened = lease.open(ada, "case-a", fetch)
+    assert reopened.files["revision"] == "r0001"
+    lease.opened(reopened, loaded=True)
     assert lease.labelChange is None
     assert lease.submit(ada, "case-a", label)["revision"] == "r0002"
     assert worker.labelHeaders[-1] == ('"r0001"', None, CLIENT_HEADER)
+
+
+def test_a_labelled_case_opens_on_its_current_label_not_a_prediction(worker, clients, tmp_path):
+    from ASFDALib.case_files import CaseFilesMixin
+
+    logic = CaseFilesMixin()
+    logic.workDir = str(tmp_path)
+    current = np.zeros((4, 4, 4), np.uint8)
+    current[1:3, 1:3, 1:3] = 1
+    worker.labels["case-b"], worker.revisions["case-b"] = current, ("r0003", "Dr. Bea")
+    ada, _ = clients
+    opening = CaseLease().open(ada, "case-b", logic.fetchCase)
+    assert opening.revision == "r0003" and opening.files["revision"] == "r0003"
+    np.testing.assert_array_equal(np.asarray(nib.load(opening.files["prediction"]).dataobj), current)
+    assert ("POST", "/cases/case-b/infer") not in worker.requests  # Bea's label is what Ada corrects

@@ -211,6 +211,12 @@ class FakeWorker:
         if method == "POST" and match:
             self.activeVersion = match.group(1)
             return 200, {"active_model_version": self.activeVersion}, None
+        match = re.fullmatch(r"/cases/([^/]+)/revisions/([^/]+)", path)
+        if method == "GET" and match:
+            caseId, revision = match.groups()
+            if self.revisions.get(caseId, (None,))[0] != revision:
+                return 404, {"detail": f"case {caseId!r} has no label revision {revision!r}"}, None
+            return 200, niftiBytes(self.labels[caseId]), {"ETag": f'"{revision}"'}
         match = re.fullmatch(r"/cases/([^/]+)/(image|infer|label)", path)
         if match:
             caseId, what = match.groups()
