@@ -11,11 +11,10 @@ from __future__ import annotations
 import re
 from typing import Optional
 
-from fastapi import HTTPException, Request
+from fastapi import HTTPException
 
 from asfda.data.label_submit import NO_LABEL
 
-CLIENT_HEADER = "x-asfda-client"  # e.g. "slicer/0.4": the audit records where a label came from
 _REVISION = re.compile(r'^(?:W/)?"?(r\d{4,})"?$')
 
 
@@ -23,10 +22,8 @@ def etag(revision: Optional[str]) -> str:
     return f'"{revision}"' if revision else ""
 
 
-def base_revision(request: Request) -> Optional[str]:
+def base_revision(if_match: Optional[str], if_none: Optional[str]) -> Optional[str]:
     """The revision named by If-Match, NO_LABEL for `If-None-Match: *`, None when the request names none."""
-    if_match = request.headers.get("if-match")
-    if_none = request.headers.get("if-none-match")
     if if_match is not None and if_none is not None:
         raise HTTPException(400, "send either If-Match (the revision you opened) or If-None-Match: * (no label)")
     if if_none is not None:
@@ -41,7 +38,6 @@ def base_revision(request: Request) -> Optional[str]:
     return match.group(1)
 
 
-def client_source(request: Request) -> str:
+def client_source(client: Optional[str]) -> str:
     """The label's source for its revision: `slicer` when the Slicer module says so, else `upload`."""
-    client = request.headers.get(CLIENT_HEADER, "").strip().lower()
-    return "slicer" if client.startswith("slicer") else "upload"
+    return "slicer" if (client or "").strip().lower().startswith("slicer") else "upload"

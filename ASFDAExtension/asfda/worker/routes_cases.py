@@ -6,7 +6,7 @@ import asyncio
 from pathlib import Path
 from typing import Annotated, Any, Dict, List, Optional
 
-from fastapi import APIRouter, BackgroundTasks, HTTPException, Query, Request, Response
+from fastapi import APIRouter, BackgroundTasks, Header, HTTPException, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
 
@@ -148,13 +148,16 @@ async def upload_label(
     background: BackgroundTasks,
     _slot: HeavySlot,
     overwrite: Annotated[bool, Query(description="replace the current revision, whichever it is")] = False,
+    if_match: Annotated[Optional[str], Header(description='the revision the label was opened from: "r0002"')] = None,
+    if_none_match: Annotated[Optional[str], Header(description="'*': the case had no label when opened")] = None,
+    x_asfda_client: Annotated[Optional[str], Header(description="e.g. slicer/asfda-module (recorded)")] = None,
 ) -> Dict[str, Any]:
     """Store a clinician label (multipart `file` NIfTI/NRRD; the annotator from their token, the
     X-Annotator header or form `author`) as the case's next revision; durable before the reply; ends the
     submitter's lease. `If-Match: "<revision>"` (or `If-None-Match: *` for a case opened without a label)
     names what the label was opened from: 409 naming both authors when the case changed since."""
     await run_in_threadpool(worker.case, case_id)  # 400/404 before a byte of the body is read
-    base = base_revision(request)
+    base = base_revision(if_match, if_none_match)
     version, config = worker.require_active()
     path, author = await receive_upload(request, uploads_dir(worker.store))
     try:
@@ -162,7 +165,7 @@ async def upload_label(
             case_id,
             path,
             request_annotator(request, fallback=author),
-            client_source(request),
+            client_source(x_asfda_client),
             base_revision=base,
             overwrite=overwrite,
         )
