@@ -113,3 +113,17 @@ def test_a_labelled_case_opens_on_its_current_label_not_a_prediction(worker, cli
     assert opening.revision == "r0003" and opening.files["revision"] == "r0003"
     np.testing.assert_array_equal(np.asarray(nib.load(opening.files["prediction"]).dataobj), current)
     assert ("POST", "/cases/case-b/infer") not in worker.requests  # Bea's label is what Ada corrects
+
+
+def test_a_worker_older_than_revisions_gets_an_unconditional_submit(worker, clients, tmp_path):
+    worker.revisionsSupported = False
+    label = tmp_path / "label.nii.gz"
+    label.write_bytes(gzip.compress(nib.Nifti1Image(np.ones((2, 2, 2), np.uint8), np.eye(4)).to_bytes()))
+    ada, _ = clients
+    lease = CaseLease()
+    opening = lease.open(ada, "case-a", fetch)
+    assert opening.revision is None  # the lease reply names no revision: nothing to send
+    lease.opened(opening, loaded=True)
+    assert lease.renew() is None and lease.labelChange is None
+    lease.submit(ada, "case-a", label)
+    assert worker.labelHeaders[-1] == (None, None, CLIENT_HEADER)

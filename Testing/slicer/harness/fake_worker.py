@@ -44,6 +44,7 @@ class FakeWorker:
         self.leases = {}  # caseId -> annotator
         self.revisions = {}  # caseId -> (revision, author) of the current label, as the real worker keeps them
         self.labelHeaders = []  # (If-Match, If-None-Match, X-ASFDA-Client) of every label upload
+        self.revisionsSupported = True  # False: a worker older than label revisions (no fields, no checks)
         self.leasesSupported = True
         rng = np.random.default_rng(0)
         self.image = rng.normal(size=SHAPE).astype(np.float32)
@@ -112,6 +113,8 @@ class FakeWorker:
         self.leases[caseId] = annotator
         revision, author = self.revisions.get(caseId, (None, None))
         reply = {"case_id": caseId, "annotator": annotator, "leased_at": "", "expires_at": EXPIRES}
+        if not self.revisionsSupported:
+            return 200, reply, None
         return 200, {**reply, "revision": revision, "revision_author": author}, None
 
     def revisionConflict(self, caseId, annotator, headers):
@@ -230,7 +233,7 @@ class FakeWorker:
                 )
                 if self.leases.get(caseId, annotator) != annotator:
                     return 409, {"detail": f"case {caseId!r} is leased to {self.leases[caseId]}"}, None
-                conflict = self.revisionConflict(caseId, annotator, headers)
+                conflict = self.revisionsSupported and self.revisionConflict(caseId, annotator, headers)
                 if conflict:
                     return 409, {"detail": conflict}, None
                 self.leases.pop(caseId, None)
