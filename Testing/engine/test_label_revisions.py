@@ -3,6 +3,11 @@ authors, one submit path for every face (leases, audit, SEG outbox), a crash bet
 
 from __future__ import annotations
 
+import multiprocessing
+import os
+import signal
+from pathlib import Path
+
 import numpy as np
 import pytest
 from asfda.cli import main
@@ -263,3 +268,28 @@ def test_the_simulated_annotator_submits_through_the_same_path(setup, tmp_path):
     stored = submit_label_array(s.store, submission, s.truth["case2"], AFFINE, s.config, s.version, s.leases)
     assert (stored.revision.revision, stored.revision.source) == ("r0001", "simulated")
     assert [e["action"] for e in s.leases.audit("case2")] == ["label submitted"]
+
+
+def _submit_then_die(root: str, label: str) -> None:
+    """In a child process: the submit commits, then the process is SIGKILLed before the file replace."""
+    store = Datastore(root)
+    version = store.models.active_version()
+    config = ModelConfig.load(store.models.root / version / "config.json")
+    LabelRevisions.apply = lambda self, case_id: os.kill(os.getpid(), signal.SIGKILL)
+    submission = LabelSubmission("case1", Path(label), "kim", "cli", base_revision="r0001")
+    submit_label(store, submission, config, version)
+
+
+def test_sigkill_between_commit_and_replace_loses_nothing(setup, tmp_path):
+    s = Store(setup, "sigkill", tmp_path)
+    s.submit("case1", "before", "kim", base=NO_LABEL)
+    child = multiprocessing.get_context("fork").Process(
+        target=_submit_then_die, args=(str(s.store.root), str(s.label_file("case1", "killed", shift=4)))
+    )
+    child.start()
+    child.join(60)
+    assert child.exitcode == -signal.SIGKILL
+    np.testing.assert_array_equal(s.final("case1"), s.truth["case1"])  # killed before the replace
+    recover(s.store, JobStore(s.store.root / "asfda.db"))  # the next start
+    np.testing.assert_array_equal(s.final("case1"), np.roll(s.truth["case1"], 4, axis=0))
+    assert [r.revision for r in LabelRevisions(s.store.root).revisions("case1")] == ["r0001", "r0002"]
