@@ -309,6 +309,10 @@ class ASFDAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if lease is not None and lease.value:
             self.ui.caseStatusLabel.text = _("Your lease on {case} expired and {name} holds it now: Submit will be "
                                              "refused.").format(case=self.lease.caseId, name=lease.value)
+        elif lease is not None and self.lease.labelChange:
+            self.ui.caseStatusLabel.text = _("The label of {case} changed since you opened it (revision {change}): "
+                                             "Submit will be refused; open the case again to see it.").format(
+                case=self.lease.caseId, change=self.lease.labelChange)
         errors = [p.error for p in self.pollers.values() if p.error]
         if not connected:
             status = _("Not connected")
@@ -570,8 +574,14 @@ class ASFDAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             editor = self.ui.segmentEditorWidget
             editor.setSegmentationNode(segmentation)
             editor.setSourceVolumeNode(volume)
-            self.ui.caseStatusLabel.text = _("{case}: prediction of model {version}. Correct it, then submit.").format(
-                case=files["caseId"], version=files.get("modelVersion") or "?")
+            if files.get("revision"):
+                self.ui.caseStatusLabel.text = _("{case}: its current label (revision {revision}). Correct it, "
+                                                 "then submit.").format(case=files["caseId"],
+                                                                        revision=files["revision"])
+            else:
+                self.ui.caseStatusLabel.text = _("{case}: prediction of model {version}. Correct it, then "
+                                                 "submit.").format(case=files["caseId"],
+                                                                   version=files.get("modelVersion") or "?")
             self.renderWorklist()
 
     def onSubmitLabel(self):
@@ -591,7 +601,7 @@ class ASFDAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                                               allowEmpty=True)
             client, caseId = self.logic.client, p.currentCaseId
             self.ui.caseStatusLabel.text = _("Uploading the label of {case}...").format(case=caseId)
-            self.runInBackground(lambda: client.uploadLabel(caseId, path), self.onLabelSubmitted,
+            self.runInBackground(lambda: self.lease.submit(client, caseId, path), self.onLabelSubmitted,
                                  _("The worker refused the label of {case}.").format(case=caseId))
 
     def onLabelSubmitted(self, reply):

@@ -19,13 +19,18 @@ class CaseFilesMixin:
         base = getattr(slicer.app, "defaultScenePath", "") or os.path.expanduser("~")
         return os.path.join(base, "ASFDA unsubmitted edits")
 
-    def fetchCase(self, client, caseId):
-        """Download the image and a fresh prediction of the active model (background thread)."""
+    def fetchCase(self, client, caseId, revision=None):
+        """Download the image and what the clinician corrects (background thread): the case's current label
+        when it has one (``revision``, as the lease reported it), else a fresh prediction of the active model.
+        Correcting the current label is what a submit naming that revision means."""
         folder = os.path.join(self.workDir, caseId)
         os.makedirs(folder, exist_ok=True)
         imagePath = os.path.join(folder, "image.nii.gz")
         predictionPath = os.path.join(folder, "prediction.nii.gz")
         client.downloadImage(caseId, imagePath)
+        if revision:
+            client.downloadRevision(caseId, revision, predictionPath)
+            return {"caseId": caseId, "image": imagePath, "prediction": predictionPath, "revision": revision}
         version = client.infer(caseId, predictionPath)
         return {"caseId": caseId, "image": imagePath, "prediction": predictionPath, "modelVersion": version}
 

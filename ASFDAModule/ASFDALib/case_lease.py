@@ -55,6 +55,23 @@ def lacksLeases(error):
     return error.status == 405 or (error.status == 404 and str(error).endswith("HTTP 404: Not Found"))
 
 
+def revisionOf(reply):
+    """The label revision a lease reply says the case holds: its id, "" for none, None when the worker
+    predates revisions (no such field) and a submit cannot name what it was opened from."""
+    if not isinstance(reply, dict) or "revision" not in reply:
+        return None
+    return reply["revision"] or ""
+
+
+def conflictMessage(caseId, error):
+    """What the clinician reads when the worker refused a label because the case changed (HTTP 409)."""
+    reason = str(error).split("HTTP 409: ", 1)[-1]
+    return (
+        f"The label of {caseId} was not submitted: {reason}. Your edits are still in the scene; "
+        "save them if you need them, then open the case again to see the current label."
+    )
+
+
 def release(client, caseId):
     """Give a lease back (background thread). A failure is only logged: the lease expires on its own."""
     try:
@@ -74,6 +91,7 @@ class Opening:
     leased: bool = False
     heldBy: Optional[str] = None  # someone else holds the case: it is not opened
     detail: str = ""
+    revision: Optional[str] = None  # the label revision opened ("" none, None unknown): sent with the submit
 
 
 class CaseLease:
@@ -84,14 +102,16 @@ class CaseLease:
         self.caseId = None
         self.workerHasLeases = True
         self._giveBack = []  # leases of a previous connection, returned by the next renew()
+        self.openedLabel = (None, None)  # (case id, label revision it was opened from) of the loaded case
+        self.labelChange = None  # "r0002 by Dr. Bea" when a renewal found the label changed since opening
 
     # -- background thread ---------------------------------------------------------------------
 
-    def open(self, client, caseId, fetch: Callable, leased=False):
-        """Lease ``caseId`` (renewing is harmless) and download it with ``fetch(client, caseId)``."""
+    def open(self, client, caseId, fetch: Callable, leased=False, revision=None):
+        """Lease ``caseId`` (renewing is harmless) and download it with ``fetch(client, caseId[, revision])``."""
         if not leased and self.workerHasLeases:
             try:
-                client.leaseCase(caseId)
+                revision = revisionOf(client.leaseCase(caseId))
                 leased = True
             except WorkerError as error:
                 if error.status == 409:
@@ -100,12 +120,13 @@ class CaseLease:
                     raise
                 self.workerHasLeases = False
         try:
-            files = fetch(client, caseId)
+            # A labelled case opens on its current label, so the submit's revision is the one corrected.
+            files = fetch(client, caseId, revision) if revision else fetch(client, caseId)
         except Exception:
             if leased and caseId != self.caseId:
                 release(client, caseId)  # nothing was opened: do not keep others from it
             raise
-        return Opening(client, caseId, files=files, leased=leased)
+        return Opening(client, caseId, files=files, leased=leased, revision=revision)
 
     def openNext(self, client, candidates: List[str], currentCaseId, fetch: Callable):
         """The worker's "next case for me"; when that is the case already open, the next free one by rank.
@@ -124,16 +145,16 @@ class CaseLease:
                 if reply is None:
                     return None
                 if reply["case_id"] != currentCaseId:
-                    return self.open(client, reply["case_id"], fetch, leased=True)
+                    return self.open(client, reply["case_id"], fetch, leased=True, revision=revisionOf(reply))
                 # The worker hands back the case this annotator holds; "Next" means moving on.
                 for caseId in candidates:
                     try:
-                        client.leaseCase(caseId)
+                        leaseReply = client.leaseCase(caseId)
                     except WorkerError as error:
                         if error.status != 409:
                             raise
                         continue  # taken since the last worklist poll
-                    return self.open(client, caseId, fetch, leased=True)
+                    return self.open(client, caseId, fetch, leased=True, revision=revisionOf(leaseReply))
                 return None
         return self.open(client, candidates[0], fetch) if candidates else None
 
@@ -146,12 +167,31 @@ class CaseLease:
         if client is None or caseId is None or not self.workerHasLeases:
             return None
         try:
-            client.leaseCase(caseId)
+            reply = client.leaseCase(caseId)
         except WorkerError as error:
             if error.status == 409:
                 return holderOf(error) or "another annotator"
             raise
+        openedCase, openedRevision = self.openedLabel
+        now = revisionOf(reply)
+        if openedCase == caseId and openedRevision is not None and now is not None and now != openedRevision:
+            # Someone stored another label while this annotator held (or had lost) the case: Submit will
+            # be refused, so say it now rather than after the clinician finished.
+            self.labelChange = f"{now} by {reply.get('revision_author') or 'someone else'}"
         return None
+
+    def submit(self, client, caseId, path):
+        """Upload the open case's label naming the revision it was opened from (background thread).
+
+        A 409 (the case changed, or another annotator holds it) becomes a WorkerError whose message says
+        who changed it and that nothing was overwritten."""
+        openedCase, revision = self.openedLabel
+        try:
+            return client.uploadLabel(caseId, path, revision=revision if openedCase == caseId else None)
+        except WorkerError as error:
+            if error.status == 409:
+                raise WorkerError(conflictMessage(caseId, error), status=409) from None
+            raise
 
     # -- GUI thread ----------------------------------------------------------------------------
 
@@ -163,6 +203,7 @@ class CaseLease:
         previous = self.left()
         if previous == [(opening.client, opening.caseId)]:
             previous = []
+        self.openedLabel, self.labelChange = (opening.caseId, opening.revision), None
         if opening.leased:
             self.client, self.caseId = opening.client, opening.caseId
         return previous
@@ -171,12 +212,15 @@ class CaseLease:
         """The clinician left the case (another case, scene closed, Slicer closing): the lease to give back."""
         held = [(self.client, self.caseId)] if self.client is not None and self.caseId else []
         self.client = self.caseId = None
+        self.openedLabel, self.labelChange = (None, None), None
         return held
 
     def submitted(self, caseId):
         # The worker ends the lease itself when the label is accepted.
         if caseId == self.caseId:
             self.client = self.caseId = None
+        if caseId == self.openedLabel[0]:
+            self.openedLabel, self.labelChange = (None, None), None
 
     def reconnected(self, client):
         """A new connection: keep holding the open case through it (renew() re-leases it at once).

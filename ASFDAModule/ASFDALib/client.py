@@ -16,6 +16,9 @@ import uuid
 
 CASE_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
+# Sent with every request, so the worker's audit records a label as coming from Slicer.
+CLIENT_HEADER = "slicer/asfda-module"
+
 # Short calls (status, lists) must fail fast; inference and uploads legitimately take longer.
 DEFAULT_TIMEOUT_S = 10.0
 LONG_TIMEOUT_S = 600.0
@@ -82,6 +85,7 @@ class WorkerClient:
             headers["Authorization"] = f"Bearer {self.token}"
         if self.annotator:
             headers["X-Annotator"] = urllib.parse.quote(self.annotator)
+        headers["X-ASFDA-Client"] = CLIENT_HEADER
         request = urllib.request.Request(self.url + path, data=data, headers=headers, method=method)
         where = f"{method} {path.split('?')[0]}"
         limit = self.timeout if timeout is None else timeout
@@ -197,9 +201,17 @@ class WorkerClient:
         path = f"/cases/{urllib.parse.quote(checkCaseId(caseId))}/prediction"
         return self._download("GET", path, targetPath, self.longTimeout)
 
-    def uploadLabel(self, caseId, filePath, author=""):
+    def uploadLabel(self, caseId, filePath, author="", revision=None, overwrite=False):
+        """Submit a label as the case's next revision.
+
+        ``revision``: the revision the label was opened from (``If-Match``), ``""`` when the case had no
+        label (``If-None-Match: *``), None when unknown (a worker older than revisions). The worker answers
+        409 naming who changed the case since; ``overwrite`` replaces the current revision regardless.
+        """
         author = author or self.annotator
         path = f"/cases/{urllib.parse.quote(checkCaseId(caseId))}/label"
+        if overwrite:
+            path += "?overwrite=true"
         boundary = "asfda-" + uuid.uuid4().hex
         with open(filePath, "rb") as f:
             content = f.read()
@@ -214,6 +226,10 @@ class WorkerClient:
             f"\r\n--{boundary}--\r\n".encode(),
         ]
         headers = {"Content-Type": f"multipart/form-data; boundary={boundary}", "Accept": "application/json"}
+        if revision == "":
+            headers["If-None-Match"] = "*"
+        elif revision is not None:
+            headers["If-Match"] = f'"{revision}"'
         response = self._open("PUT", path, b"".join(parts), headers, self.longTimeout)
         raw = self._readAll(response, f"PUT {path}", self.longTimeout)
         return json.loads(raw.decode("utf-8")) if raw else None
@@ -256,6 +272,16 @@ class WorkerClient:
 
     def leases(self):
         return self._json("GET", "/leases")
+
+    def downloadRevision(self, caseId, revision, targetPath):
+        """One accepted label of the case (e.g. the current one a lease reported) as NIfTI."""
+        revision = urllib.parse.quote(str(revision), safe="")
+        path = f"/cases/{urllib.parse.quote(checkCaseId(caseId))}/revisions/{revision}"
+        return self._download("GET", path, targetPath, self.longTimeout)
+
+    def revisions(self, caseId):
+        """Every accepted label of the case (revision, author, time, model version, source), oldest first."""
+        return self._json("GET", f"/cases/{urllib.parse.quote(checkCaseId(caseId))}/revisions")
 
     def audit(self, caseId):
         return self._json("GET", f"/cases/{urllib.parse.quote(checkCaseId(caseId))}/audit")

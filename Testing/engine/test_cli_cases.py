@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from asfda.cli import main
 from asfda.data.datastore import Datastore, LabelTag
+from asfda.data.label_revisions import LabelRevisions
 from asfda.io.volumes import load_volume
 from cli_test_data import AFFINE, imported_datastore, make_setup, write_dicom_series
 from engine_helpers import blob, write_nifti
@@ -94,10 +95,14 @@ def test_label_submit_checks_like_the_upload_route_and_records_the_author(setup,
         main(["label", "submit", "--datastore", str(ds), "case1", str(tmp_path / "empty.nii.gz"), "--allow-empty"]) == 0
     )
     write_nifti(tmp_path / "good.nii", label, AFFINE)
-    assert (
-        main(["label", "submit", "--datastore", str(ds), "--author", "Dr  A", "case1", str(tmp_path / "good.nii")]) == 0
+    good = ["label", "submit", "--datastore", str(ds), "--author", "Dr  A", "case1", str(tmp_path / "good.nii")]
+    # The empty label (no author) is revision r0001: Dr A must say she corrected that one.
+    assert main(good) == 2
+    assert "revision r0001 by an unnamed author" in one_line_error(capsys, "label submit")
+    assert main(good + ["--base-revision", "r0001"]) == 0
+    assert "stored label for case1 as revision r0002, replaced r0001 (values [1], author Dr A, model v0001)" in (
+        capsys.readouterr().out
     )
-    assert "stored label for case1 (values [1], author Dr A, model v0001)" in capsys.readouterr().out
     (record,) = store.state.labels(LabelTag.FINAL.value)
     assert (record.case_id, record.author, record.model_version) == ("case1", "Dr A", "v0001")
     assert np.array_equal(load_volume(store.label_path("case1", LabelTag.FINAL)).numpy(), label)
@@ -133,5 +138,7 @@ def test_labels_copied_into_labels_final_are_checked_before_use(setup, capsys):
     captured = capsys.readouterr()
     assert "checked and recorded label found in labels/final/ for case case2" in captured.err
     assert "new active model v0002" in captured.out
-    assert sorted(p.name for p in final.iterdir()) == ["case2.nii.gz"]
+    assert sorted(p.name for p in final.iterdir()) == ["case2.nii.gz", "history"]
     assert [r.case_id for r in store.state.labels(LabelTag.FINAL.value)] == ["case2"]
+    # Taken in as the case's first revision, so a later submit cannot silently replace it.
+    assert [r.source for r in LabelRevisions(store.root).revisions("case2")] == ["adopted"]

@@ -81,7 +81,7 @@ def test_bad_nested_keys_are_one_line_errors(tmp_path, capsys, change, message):
         (["rank"], ["(default: asfda)", "(default: 4)", "--json", "--threads"]),
         (["evaluate"], ["--version", "--csv", "--json", "--threads"]),
         (["case", "add"], ["--id", "--skip-existing"]),
-        (["label", "submit"], ["--author", "--allow-empty"]),
+        (["label", "submit"], ["--author", "--allow-empty", "--base-revision", "--overwrite"]),
         (["infer"], ["--threads"]),
     ],
 )

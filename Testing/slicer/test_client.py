@@ -65,6 +65,10 @@ class Handler(BaseHTTPRequestHandler):
         self.server.seen.append((self.command, self.path, self.headers.get("Authorization")))
         body = self._body()
         self.server.bodies.append((self.headers.get("Content-Type"), body))
+        self.server.putHeaders.append({k: self.headers.get(k) for k in ("If-Match", "If-None-Match", "X-ASFDA-Client")})
+        if b"CHANGED" in body:
+            return self._send(409, {"detail": "case 'c1' changed since dr-who opened it from r0001: it now has "
+                                              "revision r0002 by dr-no"})
         if b"EMPTY" in body:
             return self._send(422, {"detail": "Label for case c1 is empty"})
         return self._send(200, {"case_id": "c1", "tag": "final", "label_values": [1, 2]})
@@ -75,7 +79,7 @@ def server():
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     httpd.daemon_threads = True
     httpd.block_on_close = False  # the slow handler must not delay teardown
-    httpd.seen, httpd.bodies = [], []
+    httpd.seen, httpd.bodies, httpd.putHeaders = [], [], []
     thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     yield httpd
@@ -162,6 +166,28 @@ def test_label_upload_is_multipart_with_author(server, tmp_path):
     label.write_bytes(b"EMPTY")
     with pytest.raises(WorkerError, match="PUT /cases/c1/label failed: HTTP 422: Label for case c1 is empty"):
         clientFor(server).uploadLabel("c1", label)
+
+
+def test_label_upload_names_the_revision_it_was_opened_from(server, tmp_path):
+    label = tmp_path / "c1-label.nii.gz"
+    label.write_bytes(b"LABELDATA")
+    client = clientFor(server)
+    client.uploadLabel("c1", label, revision="r0001")
+    client.uploadLabel("c1", label, revision="")  # the case had no label when it was opened
+    client.uploadLabel("c1", label)  # a worker older than revisions: no condition
+    client.uploadLabel("c1", label, revision="r0001", overwrite=True)
+    assert [(h["If-Match"], h["If-None-Match"]) for h in server.putHeaders] == [
+        ('"r0001"', None),
+        (None, "*"),
+        (None, None),
+        ('"r0001"', None),
+    ]
+    assert {h["X-ASFDA-Client"] for h in server.putHeaders} == {"slicer/asfda-module"}
+    assert [path for method, path, _ in server.seen if method == "PUT"][-1] == "/cases/c1/label?overwrite=true"
+    label.write_bytes(b"CHANGED")
+    with pytest.raises(WorkerError, match="HTTP 409: case 'c1' changed since dr-who .* by dr-no") as refused:
+        client.uploadLabel("c1", label, revision="r0001")
+    assert refused.value.status == 409
 
 
 @pytest.mark.parametrize("bad", ["../etc", "a/b", "", ".hidden", "x" * 200, "a..b"])

@@ -49,6 +49,8 @@ EXPECTED_ROLES = {
     ("POST", CASE + "/lease"): "ANNOTATOR",
     ("DELETE", CASE + "/lease"): "ANNOTATOR",
     ("GET", CASE + "/audit"): "ANNOTATOR",
+    ("GET", CASE + "/revisions"): "ANNOTATOR",
+    ("GET", CASE + "/revisions/{revision}"): "ANNOTATOR",
     ("GET", "/dicomweb"): "ANNOTATOR",
     ("POST", "/dicomweb/refresh"): "ADMIN",
     ("POST", "/dicomweb/retry"): "ADMIN",

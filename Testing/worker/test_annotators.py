@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sys
 import threading
@@ -197,3 +198,54 @@ def test_slicer_client_names_its_annotator(worker):
     assert mueller.releaseCase(lease["case_id"])["released"] is True
     assert other.leaseCase(lease["case_id"])["annotator"] == "Dr. Okafor"
     assert [e["action"] for e in other.audit(lease["case_id"])][-3:] == ["leased", "released", "leased"]
+
+
+def put_label(client: httpx.Client, case_id: str, path: Path, headers=None, params=None):
+    with open(path, "rb") as handle:
+        files = {"file": (path.name, handle, "application/octet-stream")}
+        return client.put(f"/cases/{case_id}/label", files=files, headers=headers or {}, params=params)
+
+
+def test_lost_update_over_http_is_refused_with_409_naming_both(worker, sample):
+    """Issue 18's scenario: A's lease lapses, B is handed the case and submits, A's module renews and submits."""
+    for lease in worker.client.get("/leases").json():
+        worker.client.delete(f"/cases/{lease['case_id']}/lease", params={"force": True})
+    case_id = next(c["case_id"] for c in worker.client.get("/cases").json() if c["status"] == "unlabeled")
+    label = sample.labels[case_id]
+    with client_for(worker, ALICE_TOKEN) as alice, client_for(worker, BOB_TOKEN) as bob:
+        opened = alice.post(f"/cases/{case_id}/lease", params={"lease_s": 1}).json()
+        assert opened["revision"] is None  # she opens a case without a label
+        time.sleep(1.3)
+        assert bob.post(f"/cases/{case_id}/lease").json()["revision"] is None
+        by_bob = put_label(bob, case_id, label, {"If-None-Match": "*", "X-ASFDA-Client": "slicer/test"})
+        assert by_bob.status_code == 200, by_bob.text
+        assert (by_bob.json()["revision"], by_bob.json()["source"]) == ("r0001", "slicer")
+        assert by_bob.headers["ETag"] == '"r0001"'
+        # Her module renews: the lease says the case now holds bob's label.
+        renewed = alice.post(f"/cases/{case_id}/lease").json()
+        assert (renewed["revision"], renewed["revision_author"]) == ("r0001", "bob")
+        refused = put_label(alice, case_id, label, {"If-None-Match": "*"})
+        assert refused.status_code == 409, refused.text
+        detail = refused.json()["detail"]
+        assert "bob" in detail and "alice" in detail and "r0001" in detail
+        assert put_label(alice, case_id, label).status_code == 409  # naming nothing is no way round it
+        assert put_label(alice, case_id, label, {"If-Match": "*"}).status_code == 400
+        # Seen and corrected: If-Match with the revision she now opened; /cases shows the new revision.
+        stored = put_label(alice, case_id, label, {"If-Match": '"r0001"'})
+        assert stored.status_code == 200 and stored.json()["replaced_revision"] == "r0001", stored.text
+        assert {c["case_id"]: c.get("revision") for c in alice.get("/cases").json()}[case_id] == "r0002"
+        forced = put_label(bob, case_id, label, {"If-Match": '"r0001"'}, params={"overwrite": "true"})
+        assert forced.status_code == 200 and forced.json()["revision"] == "r0003", forced.text
+        # Every revision is listed with its author and source, and each file can be fetched again.
+        listed = alice.get(f"/cases/{case_id}/revisions").json()
+        assert [(r["revision"], r["author"], r["source"], r["current"]) for r in listed] == [
+            ("r0001", "bob", "slicer", False),
+            ("r0002", "alice", "upload", False),
+            ("r0003", "bob", "upload", True),
+        ]
+        first = alice.get(f"/cases/{case_id}/revisions/r0001")
+        assert first.status_code == 200 and first.headers["ETag"] == '"r0001"'
+        assert hashlib.sha256(first.content).hexdigest() == listed[0]["sha256"]
+        assert alice.get(f"/cases/{case_id}/revisions/r0009").status_code == 404
+        actions = [(e["annotator"], e["action"]) for e in worker.client.get(f"/cases/{case_id}/audit").json()]
+        assert actions.count(("bob", "label submitted")) == 2 and actions.count(("alice", "label submitted")) == 1

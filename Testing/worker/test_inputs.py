@@ -146,7 +146,15 @@ def test_concurrent_label_submissions(worker, sample):
         thread.start()
     for thread in threads:
         thread.join(timeout=120)
-    assert len(replies) == 6 and all(r.status_code == 200 for r in replies.values())
+    assert len(replies) == 6
+    assert all(replies[key].status_code == 200 for key in [("alice", "case02"), ("bob", "case05")])
+    # Both submit case03 and case04 without naming a revision: the first is stored, the second finds the
+    # other's revision and is refused with both named (no silent lost update).
+    for case_id in ["case03", "case04"]:
+        codes = sorted((replies[(name, case_id)].status_code, name) for name in ["alice", "bob"])
+        assert [code for code, _ in codes] == [200, 409], codes
+        refused = replies[(codes[1][1], case_id)].json()["detail"]
+        assert codes[0][1] in refused and codes[1][1] in refused and "r0001" in refused
     statuses = {c["case_id"]: c["status"] for c in worker.client.get("/cases").json()}
     assert all(statuses[c] == "final" for c in ["case02", "case03", "case04", "case05"])
     for case_id in ["case02", "case03", "case04", "case05"]:

@@ -32,16 +32,30 @@ def add_parser(subparsers) -> None:
         sub,
         "submit",
         "check and store a clinician label for a case (labels/final/)",
-        "The same checks as the worker's label upload: the file reads as a 3D NIfTI/NRRD volume, lies on the "
-        "case image's grid, holds only the active model's label values and some foreground. The label is "
-        "written atomically to labels/final/CASE.nii.gz and recorded with its author and the model version.",
+        "The same path as the worker's label upload: the file reads as a 3D NIfTI/NRRD volume, lies on the "
+        "case image's grid, holds only the active model's label values and some foreground; another "
+        "annotator's live lease refuses it; it becomes the case's next revision (earlier ones stay under "
+        "labels/final/history/CASE/), labels/final/CASE.nii.gz is replaced atomically, the audit records it "
+        "and a DICOM SEG is queued when the datastore reads a PACS. A case that already has a label needs "
+        "--base-revision (the revision the label was made from, see `asfda label revisions`) or --overwrite.",
     )
     add_datastore(p, device=False)
     p.add_argument("case", help="case id")
     p.add_argument("file", type=Path, help="label volume (.nii.gz, .nii or .nrrd)")
-    p.add_argument("--author", default=None, help="who drew the label (recorded)")
+    p.add_argument("--annotator", "--author", dest="annotator", default=None, help="who drew the label (recorded)")
+    p.add_argument(
+        "--base-revision",
+        default=None,
+        metavar="REV",
+        help="the revision the label was made from (e.g. r0002; 'none' for a case that had no label)",
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace the current revision whichever it is")
     p.add_argument("--allow-empty", action="store_true", help="accept a background-only label (no structure)")
     p.set_defaults(func=writes_datastore("asfda label submit", run_label_submit))
+    p = add_command(sub, "revisions", "list a case's label revisions (author, time, model version, source)")
+    add_datastore(p, device=False)
+    p.add_argument("case", help="case id")
+    p.set_defaults(func=run_label_revisions)
 
 
 def run_case_add(args) -> int:
@@ -67,7 +81,9 @@ def run_case_add(args) -> int:
 def run_label_submit(args) -> int:
     from asfda.core.errors import AsfdaError
     from asfda.data.datastore import Datastore
-    from asfda.data.label_files import submit_label_file
+    from asfda.data.label_revisions import RevisionConflict
+    from asfda.data.label_submit import NO_LABEL, LabelSubmission, submit_label
+    from asfda.data.leases import LeaseConflict
     from asfda.models.config import ModelConfig
 
     store = Datastore(args.datastore, create=False)
@@ -76,21 +92,48 @@ def run_label_submit(args) -> int:
     if model is None:
         raise AsfdaError("no active model: labels are checked against its label values; `asfda model import` first")
     config = ModelConfig.load(store.models.root / model / "config.json")
-    author = " ".join(args.author.split()) if args.author else None
+    annotator = " ".join(args.annotator.split()) if args.annotator else None
+    base = args.base_revision
+    submission = LabelSubmission(
+        args.case,
+        args.file,
+        annotator or None,
+        "cli",
+        base_revision=NO_LABEL if base is not None and base.strip().lower() == "none" else base,
+        overwrite=args.overwrite,
+        require_foreground=not args.allow_empty,
+    )
     try:
-        record = submit_label_file(
-            store,
-            args.case,
-            args.file,
-            config,
-            author=author,
-            model_version=model,
-            require_foreground=not args.allow_empty,
-        )
+        result = submit_label(store, submission, config, model)
     except AsfdaError as exc:
-        if args.file.name in str(exc):
+        if args.file.name in str(exc) or isinstance(exc, (LeaseConflict, RevisionConflict)):
             raise
         raise type(exc)(f"{args.file.name}: {exc}") from None
-    values = [v for v in record.extra.get("label_values", []) if v != 0]
-    print(f"stored label for {record.case_id} (values {values}, author {record.author}, model {model})")
+    reply = result.reply()
+    replaced = f", replaced {reply['replaced_revision']}" if reply["replaced_revision"] else ""
+    seg = ", SEG queued for the PACS" if reply["seg_queued"] else ""
+    print(
+        f"stored label for {reply['case_id']} as revision {reply['revision']}{replaced} "
+        f"(values {reply['label_values']}, author {reply['author']}, model {model}{seg})"
+    )
+    return 0
+
+
+def run_label_revisions(args) -> int:
+    from asfda.data.datastore import Datastore
+    from asfda.data.label_revisions import LabelRevisions
+
+    store = Datastore(args.datastore, create=False)
+    store.image_path(args.case)
+    book = LabelRevisions(store.root, store.state.path)
+    found = book.revisions(args.case)
+    current = book.current(args.case)
+    if not found:
+        print(f"case {args.case} has no label revisions")
+    for r in found:
+        mark = "*" if r == current else " "
+        print(
+            f"{mark} {r.revision}  {r.created}  {r.source:<7}  {r.author or '-'}  "
+            f"model {r.model_version or '-'}  {r.path}"
+        )
     return 0

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -134,17 +134,32 @@ class Datastore:
         extra: Optional[Dict] = None,
         require_foreground: bool = True,
     ) -> LabelRecord:
-        """Validate a label against its image and the model's values, then store it atomically."""
-        image_geometry = self.geometry(case_id)
-        labels, affine = reorient_to(np.asarray(labels), np.asarray(affine), image_geometry)
-        check_same_geometry(image_geometry, Geometry(tuple(labels.shape), np.asarray(affine)))
-        values = validate_label_values(labels, allowed_values, require_foreground)
-        save_label_volume(self.label_path(case_id, tag), labels, image_geometry.affine)
+        """Validate a label against its image and the model's values, then store it atomically.
+
+        A clinician label that people submit goes through `asfda.data.label_submit` (revisions, leases,
+        audit); this writes the file and its record only (predictions, pseudo-labels, tests)."""
+        labels, image_affine, values = self.checked_label(case_id, labels, affine, allowed_values, require_foreground)
+        save_label_volume(self.label_path(case_id, tag), labels, image_affine)
         record = LabelRecord(
             case_id, LabelTag(tag).value, author, utc_now(), model_version, {"label_values": values, **(extra or {})}
         )
         self.state.record_label(record)
         return record
+
+    def checked_label(
+        self,
+        case_id: str,
+        labels: np.ndarray,
+        affine: np.ndarray,
+        allowed_values: List[int],
+        require_foreground: bool = True,
+    ) -> Tuple[np.ndarray, np.ndarray, List[int]]:
+        """(labels on the image's voxel order, the image's affine, the values present) of a valid label."""
+        image_geometry = self.geometry(case_id)
+        labels, affine = reorient_to(np.asarray(labels), np.asarray(affine), image_geometry)
+        check_same_geometry(image_geometry, Geometry(tuple(labels.shape), np.asarray(affine)))
+        values = validate_label_values(labels, allowed_values, require_foreground)
+        return labels, image_geometry.affine, values
 
     def labeled_ids(self) -> List[str]:
         """Cases with a clinician label (labels/final/), in case-id order: the one definition of "labelled"."""

@@ -9,11 +9,15 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
-from typing import List, Optional
+from typing import List, Optional, Tuple
+
+import numpy as np
 
 from asfda.core.case_ids import validate_case_id
+from asfda.core.checksums import sha256_file
 from asfda.core.errors import AsfdaError, CorruptImage, UnknownCase
 from asfda.data.datastore import Datastore, LabelTag
+from asfda.data.label_revisions import HISTORY, LabelRevisions
 from asfda.data.state import LabelRecord
 from asfda.io.label_reading import read_label_volume
 from asfda.io.volumes import strip_volume_suffix, volume_suffix
@@ -38,12 +42,10 @@ def submit_label_file(
     require_foreground: bool = True,
     extra: Optional[dict] = None,
 ) -> LabelRecord:
-    """Validate a label file against the case's image and the model's labels, then store it atomically."""
-    path = Path(path)
-    if path.is_dir():
-        raise CorruptImage(f"{path.name}: a label must be one NIfTI or NRRD file, not a folder")
-    # Header first, voxels in their own integer type: a small hostile file cannot inflate in memory.
-    labels, affine = read_label_volume(path, store.geometry(case_id))
+    """Validate a label file against the case's image and the model's labels, then store it atomically.
+
+    For files found on disk; what people submit goes through `asfda.data.label_submit` (revisions, leases)."""
+    labels, affine = _read(store, case_id, path)
     return store.save_label(
         case_id,
         LabelTag.FINAL,
@@ -55,6 +57,22 @@ def submit_label_file(
         extra=extra,
         require_foreground=require_foreground,
     )
+
+
+def _read(store: Datastore, case_id: str, path: Path) -> Tuple[np.ndarray, np.ndarray]:
+    path = Path(path)
+    if path.is_dir():
+        raise CorruptImage(f"{path.name}: a label must be one NIfTI or NRRD file, not a folder")
+    # Header first, voxels in their own integer type: a small hostile file cannot inflate in memory.
+    return read_label_volume(path, store.geometry(case_id))
+
+
+def read_checked_label(
+    store: Datastore, case_id: str, path: Path, config: ModelConfig, require_foreground: bool = True
+) -> Tuple[np.ndarray, np.ndarray, List[int]]:
+    """(labels on the image's voxel order, the image's affine, the values present) of a valid label file."""
+    labels, affine = _read(store, case_id, path)
+    return store.checked_label(case_id, labels, affine, config.label_values, require_foreground)
 
 
 def _changed_since_recorded(path: Path, record: LabelRecord) -> bool:
@@ -69,13 +87,20 @@ def unchecked_final_labels(store: Datastore) -> List[Path]:
     """Entries of labels/final/ that no submission wrote: unrecorded, renamed, or replaced by hand."""
     records = {r.case_id: r for r in store.state.labels(LabelTag.FINAL.value)}
     found = []
+    revisions = LabelRevisions(store.root, store.state.path)
+    latest = None
     for path in sorted(store.label_dir(LabelTag.FINAL).iterdir()):
-        if path.name.startswith("."):  # temporary files of atomic writes
+        if path.name.startswith(".") or path.name == HISTORY:  # temp files of atomic writes; earlier revisions
             continue
         record = records.get(strip_volume_suffix(path))
         canonical = path.is_file() and volume_suffix(path) == CANONICAL_SUFFIX
         if canonical and record is not None and not _changed_since_recorded(path, record):
             continue
+        if canonical and record is not None:
+            # Rewritten later than recorded: by a revision's replace finished at restart, or by hand.
+            latest = latest if latest is not None else revisions.current_ids(with_sha=True)
+            if latest.get(record.case_id, (None, None))[1] == sha256_file(path):
+                continue
         found.append(path)
     return found
 
@@ -86,6 +111,7 @@ def check_final_labels(store: Datastore, config: ModelConfig) -> List[str]:
     Returns the case ids taken in. The first bad file stops with a one-line LabelFileError naming it, so
     nothing trains on a label that the upload route would have refused.
     """
+    LabelRevisions(store.root, store.state.path).recover()  # a replace a crash interrupted, before any check
     taken = []
     folder = store.label_dir(LabelTag.FINAL)
     where = f"labels/{LabelTag.FINAL.value}"
@@ -110,5 +136,6 @@ def check_final_labels(store: Datastore, config: ModelConfig) -> List[str]:
             raise LabelFileError(f"{shown}: {cause}") from None
         if suffix != CANONICAL_SUFFIX:
             path.unlink()  # its validated copy now lives at labels/final/CASE.nii.gz
+        LabelRevisions(store.root, store.state.path).current(case_id)  # kept as an `adopted` revision now
         taken.append(case_id)
     return taken

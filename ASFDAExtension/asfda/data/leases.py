@@ -8,6 +8,7 @@ and can never both get the same case. Expired leases are swept inside the same t
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -16,6 +17,7 @@ from typing import Any, Callable, Dict, Iterable, List, Optional
 
 from asfda.core.errors import AsfdaError
 from asfda.core.sqlite_db import connect
+from asfda.data.label_revisions import LabelRevisions, Revision, author_of
 from asfda.data.state import utc_now
 
 DEFAULT_LEASE_S = 30 * 60  # long enough to correct one volume; renewed by asking again
@@ -25,7 +27,8 @@ CREATE TABLE IF NOT EXISTS leases (
     case_id TEXT PRIMARY KEY,
     annotator TEXT NOT NULL,
     leased_at TEXT NOT NULL,
-    expires REAL NOT NULL
+    expires REAL NOT NULL,
+    revision TEXT
 );
 CREATE TABLE IF NOT EXISTS audit (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -38,6 +41,8 @@ CREATE TABLE IF NOT EXISTS audit (
 );
 CREATE INDEX IF NOT EXISTS audit_by_case ON audit (case_id, seq);
 """
+# The label revision a lease was granted on (added with label revisions; older tables gain it on open).
+_REVISION_COLUMN = "ALTER TABLE leases ADD COLUMN revision TEXT"
 
 
 class LeaseConflict(AsfdaError):
@@ -50,14 +55,26 @@ class Lease:
     annotator: str
     leased_at: str
     expires_at: str  # ISO time, for people and clients
+    # The case's current final label when granted (None: unlabelled), so the client knows what it opens.
+    revision: Optional[str] = None
+    revision_author: Optional[str] = None
+    label_changed: bool = False  # a renewal found another revision than the one the lease was granted on
 
 
 def _iso(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, timezone.utc).isoformat(timespec="seconds")
 
 
-def _lease(row) -> Lease:
-    return Lease(row["case_id"], row["annotator"], row["leased_at"], _iso(row["expires"]))
+def _lease(row, current: Optional[Revision] = None, changed: bool = False) -> Lease:
+    return Lease(
+        row["case_id"],
+        row["annotator"],
+        row["leased_at"],
+        _iso(row["expires"]),
+        current.revision if current else row["revision"],
+        author_of(current) if current else None,
+        changed,
+    )
 
 
 def active_leased_cases(db_path: Path, now: Optional[float] = None) -> List[str]:
@@ -71,10 +88,18 @@ def active_leased_cases(db_path: Path, now: Optional[float] = None) -> List[str]
 
 
 class LeaseBook:
-    def __init__(self, db_path: Path, clock: Callable[[], float] = time.time):
+    def __init__(self, db_path: Path, clock: Callable[[], float] = time.time, root: Optional[Path] = None):
+        """`root`: the datastore folder (default: the database's folder), whose label revisions a lease reports."""
         self.path, self.clock = Path(db_path), clock
+        self.revisions = LabelRevisions(Path(root) if root is not None else self.path.parent, self.path)
         with connect(self.path) as db:
             db.executescript(_SCHEMA)
+            if "revision" not in {r["name"] for r in db.execute("PRAGMA table_info(leases)")}:
+                try:
+                    db.execute(_REVISION_COLUMN)
+                except sqlite3.OperationalError as exc:  # another process added it first
+                    if "duplicate column" not in str(exc):
+                        raise
 
     # -- inside a transaction -------------------------------------------------------------------
 
@@ -94,11 +119,20 @@ class LeaseBook:
         if held and held["annotator"] != annotator:
             raise LeaseConflict(f"case {case_id!r} is leased to {held['annotator']} until {_iso(held['expires'])}")
         leased_at = held["leased_at"] if held else utc_now()
+        current = self.revisions.current_in(db, case_id)
+        revision = current.revision if current else None
+        changed = bool(held) and held["revision"] != revision
         db.execute(
-            "INSERT OR REPLACE INTO leases VALUES (?, ?, ?, ?)", (case_id, annotator, leased_at, now + float(lease_s))
+            "INSERT OR REPLACE INTO leases (case_id, annotator, leased_at, expires, revision) VALUES (?, ?, ?, ?, ?)",
+            (case_id, annotator, leased_at, now + float(lease_s), revision),
         )
-        self._log(db, case_id, annotator, "lease renewed" if held else "leased", lease_s=float(lease_s))
-        return _lease(db.execute("SELECT * FROM leases WHERE case_id = ?", (case_id,)).fetchone())
+        detail: Dict[str, Any] = {"lease_s": float(lease_s)}
+        if current is not None:  # a lease on a labelled case says which label it opens
+            detail.update(final_revision=revision, revision_author=author_of(current))
+        if changed:
+            detail["label_changed_from"] = held["revision"]
+        self._log(db, case_id, annotator, "lease renewed" if held else "leased", **detail)
+        return _lease(db.execute("SELECT * FROM leases WHERE case_id = ?", (case_id,)).fetchone(), current, changed)
 
     def _transaction(self, work):
         with connect(self.path) as db:
@@ -157,22 +191,48 @@ class LeaseBook:
 
         return self._transaction(work)
 
-    def check_may_submit(self, case_id: str, annotator: Optional[str]) -> None:
-        """A label may come from the lease holder, or from anyone while the case is not leased."""
-        held = self.holder(case_id)
-        if held and held.annotator != annotator:
+    def check_submit_in(self, db, case_id: str, annotator: Optional[str], now: float) -> None:
+        """Inside the submit's transaction: refuse while another annotator holds a live lease, and refuse a
+        submitter whose own lease lapsed when someone else submitted a label of the case since."""
+        self._sweep(db, now)
+        held = db.execute("SELECT * FROM leases WHERE case_id = ?", (case_id,)).fetchone()
+        if held and held["annotator"] != annotator:
             raise LeaseConflict(
-                f"case {case_id!r} is leased to {held.annotator} until {held.expires_at}; ask them to release it"
+                f"case {case_id!r} is leased to {held['annotator']} until {_iso(held['expires'])}; "
+                "ask them to release it"
             )
+        if held or annotator is None:
+            return
+        last = db.execute(
+            "SELECT seq, action FROM audit WHERE case_id = ? AND annotator = ? AND action IN"
+            " ('leased', 'lease renewed', 'lease expired', 'released', 'label submitted') ORDER BY seq DESC LIMIT 1",
+            (case_id, annotator),
+        ).fetchone()
+        if last is None or last["action"] != "lease expired":
+            return
+        since = db.execute(
+            "SELECT annotator, at FROM audit WHERE case_id = ? AND seq > ? AND action = 'label submitted'"
+            " AND annotator IS NOT ? ORDER BY seq DESC LIMIT 1",
+            (case_id, last["seq"], annotator),
+        ).fetchone()
+        if since:
+            raise LeaseConflict(
+                f"the lease of {annotator} on case {case_id!r} expired and {since['annotator'] or 'an unnamed author'} "
+                f"submitted a label at {since['at']}; nothing was stored: open the case again"
+            )
+
+    def check_may_submit(self, case_id: str, annotator: Optional[str]) -> None:
+        """A label may come from the lease holder, or from anyone while the case is not leased (see check_submit_in)."""
+        self._transaction(lambda db, now: self.check_submit_in(db, case_id, annotator, now))
+
+    def submitted_in(self, db, case_id: str, annotator: Optional[str], model_version: Optional[str], **detail) -> None:
+        """Inside the submit's transaction: record the stored label and end the submitter's lease on the case."""
+        db.execute("DELETE FROM leases WHERE case_id = ? AND annotator IS ?", (case_id, annotator))
+        self._log(db, case_id, annotator, "label submitted", model_version, **detail)
 
     def submitted(self, case_id: str, annotator: Optional[str], model_version: Optional[str], **detail) -> None:
         """Record a stored label and end the submitter's lease on the case."""
-
-        def work(db, now):
-            db.execute("DELETE FROM leases WHERE case_id = ? AND annotator IS ?", (case_id, annotator))
-            self._log(db, case_id, annotator, "label submitted", model_version, **detail)
-
-        self._transaction(work)
+        self._transaction(lambda db, now: self.submitted_in(db, case_id, annotator, model_version, **detail))
 
     def record(self, case_id: str, annotator: Optional[str], action: str, model_version=None, **detail) -> None:
         self._transaction(lambda db, now: self._log(db, case_id, annotator, action, model_version, **detail))
@@ -205,4 +265,5 @@ class LeaseBook:
 
 
 def lease_fields(lease: Optional[Lease]) -> Dict[str, Any]:
+    """The lease columns of a case list (who holds the case, until when)."""
     return {"leased_by": lease.annotator, "lease_expires_at": lease.expires_at} if lease else {}

@@ -87,19 +87,15 @@ class StateDB:
     def connect(self):
         return connect(self.path)
 
-    def record_label(self, record: LabelRecord) -> None:
-        with self._lock, self.connect() as db:
-            db.execute(
-                "INSERT OR REPLACE INTO labels VALUES (?, ?, ?, ?, ?, ?)",
-                (
-                    record.case_id,
-                    record.tag,
-                    record.author,
-                    record.created,
-                    record.model_version,
-                    json.dumps(record.extra),
-                ),
-            )
+    def record_label(self, record: LabelRecord, db: Optional[sqlite3.Connection] = None) -> None:
+        """Write a label's row; on `db` (the caller's open transaction) when given, so it commits with it."""
+        row = (record.case_id, record.tag, record.author, record.created, record.model_version)
+        row += (json.dumps(record.extra),)
+        if db is not None:
+            db.execute("INSERT OR REPLACE INTO labels VALUES (?, ?, ?, ?, ?, ?)", row)
+            return
+        with self._lock, self.connect() as own:
+            own.execute("INSERT OR REPLACE INTO labels VALUES (?, ?, ?, ?, ?, ?)", row)
 
     def remove_label(self, case_id: str, tag: str) -> None:
         with self._lock, self.connect() as db:

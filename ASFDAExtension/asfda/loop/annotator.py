@@ -12,7 +12,7 @@ from typing import Callable, Dict, List
 
 import numpy as np
 
-from asfda.core.names import LabelTag
+from asfda.data.label_submit import LabelSubmission, submit_label_array
 from asfda.loop.adapt import AdaptResult
 from asfda.loop.rank import RankOutcome
 from asfda.loop.requests import AdaptRequest, RankRequest
@@ -48,8 +48,9 @@ def simulated_round(
     ranking = session.rank(rank)
     picks = [r.case_id for r in ranking.ranked if r.selected]
     config = session.active_config()
+    version = session.store.models.active_version()
     for case_id in picks:
-        session.store.save_label(
-            case_id, LabelTag.FINAL, truth[case_id], affine_of(case_id), config.label_values, author=author
-        )
+        # The same submit a clinician's makes (revision, lease check, audit), from memory.
+        submission = LabelSubmission(case_id, None, author, "simulated")
+        submit_label_array(session.store, submission, truth[case_id], affine_of(case_id), config, version)
     return RoundResult(picks, ranking, session.adapt(adapt))

@@ -24,11 +24,12 @@ from asfda.core.errors import (
 )
 from asfda.data.datastore import Datastore
 from asfda.data.dicomweb.errors import CacheFull, PacsUnavailable
+from asfda.data.label_revisions import RevisionConflict
 from asfda.data.leases import LeaseBook, LeaseConflict
 from asfda.data.writer_lock import lock_datastore
 from asfda.loop import LoopSession, SessionSettings
 from asfda.scoring import prune_signal_cache
-from asfda.worker import routes_annotators, routes_cases, routes_dicomweb, routes_jobs, routes_models
+from asfda.worker import routes_annotators, routes_cases, routes_dicomweb, routes_jobs, routes_models, routes_revisions
 from asfda.worker.auth import BearerTokenMiddleware
 from asfda.worker.context import Worker
 from asfda.worker.heavy import HeavySlots
@@ -49,7 +50,7 @@ STATUS_OF = [
     (UnknownCase, 404),
     (DuplicateCase, 409),
     (ModelNotFound, 404),
-    (LeaseConflict, 409),
+    ((LeaseConflict, RevisionConflict), 409),
     (PacsUnavailable, 503),
     (CacheFull, 507),
     ((CorruptImage, GeometryMismatch, UnknownLabelValues, EmptyLabel), 422),
@@ -58,7 +59,9 @@ STATUS_OF = [
 
 
 # Every route of the worker; each (method, path) has its role in asfda.worker.roles.ROUTE_ROLES.
-ROUTERS = tuple(m.router for m in (routes_models, routes_cases, routes_annotators, routes_dicomweb, routes_jobs))
+ROUTERS = tuple(
+    m.router for m in (routes_models, routes_cases, routes_revisions, routes_annotators, routes_dicomweb, routes_jobs)
+)
 
 
 def _engine_error(_request: Request, exc: AsfdaError) -> JSONResponse:
@@ -133,7 +136,7 @@ def create_app(settings: WorkerSettings) -> FastAPI:
         dependencies=[Depends(require_role)],
     )
     app.state.heavy = HeavySlots(settings.max_heavy_requests)
-    app.state.worker = Worker(settings, store, jobs, runner, LeaseBook(store.root / "asfda.db"))
+    app.state.worker = Worker(settings, store, jobs, runner, LeaseBook(store.root / "asfda.db", root=store.root))
     app.add_exception_handler(AsfdaError, _engine_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(Exception, _unexpected_error)

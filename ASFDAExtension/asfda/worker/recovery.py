@@ -7,6 +7,8 @@ from pathlib import Path
 from typing import List
 
 from asfda.data.datastore import Datastore, LabelTag
+from asfda.data.label_revisions import LabelRevisions
+from asfda.data.label_submit import reconcile_seg_outbox
 from asfda.worker.jobstore import JobStore
 from asfda.worker.processes import is_job_child, kill_tree
 
@@ -27,6 +29,12 @@ def recover(store: Datastore, jobs: JobStore) -> List[str]:
         if job["state"] == "running" and is_job_child(job["pid"], store.root):
             kill_tree(job["pid"])
     store.models.cleanup_staging()
+    finished = LabelRevisions(store.root, store.state.path).recover()
+    if finished:
+        log.warning("recovered: finished replacing the current label of %s", ", ".join(finished))
+    segs = reconcile_seg_outbox(store)
+    if segs:
+        log.warning("recovered: queued the SEG write-back of %s", ", ".join(segs))
     removed = []
     folder = uploads_dir(store)
     folder.mkdir(exist_ok=True)

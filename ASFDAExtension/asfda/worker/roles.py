@@ -38,6 +38,8 @@ ROUTE_ROLES: Dict[Tuple[str, str], Role] = {
     ("POST", CASE + "/lease"): Role.ANNOTATOR,
     ("DELETE", CASE + "/lease"): Role.ANNOTATOR,  # ?force=true needs Role.ADMIN (routes_annotators)
     ("GET", CASE + "/audit"): Role.ANNOTATOR,
+    ("GET", CASE + "/revisions"): Role.ANNOTATOR,
+    ("GET", CASE + "/revisions/{revision}"): Role.ANNOTATOR,
     ("GET", "/dicomweb"): Role.ANNOTATOR,
     ("POST", "/dicomweb/refresh"): Role.ADMIN,
     ("POST", "/dicomweb/retry"): Role.ADMIN,

@@ -5,15 +5,17 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated, Any, Dict, List, Optional, Tuple
 
-from fastapi import APIRouter, BackgroundTasks, HTTPException, Query, Request, Response
+from fastapi import APIRouter, BackgroundTasks, Header, HTTPException, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
 
+from asfda.data.label_submit import LabelSubmission
 from asfda.data.predictions import stored_prediction
 from asfda.io.volumes import NIFTI_SUFFIXES, volume_suffix
 from asfda.worker import routes_dicomweb
 from asfda.worker import worklist as worklist_queries
 from asfda.worker.annotators import request_annotator
+from asfda.worker.conditional import base_revision, client_source, etag
 from asfda.worker.context import Worker, WorkerDep
 from asfda.worker.heavy import HeavySlot
 from asfda.worker.image_export import exported_image
@@ -133,21 +135,38 @@ async def infer(case_id: str, worker: WorkerDep) -> Response:
 
 @router.put(CASE + "/label", response_model=LabelReply, openapi_extra=UPLOAD_BODY)
 async def upload_label(
-    case_id: str, request: Request, worker: WorkerDep, background: BackgroundTasks, _slot: HeavySlot
+    case_id: str,
+    request: Request,
+    response: Response,
+    worker: WorkerDep,
+    background: BackgroundTasks,
+    _slot: HeavySlot,
+    overwrite: Annotated[bool, Query(description="replace the current revision, whichever it is")] = False,
+    if_match: Annotated[Optional[str], Header(description='the revision the label was opened from: "r0002"')] = None,
+    if_none_match: Annotated[Optional[str], Header(description="'*': the case had no label when opened")] = None,
+    x_asfda_client: Annotated[Optional[str], Header(description="e.g. slicer/asfda-module (recorded)")] = None,
 ) -> Dict[str, Any]:
     """Store a clinician label (multipart `file` NIfTI/NRRD; the annotator from their token, the
-    X-Annotator header or form `author`); durable before the reply; ends the submitter's lease."""
+    X-Annotator header or form `author`) as the case's next revision; durable before the reply; ends the
+    submitter's lease. `If-Match: "<revision>"` (or `If-None-Match: *` for a case opened without a label)
+    names what the label was opened from: 409 naming both authors when the case changed since."""
     await run_in_threadpool(worker.case, case_id)  # 400/404 before a byte of the body is read
+    base = base_revision(if_match, if_none_match)
     version, config = worker.require_active()
     path, author = await receive_upload(request, uploads_dir(worker.store))
     try:
-        annotator = request_annotator(request, fallback=author)
-        await run_in_threadpool(worker.leases.check_may_submit, case_id, annotator)
-        reply = await run_in_threadpool(store_label, worker.store, case_id, path, annotator, version, config)
+        submission = LabelSubmission(
+            case_id,
+            path,
+            request_annotator(request, fallback=author),
+            client_source(x_asfda_client),
+            base_revision=base,
+            overwrite=overwrite,
+        )
+        reply = await run_in_threadpool(store_label, worker.leases, worker.store, submission, version, config)
     finally:
         path.unlink(missing_ok=True)
-    detail = {"label_values": reply["label_values"], "prediction": reply["prediction"]}
-    await run_in_threadpool(worker.leases.submitted, case_id, annotator, version, **detail)
-    if await run_in_threadpool(routes_dicomweb.queue_seg, worker, case_id, annotator, version):
+    if reply["seg_queued"]:
         background.add_task(routes_dicomweb.flush_segs, worker)  # after the reply: the label is already safe
+    response.headers["ETag"] = etag(reply["revision"])
     return reply

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List
 
 from fastapi import APIRouter, HTTPException
 from fastapi.concurrency import run_in_threadpool
@@ -40,15 +40,6 @@ def flush_segs(worker: Worker) -> List[Dict[str, Any]]:
         return []
     with _FLUSH_LOCK:
         return flush(worker.store, source, worker.leases)
-
-
-def queue_seg(worker: Worker, case_id: str, annotator: Optional[str], model_version: str) -> bool:
-    """Queue a stored clinician label for write-back; True when the datastore has a PACS."""
-    source = dicomweb_source(worker)
-    if source is None or not source.config.write_seg:
-        return False
-    source.index.queue_seg(case_id, annotator, model_version)
-    return True
 
 
 async def retry_forever(worker: Worker) -> None:

@@ -88,6 +88,7 @@ class ScoreFields(BaseModel):
     stale_reason: Optional[str] = Field(
         None, description="why stale: 'model' (another version scored them) or 'labels' (labels came in since)"
     )
+    revision: Optional[str] = Field(None, description="the current final label's revision (send it in If-Match)")
     leased_by: Optional[str] = Field(None, description="annotator holding the case now, if any")
     lease_expires_at: Optional[str] = None
 
@@ -117,6 +118,10 @@ class LabelReply(BaseModel):
     prediction: Optional[Dict[str, Any]] = Field(
         None, description="the stored prediction the label was corrected from: model_version, created, sha256"
     )
+    revision: str = Field(description="the revision this submit created (also the reply's ETag)")
+    replaced_revision: Optional[str] = Field(None, description="the revision that was current before")
+    source: str = Field(description="upload, cli or slicer")
+    seg_queued: bool = Field(False, description="a DICOM SEG of the label is queued for the PACS")
 
 
 class LeaseReply(BaseModel):
@@ -126,6 +131,20 @@ class LeaseReply(BaseModel):
     expires_at: str
     rank: Optional[int] = None
     status: Optional[CaseStatus] = None
+    revision: Optional[str] = Field(None, description="the case's final label revision when leased (null: none)")
+    revision_author: Optional[str] = None
+    label_changed: bool = Field(False, description="a renewal found another revision than the lease's own")
+
+
+class LabelRevision(BaseModel):
+    case_id: str
+    revision: str
+    author: Optional[str]
+    created: str
+    model_version: Optional[str]
+    source: Literal["upload", "cli", "slicer", "simulated", "adopted"]
+    sha256: str
+    current: bool
 
 
 class AuditEvent(BaseModel):

@@ -6,6 +6,7 @@ import hashlib
 import shutil
 import threading
 import uuid
+from dataclasses import replace
 from pathlib import Path
 from typing import Dict, Optional, Tuple
 
@@ -14,7 +15,8 @@ from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 
 from asfda.data.datastore import Datastore, LabelTag
-from asfda.data.label_files import submit_label_file
+from asfda.data.label_submit import LabelSubmission, submit_label
+from asfda.data.leases import LeaseBook
 from asfda.io.volumes import volume_suffix
 from asfda.models.config import ModelConfig
 
@@ -66,24 +68,12 @@ async def receive_upload(request: Request, folder: Path) -> Tuple[Path, Optional
 
 
 def store_label(
-    store: Datastore, case_id: str, path: Path, author: Optional[str], version: str, config: ModelConfig
+    leases: LeaseBook, store: Datastore, submission: LabelSubmission, version: str, config: ModelConfig
 ) -> Dict:
-    """Validate geometry and values against the image and model, then write atomically (fsynced)."""
-    prediction = prediction_provenance(store, case_id)
+    """Check and store an uploaded label through the one submit path; the reply body."""
+    submission = replace(submission, extra={"prediction": prediction_provenance(store, submission.case_id)})
     with VOLUME_IO_LOCK:  # the checks read the image too
-        record = submit_label_file(
-            store, case_id, path, config, author=author, model_version=version, extra={"prediction": prediction}
-        )
-    values = [v for v in record.extra.get("label_values", []) if v != 0]
-    return {
-        "case_id": record.case_id,
-        "tag": record.tag,
-        "author": record.author,
-        "created": record.created,
-        "model_version": record.model_version,
-        "label_values": values,
-        "prediction": prediction,
-    }
+        return submit_label(store, submission, config, version, leases).reply()
 
 
 def prediction_provenance(store: Datastore, case_id: str) -> Optional[Dict]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Dict, List, Optional, Set
 
 from asfda.data.datastore import Datastore
+from asfda.data.label_revisions import LabelRevisions
 from asfda.data.leases import lease_fields
 from asfda.data.state import ScoreRecord
 
@@ -47,6 +48,10 @@ def _all_scores(store: Datastore) -> List[ScoreRecord]:
     return [record for strategy in strategies for record in store.state.scores(strategy)]
 
 
+def _revision(store: Datastore, case_id: str, revisions: Dict[str, str]) -> Dict[str, Any]:
+    return {"revision": revisions.get(case_id)} if store.case_status(case_id) == "final" else {}
+
+
 def cases(store: Datastore, active: Optional[str], leases: Optional[Dict] = None) -> List[Dict[str, Any]]:
     leases = leases or {}
     every = _all_scores(store)
@@ -55,6 +60,7 @@ def cases(store: Datastore, active: Optional[str], leases: Optional[Dict] = None
         strategy: labelled_since([r for r in every if r.strategy == strategy], final_ids)
         for strategy in {r.strategy for r in every}
     }
+    revisions = LabelRevisions(store.root, store.state.path).current_ids()
     latest: Dict[str, ScoreRecord] = {}
     for record in sorted(every, key=lambda r: r.scored_at):
         latest[record.case_id] = record  # the most recent ranking that scored the case wins
@@ -63,6 +69,7 @@ def cases(store: Datastore, active: Optional[str], leases: Optional[Dict] = None
             "case_id": c,
             "status": store.case_status(c),
             **_score_fields(latest.get(c), active, c in latest and changed[latest[c].strategy]),
+            **_revision(store, c, revisions),
             **lease_fields(leases.get(c)),
         }
         for c in store.case_ids()
@@ -79,6 +86,7 @@ def worklist(
     store: Datastore, active: Optional[str], k: Optional[int], leases: Optional[Dict] = None
 ) -> Dict[str, Any]:
     leases = leases or {}
+    revisions = LabelRevisions(store.root, store.state.path).current_ids()
     strategy = latest_strategy(store)
     records = store.state.scores(strategy) if strategy else []
     labels_changed = labelled_since(records, set(store.labeled_ids()))
@@ -92,6 +100,7 @@ def worklist(
             **_score_fields(r, active, labels_changed),
             # The engine orders the k picks first, so a different budget k takes the first k ranks.
             "selected": r.rank <= k if k is not None else r.selected,
+            **_revision(store, r.case_id, revisions),
             **lease_fields(leases.get(r.case_id)),
         }
         for r in records

@@ -42,6 +42,9 @@ class FakeWorker:
         self.failPaths = set()  # paths answered with HTTP 500
         self.annotatorHeaders = []  # (method, path, X-Annotator as decoded) of every request
         self.leases = {}  # caseId -> annotator
+        self.revisions = {}  # caseId -> (revision, author) of the current label, as the real worker keeps them
+        self.labelHeaders = []  # (If-Match, If-None-Match, X-ASFDA-Client) of every label upload
+        self.revisionsSupported = True  # False: a worker older than label revisions (no fields, no checks)
         self.leasesSupported = True
         rng = np.random.default_rng(0)
         self.image = rng.normal(size=SHAPE).astype(np.float32)
@@ -79,6 +82,7 @@ class FakeWorker:
             "selected": rank == 1,
             "knowledge_source": "pool_mean",
             **({"leased_by": self.leases[caseId], "lease_expires_at": EXPIRES} if caseId in self.leases else {}),
+            **({"revision": self.revisions[caseId][0]} if caseId in self.revisions else {}),
         }
 
     def lease(self, method, path, annotator):
@@ -107,7 +111,26 @@ class FakeWorker:
 
     def grant(self, caseId, annotator):
         self.leases[caseId] = annotator
-        return 200, {"case_id": caseId, "annotator": annotator, "leased_at": "", "expires_at": EXPIRES}, None
+        revision, author = self.revisions.get(caseId, (None, None))
+        reply = {"case_id": caseId, "annotator": annotator, "leased_at": "", "expires_at": EXPIRES}
+        if not self.revisionsSupported:
+            return 200, reply, None
+        return 200, {**reply, "revision": revision, "revision_author": author}, None
+
+    def revisionConflict(self, caseId, annotator, headers):
+        """The real worker's base-revision check (If-Match / If-None-Match); None when the submit may go on."""
+        current = self.revisions.get(caseId)
+        ifMatch, ifNone = headers.get("If-Match"), headers.get("If-None-Match")
+        if ifMatch is not None:
+            opened = ifMatch.strip('"')
+        elif ifNone == "*":
+            opened = ""
+        else:
+            opened = "" if not current else (current[0] if current[1] == annotator else None)
+        if (current[0] if current else "") == opened:
+            return None
+        now = f"revision {current[0]} by {current[1]}" if current else "no label"
+        return f"case {caseId!r} changed since {annotator} opened it from {opened or 'no label'}: it now has {now}"
 
     def newJob(self, kind):
         job = {
@@ -191,6 +214,12 @@ class FakeWorker:
         if method == "POST" and match:
             self.activeVersion = match.group(1)
             return 200, {"active_model_version": self.activeVersion}, None
+        match = re.fullmatch(r"/cases/([^/]+)/revisions/([^/]+)", path)
+        if method == "GET" and match:
+            caseId, revision = match.groups()
+            if self.revisions.get(caseId, (None,))[0] != revision:
+                return 404, {"detail": f"case {caseId!r} has no label revision {revision!r}"}, None
+            return 200, niftiBytes(self.labels[caseId]), {"ETag": f'"{revision}"'}
         match = re.fullmatch(r"/cases/([^/]+)/(image|infer|label)", path)
         if match:
             caseId, what = match.groups()
@@ -199,12 +228,20 @@ class FakeWorker:
             if what == "infer" and method == "POST":
                 return 200, niftiBytes(self.prediction), {"X-Model-Version": self.activeVersion}
             if what == "label" and method == "PUT":
+                self.labelHeaders.append(
+                    (headers.get("If-Match"), headers.get("If-None-Match"), headers.get("X-ASFDA-Client"))
+                )
                 if self.leases.get(caseId, annotator) != annotator:
                     return 409, {"detail": f"case {caseId!r} is leased to {self.leases[caseId]}"}, None
+                conflict = self.revisionsSupported and self.revisionConflict(caseId, annotator, headers)
+                if conflict:
+                    return 409, {"detail": conflict}, None
                 self.leases.pop(caseId, None)
                 self.labels[caseId] = readNifti(self.uploadedFile(body, headers))
+                self.revisions[caseId] = (f"r{int((self.revisions.get(caseId) or ('r0',))[0][1:]) + 1:04d}", annotator)
                 values = sorted(int(v) for v in np.unique(self.labels[caseId]))
-                return 200, {"case_id": caseId, "tag": "final", "label_values": values}, None
+                reply = {"case_id": caseId, "tag": "final", "label_values": values}
+                return 200, {**reply, "revision": self.revisions[caseId][0]}, None
         return 404, {"detail": f"no route {method} {path}"}, None
 
     @staticmethod

@@ -43,6 +43,15 @@ def send_seg(source: DicomwebSource, seg) -> None:
         raise SegRejected("PACS rejected the SEG: it accepted the upload but did not keep the instance")
 
 
+def queue_seg(store, case_id: str, annotator: Optional[str], model_version: Optional[str]) -> bool:
+    """Queue a stored clinician label for write-back; True when the datastore's PACS takes SEGs."""
+    source = store.image_source
+    if not isinstance(source, DicomwebSource) or not source.config.write_seg:
+        return False
+    source.index.queue_seg(case_id, annotator, model_version)
+    return True
+
+
 def flush(store, source: DicomwebSource, leases=None) -> List[Dict]:
     """Send every pending SEG; returns one {"case_id", "ok", "error", "seg_series_uid"} per attempt."""
     from asfda.data.datastore import LabelTag
