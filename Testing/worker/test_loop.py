@@ -55,6 +55,19 @@ def test_full_loop(worker, sample):
     assert adapted["state"] == "succeeded", adapted["error"]
     assert adapted["result"]["version"] == "v0002" and adapted["result"]["activated"] is True
     assert client.get("/info").json()["active_model_version"] == "v0002"
+    # The model first: v0002 is active while its advisory verdict (2 labels) is still to come, in a job of
+    # its own at the lowest priority; it is attached to the version when it arrives.
+    assert adapted["result"]["gate"]["pending"] is True
+    assert next(m for m in client.get("/models").json() if m["version"] == "v0002")["gate_summary"] in (
+        "pending, advisory",
+        "worse, advisory",
+        "not worse, advisory",
+    )
+    verdict = wait_job(client, adapted["result"]["verdict_job_id"])
+    assert verdict["state"] == "succeeded" and verdict["kind"] == "verdict", verdict["error"]
+    gate = next(m for m in client.get("/models").json() if m["version"] == "v0002")["gate"]
+    assert gate["verdict"] in ("worse", "not worse") and not gate["pending"] and gate["folds"] == 2
+    assert client.get("/info").json()["active_model_version"] == "v0002"  # an advisory verdict changes nothing
     models = client.get("/models").json()
     assert [(m["version"], m["active"], m["parent"]) for m in models] == [
         ("v0001", False, None),
@@ -90,8 +103,9 @@ def test_rollback(worker):
     reply = client.post("/models/v0001/activate")
     assert reply.status_code == 200 and reply.json() == {"active_model_version": "v0001"}
     assert client.get("/info").json()["active_model_version"] == "v0001"
-    # Scores came from v0001: back under v0001 they are current again.
-    assert not any(i["stale"] for i in client.get("/worklist").json()["items"])
+    # Scores came from v0001: back under v0001 the model is current again, but two of the ranked cases were
+    # labelled since the ranking, so it stays stale for that reason (its diversity pick did not know them).
+    assert {i["stale_reason"] for i in client.get("/worklist").json()["items"]} == {"labels"}
     assert client.post("/models/v0002/activate").json() == {"active_model_version": "v0002"}
     assert client.post("/models/v0099/activate").status_code == 404
     assert client.post("/models/latest/activate").status_code == 400

@@ -130,6 +130,7 @@ def add_parser(subparsers) -> None:
     speed.set_defaults(func=run_speed)
     add_pool_parser(sub)
     add_e2e_parser(sub)
+    add_activation_parser(sub)
     add_ray_parser(sub)
 
 
@@ -162,6 +163,31 @@ def add_e2e_parser(sub) -> None:
     e2e.add_argument("--device", default="cpu")
     e2e.add_argument("--steps", type=int, default=20, help="fine-tuning steps of the adapt")
     e2e.set_defaults(func=run_e2e)
+
+
+def add_activation_parser(sub) -> None:
+    p = sub.add_parser(
+        "activation",
+        help="time until a new version is active: the model first (verdict after) against the verdict first",
+        description="One datastore, the same labels and recipe, adapted twice through LoopSession.adapt: in the "
+        "product's order and in the old one; prints the time to activation against the published version's training.",
+    )
+    p.add_argument("--out", type=Path, default=Path("bench-results/activation"), help="results folder")
+    p.add_argument("--volumes", type=int, default=40)
+    p.add_argument("--shape", type=int, nargs=3, default=[64, 64, 64], help="volume size (also the patch)")
+    p.add_argument("--labels", type=int, default=4)
+    p.add_argument("--steps", type=int, default=80, help="fine-tuning steps of each training")
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(func=run_activation)
+
+
+def run_activation(args: argparse.Namespace) -> int:
+    from asfda.bench.cost.activation import ActivationSettings, format_activation
+    from asfda.bench.cost.activation import run_activation as run
+
+    settings = ActivationSettings(args.volumes, tuple(args.shape), args.labels, args.steps, args.device)
+    print(format_activation(run(settings, args.out)))
+    return 0
 
 
 def add_ray_parser(sub) -> None:

@@ -156,9 +156,10 @@ class AuditEvent(BaseModel):
 
 
 class GateVerdict(BaseModel):
-    """The validation gate's verdict on a version, as recorded in its metadata at publish."""
+    """The validation gate's verdict on a version, as recorded in its metadata (at publish, or when an advisory
+    verdict computed after the version became active arrives)."""
 
-    verdict: str = Field(description='"not worse", "worse", "unknown" or "not gated"')
+    verdict: str = Field(description='"not worse", "worse", "unknown", "not gated" or "pending" (still computing)')
     binding: bool = Field(description="whether the verdict decided activation (False: advisory, reported only)")
     advisory: bool = Field(description="judged worse, but too few labels to keep it inactive")
     activate: bool
@@ -166,6 +167,9 @@ class GateVerdict(BaseModel):
     candidate_dice: Optional[float] = None
     parent_dice: Optional[float] = None
     reason: str = ""
+    pending: bool = Field(False, description="an advisory verdict still to be computed (a verdict job is queued)")
+    folds: int = 0
+    held_out: List[str] = Field(default_factory=list, description="the labels held out (new to the parent)")
 
 
 class ModelInfo(BaseModel):

@@ -37,7 +37,8 @@ def _timed(command: List[str]) -> float:
     return time.perf_counter() - started
 
 
-def _write_labels(root: Path, count: int) -> List[Path]:
+def write_labels(root: Path, count: int) -> List[Path]:
+    """Labels of the synthetic bodies of the first `count` volumes (written beside the datastore)."""
     import nibabel as nib
 
     paths = []
@@ -63,7 +64,7 @@ def run_e2e(settings: EndToEndSettings, out: Path) -> Dict:
     result: Dict = {"settings": asdict(settings)}
     result["rank_s"] = _timed(["rank", *compute, "--k", str(settings.labels)])
     result["rerank_s"] = _timed(["rank", *compute, "--k", str(settings.labels)])
-    for index, path in enumerate(_write_labels(root, settings.labels)):
+    for index, path in enumerate(write_labels(root, settings.labels)):
         _timed(["label", "submit", *store, f"vol{index:04d}", str(path), "--author", "bench"])
     result["adapt_s"] = _timed(["adapt", *compute, "--steps", str(settings.steps)])
     newest = Datastore(root, create=False).models.versions()[-1]
