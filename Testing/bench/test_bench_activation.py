@@ -1,0 +1,15 @@
+"""`asfda bench activation` runs the product's path in both orders and prints the time to activation."""
+
+from asfda.bench.cost.activation import ActivationSettings, format_activation, run_activation
+
+
+def test_the_model_first_order_is_active_before_its_verdict_and_the_old_order_after(tmp_path):
+    result = run_activation(ActivationSettings(volumes=6, shape=(16, 16, 16), labels=3, steps=2), tmp_path)
+    first, old = result["model first"], result["verdict first"]
+    assert first["activated"] and old["activated"]
+    assert first["verdict_s"] > 0 and old["verdict_s"] == 0  # the verdict came after activation, or before
+    assert first["verdict"] in ("worse", "not worse") and old["verdict"] in ("worse", "not worse")
+    # the old order trained three fold models before the published one; the new order none
+    assert first["active_over_training"] < old["active_over_training"]
+    table = format_activation(result)
+    assert "| model first |" in table and "| verdict first |" in table
