@@ -425,7 +425,8 @@ class ASFDAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 return
             case_lease.checkToken(url, token)
             self.ui.workerStatusLabel.text = _("Connecting to {url}...").format(url=url)
-            self.runInBackground(lambda: self.logic.openConnection(url, token, annotator), self.onConnected,
+            datastore = self.machineSettings().datastorePath
+            self.runInBackground(lambda: self.logic.openConnection(url, token, annotator, datastore), self.onConnected,
                                  _("Failed to connect to the worker."))
 
     def onStartLocalWorker(self):

@@ -6,14 +6,19 @@ A mixin of ``ASFDALogic`` (which provides ``moduleDir()`` and the ``client``, ``
 """
 
 from . import dependencies
+from .case_lease import isLoopbackUrl
 from .client import WorkerClient
 from .launcher import WorkerLauncher
+from .worker_token import localWorkerToken
 from .worklist import Worklist
 
 
 class WorkerConnectionMixin:
     @staticmethod
-    def openConnection(url, token="", annotator=""):
+    def openConnection(url, token="", annotator="", datastore=""):
+        """Connect; to a loopback worker without a typed token, with the chosen datastore's own token."""
+        if not (token or "").strip() and isLoopbackUrl(url) and str(datastore or "").strip() not in ("", "."):
+            token = localWorkerToken(datastore)
         client = WorkerClient(url, token, annotator=annotator)
         return client, client.info()
 
@@ -46,8 +51,10 @@ class WorkerConnectionMixin:
 
     def waitForLocalWorker(self, annotator="", timeoutS=180.0):
         launcher = self.launcher
-        client = WorkerClient(launcher.url, launcher.token, annotator=annotator)
-        launcher.waitUntilHealthy(lambda: client.health(timeout=2.0), timeoutS=timeoutS)
+        probe = WorkerClient(launcher.url, annotator=annotator)
+        launcher.waitUntilHealthy(lambda: probe.health(timeout=2.0), timeoutS=timeoutS)  # /health needs no token
+        # The worker wrote DIR/worker-token before it began to answer: read it now, so a loopback worker is not open.
+        client = WorkerClient(launcher.url, launcher.token or localWorkerToken(launcher.datastore), annotator=annotator)
         return client, launcher.checkServesOurDatastore(client.info())
 
     def stopLocalWorker(self):
