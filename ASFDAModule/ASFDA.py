@@ -19,7 +19,7 @@ from ASFDALib.edits import EditTracker, SegmentationEditWatcher
 from ASFDALib.machine_settings import DEVICES, MachineSettings
 from ASFDALib.poller import CachedPoller, TaskRunner, tickIntervalMs, yieldToBackgroundThreads
 from ASFDALib.worker_connection import WorkerConnectionMixin
-from ASFDALib.worklist import COLUMNS, SORT_KEYS, JobProgress, JobState, Worklist
+from ASFDALib.worklist import COLUMNS, SORT_KEYS, JobProgress, JobState, Worklist, unfinishedJobs
 from slicer.parameterNodeWrapper import WithinRange, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModule,
@@ -430,6 +430,8 @@ class ASFDAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                                  _("Failed to connect to the worker."))
 
     def onStartLocalWorker(self):
+        if not self.confirmReplacingLocalWorker():
+            return
         with slicer.util.tryWithErrorDisplay(_("Failed to start the local worker."), waitCursor=True):
             s, annotator = self.machineSettings(), self.annotator()
             if not annotator or (not s.workerPython and not self.logic.ensureLocalDependencies()):
@@ -439,6 +441,23 @@ class ASFDAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.workerStatusLabel.text = _("Starting local worker (log: {log})...").format(log=launcher.logPath)
             self.runInBackground(lambda: self.logic.waitForLocalWorker(annotator), self.onConnected,
                                  _("The local worker did not start."))
+
+    def confirmReplacingLocalWorker(self):
+        """Starting a worker stops the running one and its jobs: ask first, naming what would stop."""
+        launcher = self.logic.launcher
+        if launcher is None or not launcher.isRunning():
+            return True
+        client, jobsPoller = self.logic.client, self.pollers.get("jobs")
+        if client is not None and client.url == launcher.url and jobsPoller is not None:
+            running = [_("job {job} ({state})").format(job=p.jobId, state=p.describe())
+                       for p in unfinishedJobs(jobsPoller.value)]
+            jobs = _("It is running {jobs}.").format(jobs="; ".join(running)) if running else _("It runs no job.")
+        else:
+            jobs = _("Its jobs are not known here (not connected to it).")
+        return slicer.util.confirmOkCancelDisplay(_(
+            "A local worker is already running at {url} (datastore {datastore}). {jobs} Starting a new worker "
+            "stops it and everything it runs. Stop it and start a new one?").format(
+                url=launcher.url, datastore=launcher.datastore, jobs=jobs))
 
     def onStopLocalWorker(self):
         with slicer.util.tryWithErrorDisplay(_("Failed to stop the local worker."), waitCursor=True):

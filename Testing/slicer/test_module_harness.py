@@ -271,3 +271,52 @@ def test_tick_is_guarded_against_reentry(harness):
     harness.tick()
     assert seen == [1, 2, 3]
     assert harness.slotErrors == []
+
+
+class RunningLauncher:
+    """A local worker that is running (the scripted worker), for the question before replacing it."""
+
+    def __init__(self, url, datastore):
+        self.url, self.datastore, self.stops = url, datastore, 0
+
+    def isRunning(self):
+        return True
+
+    def stop(self):
+        self.stops += 1
+
+
+def test_start_local_worker_asks_before_stopping_the_running_one(harness, worker, monkeypatch):
+    """Issue 20: "Start local worker" while one runs silently stopped it and the adaptation it was running."""
+    from ASFDALib.launcher import WorkerStartError
+
+    harness.enter()
+    harness.connect(worker.url)
+    widget, ui = harness.widget, harness.ui
+    running = RunningLauncher(worker.url, worker.datastore)
+    widget.logic.launcher = running
+    worker.jobs.insert(0, {"job_id": "job-7", "kind": "adapt", "state": "running",
+                           "progress": {"phase": "train", "step": 3, "total": 10}, "result": None, "error": None})
+    widget.pokeAll(force=True)
+    harness.tickUntil(lambda: widget.adaptJobId == "job-7", message="running adapt job seen")
+    ui.workerPythonLineEdit.text = "/opt/python"  # no first-use install in this test
+    ui.datastorePathLineEdit.currentPath = worker.datastore
+    started = []
+
+    def startLocalWorker(*args):
+        started.append(args)
+        widget.logic.stopLocalWorker()
+        raise WorkerStartError("not started in this test")
+
+    monkeypatch.setattr(widget.logic, "startLocalWorker", startLocalWorker)
+    pythonqt.ANSWERS.append(pythonqt.QMessageBox.Cancel)
+    assert ui.startLocalWorkerButton.click()
+    question = harness.dialogs[-1]["text"]
+    assert "already running" in question and "job-7" in question and "adapt running: train 3/10" in question
+    assert started == [] and running.stops == 0 and widget.logic.launcher is running
+    pythonqt.ANSWERS.append(pythonqt.QMessageBox.Ok)
+    assert ui.startLocalWorkerButton.click()
+    assert len(started) == 1 and running.stops == 1
+    assert "not started in this test" in harness.dialogs[-1]["text"]
+    # tryWithErrorDisplay shows the error and re-raises it, as Slicer's does: the only slot error.
+    assert [type(error) for _, error in harness.slotErrors] == [WorkerStartError]
