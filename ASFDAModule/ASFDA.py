@@ -20,6 +20,7 @@ from ASFDALib.machine_settings import DEVICES, MachineSettings
 from ASFDALib.poller import CachedPoller, TaskRunner, tickIntervalMs, yieldToBackgroundThreads
 from ASFDALib.worker_connection import WorkerConnectionMixin
 from ASFDALib.worklist import COLUMNS, SORT_KEYS, JobProgress, JobState, Worklist, unfinishedJobs
+from ASFDALib.worklist_table import CellView, RowView, WorklistTable
 from slicer.parameterNodeWrapper import WithinRange, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModule,
@@ -90,6 +91,7 @@ class ASFDAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.tasks = TaskRunner()
         self.pollers = {}
         self._rendered = {}
+        self._shownModels = None  # (version, active) pairs the combo shows
         self._announced = set()
         self._ticking = False
         self.sortKey, self.sortDescending = "rank", False
@@ -117,6 +119,7 @@ class ASFDAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         table.verticalHeader().visible = False  # the Rank column already numbers the rows
         table.horizontalHeader().sectionClicked.connect(self.onHeaderClicked)
         table.cellDoubleClicked.connect(self.onCaseDoubleClicked)
+        self.worklistTable = WorklistTable(table, qt)
 
         self.ui.connectButton.clicked.connect(self.onConnect)
         self.ui.startLocalWorkerButton.clicked.connect(self.onStartLocalWorker)
@@ -332,30 +335,25 @@ class ASFDAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.activateModelButton.enabled = connected and self.ui.modelVersionComboBox.count > 0
 
     def renderWorklist(self):
-        table = self.ui.worklistTable
         rows = self.logic.worklist.sortedRows(self.sortKey, self.sortDescending)
-        table.setRowCount(len(rows))
         current = self._parameterNode.currentCaseId if self._parameterNode else ""
-        for r, row in enumerate(rows):
-            for c, text in enumerate(row.cells()):
-                item = qt.QTableWidgetItem(text)
-                item.setData(qt.Qt.UserRole, row.caseId)
-                tips = []
-                if row.stale:
-                    tips.append(_("Scored by model {version}, not the active one: rank again").format(
-                        version=row.modelVersion))
-                if c == DKD_COLUMN and row.knowledgeSource:
-                    tips.append(_("DKD knowledge source: {source}").format(source=row.knowledgeSource))
-                if c == HELD_BY_COLUMN and row.leaseExpiresAt:
-                    tips.append(_("Leased until {time}").format(time=row.leaseExpiresAt))
-                if tips:
-                    item.setToolTip("\n".join(tips))
-                if row.caseId == current:
-                    font = item.font()
-                    font.setBold(True)
-                    item.setFont(font)
-                table.setItem(r, c, item)
-        table.resizeColumnsToContents()
+        self.worklistTable.render([self.rowView(row, current) for row in rows])
+
+    @staticmethod
+    def rowView(row, currentCaseId):
+        """What one worklist row shows: texts, tooltips, the open case in bold."""
+        cells = []
+        for c, text in enumerate(row.cells()):
+            tips = []
+            if row.stale:
+                tips.append(_("Scored by model {version}, not the active one: rank again").format(
+                    version=row.modelVersion))
+            if c == DKD_COLUMN and row.knowledgeSource:
+                tips.append(_("DKD knowledge source: {source}").format(source=row.knowledgeSource))
+            if c == HELD_BY_COLUMN and row.leaseExpiresAt:
+                tips.append(_("Leased until {time}").format(time=row.leaseExpiresAt))
+            cells.append(CellView(text, "\n".join(tips), row.caseId == currentCaseId))
+        return RowView(row.caseId, tuple(cells))
 
     def renderJobs(self, jobs):
         if not self._jobsPrimed:
@@ -383,19 +381,20 @@ class ASFDAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 self.onJobFinished(progress)
 
     def renderModels(self, models):
+        versions = tuple((model["version"], bool(model.get("active"))) for model in models)
+        if versions == self._shownModels:
+            return  # an unchanged list leaves the combo alone: an open drop-down and the choice stay
+        self._shownModels = versions
         combo = self.ui.modelVersionComboBox
-        chosen = combo.currentText
+        chosen = combo.currentData
         combo.blockSignals(True)
         combo.clear()
-        active = None
-        for model in models:
-            label = model["version"] + (" (active)" if model.get("active") else "")
-            combo.addItem(label, model["version"])
-            if model.get("active"):
-                active = model["version"]
-        index = combo.findData(chosen.split(" ")[0]) if chosen else -1
+        for version, isActive in versions:
+            combo.addItem(version + (" (active)" if isActive else ""), version)
+        index = combo.findData(chosen) if chosen else -1
         combo.setCurrentIndex(max(index, 0))
         combo.blockSignals(False)
+        active = next((version for version, isActive in versions if isActive), None)
         if active:
             self.logic.worklist.setActiveModelVersion(active)
         self.ui.activeModelLabel.text = _("Active model: {version}").format(version=active or "none")

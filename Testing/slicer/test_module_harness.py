@@ -320,3 +320,54 @@ def test_start_local_worker_asks_before_stopping_the_running_one(harness, worker
     assert "not started in this test" in harness.dialogs[-1]["text"]
     # tryWithErrorDisplay shows the error and re-raises it, as Slicer's does: the only slot error.
     assert [type(error) for _, error in harness.slotErrors] == [WorkerStartError]
+
+
+def pollOnce(harness, *names):
+    """One completed poll of each named poller, rendered."""
+    widget = harness.widget
+    for name in names:
+        poller = widget.pollers[name]
+        generation = poller.generation
+        poller.poke(force=True)
+        poller.wait(5)
+        harness.tickUntil(
+            lambda p=poller, g=generation, n=name: p.generation > g and widget._rendered[n] == p.generation,
+            message=f"{name} poll rendered",
+        )
+
+
+def test_polls_render_only_what_changed(harness, worker, monkeypatch):
+    """Issue 20: the table was rebuilt every 3 s and the model combo every 5 s, changed or not."""
+    clears = []
+    original = pythonqt.QComboBox.clear
+    monkeypatch.setattr(pythonqt.QComboBox, "clear", lambda combo: (clears.append(combo), original(combo))[1])
+    harness.enter()
+    harness.connect(worker.url)
+    pollOnce(harness, "worklist", "models")
+    widget, ui = harness.widget, harness.ui
+    table, combo = ui.worklistTable, ui.modelVersionComboBox
+    table.selectRow(1)  # the clinician's selection, on case-b
+    widthResets, updates, comboClears = table.columnWidthResets, widget.worklistTable.cellUpdates, len(clears)
+    assert widthResets == 1 and comboClears >= 1
+    for _ in range(3):
+        pollOnce(harness, "worklist", "models")
+    assert widget.worklistTable.cellUpdates == updates and len(clears) == comboClears  # nothing changed: nothing done
+    # One case changes (someone leases case-b): one cell of one row, in place; widths and selection stay.
+    worker.leases["case-b"] = "Dr. Bea"
+    pollOnce(harness, "worklist", "models")
+    assert widget.worklistTable.cellUpdates == updates + 1
+    assert table.item(1, harness.module.HELD_BY_COLUMN).text() == "Dr. Bea"
+    assert "Leased until" in table.item(1, harness.module.HELD_BY_COLUMN).toolTip()
+    assert table.columnWidthResets == widthResets and len(clears) == comboClears
+    assert table.selectedItems()[0].data(pythonqt.Qt.UserRole) == "case-b"
+    # A new model version refreshes the combo once, keeping the chosen version.
+    combo.setCurrentIndex(combo.findData("v0001"))
+    worker.models.append("v0002")
+    pollOnce(harness, "models")
+    pollOnce(harness, "models")
+    assert len(clears) == comboClears + 1 and combo.count == 2 and combo.currentData == "v0001"
+    # A re-sort moves rows: the selection follows its case.
+    harness.ui.worklistTable.horizontalHeader().sectionClicked.emit(0)  # rank, now descending
+    assert table.selectedItems()[0].data(pythonqt.Qt.UserRole) == "case-b"
+    assert table.item(0, 1).text() == "case-b"
+    assert harness.slotErrors == []
