@@ -8,12 +8,11 @@ their results on the GUI thread and the GUI is rendered from cached worker state
 import logging
 import os
 import shutil
-import tempfile
 from typing import Annotated
 
 import qt
 import slicer
-from ASFDALib import case_lease, segmentation_io, selftest
+from ASFDALib import case_lease, segmentation_io, selftest, session_folder
 from ASFDALib.case_files import CaseFilesMixin
 from ASFDALib.edits import EditTracker, SegmentationEditWatcher
 from ASFDALib.machine_settings import DEVICES, MachineSettings
@@ -608,7 +607,7 @@ class ASFDAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                                               allowEmpty=True)
             client, caseId = self.logic.client, p.currentCaseId
             self.ui.caseStatusLabel.text = _("Uploading the label of {case}...").format(case=caseId)
-            self.runInBackground(lambda: client.uploadLabel(caseId, path), self.onLabelSubmitted,
+            self.runInBackground(lambda: self.logic.uploadLabel(client, caseId, path), self.onLabelSubmitted,
                                  _("The worker refused the label of {case}.").format(case=caseId))
 
     def onLabelSubmitted(self, reply):
@@ -647,7 +646,8 @@ class ASFDALogic(ScriptedLoadableModuleLogic, WorkerConnectionMixin, CaseFilesMi
         self.info = None
         self.launcher = None
         self.worklist = Worklist()
-        self.workDir = tempfile.mkdtemp(prefix="asfda-slicer-")  # downloads of this session only
+        session_folder.removeStaleSessionFolders()  # downloads a crashed session left behind
+        self.workDir = session_folder.createSessionFolder()  # downloads of this session only
 
     def cleanup(self):
         shutil.rmtree(self.workDir, ignore_errors=True)
@@ -687,10 +687,13 @@ class ASFDALogic(ScriptedLoadableModuleLogic, WorkerConnectionMixin, CaseFilesMi
             for node in (parameterNode.currentSegmentation, parameterNode.currentVolume):
                 segmentation_io.removeNodeWithDisplayNodes(scene, node)
         caseId = files["caseId"]
-        volume = segmentation_io.loadScalarVolume(scene, files["image"], caseId)
-        segmentation = segmentation_io.loadPredictionAsSegmentation(
-            scene, files["prediction"], self.labels, (self.info or {}).get("label_colors"), volume,
-            name=f"{caseId} label")
+        try:
+            volume = segmentation_io.loadScalarVolume(scene, files["image"], caseId)
+            segmentation = segmentation_io.loadPredictionAsSegmentation(
+                scene, files["prediction"], self.labels, (self.info or {}).get("label_colors"), volume,
+                name=f"{caseId} label")
+        finally:
+            self.caseFilesRead(files)
         if parameterNode is not None:
             parameterNode.currentCaseId = caseId
             parameterNode.currentVolume = volume

@@ -1,13 +1,16 @@
 """The logic's file half: download a case, export a label to send, keep a copy of unsubmitted edits.
 
 A mixin of ``ASFDALogic`` (which provides ``workDir``, the session's download folder, and ``labels``, the
-model's label values), kept apart so ASFDA.py stays a thin module file.
+model's label values), kept apart so ASFDA.py stays a thin module file. Each download and each label to
+upload has its own subfolder of ``workDir`` (ASFDALib/session_folder.py), removed once nothing needs it:
+a CT is a few hundred MB.
 """
 
 import os
 import time
 
 from . import segmentation_io
+from .session_folder import newSubfolder, removeSubfolder
 
 
 class CaseFilesMixin:
@@ -21,13 +24,21 @@ class CaseFilesMixin:
 
     def fetchCase(self, client, caseId):
         """Download the image and a fresh prediction of the active model (background thread)."""
-        folder = os.path.join(self.workDir, caseId)
-        os.makedirs(folder, exist_ok=True)
+        folder = newSubfolder(self.workDir, caseId)
         imagePath = os.path.join(folder, "image.nii.gz")
         predictionPath = os.path.join(folder, "prediction.nii.gz")
-        client.downloadImage(caseId, imagePath)
-        version = client.infer(caseId, predictionPath)
-        return {"caseId": caseId, "image": imagePath, "prediction": predictionPath, "modelVersion": version}
+        try:
+            client.downloadImage(caseId, imagePath)
+            version = client.infer(caseId, predictionPath)
+        except Exception:
+            removeSubfolder(self.workDir, folder)  # a half-downloaded CT helps no one
+            raise
+        return {"caseId": caseId, "image": imagePath, "prediction": predictionPath, "modelVersion": version,
+                "folder": folder}
+
+    def caseFilesRead(self, files):
+        """The case is in the scene (its nodes hold the data and have no storage node): drop the downloads."""
+        removeSubfolder(self.workDir, files.get("folder"))
 
     def backupUnsubmittedLabel(self, segmentationNode, volumeNode, caseId):
         """Save unsubmitted edits (even an empty segmentation) with a time stamp; returns the path."""
@@ -38,7 +49,19 @@ class CaseFilesMixin:
         """The label file to submit, on the volume's grid with the model's label values."""
         if not caseId or segmentationNode is None:
             raise ValueError("Load a case before submitting a label")
-        return self._export(segmentationNode, volumeNode, caseId, os.path.join(self.workDir, caseId), allowEmpty)
+        folder = newSubfolder(self.workDir, caseId + "-label")
+        try:
+            return self._export(segmentationNode, volumeNode, caseId, folder, allowEmpty)
+        except Exception:
+            removeSubfolder(self.workDir, folder)
+            raise
+
+    def uploadLabel(self, client, caseId, path):
+        """Send an exported label (background thread); its file goes, sent or not (Submit exports again)."""
+        try:
+            return client.uploadLabel(caseId, path)
+        finally:
+            removeSubfolder(self.workDir, os.path.dirname(path))
 
     def _export(self, segmentationNode, volumeNode, caseId, folder, allowEmpty):
         import slicer

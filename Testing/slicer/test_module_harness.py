@@ -371,3 +371,45 @@ def test_polls_render_only_what_changed(harness, worker, monkeypatch):
     assert table.selectedItems()[0].data(pythonqt.Qt.UserRole) == "case-b"
     assert table.item(0, 1).text() == "case-b"
     assert harness.slotErrors == []
+
+
+def test_downloads_go_once_read_and_stale_sessions_are_swept(harness, worker, tmp_path, monkeypatch):
+    """Issue 20: downloaded CTs piled up in the system temp folder, one per case opened, forever after a crash."""
+    workDir = harness.widget.logic.workDir
+    segmentationNode = loadFirstCase(harness, worker)
+    assert os.listdir(workDir) == []  # the nodes hold the data: the downloaded files are gone
+    paint(segmentationNode, "liver")
+    assert harness.ui.submitLabelButton.click()
+    harness.tickUntil(lambda: "case-a" in worker.labels and not harness.widget.edits.dirty, message="submitted")
+    assert os.listdir(workDir) == []  # the label file went with the upload
+    # A failed download leaves nothing either.
+    worker.failPaths.add("/cases/case-b/infer")
+    harness.widget.loadCase("case-b")
+    harness.tickUntil(lambda: any("case-b" in d["text"] for d in harness.dialogs), message="failed download shown")
+    assert os.listdir(workDir) == []
+    # A session that crashed left its folder: the next session's logic removes it; a running one's stays.
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    os.makedirs(tempfile.tempdir)
+    crashed = os.path.join(tempfile.tempdir, "asfda-slicer-4000000-abcd")
+    os.makedirs(os.path.join(crashed, "case-a-12345678"))
+    running = os.path.join(tempfile.tempdir, f"asfda-slicer-{os.getpid()}-efgh")
+    os.makedirs(running)
+    logic = harness.module.ASFDALogic()
+    try:
+        assert not os.path.exists(crashed) and os.path.isdir(running)
+        assert os.path.dirname(logic.workDir) == tempfile.tempdir
+    finally:
+        logic.cleanup()
+    assert not os.path.exists(logic.workDir)
+
+
+def test_a_dropped_parameter_wrapper_survives_garbage_collection(harness):
+    """Harness: a collection between a scene close and the next parameter write crashed the stand-in (segfault)."""
+    import gc
+
+    slicer.mrmlScene.Clear(False)  # the widget (not entered) drops its wrapper; the node keeps its observer
+    gc.collect()
+    harness.widget.logic.getParameterNode().budgetK = 5  # a ModifiedEvent reaches the dropped wrapper's observer
+    assert harness.widget.logic.getParameterNode().budgetK == 5

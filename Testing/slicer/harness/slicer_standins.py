@@ -307,6 +307,11 @@ class Choice:
 
 
 _NOT_SET = object()
+# Every ModifiedEvent callback a wrapper ever added, held here. VTK's Python objects let the garbage collector
+# see the callables of their observers, so a wrapper the widget dropped (node -> callback -> wrapper -> node)
+# was collected as a cycle while the C++ node still called the freed callback: a segfault whenever a collection
+# happened to run between a scene close and the next parameter write. Slicer keeps such wrappers alive too.
+_OBSERVER_CALLBACKS = []
 
 
 class _Field:
@@ -423,7 +428,9 @@ def parameterNodeWrapper(cls):
 
                 signal.connect(onWidgetChanged)
                 connectors[name] = (write, signal, onWidgetChanged)
-            self.parameterNode.AddObserver(vtk.vtkCommand.ModifiedEvent, lambda caller, event: self._refresh())
+            callback = lambda caller, event: self._refresh()  # noqa: E731
+            _OBSERVER_CALLBACKS.append(callback)
+            self.parameterNode.AddObserver(vtk.vtkCommand.ModifiedEvent, callback)
             return None if SLICER_VERSION[0] < (5, 10) else tag
 
         def disconnectGui(self, tag):
