@@ -84,6 +84,7 @@ class ASFDAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         VTKObservationMixin.__init__(self)
         self.logic = None
         self.timer = None
+        self.effectFactory = None
         self._parameterNode = None
         self._parameterNodeGuiTag = None
         self._guiConnected = False
@@ -136,6 +137,10 @@ class ASFDAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         # segmentation and Submit would send the untouched prediction.
         editor.setSegmentationNodeSelectorVisible(False)
         editor.setSourceVolumeNodeSelectorVisible(False)
+        # Extensions register effects while Slicer starts, possibly after this editor was built: take them in,
+        # as Slicer's own Segment Editor module does.
+        self.effectFactory = slicer.qSlicerSegmentEditorEffectFactory.instance()
+        self.effectFactory.connect("effectRegistered(QString)", self.onEditorEffectRegistered)
         self.setupMachineSettings()
         self.initializeParameterNode()
         # Always ticking: jobs finish while the clinician works in other modules.
@@ -171,9 +176,15 @@ class ASFDAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def saveMachineSettings(self, *unused):
         self.machineSettings().save(qt.QSettings())
 
+    def onEditorEffectRegistered(self, *unused):
+        self.ui.segmentEditorWidget.updateEffectList()
+
     def cleanup(self):
         if self.timer is not None:
             self.timer.stop()
+        if self.effectFactory is not None:
+            self.effectFactory.disconnect("effectRegistered(QString)", self.onEditorEffectRegistered)
+            self.effectFactory = None
         for task in self.giveBack(self.lease.left()):
             task.done.wait(2.0)  # Slicer is closing: a short wait, the lease expires anyway
         self.editWatcher.release()

@@ -413,3 +413,15 @@ def test_a_dropped_parameter_wrapper_survives_garbage_collection(harness):
     gc.collect()
     harness.widget.logic.getParameterNode().budgetK = 5  # a ModifiedEvent reaches the dropped wrapper's observer
     assert harness.widget.logic.getParameterNode().budgetK == 5
+
+
+def test_editor_takes_effects_registered_after_it_was_built(harness):
+    """Issue 20: an extension's effect registered after the module's editor was created never showed in it."""
+    editor, factory = harness.ui.segmentEditorWidget, slicer.qSlicerSegmentEditorEffectFactory.instance()
+    assert "Paint" in editor.availableEffectNames() and "Local threshold" not in editor.availableEffectNames()
+    assert factory.registerEffect(slicer_standins.SegmentEditorEffect("Local threshold"))
+    assert "Local threshold" in editor.availableEffectNames()
+    harness.widget.cleanup()  # no editor update once the module is gone
+    factory.registerEffect(slicer_standins.SegmentEditorEffect("Wrap solidify"))
+    assert "Wrap solidify" not in editor.availableEffectNames()
+    assert factory.effectRegistered.slots == []

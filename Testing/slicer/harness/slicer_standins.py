@@ -59,6 +59,45 @@ class qMRMLWidget(qt.QWidget):
         return self._scene
 
 
+class SegmentEditorEffect:
+    """A registered effect, by name (what the editor's effect buttons show)."""
+
+    def __init__(self, name):
+        self.name = name
+
+
+class qSlicerSegmentEditorEffectFactory(qt.QObject):
+    """The application-wide effect registry: Slicer's core effects first, extensions' effects later.
+
+    As in Slicer, an effect registered after an editor widget was created appears in that editor only if the
+    editor's ``updateEffectList()`` is called (Slicer's Segment Editor module does it on ``effectRegistered``).
+    """
+
+    SIGNALS = ("effectRegistered(QString)",)
+    _instance = None
+    CORE_EFFECTS = ("Paint", "Draw", "Erase", "Level tracing", "Grow from seeds", "Threshold", "Scissors")
+
+    def __init__(self):
+        super().__init__()
+        self._effects = [SegmentEditorEffect(name) for name in self.CORE_EFFECTS]
+
+    @classmethod
+    def instance(cls):
+        if cls._instance is None:
+            cls._instance = cls()
+        return cls._instance
+
+    def registerEffect(self, effect):
+        if any(e.name == effect.name for e in self._effects):
+            return False
+        self._effects.append(effect)
+        self.effectRegistered.emit(effect.name)
+        return True
+
+    def registeredEffects(self):
+        return list(self._effects)
+
+
 class qMRMLSegmentEditorWidget(qMRMLWidget):
     PROPERTIES = ("segmentationNodeSelectorVisible", "sourceVolumeNodeSelectorVisible")
 
@@ -67,6 +106,16 @@ class qMRMLSegmentEditorWidget(qMRMLWidget):
         self._editorNode = self._segmentation = self._source = self._effect = None
         self._selectorVisible = {"segmentation": True, "source": True}
         self.shortcutsInstalled = False
+        self._effectNames = []
+        self.updateEffectList()  # Slicer's widget takes the effects registered so far when it is built
+
+    def updateEffectList(self):
+        known = set(self._effectNames)
+        factory = qSlicerSegmentEditorEffectFactory.instance()
+        self._effectNames += [e.name for e in factory.registeredEffects() if e.name not in known]
+
+    def availableEffectNames(self):
+        return list(self._effectNames)
 
     # properties of the header, readable as attributes in PythonQt
     @property
@@ -472,6 +521,7 @@ def install(slicer, tmpPath):
             "app",
             "qMRMLWidget",
             "qMRMLSegmentEditorWidget",
+            "qSlicerSegmentEditorEffectFactory",
             "i18n",
             "ScriptedLoadableModule",
             "parameterNodeWrapper",
@@ -499,6 +549,8 @@ def install(slicer, tmpPath):
         setattr(slicer, fullName.split(".")[1], module)
     slicer.app = App(tmpPath)
     slicer.qMRMLWidget, slicer.qMRMLSegmentEditorWidget = qMRMLWidget, qMRMLSegmentEditorWidget
+    qSlicerSegmentEditorEffectFactory._instance = None  # a fresh application: only the core effects
+    slicer.qSlicerSegmentEditorEffectFactory = qSlicerSegmentEditorEffectFactory
 
     def uninstall():
         for name, module in savedModules.items():
