@@ -42,6 +42,7 @@ except ImportError:  # Slicer < 5.4
 
 
 PENDING = "pending"  # a job request is in flight; its id is not known yet
+EXIT_BACKUP_KEY = "ASFDA/exitBackup"  # "case\npath" of edits kept when Slicer last closed
 DKD_COLUMN, HELD_BY_COLUMN = COLUMNS.index("DKD"), COLUMNS.index("Held by")
 
 
@@ -85,6 +86,7 @@ class ASFDAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.logic = None
         self.timer = None
         self.effectFactory = None
+        self._quitConnected = False
         self._parameterNode = None
         self._parameterNodeGuiTag = None
         self._guiConnected = False
@@ -143,6 +145,10 @@ class ASFDAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.effectFactory.connect("effectRegistered(QString)", self.onEditorEffectRegistered)
         self.setupMachineSettings()
         self.initializeParameterNode()
+        # Slicer's exit closes no scene: keep unsubmitted edits while the scene and Qt are still whole.
+        slicer.app.aboutToQuit.connect(self.onApplicationAboutToQuit)
+        self._quitConnected = True
+        self.showExitBackupOfLastSession()
         # Always ticking: jobs finish while the clinician works in other modules.
         self.timer = qt.QTimer()
         self.timer.setInterval(tickIntervalMs(False))
@@ -176,12 +182,44 @@ class ASFDAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def saveMachineSettings(self, *unused):
         self.machineSettings().save(qt.QSettings())
 
+    def onApplicationAboutToQuit(self):
+        self.keepEditsAtExit()
+
+    def keepEditsAtExit(self):
+        """Write unsubmitted edits without asking (nothing can stop an exit); the next session names the file."""
+        if not self.edits.mustConfirmLeaving():
+            return None
+        p = self._parameterNode
+        try:
+            backup = self.logic.backupUnsubmittedLabel(p.currentSegmentation, p.currentVolume, p.currentCaseId)
+        except Exception:
+            logging.exception("ASFDA: could not keep the unsubmitted edits of case %s at exit", p.currentCaseId)
+            return None
+        logging.warning("ASFDA: unsubmitted edits of case %s kept in %s", p.currentCaseId, backup)
+        qt.QSettings().setValue(EXIT_BACKUP_KEY, f"{p.currentCaseId}\n{backup}")
+        self.edits.keptCopy()
+        return backup
+
+    def showExitBackupOfLastSession(self):
+        settings = qt.QSettings()
+        if not settings.contains(EXIT_BACKUP_KEY):
+            return
+        caseId, _sep, backup = str(settings.value(EXIT_BACKUP_KEY) or "").partition("\n")
+        settings.remove(EXIT_BACKUP_KEY)
+        if backup:
+            self.ui.caseStatusLabel.text = _("Slicer closed with unsubmitted edits of case {case}; they were kept "
+                                             "in {path}.").format(case=caseId, path=backup)
+
     def onEditorEffectRegistered(self, *unused):
         self.ui.segmentEditorWidget.updateEffectList()
 
     def cleanup(self):
         if self.timer is not None:
             self.timer.stop()
+        if self._quitConnected:
+            slicer.app.aboutToQuit.disconnect(self.onApplicationAboutToQuit)
+            self._quitConnected = False
+        self.keepEditsAtExit()  # when Slicer quits without aboutToQuit reaching us first
         if self.effectFactory is not None:
             self.effectFactory.disconnect("effectRegistered(QString)", self.onEditorEffectRegistered)
             self.effectFactory = None
@@ -703,6 +741,8 @@ class ASFDALogic(ScriptedLoadableModuleLogic, WorkerConnectionMixin, CaseFilesMi
             segmentation = segmentation_io.loadPredictionAsSegmentation(
                 scene, files["prediction"], self.labels, (self.info or {}).get("label_colors"), volume,
                 name=f"{caseId} label")
+            folder = files.get("folder") or self.workDir
+            segmentation_io.markAsStored(scene, segmentation, os.path.join(folder, f"{caseId}.seg.nrrd"))
         finally:
             self.caseFilesRead(files)
         if parameterNode is not None:

@@ -7,6 +7,7 @@ so a clinician may reorder, hide or leave empty segments and the uploaded values
 the model's.
 """
 
+import logging
 import os
 
 import slicer
@@ -75,22 +76,52 @@ def createLabelColorTable(scene, labels, labelColors=None, name="ASFDALabels"):
     return table
 
 
-def _readIntoNode(scene, node, path):
+def _readIntoNode(scene, node, path, keepStorageNode=False):
+    """Read ``path`` into ``node``; with ``keepStorageNode`` the node keeps the storage node that read it.
+
+    Kept, the storage node tells Slicer the node holds what was read (its stored time), so "Save before
+    exit?" does not list it until it changes.
+    """
     storage = slicer.vtkMRMLVolumeArchetypeStorageNode()
     scene.AddNode(storage)
+    kept = False
     try:
         storage.SetFileName(str(path))
         if not storage.ReadData(node):
             raise OSError(f"Could not read volume file {path}")
+        if keepStorageNode:
+            node.SetAndObserveStorageNodeID(storage.GetID())
+            kept = True
     finally:
-        scene.RemoveNode(storage)
+        if not kept:
+            scene.RemoveNode(storage)
     return node
+
+
+def markAsStored(scene, segmentationNode, path):
+    """Write the segmentation once (uncompressed: fast) and keep its storage node.
+
+    A segmentation built by import has no storage node, which Slicer reads as "modified since read": every
+    opened case, edited or not, was listed by "Save before exit?". After this only an edit (or "Show 3D",
+    as for any segmentation in Slicer) lists it.
+    """
+    storage = slicer.vtkMRMLSegmentationStorageNode()
+    scene.AddNode(storage)
+    storage.SetFileName(str(path))
+    storage.SetUseCompression(0)
+    if not storage.WriteData(segmentationNode):
+        # Only the exit prompt's list depends on it: the case stays usable.
+        logging.warning("ASFDA: could not write %s; Slicer will list the case as modified", path)
+        scene.RemoveNode(storage)
+        return False
+    segmentationNode.SetAndObserveStorageNodeID(storage.GetID())
+    return True
 
 
 def loadScalarVolume(scene, path, name):
     node = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", name)
     try:
-        _readIntoNode(scene, node, path)
+        _readIntoNode(scene, node, path, keepStorageNode=True)
     except Exception:
         removeNodeWithDisplayNodes(scene, node)
         raise

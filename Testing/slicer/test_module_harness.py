@@ -425,3 +425,49 @@ def test_editor_takes_effects_registered_after_it_was_built(harness):
     factory.registerEffect(slicer_standins.SegmentEditorEffect("Wrap solidify"))
     assert "Wrap solidify" not in editor.availableEffectNames()
     assert factory.effectRegistered.slots == []
+
+
+def storableNodesModifiedSinceRead(scene):
+    collection = slicer.vtkCollection() if hasattr(slicer, "vtkCollection") else __import__("vtk").vtkCollection()
+    scene.GetStorableNodesModifiedSinceRead(collection)
+    return {collection.GetItemAsObject(i).GetName() for i in range(collection.GetNumberOfItems())}
+
+
+def test_an_unedited_case_is_not_unsaved_data(harness, worker):
+    """Issue 20: with no storage node every opened case, edited or not, was listed by "Save before exit?"."""
+    segmentationNode = loadFirstCase(harness, worker)
+    scene = slicer.mrmlScene
+    volume = harness.widget._parameterNode.currentVolume
+    assert not volume.GetModifiedSinceRead() and not segmentationNode.GetModifiedSinceRead()
+    assert storableNodesModifiedSinceRead(scene) & {"case-a", "case-a label"} == set()
+    paint(segmentationNode, "liver")
+    assert storableNodesModifiedSinceRead(scene) & {"case-a", "case-a label"} == {"case-a label"}
+    # Moving on removes the case with its storage nodes; nothing of it is left to list.
+    pythonqt.ANSWERS.append(pythonqt.QMessageBox.Ok)
+    assert harness.ui.nextCaseButton.click()
+    harness.tickUntil(lambda: harness.widget._parameterNode.currentCaseId == "case-b", message="next case")
+    assert scene.GetNumberOfNodesByClass("vtkMRMLSegmentationStorageNode") == 1
+    assert storableNodesModifiedSinceRead(scene) & {"case-b", "case-b label"} == set()
+
+
+def test_unsubmitted_edits_are_kept_at_application_exit(harness, worker, tmp_path):
+    """Issue 20: Slicer's exit closes no scene, so unsubmitted edits were lost without a copy."""
+    segmentationNode = loadFirstCase(harness, worker)
+    paint(segmentationNode, "liver")
+    dialogsBefore = len(harness.dialogs)
+    slicer.app.quit()  # aboutToQuit: the scene still holds the case
+    backups = list((tmp_path / "scenes").rglob("case-a-label.nii.gz"))
+    assert len(backups) == 1 and len(harness.dialogs) == dialogsBefore  # written, and nothing waits for a click
+    harness.widget.cleanup()  # then Slicer cleans the module up: no second copy
+    assert len(list((tmp_path / "scenes").rglob("case-a-label.nii.gz"))) == 1
+    # The next session says where the edits are, once.
+    harness.widget.showExitBackupOfLastSession()
+    assert str(backups[0]) in harness.ui.caseStatusLabel.text and "case-a" in harness.ui.caseStatusLabel.text
+    assert "ASFDA/exitBackup" not in pythonqt.SETTINGS
+
+
+def test_cleanup_without_about_to_quit_still_keeps_the_edits(harness, worker, tmp_path):
+    segmentationNode = loadFirstCase(harness, worker)
+    paint(segmentationNode, "tumor")
+    harness.widget.cleanup()
+    assert len(list((tmp_path / "scenes").rglob("case-a-label.nii.gz"))) == 1

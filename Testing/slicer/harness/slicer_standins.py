@@ -197,6 +197,12 @@ class App:
         self.defaultScenePath = str(defaultScenePath)
         self._moduleManager = _ModuleManager()
         self.processEventsHook = None
+        # Emitted by the harness's quit(), as Qt does when the event loop ends: after "Save before exit?",
+        # before the module widgets' cleanup(), with the scene still holding every node.
+        self.aboutToQuit = qt.Signal(None, "aboutToQuit()")
+
+    def quit(self):
+        self.aboutToQuit.emit()
 
     def testingEnabled(self):
         return False
