@@ -736,13 +736,15 @@ class ASFDALogic(ScriptedLoadableModuleLogic, WorkerConnectionMixin, CaseFilesMi
             for node in (parameterNode.currentSegmentation, parameterNode.currentVolume):
                 segmentation_io.removeNodeWithDisplayNodes(scene, node)
         caseId = files["caseId"]
+        colors, prepared = (self.info or {}).get("label_colors"), files.get("prepared")
         try:
-            volume = segmentation_io.loadScalarVolume(scene, files["image"], caseId)
+            # Prepared in the background (fetchCase): raw files, values checked, display range known.
+            image, prediction = (prepared.image, prepared.prediction) if prepared else (
+                files["image"], files["prediction"])
+            volume = segmentation_io.loadScalarVolume(scene, image, caseId, prepared.windowLevel if prepared else None)
             segmentation = segmentation_io.loadPredictionAsSegmentation(
-                scene, files["prediction"], self.labels, (self.info or {}).get("label_colors"), volume,
-                name=f"{caseId} label")
-            folder = files.get("folder") or self.workDir
-            segmentation_io.markAsStored(scene, segmentation, os.path.join(folder, f"{caseId}.seg.nrrd"))
+                scene, prediction, self.labels, colors, volume, name=f"{caseId} label", checkValues=prepared is None)
+            segmentation_io.markCaseAsStored(scene, volume, segmentation, files.get("folder") or self.workDir, caseId)
         finally:
             self.caseFilesRead(files)
         if parameterNode is not None:

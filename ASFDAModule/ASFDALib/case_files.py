@@ -9,7 +9,7 @@ a CT is a few hundred MB.
 import os
 import time
 
-from . import segmentation_io
+from . import case_reading, segmentation_io
 from .session_folder import newSubfolder, removeSubfolder
 
 
@@ -30,11 +30,13 @@ class CaseFilesMixin:
         try:
             client.downloadImage(caseId, imagePath)
             version = client.infer(caseId, predictionPath)
+            # Decoded here, off the GUI thread (None without SimpleITK or nibabel: the GUI thread reads them).
+            prepared = case_reading.prepareCase(imagePath, predictionPath, self.labels)
         except Exception:
             removeSubfolder(self.workDir, folder)  # a half-downloaded CT helps no one
             raise
         return {"caseId": caseId, "image": imagePath, "prediction": predictionPath, "modelVersion": version,
-                "folder": folder}
+                "folder": folder, "prepared": prepared}
 
     def caseFilesRead(self, files):
         """The case is in the scene (its nodes hold the data and have no storage node): drop the downloads."""

@@ -98,60 +98,92 @@ def _readIntoNode(scene, node, path, keepStorageNode=False):
     return node
 
 
-def markAsStored(scene, segmentationNode, path):
-    """Write the segmentation once (uncompressed: fast) and keep its storage node.
-
-    A segmentation built by import has no storage node, which Slicer reads as "modified since read": every
-    opened case, edited or not, was listed by "Save before exit?". After this only an edit (or "Show 3D",
-    as for any segmentation in Slicer) lists it.
-    """
-    storage = slicer.vtkMRMLSegmentationStorageNode()
+def _writeAndKeep(scene, node, storage, path):
     scene.AddNode(storage)
     storage.SetFileName(str(path))
     storage.SetUseCompression(0)
-    if not storage.WriteData(segmentationNode):
+    if not storage.WriteData(node):
         # Only the exit prompt's list depends on it: the case stays usable.
-        logging.warning("ASFDA: could not write %s; Slicer will list the case as modified", path)
+        logging.warning("ASFDA: could not write %s; Slicer will list %s as modified", path, node.GetName())
         scene.RemoveNode(storage)
         return False
-    segmentationNode.SetAndObserveStorageNodeID(storage.GetID())
+    node.SetAndObserveStorageNodeID(storage.GetID())
     return True
 
 
-def loadScalarVolume(scene, path, name):
+def markCaseAsStored(scene, volumeNode, segmentationNode, folder, caseId):
+    """Give the case's nodes storage nodes that hold what they show (written once, uncompressed: fast).
+
+    A node without a storage node, or one built from an array, is "modified since read" for Slicer: every
+    opened case, edited or not, was listed by "Save before exit?". After this only an edit (or "Show 3D",
+    as for any segmentation in Slicer) lists it. A volume that kept the storage node that read it is left.
+    """
+    if volumeNode.GetStorageNode() is None or volumeNode.GetModifiedSinceRead():
+        _writeAndKeep(scene, volumeNode, slicer.vtkMRMLVolumeArchetypeStorageNode(),
+                      os.path.join(folder, f"{caseId}.nrrd"))
+    _writeAndKeep(scene, segmentationNode, slicer.vtkMRMLSegmentationStorageNode(),
+                  os.path.join(folder, f"{caseId}.seg.nrrd"))
+
+
+def loadScalarVolume(scene, path, name, windowLevel=None):
+    """A volume node read from ``path`` (keeping its storage node).
+
+    ``windowLevel`` (low, high), computed in the background, spares the GUI thread the automatic window's
+    pass over every voxel (2 s for a 512x512x300 CT on a loaded machine).
+    """
     node = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", name)
     try:
         _readIntoNode(scene, node, path, keepStorageNode=True)
     except Exception:
         removeNodeWithDisplayNodes(scene, node)
         raise
-    node.CreateDefaultDisplayNodes()
+    if windowLevel is None:
+        node.CreateDefaultDisplayNodes()
+        return node
+    display = slicer.vtkMRMLScalarVolumeDisplayNode()
+    display.SetAutoWindowLevel(False)
+    display.SetWindowLevelMinMax(float(windowLevel[0]), float(windowLevel[1]))
+    scene.AddNode(display)
+    display.SetAndObserveColorNodeID("vtkMRMLColorTableNodeGrey")
+    node.SetAndObserveDisplayNodeID(display.GetID())
     return node
 
 
 def loadPredictionAsSegmentation(scene, predictionPath, labels, labelColors=None, referenceVolumeNode=None,
-                                 name="Prediction"):
+                                 name="Prediction", checkValues=True):
     """Turn a prediction labelmap file into a segmentation with one segment per model label.
 
     Labels absent from the prediction still get an empty segment, so the clinician can paint
     structures the model missed without having to name them (and risk a name the model lacks).
+    ``checkValues=False``: the values were checked in the background (case_reading), so the label
+    histogram is not taken again here.
     """
-    logic = slicer.vtkSlicerSegmentationsModuleLogic
-    table = createLabelColorTable(scene, labels, labelColors)
     labelmap = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", scene.GenerateUniqueName("ASFDAImport"))
-    segmentation = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", name)
     try:
         _readIntoNode(scene, labelmap, predictionPath)
         labelmap.CreateDefaultDisplayNodes()
+    except Exception:
+        removeNodeWithDisplayNodes(scene, labelmap)
+        raise
+    return _segmentationFromLabelmap(scene, labelmap, labels, labelColors, referenceVolumeNode, name,
+                                     checkValues=checkValues, source=predictionPath)
+
+
+def _segmentationFromLabelmap(scene, labelmap, labels, labelColors, referenceVolumeNode, name, checkValues, source):
+    """Import ``labelmap`` (then removed) into a new segmentation named after the model's labels."""
+    logic = slicer.vtkSlicerSegmentationsModuleLogic
+    table = createLabelColorTable(scene, labels, labelColors)
+    segmentation = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", name)
+    try:
         labelmap.GetDisplayNode().SetAndObserveColorNodeID(table.GetID())
         segmentation.CreateDefaultDisplayNodes()
         if referenceVolumeNode is not None:
             segmentation.SetReferenceImageGeometryParameterFromVolumeNode(referenceVolumeNode)
-        unknown = _valuesWithoutName(labelmap, table)
+        unknown = _valuesWithoutName(labelmap, table) if checkValues else []
         if unknown:
             raise ValueError(f"Prediction contains label values the model does not declare: {unknown}")
         if not logic.ImportLabelmapToSegmentationNode(labelmap, segmentation):
-            raise RuntimeError(f"Could not import prediction {predictionPath} into a segmentation")
+            raise RuntimeError(f"Could not import {source} into a segmentation")
         present = {segmentation.GetSegmentation().GetNthSegment(i).GetName()
                    for i in range(segmentation.GetSegmentation().GetNumberOfSegments())}
         for labelName, value in foregroundLabels(labels):

@@ -471,3 +471,22 @@ def test_cleanup_without_about_to_quit_still_keeps_the_edits(harness, worker, tm
     paint(segmentationNode, "tumor")
     harness.widget.cleanup()
     assert len(list((tmp_path / "scenes").rglob("case-a-label.nii.gz"))) == 1
+
+
+def test_opening_a_case_decodes_it_off_the_gui_thread(harness, worker, monkeypatch):
+    """Issue 20: a CT was read (4-6 s) and histogrammed (1.7 s) on the GUI thread, freezing Slicer."""
+    import threading
+
+    from ASFDALib import case_reading, segmentation_io
+
+    threads, original = [], case_reading.prepareCase
+    monkeypatch.setattr(case_reading, "prepareCase",
+                        lambda *a, **k: (threads.append(threading.current_thread()), original(*a, **k))[1])
+    monkeypatch.setattr(segmentation_io, "_valuesWithoutName", lambda *a: pytest.fail("histogram on the GUI thread"))
+    segmentationNode = loadFirstCase(harness, worker)
+    assert threads and threading.main_thread() not in threads
+    assert segmentationNode.GetSegmentation().GetNumberOfSegments() == 2
+    volume = harness.widget._parameterNode.currentVolume
+    np.testing.assert_array_equal(slicer.util.arrayFromVolume(volume), worker.image.T)
+    assert not volume.GetDisplayNode().GetAutoWindowLevel()
+    assert harness.slotErrors == []

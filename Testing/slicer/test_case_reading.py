@@ -1,0 +1,96 @@
+"""A case decoded in the background (ASFDALib/case_reading.py) opens exactly as the GUI-thread read did (issue 20)."""
+
+import gzip
+
+import numpy as np
+import pytest
+from ASFDALib import case_reading
+
+nib = pytest.importorskip("nibabel")
+LABELS = {"background": 0, "liver": 1, "tumor": 2}
+
+
+def obliqueAffine():
+    angle = np.deg2rad(20)
+    rotation = np.array([[np.cos(angle), -np.sin(angle), 0], [np.sin(angle), np.cos(angle), 0], [0, 0, 1]])
+    affine = np.eye(4)
+    affine[:3, :3] = rotation @ np.diag([0.7, 0.9, 2.5])
+    affine[:3, 3] = [-120.0, 35.5, 80.25]
+    return affine
+
+
+def writeCase(tmp_path, prediction=None, compressed=True):
+    rng = np.random.default_rng(1)
+    image = rng.integers(-1000, 2000, size=(11, 9, 7), dtype=np.int16)  # nibabel's i, j, k
+    if prediction is None:
+        prediction = np.zeros(image.shape, np.uint8)
+        prediction[2:5, 3:6, 1:4] = 1
+        prediction[8, 7, 5] = 2
+    paths = {}
+    for key, data in (("image", image), ("prediction", prediction)):
+        raw = nib.Nifti1Image(data, obliqueAffine()).to_bytes()
+        path = tmp_path / f"{key}.nii.gz"
+        path.write_bytes(gzip.compress(raw) if compressed else raw)
+        paths[key] = str(path)
+    return paths, image, prediction
+
+
+def ijkToRas(node):
+    import vtk
+
+    matrix = vtk.vtkMatrix4x4()
+    node.GetIJKToRASMatrix(matrix)
+    return np.array([[matrix.GetElement(r, c) for c in range(4)] for r in range(4)])
+
+
+@pytest.mark.parametrize("compressed", [True, False])
+def test_prepared_volumes_read_as_the_downloads_do(mrmlScene, tmp_path, compressed):
+    import slicer
+    from ASFDALib import segmentation_io
+
+    paths, image, prediction = writeCase(tmp_path, compressed=compressed)
+    prepared = case_reading.prepareCase(paths["image"], paths["prediction"], LABELS, reader="nibabel")
+    assert prepared.image.endswith(".nrrd") and prepared.prediction.endswith(".nrrd")
+    if compressed:  # Slicer's own reader of the download, on the GUI thread before
+        before = segmentation_io.loadScalarVolume(mrmlScene, paths["image"], "before")
+    after = segmentation_io.loadScalarVolume(mrmlScene, prepared.image, "after", prepared.windowLevel)
+    np.testing.assert_array_equal(slicer.util.arrayFromVolume(after), image.T)
+    np.testing.assert_allclose(ijkToRas(after), obliqueAffine(), atol=1e-5)
+    if compressed:
+        np.testing.assert_array_equal(slicer.util.arrayFromVolume(before), slicer.util.arrayFromVolume(after))
+        np.testing.assert_allclose(ijkToRas(before), ijkToRas(after), atol=1e-5)
+    display = after.GetDisplayNode()
+    assert not display.GetAutoWindowLevel()
+    assert (display.GetWindowLevelMin(), display.GetWindowLevelMax()) == pytest.approx(prepared.windowLevel)
+    assert not after.GetModifiedSinceRead()
+    segmentation = segmentation_io.loadPredictionAsSegmentation(
+        mrmlScene, prepared.prediction, LABELS, None, after, checkValues=False)
+    names = sorted(segmentation.GetSegmentation().GetNthSegment(i).GetName() for i in range(2))
+    assert names == ["liver", "tumor"]
+    ids = [segmentation.GetSegmentation().GetSegmentIdBySegmentName(n) for n in ("liver", "tumor")]
+    exported = [slicer.util.arrayFromSegmentBinaryLabelmap(segmentation, i, after) for i in ids]
+    assert exported[0].sum() == (prediction == 1).sum() and exported[1].sum() == 1
+
+
+def test_undeclared_prediction_values_are_refused_in_the_background(tmp_path):
+    prediction = np.zeros((11, 9, 7), np.uint8)
+    prediction[1, 1, 1] = 7
+    paths, _, _ = writeCase(tmp_path, prediction=prediction)
+    with pytest.raises(ValueError, match=r"does not declare: \[7\]"):
+        case_reading.prepareCase(paths["image"], paths["prediction"], LABELS, reader="nibabel")
+
+
+def test_label_check_and_display_range():
+    assert case_reading.undeclaredValues(np.array([0, 1, 2, 2], np.uint8), LABELS) == []
+    assert case_reading.undeclaredValues(np.array([0, 3, -1], np.int16), LABELS) == [-1, 3]
+    with pytest.raises(ValueError, match="non-integer"):
+        case_reading.undeclaredValues(np.array([0.5]), LABELS)
+    low, high = case_reading.displayRange(np.arange(-1000, 1000, dtype=np.int16), sample=1)
+    assert -1000 < low < -980 and 980 < high < 1000
+    assert case_reading.displayRange(np.zeros(5, np.int16)) == (0.0, 1.0)
+
+
+def test_no_reader_library_leaves_the_reading_to_slicer(tmp_path, monkeypatch):
+    monkeypatch.setattr(case_reading, "readerAvailable", lambda: None)
+    paths, _, _ = writeCase(tmp_path)
+    assert case_reading.prepareCase(paths["image"], paths["prediction"], LABELS) is None
