@@ -738,12 +738,13 @@ class ASFDALogic(ScriptedLoadableModuleLogic, WorkerConnectionMixin, CaseFilesMi
         caseId = files["caseId"]
         colors, prepared = (self.info or {}).get("label_colors"), files.get("prepared")
         try:
-            # Prepared in the background (fetchCase): raw files, values checked, display range known.
-            image, prediction = (prepared.image, prepared.prediction) if prepared else (
-                files["image"], files["prediction"])
-            volume = segmentation_io.loadScalarVolume(scene, image, caseId, prepared.windowLevel if prepared else None)
-            segmentation = segmentation_io.loadPredictionAsSegmentation(
-                scene, prediction, self.labels, colors, volume, name=f"{caseId} label", checkValues=prepared is None)
+            if prepared is not None:  # decoded in the background (fetchCase): raw files, values checked
+                volume = segmentation_io.loadScalarVolume(scene, prepared.image, caseId, prepared.windowLevel)
+                segmentation = segmentation_io.loadSegmentationFile(scene, prepared.segmentation, f"{caseId} label")
+            else:
+                volume = segmentation_io.loadScalarVolume(scene, files["image"], caseId)
+                segmentation = segmentation_io.loadPredictionAsSegmentation(
+                    scene, files["prediction"], self.labels, colors, volume, name=f"{caseId} label")
             segmentation_io.markCaseAsStored(scene, volume, segmentation, files.get("folder") or self.workDir, caseId)
         finally:
             self.caseFilesRead(files)

@@ -31,7 +31,8 @@ class CaseFilesMixin:
             client.downloadImage(caseId, imagePath)
             version = client.infer(caseId, predictionPath)
             # Decoded here, off the GUI thread (None without SimpleITK or nibabel: the GUI thread reads them).
-            prepared = case_reading.prepareCase(imagePath, predictionPath, self.labels)
+            colors = (self.info or {}).get("label_colors")
+            prepared = case_reading.prepareCase(imagePath, predictionPath, self.labels, colors)
         except Exception:
             removeSubfolder(self.workDir, folder)  # a half-downloaded CT helps no one
             raise

@@ -70,14 +70,13 @@ def openOnce(slicer, files, folder, results):
     from ASFDALib import case_reading, segmentation_io
 
     scene = installScene(slicer)
-    prepared = timed(results, "background: decode, check, raw NRRD", lambda: case_reading.prepareCase(
+    prepared = timed(results, "background: decode, check, raw NRRD + .seg.nrrd", lambda: case_reading.prepareCase(
         files["image"], files["prediction"], LABELS))
     volume = timed(results, "GUI: volume (raw read, known window)", lambda: segmentation_io.loadScalarVolume(
         scene, prepared.image, "case", prepared.windowLevel))
-    segmentation = timed(results, "GUI: segmentation (raw read, import)", lambda: (
-        segmentation_io.loadPredictionAsSegmentation(scene, prepared.prediction, LABELS, None, volume,
-                                                     name="case label", checkValues=False)))
-    timed(results, "GUI: storage node for the segmentation", lambda: segmentation_io.markCaseAsStored(
+    segmentation = timed(results, "GUI: segmentation (raw .seg.nrrd read)", lambda: (
+        segmentation_io.loadSegmentationFile(scene, prepared.segmentation, "case label")))
+    timed(results, "GUI: storage nodes checked (nothing written)", lambda: segmentation_io.markCaseAsStored(
         scene, volume, segmentation, folder, "case"))
     timed(results, "GUI: export label (Submit or backup)", lambda: segmentation_io.exportSegmentationToFile(
         scene, segmentation, volume, LABELS, folder, "case", allowEmpty=True))

@@ -50,7 +50,7 @@ def test_prepared_volumes_read_as_the_downloads_do(mrmlScene, tmp_path, compress
 
     paths, image, prediction = writeCase(tmp_path, compressed=compressed)
     prepared = case_reading.prepareCase(paths["image"], paths["prediction"], LABELS, reader="nibabel")
-    assert prepared.image.endswith(".nrrd") and prepared.prediction.endswith(".nrrd")
+    assert prepared.image.endswith(".nrrd") and prepared.segmentation.endswith(".seg.nrrd")
     if compressed:  # Slicer's own reader of the download, on the GUI thread before
         before = segmentation_io.loadScalarVolume(mrmlScene, paths["image"], "before")
     after = segmentation_io.loadScalarVolume(mrmlScene, prepared.image, "after", prepared.windowLevel)
@@ -63,13 +63,31 @@ def test_prepared_volumes_read_as_the_downloads_do(mrmlScene, tmp_path, compress
     assert not display.GetAutoWindowLevel()
     assert (display.GetWindowLevelMin(), display.GetWindowLevelMax()) == pytest.approx(prepared.windowLevel)
     assert not after.GetModifiedSinceRead()
-    segmentation = segmentation_io.loadPredictionAsSegmentation(
-        mrmlScene, prepared.prediction, LABELS, None, after, checkValues=False)
-    names = sorted(segmentation.GetSegmentation().GetNthSegment(i).GetName() for i in range(2))
-    assert names == ["liver", "tumor"]
-    ids = [segmentation.GetSegmentation().GetSegmentIdBySegmentName(n) for n in ("liver", "tumor")]
-    exported = [slicer.util.arrayFromSegmentBinaryLabelmap(segmentation, i, after) for i in ids]
-    assert exported[0].sum() == (prediction == 1).sum() and exported[1].sum() == 1
+    # The segmentation file holds one segment per model label, each where the prediction has its value,
+    # and exports back to the same values on the image's grid (what Submit sends).
+    segmentation = segmentation_io.loadSegmentationFile(mrmlScene, prepared.segmentation, "label")
+    assert not segmentation.GetModifiedSinceRead()
+    assert segmentation_io.segmentNames(segmentation) == ["liver", "tumor"]
+    exported = segmentation_io.exportSegmentationToLabelmap(mrmlScene, segmentation, after, LABELS)
+    np.testing.assert_array_equal(slicer.util.arrayFromVolume(exported), prediction.T)
+    # As the GUI-thread import of the download does.
+    imported = segmentation_io.loadPredictionAsSegmentation(mrmlScene, paths["prediction"], LABELS, None, after)
+    reexported = segmentation_io.exportSegmentationToLabelmap(mrmlScene, imported, after, LABELS)
+    np.testing.assert_array_equal(slicer.util.arrayFromVolume(reexported), prediction.T)
+
+
+def test_a_label_the_prediction_lacks_is_an_empty_segment(mrmlScene, tmp_path):
+    from ASFDALib import segmentation_io
+
+    labels = dict(LABELS, vessel=3)
+    paths, image, prediction = writeCase(tmp_path)
+    prepared = case_reading.prepareCase(paths["image"], paths["prediction"], labels,
+                                        {"vessel": [0.1, 0.2, 0.3]}, reader="nibabel")
+    segmentation = segmentation_io.loadSegmentationFile(mrmlScene, prepared.segmentation, "label")
+    assert segmentation_io.segmentNames(segmentation) == ["liver", "tumor", "vessel"]
+    vessel = segmentation.GetSegmentation().GetSegment(
+        segmentation.GetSegmentation().GetSegmentIdBySegmentName("vessel"))
+    assert vessel.GetColor() == pytest.approx((0.1, 0.2, 0.3))
 
 
 def test_undeclared_prediction_values_are_refused_in_the_background(tmp_path):
