@@ -7,7 +7,7 @@ A mixin of ``ASFDALogic`` (which provides ``moduleDir()`` and the ``client``, ``
 
 from . import dependencies
 from .case_lease import isLoopbackUrl
-from .client import WorkerClient
+from .client import WorkerClient, WorkerError
 from .launcher import WorkerLauncher
 from .worker_token import localWorkerToken
 from .worklist import Worklist
@@ -17,10 +17,18 @@ class WorkerConnectionMixin:
     @staticmethod
     def openConnection(url, token="", annotator="", datastore=""):
         """Connect; to a loopback worker without a typed token, with the chosen datastore's own token."""
-        if not (token or "").strip() and isLoopbackUrl(url) and str(datastore or "").strip() not in ("", "."):
+        chosen = str(datastore or "").strip() not in ("", ".")
+        fromDatastore = not (token or "").strip() and isLoopbackUrl(url) and chosen
+        if fromDatastore:
             token = localWorkerToken(datastore)
         client = WorkerClient(url, token, annotator=annotator)
-        return client, client.info()
+        try:
+            return client, client.info()
+        except WorkerError as error:
+            if error.status == 401 and fromDatastore:
+                raise WorkerError(f"The worker at {url} refused the token of datastore {datastore}: it serves another "
+                                  "datastore (choose that one), or enter its token", status=401) from None
+            raise
 
     def setConnection(self, client, info):
         self.client, self.info = client, info

@@ -158,6 +158,13 @@ def test_local_worker_is_reached_with_the_datastore_token(tmp_path, fakeEngine):
         # Connect (no token typed) to the loopback worker of the chosen datastore: the same file.
         again, _ = logic.openConnection(logic.launcher.url, "", "Dr. Ada", str(datastore))
         assert again.token == token
+        # The token of another datastore is refused with a reason, not a bare 401.
+        other = tmp_path / "other"
+        other.mkdir()
+        (other / "worker-token").write_text("x" * 43 + "\n")
+        os.chmod(other / "worker-token", 0o600)
+        with pytest.raises(WorkerError, match="serves another datastore"):
+            logic.openConnection(logic.launcher.url, "", "Dr. Ada", str(other))
         os.chmod(datastore / "worker-token", 0o644)
         with pytest.raises(WorkerTokenError, match="chmod 600"):
             logic.openConnection(logic.launcher.url, "", "Dr. Ada", str(datastore))

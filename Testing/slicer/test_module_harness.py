@@ -490,3 +490,16 @@ def test_opening_a_case_decodes_it_off_the_gui_thread(harness, worker, monkeypat
     np.testing.assert_array_equal(slicer.util.arrayFromVolume(volume), worker.image.T)
     assert not volume.GetDisplayNode().GetAutoWindowLevel()
     assert harness.slotErrors == []
+
+
+def test_without_a_reader_library_slicer_reads_the_case_and_it_is_still_unedited(harness, worker, monkeypatch):
+    """The fallback of a Slicer without SimpleITK and nibabel: storage-node reads, the segmentation written once."""
+    from ASFDALib import case_reading
+
+    monkeypatch.setattr(case_reading, "readerAvailable", lambda: None)
+    segmentationNode = loadFirstCase(harness, worker)
+    volume = harness.widget._parameterNode.currentVolume
+    assert segmentationNode.GetSegmentation().GetNumberOfSegments() == 2
+    assert not volume.GetModifiedSinceRead() and not segmentationNode.GetModifiedSinceRead()
+    assert os.listdir(harness.widget.logic.workDir) == []
+    assert harness.slotErrors == []
