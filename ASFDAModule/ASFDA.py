@@ -645,18 +645,19 @@ class ASFDAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             if self.ui.segmentEditorWidget.segmentationNode() is not p.currentSegmentation:
                 raise ValueError(_("The Segment Editor shows another segmentation than case {case}: "
                                    "load the case again").format(case=p.currentCaseId))
+            # A copy of the segments now; the label file is written in the background with the upload.
             try:
-                path = self.logic.exportLabel(p.currentSegmentation, p.currentVolume, p.currentCaseId)
+                label = self.logic.snapshotLabel(p.currentSegmentation, p.currentVolume, p.currentCaseId)
             except segmentation_io.EmptyLabelError:
                 if not slicer.util.confirmOkCancelDisplay(_(
                         "Nothing is painted in case {case}. Submit it as a case without any structure "
                         "(every voxel background)?").format(case=p.currentCaseId)):
                     return
-                path = self.logic.exportLabel(p.currentSegmentation, p.currentVolume, p.currentCaseId,
-                                              allowEmpty=True)
+                label = self.logic.snapshotLabel(p.currentSegmentation, p.currentVolume, p.currentCaseId,
+                                                 allowEmpty=True)
             client, caseId = self.logic.client, p.currentCaseId
             self.ui.caseStatusLabel.text = _("Uploading the label of {case}...").format(case=caseId)
-            self.runInBackground(lambda: self.logic.uploadLabel(client, caseId, path), self.onLabelSubmitted,
+            self.runInBackground(lambda: self.logic.uploadLabel(client, caseId, label), self.onLabelSubmitted,
                                  _("The worker refused the label of {case}.").format(case=caseId))
 
     def onLabelSubmitted(self, reply):

@@ -9,7 +9,7 @@ a CT is a few hundred MB.
 import os
 import time
 
-from . import case_reading, segmentation_io
+from . import case_reading, label_export, segmentation_io
 from .session_folder import newSubfolder, removeSubfolder
 
 
@@ -59,9 +59,35 @@ class CaseFilesMixin:
             removeSubfolder(self.workDir, folder)
             raise
 
-    def uploadLabel(self, client, caseId, path):
-        """Send an exported label (background thread); its file goes, sent or not (Submit exports again)."""
+    def snapshotLabel(self, segmentationNode, volumeNode, caseId, allowEmpty=False):
+        """The label to submit as a ``PendingLabel`` (GUI thread): a quick copy, written later by ``uploadLabel``.
+
+        Segmentations outside the fast path's simple form are exported by Slicer here instead. Raises
+        EmptyLabelError when nothing is painted unless ``allowEmpty``, ValueError for a segment named after no
+        model label.
+        """
+        if not caseId or segmentationNode is None:
+            raise ValueError("Load a case before submitting a label")
+        folder = newSubfolder(self.workDir, caseId + "-label")
         try:
+            try:
+                snapshot = label_export.takeSnapshot(segmentationNode, volumeNode, self.labels)
+            except label_export.SnapshotUnavailable:
+                return label_export.PendingLabel(self._export(segmentationNode, volumeNode, caseId, folder,
+                                                              allowEmpty))
+            if not allowEmpty and label_export.isEmpty(snapshot):
+                raise segmentation_io.EmptyLabelError("The segmentation is empty: nothing is painted")
+        except Exception:
+            removeSubfolder(self.workDir, folder)
+            raise
+        return label_export.PendingLabel(os.path.join(folder, f"{caseId}-label.nrrd"), snapshot)
+
+    def uploadLabel(self, client, caseId, label):
+        """Write (a ``PendingLabel``) and send a label (background thread); its file goes, sent or not."""
+        path = label.path if isinstance(label, label_export.PendingLabel) else label
+        try:
+            if isinstance(label, label_export.PendingLabel):
+                label.finish()
             return client.uploadLabel(caseId, path)
         finally:
             removeSubfolder(self.workDir, os.path.dirname(path))

@@ -99,8 +99,8 @@ def undeclaredValues(voxels, labels):
     return [v for v in range(high + 1) if counts[v] and v not in declared]
 
 
-def writeRawNrrd(volume, path, extraFields=()):
-    """``volume`` as an uncompressed NRRD in LPS space, as Slicer's storage nodes read it."""
+def writeRawNrrd(volume, path, extraFields=(), compress=False):
+    """``volume`` as an NRRD in LPS space, as Slicer's storage nodes read it; raw unless ``compress`` (gzip)."""
     voxels = volume.voxels
     code = voxels.dtype.str.lstrip("<>|=")
     if code not in NRRD_TYPES:
@@ -111,11 +111,15 @@ def writeRawNrrd(volume, path, extraFields=()):
     k, j, i = voxels.shape
     header = (f"NRRD0004\ntype: {NRRD_TYPES[code]}\ndimension: 3\nspace: left-posterior-superior\n"
               f"sizes: {i} {j} {k}\nspace directions: {directions}\nkinds: domain domain domain\n"
-              f"endian: little\nencoding: raw\nspace origin: {origin}\n")
+              f"endian: little\nencoding: {'gzip' if compress else 'raw'}\nspace origin: {origin}\n")
     header += "".join(f"{key}:={value}\n" for key, value in extraFields) + "\n"
+    data = np.ascontiguousarray(voxels, dtype=voxels.dtype.newbyteorder("<"))  # i fastest, as NRRD
     with open(path, "wb") as f:
         f.write(header.encode("ascii"))
-        np.ascontiguousarray(voxels, dtype=voxels.dtype.newbyteorder("<")).tofile(f)  # i fastest, as NRRD
+        if compress:
+            f.write(gzip.compress(data.tobytes(), compresslevel=1))  # a label is mostly zeros: level 1 is plenty
+        else:
+            data.tofile(f)
     return str(path)
 
 

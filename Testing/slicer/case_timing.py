@@ -67,7 +67,7 @@ def timed(results, name, function):
 
 def openOnce(slicer, files, folder, results):
     """One case open and one label export, each step timed; the old open path last, for comparison."""
-    from ASFDALib import case_reading, segmentation_io
+    from ASFDALib import case_reading, label_export, segmentation_io
 
     scene = installScene(slicer)
     prepared = timed(results, "background: decode, check, raw NRRD + .seg.nrrd", lambda: case_reading.prepareCase(
@@ -78,7 +78,11 @@ def openOnce(slicer, files, folder, results):
         segmentation_io.loadSegmentationFile(scene, prepared.segmentation, "case label")))
     timed(results, "GUI: storage nodes checked (nothing written)", lambda: segmentation_io.markCaseAsStored(
         scene, volume, segmentation, folder, "case"))
-    timed(results, "GUI: export label (Submit or backup)", lambda: segmentation_io.exportSegmentationToFile(
+    snapshot = timed(results, "GUI: Submit, copy of the segments", lambda: label_export.takeSnapshot(
+        segmentation, volume, LABELS))
+    timed(results, "background: Submit, compose + gzip NRRD", lambda: label_export.writeLabel(
+        snapshot, os.path.join(folder, "case-label.nrrd")))
+    timed(results, "GUI: backup (Slicer's export + .nii.gz)", lambda: segmentation_io.exportSegmentationToFile(
         scene, segmentation, volume, LABELS, folder, "case", allowEmpty=True))
     timed(results, "GUI, before: volume from .nii.gz", lambda: segmentation_io.loadScalarVolume(
         scene, files["image"], "old"))
