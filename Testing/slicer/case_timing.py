@@ -82,7 +82,10 @@ def openOnce(slicer, files, folder, results):
         segmentation, volume, LABELS))
     timed(results, "background: Submit, compose + gzip NRRD", lambda: label_export.writeLabel(
         snapshot, os.path.join(folder, "case-label.nrrd")))
-    timed(results, "GUI: backup (Slicer's export + .nii.gz)", lambda: segmentation_io.exportSegmentationToFile(
+    timed(results, "GUI: backup (copy, compose, gzip NRRD)", lambda: label_export.PendingLabel(
+        os.path.join(folder, "backup", "case-label.nrrd"), label_export.takeSnapshot(segmentation, volume, LABELS)
+    ).finish())
+    timed(results, "GUI, before: Slicer's export + .nii.gz", lambda: segmentation_io.exportSegmentationToFile(
         scene, segmentation, volume, LABELS, folder, "case", allowEmpty=True))
     timed(results, "GUI, before: volume from .nii.gz", lambda: segmentation_io.loadScalarVolume(
         scene, files["image"], "old"))

@@ -156,7 +156,7 @@ def test_scene_close_informs_and_keeps_a_copy(harness, worker, tmp_path):
     closing = harness.dialogs[-1]
     assert closing["answer"] == pythonqt.QMessageBox.Ok and closing["icon"] == pythonqt.QMessageBox.Warning
     assert "not submitted" in closing["text"]
-    backups = list((tmp_path / "scenes").rglob("case-a-label.nii.gz"))
+    backups = list((tmp_path / "scenes").rglob("case-a-label.*"))
     assert len(backups) == 1 and str(backups[0]) in closing["text"]
     assert not harness.widget.edits.dirty
     # The module is usable again on the new scene.
@@ -456,10 +456,10 @@ def test_unsubmitted_edits_are_kept_at_application_exit(harness, worker, tmp_pat
     paint(segmentationNode, "liver")
     dialogsBefore = len(harness.dialogs)
     slicer.app.quit()  # aboutToQuit: the scene still holds the case
-    backups = list((tmp_path / "scenes").rglob("case-a-label.nii.gz"))
+    backups = list((tmp_path / "scenes").rglob("case-a-label.*"))
     assert len(backups) == 1 and len(harness.dialogs) == dialogsBefore  # written, and nothing waits for a click
     harness.widget.cleanup()  # then Slicer cleans the module up: no second copy
-    assert len(list((tmp_path / "scenes").rglob("case-a-label.nii.gz"))) == 1
+    assert len(list((tmp_path / "scenes").rglob("case-a-label.*"))) == 1
     # The next session says where the edits are, once.
     harness.widget.showExitBackupOfLastSession()
     assert str(backups[0]) in harness.ui.caseStatusLabel.text and "case-a" in harness.ui.caseStatusLabel.text
@@ -470,7 +470,7 @@ def test_cleanup_without_about_to_quit_still_keeps_the_edits(harness, worker, tm
     segmentationNode = loadFirstCase(harness, worker)
     paint(segmentationNode, "tumor")
     harness.widget.cleanup()
-    assert len(list((tmp_path / "scenes").rglob("case-a-label.nii.gz"))) == 1
+    assert len(list((tmp_path / "scenes").rglob("case-a-label.*"))) == 1
 
 
 def test_opening_a_case_decodes_it_off_the_gui_thread(harness, worker, monkeypatch):
