@@ -94,6 +94,29 @@ def openOnce(slicer, files, folder, results):
     scene.Clear(True)
 
 
+def longestStall(files, reader):
+    """The longest the main thread waits for Python's GIL (10 ms ticks) while a thread prepares the case.
+
+    A background read that held the GIL (as VTK's readers do) would freeze Slicer's Python as surely as one on
+    the GUI thread; this shows the decoding lets it run.
+    """
+    import threading
+
+    from ASFDALib import case_reading
+
+    done = threading.Event()
+    worker = threading.Thread(target=lambda: (case_reading.prepareCase(
+        files["image"], files["prediction"], LABELS, reader=reader), done.set()))
+    worker.start()
+    longest, last = 0.0, time.perf_counter()
+    while not done.is_set():
+        time.sleep(0.01)
+        now = time.perf_counter()
+        longest, last = max(longest, now - last), now
+    worker.join()
+    return longest
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shape", type=int, nargs=3, default=(300, 512, 512), metavar=("K", "J", "I"))
@@ -107,11 +130,23 @@ def main(argv=None):
         files = writeCase(folder, tuple(args.shape))
         for _ in range(args.repeat):
             openOnce(slicer, files, folder, results)
+        stalls = {reader: longestStall(files, reader) for reader in ("SimpleITK", "nibabel")
+                  if _importable(reader)}
     shape = "x".join(str(n) for n in reversed(args.shape))
     print(f"case {shape} int16 CT, {len(LABELS) - 1}-label prediction; median of {args.repeat} (s):")
     for name, seconds in results.items():
         print(f"  {name:48s} {statistics.median(seconds):6.2f}")
+    for reader, seconds in stalls.items():
+        print(f"  {'longest GUI-thread stall while ' + reader + ' decodes':48s} {seconds:6.2f}")
     return 0
+
+
+def _importable(name):
+    try:
+        __import__(name)
+    except ImportError:
+        return False
+    return True
 
 
 if __name__ == "__main__":

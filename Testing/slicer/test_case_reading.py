@@ -43,13 +43,26 @@ def ijkToRas(node):
     return np.array([[matrix.GetElement(r, c) for c in range(4)] for r in range(4)])
 
 
+def readers():
+    """Each reader the module may use; SimpleITK (what Slicer ships) only where it is installed."""
+    found = ["nibabel"]
+    try:
+        import SimpleITK  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        found.append("SimpleITK")
+    return found
+
+
+@pytest.mark.parametrize("reader", readers())
 @pytest.mark.parametrize("compressed", [True, False])
-def test_prepared_volumes_read_as_the_downloads_do(mrmlScene, tmp_path, compressed):
+def test_prepared_volumes_read_as_the_downloads_do(mrmlScene, tmp_path, compressed, reader):
     import slicer
     from ASFDALib import segmentation_io
 
     paths, image, prediction = writeCase(tmp_path, compressed=compressed)
-    prepared = case_reading.prepareCase(paths["image"], paths["prediction"], LABELS, reader="nibabel")
+    prepared = case_reading.prepareCase(paths["image"], paths["prediction"], LABELS, reader=reader)
     assert prepared.image.endswith(".nrrd") and prepared.segmentation.endswith(".seg.nrrd")
     if compressed:  # Slicer's own reader of the download, on the GUI thread before
         before = segmentation_io.loadScalarVolume(mrmlScene, paths["image"], "before")
