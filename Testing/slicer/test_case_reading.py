@@ -125,3 +125,10 @@ def test_no_reader_library_leaves_the_reading_to_slicer(tmp_path, monkeypatch):
     monkeypatch.setattr(case_reading, "readerAvailable", lambda: None)
     paths, _, _ = writeCase(tmp_path)
     assert case_reading.prepareCase(paths["image"], paths["prediction"], LABELS) is None
+
+
+def test_segment_extent_is_the_box_around_its_voxels():
+    voxels = np.zeros((4, 5, 6), np.uint8)  # k, j, i
+    voxels[1:3, 2, 3:5] = 2
+    assert case_reading.segmentExtent(voxels, 2) == "3 4 2 2 1 2"
+    assert case_reading.segmentExtent(voxels, 1) == "0 5 0 4 0 3"
