@@ -85,12 +85,13 @@ def openOnce(slicer, files, folder, results):
     timed(results, "GUI: backup (copy, compose, gzip NRRD)", lambda: label_export.PendingLabel(
         os.path.join(folder, "backup", "case-label.nrrd"), label_export.takeSnapshot(segmentation, volume, LABELS)
     ).finish())
-    timed(results, "GUI, before: Slicer's export + .nii.gz", lambda: segmentation_io.exportSegmentationToFile(
-        scene, segmentation, volume, LABELS, folder, "case", allowEmpty=True))
-    timed(results, "GUI, before: volume from .nii.gz", lambda: segmentation_io.loadScalarVolume(
+    oldVolume = timed(results, "GUI, before: volume from .nii.gz", lambda: segmentation_io.loadScalarVolume(
         scene, files["image"], "old"))
-    timed(results, "GUI, before: segmentation (histogram, import)", lambda: (
-        segmentation_io.loadPredictionAsSegmentation(scene, files["prediction"], LABELS, None, volume)))
+    oldSegmentation = timed(results, "GUI, before: segmentation (histogram, import)", lambda: (
+        segmentation_io.loadPredictionAsSegmentation(scene, files["prediction"], LABELS, None, oldVolume)))
+    timed(results, "GUI, before: Submit/backup, Slicer's export + .nii.gz", lambda: (
+        segmentation_io.exportSegmentationToFile(scene, oldSegmentation, oldVolume, LABELS, folder, "case",
+                                                 allowEmpty=True)))
     scene.Clear(True)
 
 
