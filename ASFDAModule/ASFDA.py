@@ -8,19 +8,19 @@ their results on the GUI thread and the GUI is rendered from cached worker state
 import logging
 import os
 import shutil
-import tempfile
 from typing import Annotated
 
 import qt
 import slicer
-from ASFDALib import case_lease, segmentation_io, selftest
+from ASFDALib import case_lease, segmentation_io, selftest, session_folder
 from ASFDALib.case_files import CaseFilesMixin
 from ASFDALib.edits import EditTracker, SegmentationEditWatcher
 from ASFDALib.machine_settings import DEVICES, MachineSettings
 from ASFDALib.model_versions import versionLabel
 from ASFDALib.poller import CachedPoller, TaskRunner, tickIntervalMs, yieldToBackgroundThreads
 from ASFDALib.worker_connection import WorkerConnectionMixin
-from ASFDALib.worklist import COLUMNS, SORT_KEYS, JobProgress, JobState, Worklist
+from ASFDALib.worklist import COLUMNS, SORT_KEYS, JobProgress, JobState, Worklist, unfinishedJobs
+from ASFDALib.worklist_table import CellView, RowView, WorklistTable
 from slicer.parameterNodeWrapper import WithinRange, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModule,
@@ -43,6 +43,7 @@ except ImportError:  # Slicer < 5.4
 
 
 PENDING = "pending"  # a job request is in flight; its id is not known yet
+EXIT_BACKUP_KEY = "ASFDA/exitBackup"  # "case\npath" of edits kept when Slicer last closed
 DKD_COLUMN, HELD_BY_COLUMN = COLUMNS.index("DKD"), COLUMNS.index("Held by")
 
 
@@ -85,12 +86,15 @@ class ASFDAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         VTKObservationMixin.__init__(self)
         self.logic = None
         self.timer = None
+        self.effectFactory = None
+        self._quitConnected = False
         self._parameterNode = None
         self._parameterNodeGuiTag = None
         self._guiConnected = False
         self.tasks = TaskRunner()
         self.pollers = {}
         self._rendered = {}
+        self._shownModels = None  # (version, active) pairs the combo shows
         self._announced = set()
         self._ticking = False
         self.sortKey, self.sortDescending = "rank", False
@@ -118,6 +122,7 @@ class ASFDAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         table.verticalHeader().visible = False  # the Rank column already numbers the rows
         table.horizontalHeader().sectionClicked.connect(self.onHeaderClicked)
         table.cellDoubleClicked.connect(self.onCaseDoubleClicked)
+        self.worklistTable = WorklistTable(table, qt)
 
         self.ui.connectButton.clicked.connect(self.onConnect)
         self.ui.startLocalWorkerButton.clicked.connect(self.onStartLocalWorker)
@@ -135,8 +140,16 @@ class ASFDAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         # segmentation and Submit would send the untouched prediction.
         editor.setSegmentationNodeSelectorVisible(False)
         editor.setSourceVolumeNodeSelectorVisible(False)
+        # Extensions register effects while Slicer starts, possibly after this editor was built: take them in,
+        # as Slicer's own Segment Editor module does.
+        self.effectFactory = slicer.qSlicerSegmentEditorEffectFactory.instance()
+        self.effectFactory.connect("effectRegistered(QString)", self.onEditorEffectRegistered)
         self.setupMachineSettings()
         self.initializeParameterNode()
+        # Slicer's exit closes no scene: keep unsubmitted edits while the scene and Qt are still whole.
+        slicer.app.aboutToQuit.connect(self.onApplicationAboutToQuit)
+        self._quitConnected = True
+        self.showExitBackupOfLastSession()
         # Always ticking: jobs finish while the clinician works in other modules.
         self.timer = qt.QTimer()
         self.timer.setInterval(tickIntervalMs(False))
@@ -170,9 +183,47 @@ class ASFDAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def saveMachineSettings(self, *unused):
         self.machineSettings().save(qt.QSettings())
 
+    def onApplicationAboutToQuit(self):
+        self.keepEditsAtExit()
+
+    def keepEditsAtExit(self):
+        """Write unsubmitted edits without asking (nothing can stop an exit); the next session names the file."""
+        if not self.edits.mustConfirmLeaving():
+            return None
+        p = self._parameterNode
+        try:
+            backup = self.logic.backupUnsubmittedLabel(p.currentSegmentation, p.currentVolume, p.currentCaseId)
+        except Exception:
+            logging.exception("ASFDA: could not keep the unsubmitted edits of case %s at exit", p.currentCaseId)
+            return None
+        logging.warning("ASFDA: unsubmitted edits of case %s kept in %s", p.currentCaseId, backup)
+        qt.QSettings().setValue(EXIT_BACKUP_KEY, f"{p.currentCaseId}\n{backup}")
+        self.edits.keptCopy()
+        return backup
+
+    def showExitBackupOfLastSession(self):
+        settings = qt.QSettings()
+        if not settings.contains(EXIT_BACKUP_KEY):
+            return
+        caseId, _sep, backup = str(settings.value(EXIT_BACKUP_KEY) or "").partition("\n")
+        settings.remove(EXIT_BACKUP_KEY)
+        if backup:
+            self.ui.caseStatusLabel.text = _("Slicer closed with unsubmitted edits of case {case}; they were kept "
+                                             "in {path}.").format(case=caseId, path=backup)
+
+    def onEditorEffectRegistered(self, *unused):
+        self.ui.segmentEditorWidget.updateEffectList()
+
     def cleanup(self):
         if self.timer is not None:
             self.timer.stop()
+        if self._quitConnected:
+            slicer.app.aboutToQuit.disconnect(self.onApplicationAboutToQuit)
+            self._quitConnected = False
+        self.keepEditsAtExit()  # when Slicer quits without aboutToQuit reaching us first
+        if self.effectFactory is not None:
+            self.effectFactory.disconnect("effectRegistered(QString)", self.onEditorEffectRegistered)
+            self.effectFactory = None
         for task in self.giveBack(self.lease.left()):
             task.done.wait(2.0)  # Slicer is closing: a short wait, the lease expires anyway
         self.editWatcher.release()
@@ -337,32 +388,27 @@ class ASFDAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.activateModelButton.enabled = connected and self.ui.modelVersionComboBox.count > 0
 
     def renderWorklist(self):
-        table = self.ui.worklistTable
         rows = self.logic.worklist.sortedRows(self.sortKey, self.sortDescending)
-        table.setRowCount(len(rows))
         current = self._parameterNode.currentCaseId if self._parameterNode else ""
-        for r, row in enumerate(rows):
-            for c, text in enumerate(row.cells()):
-                item = qt.QTableWidgetItem(text)
-                item.setData(qt.Qt.UserRole, row.caseId)
-                tips = []
-                if row.stale and row.staleReason == "labels":
-                    tips.append(_("Labels came in since this ranking: rank again"))
-                elif row.stale:
-                    tips.append(_("Scored by model {version}, not the active one: rank again").format(
-                        version=row.modelVersion))
-                if c == DKD_COLUMN and row.knowledgeSource:
-                    tips.append(_("DKD knowledge source: {source}").format(source=row.knowledgeSource))
-                if c == HELD_BY_COLUMN and row.leaseExpiresAt:
-                    tips.append(_("Leased until {time}").format(time=row.leaseExpiresAt))
-                if tips:
-                    item.setToolTip("\n".join(tips))
-                if row.caseId == current:
-                    font = item.font()
-                    font.setBold(True)
-                    item.setFont(font)
-                table.setItem(r, c, item)
-        table.resizeColumnsToContents()
+        self.worklistTable.render([self.rowView(row, current) for row in rows])
+
+    @staticmethod
+    def rowView(row, currentCaseId):
+        """What one worklist row shows: texts, tooltips, the open case in bold."""
+        cells = []
+        for c, text in enumerate(row.cells()):
+            tips = []
+            if row.stale and row.staleReason == "labels":
+                tips.append(_("Labels came in since this ranking: rank again"))
+            elif row.stale:
+                tips.append(_("Scored by model {version}, not the active one: rank again").format(
+                    version=row.modelVersion))
+            if c == DKD_COLUMN and row.knowledgeSource:
+                tips.append(_("DKD knowledge source: {source}").format(source=row.knowledgeSource))
+            if c == HELD_BY_COLUMN and row.leaseExpiresAt:
+                tips.append(_("Leased until {time}").format(time=row.leaseExpiresAt))
+            cells.append(CellView(text, "\n".join(tips), row.caseId == currentCaseId))
+        return RowView(row.caseId, tuple(cells))
 
     def renderJobs(self, jobs):
         if not self._jobsPrimed:
@@ -390,18 +436,20 @@ class ASFDAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 self.onJobFinished(progress)
 
     def renderModels(self, models):
+        versions = tuple((model["version"], versionLabel(model), bool(model.get("active"))) for model in models)
+        if versions == self._shownModels:
+            return  # an unchanged list leaves the combo alone: an open drop-down and the choice stay
+        self._shownModels = versions
         combo = self.ui.modelVersionComboBox
-        chosen = combo.currentText
+        chosen = combo.currentData
         combo.blockSignals(True)
         combo.clear()
-        active = None
-        for model in models:
-            combo.addItem(versionLabel(model), model["version"])
-            if model.get("active"):
-                active = model["version"]
-        index = combo.findData(chosen.split(" ")[0]) if chosen else -1
+        for version, label, _isActive in versions:
+            combo.addItem(label, version)
+        index = combo.findData(chosen) if chosen else -1
         combo.setCurrentIndex(max(index, 0))
         combo.blockSignals(False)
+        active = next((version for version, _label, isActive in versions if isActive), None)
         if active:
             self.logic.worklist.setActiveModelVersion(active)
         self.ui.activeModelLabel.text = _("Active model: {version}").format(version=active or "none")
@@ -431,10 +479,13 @@ class ASFDAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 return
             case_lease.checkToken(url, token)
             self.ui.workerStatusLabel.text = _("Connecting to {url}...").format(url=url)
-            self.runInBackground(lambda: self.logic.openConnection(url, token, annotator), self.onConnected,
+            datastore = self.machineSettings().datastorePath
+            self.runInBackground(lambda: self.logic.openConnection(url, token, annotator, datastore), self.onConnected,
                                  _("Failed to connect to the worker."))
 
     def onStartLocalWorker(self):
+        if not self.confirmReplacingLocalWorker():
+            return
         with slicer.util.tryWithErrorDisplay(_("Failed to start the local worker."), waitCursor=True):
             s, annotator = self.machineSettings(), self.annotator()
             if not annotator or (not s.workerPython and not self.logic.ensureLocalDependencies()):
@@ -444,6 +495,23 @@ class ASFDAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.workerStatusLabel.text = _("Starting local worker (log: {log})...").format(log=launcher.logPath)
             self.runInBackground(lambda: self.logic.waitForLocalWorker(annotator), self.onConnected,
                                  _("The local worker did not start."))
+
+    def confirmReplacingLocalWorker(self):
+        """Starting a worker stops the running one and its jobs: ask first, naming what would stop."""
+        launcher = self.logic.launcher
+        if launcher is None or not launcher.isRunning():
+            return True
+        client, jobsPoller = self.logic.client, self.pollers.get("jobs")
+        if client is not None and client.url == launcher.url and jobsPoller is not None:
+            running = [_("job {job} ({state})").format(job=p.jobId, state=p.describe())
+                       for p in unfinishedJobs(jobsPoller.value)]
+            jobs = _("It is running {jobs}.").format(jobs="; ".join(running)) if running else _("It runs no job.")
+        else:
+            jobs = _("Its jobs are not known here (not connected to it).")
+        return slicer.util.confirmOkCancelDisplay(_(
+            "A local worker is already running at {url} (datastore {datastore}). {jobs} Starting a new worker "
+            "stops it and everything it runs. Stop it and start a new one?").format(
+                url=launcher.url, datastore=launcher.datastore, jobs=jobs))
 
     def onStopLocalWorker(self):
         with slicer.util.tryWithErrorDisplay(_("Failed to stop the local worker."), waitCursor=True):
@@ -590,18 +658,20 @@ class ASFDAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             if self.ui.segmentEditorWidget.segmentationNode() is not p.currentSegmentation:
                 raise ValueError(_("The Segment Editor shows another segmentation than case {case}: "
                                    "load the case again").format(case=p.currentCaseId))
+            # A copy of the segments now; the label file is written in the background with the upload.
             try:
-                path = self.logic.exportLabel(p.currentSegmentation, p.currentVolume, p.currentCaseId)
+                label = self.logic.snapshotLabel(p.currentSegmentation, p.currentVolume, p.currentCaseId)
             except segmentation_io.EmptyLabelError:
                 if not slicer.util.confirmOkCancelDisplay(_(
                         "Nothing is painted in case {case}. Submit it as a case without any structure "
                         "(every voxel background)?").format(case=p.currentCaseId)):
                     return
-                path = self.logic.exportLabel(p.currentSegmentation, p.currentVolume, p.currentCaseId,
-                                              allowEmpty=True)
+                label = self.logic.snapshotLabel(p.currentSegmentation, p.currentVolume, p.currentCaseId,
+                                                 allowEmpty=True)
             client, caseId = self.logic.client, p.currentCaseId
             self.ui.caseStatusLabel.text = _("Uploading the label of {case}...").format(case=caseId)
-            self.runInBackground(lambda: self.lease.submit(client, caseId, path), self.onLabelSubmitted,
+            self.runInBackground(lambda: self.logic.uploadLabel(client, caseId, label, send=self.lease.submit),
+                                 self.onLabelSubmitted,
                                  _("The worker refused the label of {case}.").format(case=caseId))
 
     def onLabelSubmitted(self, reply):
@@ -640,7 +710,8 @@ class ASFDALogic(ScriptedLoadableModuleLogic, WorkerConnectionMixin, CaseFilesMi
         self.info = None
         self.launcher = None
         self.worklist = Worklist()
-        self.workDir = tempfile.mkdtemp(prefix="asfda-slicer-")  # downloads of this session only
+        session_folder.removeStaleSessionFolders()  # downloads a crashed session left behind
+        self.workDir = session_folder.createSessionFolder()  # downloads of this session only
 
     def cleanup(self):
         shutil.rmtree(self.workDir, ignore_errors=True)
@@ -680,10 +751,18 @@ class ASFDALogic(ScriptedLoadableModuleLogic, WorkerConnectionMixin, CaseFilesMi
             for node in (parameterNode.currentSegmentation, parameterNode.currentVolume):
                 segmentation_io.removeNodeWithDisplayNodes(scene, node)
         caseId = files["caseId"]
-        volume = segmentation_io.loadScalarVolume(scene, files["image"], caseId)
-        segmentation = segmentation_io.loadPredictionAsSegmentation(
-            scene, files["prediction"], self.labels, (self.info or {}).get("label_colors"), volume,
-            name=f"{caseId} label")
+        colors, prepared = (self.info or {}).get("label_colors"), files.get("prepared")
+        try:
+            if prepared is not None:  # decoded in the background (fetchCase): raw files, values checked
+                volume = segmentation_io.loadScalarVolume(scene, prepared.image, caseId, prepared.windowLevel)
+                segmentation = segmentation_io.loadSegmentationFile(scene, prepared.segmentation, f"{caseId} label")
+            else:
+                volume = segmentation_io.loadScalarVolume(scene, files["image"], caseId)
+                segmentation = segmentation_io.loadPredictionAsSegmentation(
+                    scene, files["prediction"], self.labels, colors, volume, name=f"{caseId} label")
+            segmentation_io.markCaseAsStored(scene, volume, segmentation, files.get("folder") or self.workDir, caseId)
+        finally:
+            self.caseFilesRead(files)
         if parameterNode is not None:
             parameterNode.currentCaseId = caseId
             parameterNode.currentVolume = volume

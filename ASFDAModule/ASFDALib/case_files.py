@@ -1,13 +1,16 @@
 """The logic's file half: download a case, export a label to send, keep a copy of unsubmitted edits.
 
 A mixin of ``ASFDALogic`` (which provides ``workDir``, the session's download folder, and ``labels``, the
-model's label values), kept apart so ASFDA.py stays a thin module file.
+model's label values), kept apart so ASFDA.py stays a thin module file. Each download and each label to
+upload has its own subfolder of ``workDir`` (ASFDALib/session_folder.py), removed once nothing needs it:
+a CT is a few hundred MB.
 """
 
 import os
 import time
 
-from . import segmentation_io
+from . import case_reading, label_export, segmentation_io
+from .session_folder import newSubfolder, removeSubfolder
 
 
 class CaseFilesMixin:
@@ -22,28 +25,90 @@ class CaseFilesMixin:
     def fetchCase(self, client, caseId, revision=None):
         """Download the image and what the clinician corrects (background thread): the case's current label
         when it has one (``revision``, as the lease reported it), else a fresh prediction of the active model.
-        Correcting the current label is what a submit naming that revision means."""
-        folder = os.path.join(self.workDir, caseId)
-        os.makedirs(folder, exist_ok=True)
+        Correcting the current label is what a submit naming that revision means. Both are decoded here, off
+        the GUI thread (``prepared`` is None without SimpleITK or nibabel: the GUI thread reads them)."""
+        folder = newSubfolder(self.workDir, caseId)
         imagePath = os.path.join(folder, "image.nii.gz")
         predictionPath = os.path.join(folder, "prediction.nii.gz")
-        client.downloadImage(caseId, imagePath)
-        if revision:
-            client.downloadRevision(caseId, revision, predictionPath)
-            return {"caseId": caseId, "image": imagePath, "prediction": predictionPath, "revision": revision}
-        version = client.infer(caseId, predictionPath)
-        return {"caseId": caseId, "image": imagePath, "prediction": predictionPath, "modelVersion": version}
+        try:
+            client.downloadImage(caseId, imagePath)
+            if revision:
+                client.downloadRevision(caseId, revision, predictionPath)
+                source = {"revision": revision}
+            else:
+                source = {"modelVersion": client.infer(caseId, predictionPath)}
+            colors = (self.info or {}).get("label_colors")
+            prepared = case_reading.prepareCase(imagePath, predictionPath, self.labels, colors)
+        except Exception:
+            removeSubfolder(self.workDir, folder)  # a half-downloaded CT helps no one
+            raise
+        return {"caseId": caseId, "image": imagePath, "prediction": predictionPath, **source,
+                "folder": folder, "prepared": prepared}
+
+    def caseFilesRead(self, files):
+        """The case is in the scene (its nodes hold the data and have no storage node): drop the downloads."""
+        removeSubfolder(self.workDir, files.get("folder"))
 
     def backupUnsubmittedLabel(self, segmentationNode, volumeNode, caseId):
-        """Save unsubmitted edits (even an empty segmentation) with a time stamp; returns the path."""
+        """Save unsubmitted edits (even an empty segmentation) with a time stamp; returns the path.
+
+        On the GUI thread (the question that follows names the file, and at exit nothing waits for a thread),
+        through the fast copy when it applies: about 0.5 s for a 512x512x300 case against 2 s for Slicer's
+        export.
+        """
         folder = os.path.join(self.unsubmittedFolder(), caseId + "-" + time.strftime("%Y%m%d-%H%M%S"))
-        return self._export(segmentationNode, volumeNode, caseId, folder, allowEmpty=True)
+        try:
+            snapshot = label_export.takeSnapshot(segmentationNode, volumeNode, self.labels)
+        except label_export.SnapshotUnavailable:
+            return self._export(segmentationNode, volumeNode, caseId, folder, allowEmpty=True)
+        return label_export.PendingLabel(os.path.join(folder, f"{caseId}-label.nrrd"), snapshot).finish()
 
     def exportLabel(self, segmentationNode, volumeNode, caseId, allowEmpty=False):
         """The label file to submit, on the volume's grid with the model's label values."""
         if not caseId or segmentationNode is None:
             raise ValueError("Load a case before submitting a label")
-        return self._export(segmentationNode, volumeNode, caseId, os.path.join(self.workDir, caseId), allowEmpty)
+        folder = newSubfolder(self.workDir, caseId + "-label")
+        try:
+            return self._export(segmentationNode, volumeNode, caseId, folder, allowEmpty)
+        except Exception:
+            removeSubfolder(self.workDir, folder)
+            raise
+
+    def snapshotLabel(self, segmentationNode, volumeNode, caseId, allowEmpty=False):
+        """The label to submit as a ``PendingLabel`` (GUI thread): a quick copy, written later by ``uploadLabel``.
+
+        Segmentations outside the fast path's simple form are exported by Slicer here instead. Raises
+        EmptyLabelError when nothing is painted unless ``allowEmpty``, ValueError for a segment named after no
+        model label.
+        """
+        if not caseId or segmentationNode is None:
+            raise ValueError("Load a case before submitting a label")
+        folder = newSubfolder(self.workDir, caseId + "-label")
+        try:
+            try:
+                snapshot = label_export.takeSnapshot(segmentationNode, volumeNode, self.labels)
+            except label_export.SnapshotUnavailable:
+                return label_export.PendingLabel(self._export(segmentationNode, volumeNode, caseId, folder,
+                                                              allowEmpty))
+            if not allowEmpty and label_export.isEmpty(snapshot):
+                raise segmentation_io.EmptyLabelError("The segmentation is empty: nothing is painted")
+        except Exception:
+            removeSubfolder(self.workDir, folder)
+            raise
+        return label_export.PendingLabel(os.path.join(folder, f"{caseId}-label.nrrd"), snapshot)
+
+    def uploadLabel(self, client, caseId, label, send=None):
+        """Write (a ``PendingLabel``) and send a label (background thread); its file goes, sent or not.
+        ``send(client, caseId, path)``: how to send it (the case lease's, naming the opened revision)."""
+        path = label.path if isinstance(label, label_export.PendingLabel) else label
+        try:
+            if isinstance(label, label_export.PendingLabel):
+                label.finish()
+            if send is not None:
+                return send(client, caseId, path)
+            return client.uploadLabel(caseId, path)
+        finally:
+            removeSubfolder(self.workDir, os.path.dirname(path))
 
     def _export(self, segmentationNode, volumeNode, caseId, folder, allowEmpty):
         import slicer

@@ -22,6 +22,10 @@ class EditTracker:
         if caseId == self.caseId:
             self.dirty = False
 
+    def keptCopy(self):
+        # Slicer is closing and a copy was written: nothing is left to lose.
+        self.dirty = False
+
     def caseClosed(self):
         self.caseId = None
         self.dirty = False

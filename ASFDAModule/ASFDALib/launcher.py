@@ -9,6 +9,8 @@ as Slicer's own ``launchConsoleProcess`` does.
 psutil is imported when stopping, not at load: it is one of the packages installed on first
 use, so a module-level import would miss it for the whole session and stop only the
 ``PythonSlicer`` launcher, leaving the real worker holding the port, the GPU and the datastore.
+
+A token given to the launcher reaches the worker in its environment, never on its command line.
 """
 
 import os
@@ -19,6 +21,8 @@ import subprocess
 import sys
 import tempfile
 import time
+
+from .worker_token import TOKEN_ENV
 
 # Windows process-creation flags (subprocess only defines them on Windows).
 CREATE_NEW_PROCESS_GROUP = 0x00000200
@@ -111,9 +115,7 @@ class WorkerLauncher:
                "--host", self.host, "--port", str(self.port)]
         if self.device:
             cmd += ["--device", self.device]
-        if self.token:
-            cmd += ["--token", self.token]
-        return cmd
+        return cmd  # never a token: every user of this computer can read a command line
 
     def environment(self):
         env = dict(self.baseEnv)
@@ -122,6 +124,8 @@ class WorkerLauncher:
             parts = self.extraPythonPath + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])
             env["PYTHONPATH"] = os.pathsep.join(parts)
         env["PYTHONUNBUFFERED"] = "1"
+        if self.token:
+            env[TOKEN_ENV] = self.token  # only this user (and root) can read a process's environment
         return env
 
     def start(self):

@@ -6,16 +6,29 @@ A mixin of ``ASFDALogic`` (which provides ``moduleDir()`` and the ``client``, ``
 """
 
 from . import dependencies
-from .client import WorkerClient
+from .case_lease import isLoopbackUrl
+from .client import WorkerClient, WorkerError
 from .launcher import WorkerLauncher
+from .worker_token import localWorkerToken
 from .worklist import Worklist
 
 
 class WorkerConnectionMixin:
     @staticmethod
-    def openConnection(url, token="", annotator=""):
+    def openConnection(url, token="", annotator="", datastore=""):
+        """Connect; to a loopback worker without a typed token, with the chosen datastore's own token."""
+        chosen = str(datastore or "").strip() not in ("", ".")
+        fromDatastore = not (token or "").strip() and isLoopbackUrl(url) and chosen
+        if fromDatastore:
+            token = localWorkerToken(datastore)
         client = WorkerClient(url, token, annotator=annotator)
-        return client, client.info()
+        try:
+            return client, client.info()
+        except WorkerError as error:
+            if error.status == 401 and fromDatastore:
+                raise WorkerError(f"The worker at {url} refused the token of datastore {datastore}: it serves another "
+                                  "datastore (choose that one), or enter its token", status=401) from None
+            raise
 
     def setConnection(self, client, info):
         self.client, self.info = client, info
@@ -46,8 +59,10 @@ class WorkerConnectionMixin:
 
     def waitForLocalWorker(self, annotator="", timeoutS=180.0):
         launcher = self.launcher
-        client = WorkerClient(launcher.url, launcher.token, annotator=annotator)
-        launcher.waitUntilHealthy(lambda: client.health(timeout=2.0), timeoutS=timeoutS)
+        probe = WorkerClient(launcher.url, annotator=annotator)
+        launcher.waitUntilHealthy(lambda: probe.health(timeout=2.0), timeoutS=timeoutS)  # /health needs no token
+        # The worker wrote DIR/worker-token before it began to answer: read it now, so a loopback worker is not open.
+        client = WorkerClient(launcher.url, launcher.token or localWorkerToken(launcher.datastore), annotator=annotator)
         return client, launcher.checkServesOurDatastore(client.info())
 
     def stopLocalWorker(self):

@@ -279,3 +279,9 @@ class JobProgress:
         if self.error:
             text += f": {self.error}"
         return text
+
+
+def unfinishedJobs(jobs):
+    """The queued or running jobs of a ``GET /jobs`` reply, as ``JobProgress``."""
+    progress = [JobProgress.fromReply(job) for job in jobs or []]
+    return [p for p in progress if not p.state.finished]

@@ -220,5 +220,8 @@ SEGMENT_EDITOR_API = frozenset(
         "setDefaultTerminologyEntrySettingsKey",
         "setDefaultTerminologyEntry",
         "updateWidgetFromMRML",
+        # Read again at v5.8.0, v5.10.0 and v5.12.3 (2026-12): a public slot and a Q_INVOKABLE at all three.
+        "updateEffectList",
+        "availableEffectNames",
     }
 )

@@ -11,21 +11,30 @@ import time
 
 import pytest
 from ASFDALib import launcher as launcherModule
-from ASFDALib.client import WorkerClient
+from ASFDALib.client import WorkerClient, WorkerError
 from ASFDALib.launcher import WorkerLauncher, WorkerStartError, freePort
+from ASFDALib.worker_connection import WorkerConnectionMixin
+from ASFDALib.worker_token import WorkerTokenError
 
 FAKE_MAIN = textwrap.dedent("""
-    import argparse, json, os, subprocess, sys
+    import argparse, json, os, secrets, subprocess, sys
     from http.server import BaseHTTPRequestHandler, HTTPServer
 
-    parser = argparse.ArgumentParser()
+    parser = argparse.ArgumentParser()  # no --token: a command line shows to every user of the computer
     parser.add_argument("command")
     parser.add_argument("--datastore"); parser.add_argument("--host"); parser.add_argument("--port", type=int)
-    parser.add_argument("--token", default=""); parser.add_argument("--device", default=None)
+    parser.add_argument("--device", default=None)
     args = parser.parse_args()
     if args.datastore.endswith("crash"):
         print("fatal: cannot open datastore", flush=True)
         sys.exit(3)
+    # As the real worker: DIR/worker-token (0600) written before it answers, then required beyond /health.
+    tokenPath = os.path.join(args.datastore, "worker-token")
+    if not os.path.exists(tokenPath):
+        fd = os.open(tokenPath, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_urlsafe(32) + "\\n")
+    accepted = {open(tokenPath).read().strip(), os.environ.get("ASFDA_WORKER_TOKEN")} - {None, ""}
     # A job subprocess, as the real worker starts; stopping the worker must take it down too.
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     with open(os.path.join(args.datastore, "child.pid"), "w") as f:
@@ -34,13 +43,17 @@ FAKE_MAIN = textwrap.dedent("""
     class H(BaseHTTPRequestHandler):
         def log_message(self, *a): pass
         def do_GET(self):
-            body = json.dumps({"status": "ok", "argv": sys.argv[1:]}).encode()
+            bearer = self.headers.get("Authorization", "").replace("Bearer ", "", 1)
+            if self.path != "/health" and bearer not in accepted:
+                self.send_response(401); self.send_header("Content-Length", "0"); self.end_headers()
+                return
+            body = json.dumps({"status": "ok", "argv": sys.argv[1:], "datastore": args.datastore,
+                               "envToken": os.environ.get("ASFDA_WORKER_TOKEN")}).encode()
             self.send_response(200); self.send_header("Content-Length", str(len(body))); self.end_headers()
             self.wfile.write(body)
 
     HTTPServer((args.host, args.port), H).serve_forever()
 """)
-
 
 @pytest.fixture
 def fakeEngine(tmp_path):
@@ -85,8 +98,9 @@ def test_start_health_and_stop_whole_tree(tmp_path, fakeEngine, monkeypatch, use
     try:
         client = WorkerClient(launcher.url, token="tok", timeout=1.0)
         reply = launcher.waitUntilHealthy(client.health, timeoutS=20)
-        assert reply["argv"] == ["serve", "--datastore", str(datastore), "--host", "127.0.0.1",
-                                 "--port", str(port), "--token", "tok"]
+        # The token reaches the worker in its environment, never on its command line (issue 19).
+        assert reply["argv"] == ["serve", "--datastore", str(datastore), "--host", "127.0.0.1", "--port", str(port)]
+        assert reply["envToken"] == "tok" and "tok" not in launcher.command()
         assert os.getpgid(launcher.process.pid) == launcher.process.pid  # its own session
         deadline = time.monotonic() + 5
         while not (datastore / "child.pid").exists() and time.monotonic() < deadline:
@@ -123,3 +137,36 @@ def test_pythonpath_puts_bundled_engine_first(tmp_path):
     env = launcher.environment()
     assert env["PYTHONPATH"] == os.pathsep.join(["/bundle", "/other"])
     assert launcher.command()[-2:] == ["--device", "cpu"]
+
+
+@pytest.mark.skipif(os.name == "nt", reason="POSIX file modes")
+def test_local_worker_is_reached_with_the_datastore_token(tmp_path, fakeEngine):
+    """Issue 19: a loopback worker is not open; the module reads DIR/worker-token (0600) to talk to it."""
+    datastore = tmp_path / "store"
+    datastore.mkdir()
+    logic = WorkerConnectionMixin()
+    logic.client = None
+    logic.launcher = WorkerLauncher(datastore, freePort(), pythonExecutable=sys.executable,
+                                    extraPythonPath=[fakeEngine], logPath=str(tmp_path / "worker.log"))
+    logic.launcher.start()
+    try:
+        client, info = logic.waitForLocalWorker("Dr. Ada", timeoutS=20)
+        token = (datastore / "worker-token").read_text().strip()
+        assert client.token == token and info["envToken"] is None
+        with pytest.raises(WorkerError, match="401"):
+            WorkerClient(logic.launcher.url, timeout=2.0).info()
+        # Connect (no token typed) to the loopback worker of the chosen datastore: the same file.
+        again, _ = logic.openConnection(logic.launcher.url, "", "Dr. Ada", str(datastore))
+        assert again.token == token
+        # The token of another datastore is refused with a reason, not a bare 401.
+        other = tmp_path / "other"
+        other.mkdir()
+        (other / "worker-token").write_text("x" * 43 + "\n")
+        os.chmod(other / "worker-token", 0o600)
+        with pytest.raises(WorkerError, match="serves another datastore"):
+            logic.openConnection(logic.launcher.url, "", "Dr. Ada", str(other))
+        os.chmod(datastore / "worker-token", 0o644)
+        with pytest.raises(WorkerTokenError, match="chmod 600"):
+            logic.openConnection(logic.launcher.url, "", "Dr. Ada", str(datastore))
+    finally:
+        logic.stopLocalWorker()

@@ -156,7 +156,7 @@ def test_scene_close_informs_and_keeps_a_copy(harness, worker, tmp_path):
     closing = harness.dialogs[-1]
     assert closing["answer"] == pythonqt.QMessageBox.Ok and closing["icon"] == pythonqt.QMessageBox.Warning
     assert "not submitted" in closing["text"]
-    backups = list((tmp_path / "scenes").rglob("case-a-label.nii.gz"))
+    backups = list((tmp_path / "scenes").rglob("case-a-label.*"))
     assert len(backups) == 1 and str(backups[0]) in closing["text"]
     assert not harness.widget.edits.dirty
     # The module is usable again on the new scene.
@@ -270,4 +270,236 @@ def test_tick_is_guarded_against_reentry(harness):
     assert seen == [1, 2]
     harness.tick()
     assert seen == [1, 2, 3]
+    assert harness.slotErrors == []
+
+
+class RunningLauncher:
+    """A local worker that is running (the scripted worker), for the question before replacing it."""
+
+    def __init__(self, url, datastore):
+        self.url, self.datastore, self.stops = url, datastore, 0
+
+    def isRunning(self):
+        return True
+
+    def stop(self):
+        self.stops += 1
+
+
+def test_start_local_worker_asks_before_stopping_the_running_one(harness, worker, monkeypatch):
+    """Issue 20: "Start local worker" while one runs silently stopped it and the adaptation it was running."""
+    from ASFDALib.launcher import WorkerStartError
+
+    harness.enter()
+    harness.connect(worker.url)
+    widget, ui = harness.widget, harness.ui
+    running = RunningLauncher(worker.url, worker.datastore)
+    widget.logic.launcher = running
+    worker.jobs.insert(0, {"job_id": "job-7", "kind": "adapt", "state": "running",
+                           "progress": {"phase": "train", "step": 3, "total": 10}, "result": None, "error": None})
+    widget.pokeAll(force=True)
+    harness.tickUntil(lambda: widget.adaptJobId == "job-7", message="running adapt job seen")
+    ui.workerPythonLineEdit.text = "/opt/python"  # no first-use install in this test
+    ui.datastorePathLineEdit.currentPath = worker.datastore
+    started = []
+
+    def startLocalWorker(*args):
+        started.append(args)
+        widget.logic.stopLocalWorker()
+        raise WorkerStartError("not started in this test")
+
+    monkeypatch.setattr(widget.logic, "startLocalWorker", startLocalWorker)
+    pythonqt.ANSWERS.append(pythonqt.QMessageBox.Cancel)
+    assert ui.startLocalWorkerButton.click()
+    question = harness.dialogs[-1]["text"]
+    assert "already running" in question and "job-7" in question and "adapt running: train 3/10" in question
+    assert started == [] and running.stops == 0 and widget.logic.launcher is running
+    pythonqt.ANSWERS.append(pythonqt.QMessageBox.Ok)
+    assert ui.startLocalWorkerButton.click()
+    assert len(started) == 1 and running.stops == 1
+    assert "not started in this test" in harness.dialogs[-1]["text"]
+    # tryWithErrorDisplay shows the error and re-raises it, as Slicer's does: the only slot error.
+    assert [type(error) for _, error in harness.slotErrors] == [WorkerStartError]
+
+
+def pollOnce(harness, *names):
+    """One completed poll of each named poller, rendered."""
+    widget = harness.widget
+    for name in names:
+        poller = widget.pollers[name]
+        generation = poller.generation
+        poller.poke(force=True)
+        poller.wait(5)
+        harness.tickUntil(
+            lambda p=poller, g=generation, n=name: p.generation > g and widget._rendered[n] == p.generation,
+            message=f"{name} poll rendered",
+        )
+
+
+def test_polls_render_only_what_changed(harness, worker, monkeypatch):
+    """Issue 20: the table was rebuilt every 3 s and the model combo every 5 s, changed or not."""
+    clears = []
+    original = pythonqt.QComboBox.clear
+    monkeypatch.setattr(pythonqt.QComboBox, "clear", lambda combo: (clears.append(combo), original(combo))[1])
+    harness.enter()
+    harness.connect(worker.url)
+    pollOnce(harness, "worklist", "models")
+    widget, ui = harness.widget, harness.ui
+    table, combo = ui.worklistTable, ui.modelVersionComboBox
+    table.selectRow(1)  # the clinician's selection, on case-b
+    widthResets, updates, comboClears = table.columnWidthResets, widget.worklistTable.cellUpdates, len(clears)
+    assert widthResets == 1 and comboClears >= 1
+    for _ in range(3):
+        pollOnce(harness, "worklist", "models")
+    assert widget.worklistTable.cellUpdates == updates and len(clears) == comboClears  # nothing changed: nothing done
+    # One case changes (someone leases case-b): one cell of one row, in place; widths and selection stay.
+    worker.leases["case-b"] = "Dr. Bea"
+    pollOnce(harness, "worklist", "models")
+    assert widget.worklistTable.cellUpdates == updates + 1
+    assert table.item(1, harness.module.HELD_BY_COLUMN).text() == "Dr. Bea"
+    assert "Leased until" in table.item(1, harness.module.HELD_BY_COLUMN).toolTip()
+    assert table.columnWidthResets == widthResets and len(clears) == comboClears
+    assert table.selectedItems()[0].data(pythonqt.Qt.UserRole) == "case-b"
+    # A new model version refreshes the combo once, keeping the chosen version.
+    combo.setCurrentIndex(combo.findData("v0001"))
+    worker.models.append("v0002")
+    pollOnce(harness, "models")
+    pollOnce(harness, "models")
+    assert len(clears) == comboClears + 1 and combo.count == 2 and combo.currentData == "v0001"
+    # A re-sort moves rows: the selection follows its case.
+    harness.ui.worklistTable.horizontalHeader().sectionClicked.emit(0)  # rank, now descending
+    assert table.selectedItems()[0].data(pythonqt.Qt.UserRole) == "case-b"
+    assert table.item(0, 1).text() == "case-b"
+    assert harness.slotErrors == []
+
+
+def test_downloads_go_once_read_and_stale_sessions_are_swept(harness, worker, tmp_path, monkeypatch):
+    """Issue 20: downloaded CTs piled up in the system temp folder, one per case opened, forever after a crash."""
+    workDir = harness.widget.logic.workDir
+    segmentationNode = loadFirstCase(harness, worker)
+    assert os.listdir(workDir) == []  # the nodes hold the data: the downloaded files are gone
+    paint(segmentationNode, "liver")
+    assert harness.ui.submitLabelButton.click()
+    harness.tickUntil(lambda: "case-a" in worker.labels and not harness.widget.edits.dirty, message="submitted")
+    assert os.listdir(workDir) == []  # the label file went with the upload
+    # A failed download leaves nothing either.
+    worker.failPaths.add("/cases/case-b/infer")
+    harness.widget.loadCase("case-b")
+    harness.tickUntil(lambda: any("case-b" in d["text"] for d in harness.dialogs), message="failed download shown")
+    assert os.listdir(workDir) == []
+    # A session that crashed left its folder: the next session's logic removes it; a running one's stays.
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    os.makedirs(tempfile.tempdir)
+    crashed = os.path.join(tempfile.tempdir, "asfda-slicer-4000000-abcd")
+    os.makedirs(os.path.join(crashed, "case-a-12345678"))
+    running = os.path.join(tempfile.tempdir, f"asfda-slicer-{os.getpid()}-efgh")
+    os.makedirs(running)
+    logic = harness.module.ASFDALogic()
+    try:
+        assert not os.path.exists(crashed) and os.path.isdir(running)
+        assert os.path.dirname(logic.workDir) == tempfile.tempdir
+    finally:
+        logic.cleanup()
+    assert not os.path.exists(logic.workDir)
+
+
+def test_a_dropped_parameter_wrapper_survives_garbage_collection(harness):
+    """Harness: a collection between a scene close and the next parameter write crashed the stand-in (segfault)."""
+    import gc
+
+    slicer.mrmlScene.Clear(False)  # the widget (not entered) drops its wrapper; the node keeps its observer
+    gc.collect()
+    harness.widget.logic.getParameterNode().budgetK = 5  # a ModifiedEvent reaches the dropped wrapper's observer
+    assert harness.widget.logic.getParameterNode().budgetK == 5
+
+
+def test_editor_takes_effects_registered_after_it_was_built(harness):
+    """Issue 20: an extension's effect registered after the module's editor was created never showed in it."""
+    editor, factory = harness.ui.segmentEditorWidget, slicer.qSlicerSegmentEditorEffectFactory.instance()
+    assert "Paint" in editor.availableEffectNames() and "Local threshold" not in editor.availableEffectNames()
+    assert factory.registerEffect(slicer_standins.SegmentEditorEffect("Local threshold"))
+    assert "Local threshold" in editor.availableEffectNames()
+    harness.widget.cleanup()  # no editor update once the module is gone
+    factory.registerEffect(slicer_standins.SegmentEditorEffect("Wrap solidify"))
+    assert "Wrap solidify" not in editor.availableEffectNames()
+    assert factory.effectRegistered.slots == []
+
+
+def storableNodesModifiedSinceRead(scene):
+    collection = slicer.vtkCollection() if hasattr(slicer, "vtkCollection") else __import__("vtk").vtkCollection()
+    scene.GetStorableNodesModifiedSinceRead(collection)
+    return {collection.GetItemAsObject(i).GetName() for i in range(collection.GetNumberOfItems())}
+
+
+def test_an_unedited_case_is_not_unsaved_data(harness, worker):
+    """Issue 20: with no storage node every opened case, edited or not, was listed by "Save before exit?"."""
+    segmentationNode = loadFirstCase(harness, worker)
+    scene = slicer.mrmlScene
+    volume = harness.widget._parameterNode.currentVolume
+    assert not volume.GetModifiedSinceRead() and not segmentationNode.GetModifiedSinceRead()
+    assert storableNodesModifiedSinceRead(scene) & {"case-a", "case-a label"} == set()
+    paint(segmentationNode, "liver")
+    assert storableNodesModifiedSinceRead(scene) & {"case-a", "case-a label"} == {"case-a label"}
+    # Moving on removes the case with its storage nodes; nothing of it is left to list.
+    pythonqt.ANSWERS.append(pythonqt.QMessageBox.Ok)
+    assert harness.ui.nextCaseButton.click()
+    harness.tickUntil(lambda: harness.widget._parameterNode.currentCaseId == "case-b", message="next case")
+    assert scene.GetNumberOfNodesByClass("vtkMRMLSegmentationStorageNode") == 1
+    assert storableNodesModifiedSinceRead(scene) & {"case-b", "case-b label"} == set()
+
+
+def test_unsubmitted_edits_are_kept_at_application_exit(harness, worker, tmp_path):
+    """Issue 20: Slicer's exit closes no scene, so unsubmitted edits were lost without a copy."""
+    segmentationNode = loadFirstCase(harness, worker)
+    paint(segmentationNode, "liver")
+    dialogsBefore = len(harness.dialogs)
+    slicer.app.quit()  # aboutToQuit: the scene still holds the case
+    backups = list((tmp_path / "scenes").rglob("case-a-label.*"))
+    assert len(backups) == 1 and len(harness.dialogs) == dialogsBefore  # written, and nothing waits for a click
+    harness.widget.cleanup()  # then Slicer cleans the module up: no second copy
+    assert len(list((tmp_path / "scenes").rglob("case-a-label.*"))) == 1
+    # The next session says where the edits are, once.
+    harness.widget.showExitBackupOfLastSession()
+    assert str(backups[0]) in harness.ui.caseStatusLabel.text and "case-a" in harness.ui.caseStatusLabel.text
+    assert "ASFDA/exitBackup" not in pythonqt.SETTINGS
+
+
+def test_cleanup_without_about_to_quit_still_keeps_the_edits(harness, worker, tmp_path):
+    segmentationNode = loadFirstCase(harness, worker)
+    paint(segmentationNode, "tumor")
+    harness.widget.cleanup()
+    assert len(list((tmp_path / "scenes").rglob("case-a-label.*"))) == 1
+
+
+def test_opening_a_case_decodes_it_off_the_gui_thread(harness, worker, monkeypatch):
+    """Issue 20: a CT was read (4-6 s) and histogrammed (1.7 s) on the GUI thread, freezing Slicer."""
+    import threading
+
+    from ASFDALib import case_reading, segmentation_io
+
+    threads, original = [], case_reading.prepareCase
+    monkeypatch.setattr(case_reading, "prepareCase",
+                        lambda *a, **k: (threads.append(threading.current_thread()), original(*a, **k))[1])
+    monkeypatch.setattr(segmentation_io, "_valuesWithoutName", lambda *a: pytest.fail("histogram on the GUI thread"))
+    segmentationNode = loadFirstCase(harness, worker)
+    assert threads and threading.main_thread() not in threads
+    assert segmentationNode.GetSegmentation().GetNumberOfSegments() == 2
+    volume = harness.widget._parameterNode.currentVolume
+    np.testing.assert_array_equal(slicer.util.arrayFromVolume(volume), worker.image.T)
+    assert not volume.GetDisplayNode().GetAutoWindowLevel()
+    assert harness.slotErrors == []
+
+
+def test_without_a_reader_library_slicer_reads_the_case_and_it_is_still_unedited(harness, worker, monkeypatch):
+    """The fallback of a Slicer without SimpleITK and nibabel: storage-node reads, the segmentation written once."""
+    from ASFDALib import case_reading
+
+    monkeypatch.setattr(case_reading, "readerAvailable", lambda: None)
+    segmentationNode = loadFirstCase(harness, worker)
+    volume = harness.widget._parameterNode.currentVolume
+    assert segmentationNode.GetSegmentation().GetNumberOfSegments() == 2
+    assert not volume.GetModifiedSinceRead() and not segmentationNode.GetModifiedSinceRead()
+    assert os.listdir(harness.widget.logic.workDir) == []
     assert harness.slotErrors == []

@@ -134,3 +134,51 @@ def test_leases_as_the_module_takes_them(worker):
     with pytest.raises(WorkerError) as unknownCase:
         bea.leaseCase("case9")
     assert lacksLeases(unknownRoute.value) and not lacksLeases(unknownCase.value)
+
+
+def test_prepared_case_from_the_real_worker(worker, mrmlScene, tmp_path):
+    """Issue 20: the worker's own files, decoded in the background, open as Slicer's reader opens them."""
+    from ASFDALib import case_reading
+    from ASFDALib import segmentation_io as sio
+
+    info = worker.info()
+    worker.downloadImage("case2", tmp_path / "image.nii.gz")
+    worker.infer("case2", tmp_path / "prediction.nii.gz")
+    prepared = case_reading.prepareCase(tmp_path / "image.nii.gz", tmp_path / "prediction.nii.gz", info["labels"],
+                                        info["label_colors"], reader="nibabel")
+    import slicer
+
+    before = sio.loadScalarVolume(mrmlScene, tmp_path / "image.nii.gz", "before")
+    after = sio.loadScalarVolume(mrmlScene, prepared.image, "after", prepared.windowLevel)
+    np.testing.assert_allclose(slicer.util.arrayFromVolume(after), slicer.util.arrayFromVolume(before))
+    segmentation = sio.loadSegmentationFile(mrmlScene, prepared.segmentation, "label")
+    assert sio.segmentNames(segmentation) == ["organ"]
+    imported = sio.loadPredictionAsSegmentation(mrmlScene, tmp_path / "prediction.nii.gz", info["labels"],
+                                                info["label_colors"], before)
+    ours = sio.exportSegmentationToLabelmap(mrmlScene, segmentation, after, info["labels"], allowEmpty=True)
+    theirs = sio.exportSegmentationToLabelmap(mrmlScene, imported, before, info["labels"], allowEmpty=True)
+    np.testing.assert_array_equal(slicer.util.arrayFromVolume(ours), slicer.util.arrayFromVolume(theirs))
+
+
+def test_submitted_label_from_the_background_path_is_accepted(worker, mrmlScene, tmp_path):
+    """Issue 20: the gzip NRRD written off the GUI thread passes the real worker's header checks."""
+    from ASFDALib import case_reading, label_export
+    from ASFDALib import segmentation_io as sio
+
+    info = worker.info()
+    worker.downloadImage("case0", tmp_path / "image.nii.gz")
+    worker.infer("case0", tmp_path / "prediction.nii.gz")
+    prepared = case_reading.prepareCase(tmp_path / "image.nii.gz", tmp_path / "prediction.nii.gz", info["labels"],
+                                        info["label_colors"], reader="nibabel")
+    volume = sio.loadScalarVolume(mrmlScene, prepared.image, "case0", prepared.windowLevel)
+    segmentation = sio.loadSegmentationFile(mrmlScene, prepared.segmentation, "case0 label")
+    import slicer
+
+    segId = segmentation.GetSegmentation().GetSegmentIdBySegmentName("organ")
+    mask = np.zeros(slicer.util.arrayFromVolume(volume).shape, np.uint8)
+    mask[4:9, 4:9, 4:9] = 1
+    slicer.util.updateSegmentBinaryLabelmapFromArray(mask, segmentation, segId, volume)
+    pending = label_export.PendingLabel(str(tmp_path / "up" / "case0-label.nrrd"),
+                                        label_export.takeSnapshot(segmentation, volume, info["labels"]))
+    reply = worker.uploadLabel("case0", pending.finish(), author="pytest")
+    assert reply["tag"] == "final" and reply["label_values"] == [1]

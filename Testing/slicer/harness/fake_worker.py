@@ -27,6 +27,15 @@ def niftiBytes(array):
 
 
 def readNifti(data):
+    """An uploaded label, NIfTI or NRRD as the real worker accepts, in nibabel's (i, j, k) order."""
+    if data.startswith(b"NRRD"):
+        import io
+
+        import nrrd
+
+        handle = io.BytesIO(data)
+        header = nrrd.read_header(handle)
+        return np.asarray(nrrd.read_data(header, handle))
     return np.asarray(nib.Nifti1Image.from_bytes(gzip.decompress(data)).dataobj)
 
 

@@ -467,6 +467,9 @@ class QTableWidgetItem:
     def text(self):
         return self._text
 
+    def setText(self, text):
+        self._text = str(text)
+
     def setData(self, role, value):
         self._data[role] = value
 
@@ -500,6 +503,8 @@ class QTableWidget(QWidget):
         super().__init__(parent)
         self._rows, self._columns, self._items, self._labels = 0, 0, {}, []
         self._horizontal, self._vertical = QHeaderView(), QHeaderView()
+        self._selectedRow = None  # the .ui's SingleSelection of whole rows (SelectRows)
+        self.columnWidthResets = 0  # resizeColumnsToContents calls: each one undoes the user's widths
 
     def setColumnCount(self, count):
         self._columns = int(count)
@@ -510,6 +515,8 @@ class QTableWidget(QWidget):
     def setRowCount(self, count):
         self._rows = int(count)
         self._items = {k: v for k, v in self._items.items() if k[0] < self._rows}
+        if self._selectedRow is not None and self._selectedRow >= self._rows:
+            self._selectedRow = None
 
     def rowCount(self):
         return self._rows
@@ -532,7 +539,20 @@ class QTableWidget(QWidget):
         return self._items.get((row, column))
 
     def resizeColumnsToContents(self):
-        pass
+        self.columnWidthResets += 1
+
+    def selectRow(self, row):
+        self._selectedRow = int(row) if 0 <= int(row) < self._rows else None
+
+    def clearSelection(self):
+        self._selectedRow = None
+
+    def selectedItems(self):
+        """As Qt: the selected row's items; a row replaced by setItem keeps its selection (by index)."""
+        if self._selectedRow is None:
+            return []
+        cells = ((self._selectedRow, c) for c in range(self._columns))
+        return [self._items[cell] for cell in cells if cell in self._items]
 
 
 class QTimer(QObject):

@@ -59,6 +59,45 @@ class qMRMLWidget(qt.QWidget):
         return self._scene
 
 
+class SegmentEditorEffect:
+    """A registered effect, by name (what the editor's effect buttons show)."""
+
+    def __init__(self, name):
+        self.name = name
+
+
+class qSlicerSegmentEditorEffectFactory(qt.QObject):
+    """The application-wide effect registry: Slicer's core effects first, extensions' effects later.
+
+    As in Slicer, an effect registered after an editor widget was created appears in that editor only if the
+    editor's ``updateEffectList()`` is called (Slicer's Segment Editor module does it on ``effectRegistered``).
+    """
+
+    SIGNALS = ("effectRegistered(QString)",)
+    _instance = None
+    CORE_EFFECTS = ("Paint", "Draw", "Erase", "Level tracing", "Grow from seeds", "Threshold", "Scissors")
+
+    def __init__(self):
+        super().__init__()
+        self._effects = [SegmentEditorEffect(name) for name in self.CORE_EFFECTS]
+
+    @classmethod
+    def instance(cls):
+        if cls._instance is None:
+            cls._instance = cls()
+        return cls._instance
+
+    def registerEffect(self, effect):
+        if any(e.name == effect.name for e in self._effects):
+            return False
+        self._effects.append(effect)
+        self.effectRegistered.emit(effect.name)
+        return True
+
+    def registeredEffects(self):
+        return list(self._effects)
+
+
 class qMRMLSegmentEditorWidget(qMRMLWidget):
     PROPERTIES = ("segmentationNodeSelectorVisible", "sourceVolumeNodeSelectorVisible")
 
@@ -67,6 +106,16 @@ class qMRMLSegmentEditorWidget(qMRMLWidget):
         self._editorNode = self._segmentation = self._source = self._effect = None
         self._selectorVisible = {"segmentation": True, "source": True}
         self.shortcutsInstalled = False
+        self._effectNames = []
+        self.updateEffectList()  # Slicer's widget takes the effects registered so far when it is built
+
+    def updateEffectList(self):
+        known = set(self._effectNames)
+        factory = qSlicerSegmentEditorEffectFactory.instance()
+        self._effectNames += [e.name for e in factory.registeredEffects() if e.name not in known]
+
+    def availableEffectNames(self):
+        return list(self._effectNames)
 
     # properties of the header, readable as attributes in PythonQt
     @property
@@ -148,6 +197,12 @@ class App:
         self.defaultScenePath = str(defaultScenePath)
         self._moduleManager = _ModuleManager()
         self.processEventsHook = None
+        # Emitted by the harness's quit(), as Qt does when the event loop ends: after "Save before exit?",
+        # before the module widgets' cleanup(), with the scene still holding every node.
+        self.aboutToQuit = qt.Signal(None, "aboutToQuit()")
+
+    def quit(self):
+        self.aboutToQuit.emit()
 
     def testingEnabled(self):
         return False
@@ -307,6 +362,11 @@ class Choice:
 
 
 _NOT_SET = object()
+# Every ModifiedEvent callback a wrapper ever added, held here. VTK's Python objects let the garbage collector
+# see the callables of their observers, so a wrapper the widget dropped (node -> callback -> wrapper -> node)
+# was collected as a cycle while the C++ node still called the freed callback: a segfault whenever a collection
+# happened to run between a scene close and the next parameter write. Slicer keeps such wrappers alive too.
+_OBSERVER_CALLBACKS = []
 
 
 class _Field:
@@ -423,7 +483,9 @@ def parameterNodeWrapper(cls):
 
                 signal.connect(onWidgetChanged)
                 connectors[name] = (write, signal, onWidgetChanged)
-            self.parameterNode.AddObserver(vtk.vtkCommand.ModifiedEvent, lambda caller, event: self._refresh())
+            callback = lambda caller, event: self._refresh()  # noqa: E731
+            _OBSERVER_CALLBACKS.append(callback)
+            self.parameterNode.AddObserver(vtk.vtkCommand.ModifiedEvent, callback)
             return None if SLICER_VERSION[0] < (5, 10) else tag
 
         def disconnectGui(self, tag):
@@ -465,6 +527,7 @@ def install(slicer, tmpPath):
             "app",
             "qMRMLWidget",
             "qMRMLSegmentEditorWidget",
+            "qSlicerSegmentEditorEffectFactory",
             "i18n",
             "ScriptedLoadableModule",
             "parameterNodeWrapper",
@@ -492,6 +555,8 @@ def install(slicer, tmpPath):
         setattr(slicer, fullName.split(".")[1], module)
     slicer.app = App(tmpPath)
     slicer.qMRMLWidget, slicer.qMRMLSegmentEditorWidget = qMRMLWidget, qMRMLSegmentEditorWidget
+    qSlicerSegmentEditorEffectFactory._instance = None  # a fresh application: only the core effects
+    slicer.qSlicerSegmentEditorEffectFactory = qSlicerSegmentEditorEffectFactory
 
     def uninstall():
         for name, module in savedModules.items():
