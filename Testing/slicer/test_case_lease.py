@@ -104,7 +104,7 @@ def test_a_labelled_case_opens_on_its_current_label_not_a_prediction(worker, cli
     from ASFDALib.case_files import CaseFilesMixin
 
     logic = CaseFilesMixin()
-    logic.workDir = str(tmp_path)
+    logic.workDir, logic.info, logic.labels = str(tmp_path), None, {"background": 0, "blob": 1}
     current = np.zeros((4, 4, 4), np.uint8)
     current[1:3, 1:3, 1:3] = 1
     worker.labels["case-b"], worker.revisions["case-b"] = current, ("r0003", "Dr. Bea")
