@@ -14,6 +14,7 @@ from typing import List, Optional
 from asfda.core.case_ids import validate_case_id
 from asfda.core.errors import AsfdaError, CorruptImage, UnknownCase
 from asfda.data.datastore import Datastore, LabelTag
+from asfda.data.label_masks import is_mask_file
 from asfda.data.state import LabelRecord
 from asfda.io.label_reading import read_label_volume
 from asfda.io.volumes import strip_volume_suffix, volume_suffix
@@ -70,7 +71,7 @@ def unchecked_final_labels(store: Datastore) -> List[Path]:
     records = {r.case_id: r for r in store.state.labels(LabelTag.FINAL.value)}
     found = []
     for path in sorted(store.label_dir(LabelTag.FINAL).iterdir()):
-        if path.name.startswith("."):  # temporary files of atomic writes
+        if path.name.startswith(".") or is_mask_file(path):  # atomic writes' temporary files; sparse masks
             continue
         record = records.get(strip_volume_suffix(path))
         canonical = path.is_file() and volume_suffix(path) == CANONICAL_SUFFIX

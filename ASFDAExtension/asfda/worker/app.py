@@ -17,6 +17,7 @@ from asfda.core.errors import (
     EmptyLabel,
     GeometryMismatch,
     InvalidCaseId,
+    InvalidMask,
     ModelNotFound,
     UnknownCase,
     UnknownLabelValues,
@@ -47,7 +48,7 @@ STATUS_OF = [
     (LeaseConflict, 409),
     (PacsUnavailable, 503),
     (CacheFull, 507),
-    ((CorruptImage, GeometryMismatch, UnknownLabelValues, EmptyLabel), 422),
+    ((CorruptImage, GeometryMismatch, UnknownLabelValues, EmptyLabel, InvalidMask), 422),
     (AsfdaError, 400),
 ]
 

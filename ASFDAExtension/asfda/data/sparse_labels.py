@@ -1,0 +1,80 @@
+"""Submitting a clinician label with an optional annotated-region mask (the one call of the worker and the CLI).
+
+Both files are checked before either is stored, so a refused mask leaves the case's previous label as it was.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Dict, Optional
+
+import numpy as np
+
+from asfda.core.errors import AsfdaError, CorruptImage
+from asfda.data.datastore import Datastore, LabelTag, validate_label_values
+from asfda.data.label_files import submit_label_file
+from asfda.data.label_masks import mask_summary, read_mask, remove_mask, save_mask, validate_mask
+from asfda.data.state import LabelRecord
+from asfda.io.label_reading import read_label_volume
+from asfda.io.volumes import Geometry, check_same_geometry, reorient_to
+from asfda.models.config import ModelConfig
+
+__all__ = ["submit_label"]
+
+
+def _label_on_grid(path: Path, image: Geometry) -> np.ndarray:
+    if path.is_dir():
+        raise CorruptImage(f"{path.name}: a label must be one NIfTI or NRRD file, not a folder")
+    labels, affine = read_label_volume(path, image)
+    labels, affine = reorient_to(labels, affine, image)
+    try:
+        check_same_geometry(image, Geometry(tuple(labels.shape), np.asarray(affine)))
+    except AsfdaError as exc:
+        raise type(exc)(f"{path.name}: {exc}") from None
+    return labels
+
+
+def submit_label(
+    store: Datastore,
+    case_id: str,
+    path: Path,
+    config: ModelConfig,
+    mask: Optional[Path] = None,
+    author: Optional[str] = None,
+    model_version: Optional[str] = None,
+    require_foreground: bool = True,
+    extra: Optional[Dict] = None,
+) -> LabelRecord:
+    """Store a clinician label; with `mask`, only the voxels it marks count as annotated.
+
+    Returns:
+        the label record; with a mask, its extra holds `annotated_mask` (file, annotated voxels, fraction).
+    Raises:
+        AsfdaError subclasses with one line naming the file at fault; nothing is stored then.
+    """
+    path = Path(path)
+    if mask is None:
+        record = submit_label_file(store, case_id, path, config, author, model_version, require_foreground, extra)
+        remove_mask(store, case_id)
+        return record
+    image = store.geometry(case_id)
+    labels = _label_on_grid(path, image)
+    voxels = read_mask(Path(mask), image)
+    validate_mask(voxels, labels, Path(mask).name)
+    try:
+        validate_label_values(labels, config.label_values, require_foreground)
+    except AsfdaError as exc:
+        raise type(exc)(f"{path.name}: {exc}") from None
+    record = store.save_label(
+        case_id,
+        LabelTag.FINAL,
+        labels,
+        image.affine,
+        config.label_values,
+        author=author,
+        model_version=model_version,
+        extra={**(extra or {}), "annotated_mask": mask_summary(voxels, case_id)},
+        require_foreground=require_foreground,
+    )
+    save_mask(store, case_id, voxels)
+    return record
