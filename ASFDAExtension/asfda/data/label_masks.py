@@ -97,7 +97,8 @@ def remove_mask(store: Datastore, case_id: str) -> None:
 def mask_summary(mask: np.ndarray, case_id: str) -> Dict[str, Any]:
     """What the label record keeps about a mask."""
     annotated = int(np.count_nonzero(mask))
-    return {"file": f"{case_id}{MASK_SUFFIX}", "annotated_voxels": annotated, "annotated_fraction": round(annotated / mask.size, 6)}
+    fraction = round(annotated / mask.size, 6)
+    return {"file": f"{case_id}{MASK_SUFFIX}", "annotated_voxels": annotated, "annotated_fraction": fraction}
 
 
 def prepared_mask(store: Datastore, case_id: str, config: ModelConfig) -> Optional[torch.Tensor]:
