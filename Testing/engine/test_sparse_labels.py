@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from asfda.core.errors import GeometryMismatch, InvalidMask
 from asfda.data.datastore import LabelTag
 from asfda.data.label_files import check_final_labels
 from asfda.data.label_masks import mask_path, slice_coverage
 from asfda.data.sparse_labels import submit_label
-from engine_helpers import blob, pool_datastore, tiny_config, write_nifti
+from engine_helpers import SHAPE, blob, pool_datastore, tiny_config, write_nifti
 
 
 @pytest.fixture
@@ -86,3 +87,111 @@ def test_slice_coverage_counts_requested_slices_with_annotation():
     coverage = slice_coverage(mask, {"axis": 1, "indices": [1, 2, 3]})
     assert coverage == {"axis": 1, "requested": [1, 2, 3], "done": [1, 3], "coverage": 0.6667}
     assert slice_coverage(mask, None) is None
+
+
+# -- the masked loss ---------------------------------------------------------------------------------------------
+
+
+def _item(case_id: str, label: np.ndarray, mask, image: np.ndarray):
+    from asfda.adapt.finetune import TrainingItem
+
+    return TrainingItem(
+        case_id,
+        torch.as_tensor(image)[None],
+        torch.as_tensor(label.astype(np.int64))[None],
+        None if mask is None else torch.as_tensor(mask.astype(bool))[None],
+    )
+
+
+def _trained(items, steps: int = 4):
+    from asfda.adapt.finetune import FinetuneOptions, finetune
+    from asfda.models.networks import build_network
+
+    torch.manual_seed(0)
+    network = build_network(tiny_config())
+    options = FinetuneOptions(steps=steps, batch_size=2, prefetch=0, ema_decay=0.0, seed=3)
+    finetune(network, list(SHAPE), items, [], options)
+    return {k: v.clone() for k, v in network.state_dict().items()}
+
+
+def test_unannotated_voxels_do_not_change_training():
+    label, image = blob(1)
+    mask = _half_mask(label)
+    annotated_only = label * mask
+    wrong = annotated_only.copy()
+    noise = np.random.default_rng(7).integers(0, 2, label.shape).astype(np.uint8)
+    wrong[mask == 0] = noise[mask == 0]  # arbitrary, wrong labels where nobody looked
+    first = _trained([_item("a", annotated_only, mask, image)])
+    second = _trained([_item("a", wrong, mask, image)])
+    assert all(torch.equal(first[k], second[k]) for k in first)
+    # ... and the mask matters: read as fully annotated, the wrong labels train a different network.
+    unmasked = _trained([_item("a", wrong, None, image)])
+    assert not all(torch.equal(first[k], unmasked[k]) for k in first)
+
+
+def test_masked_dice_ce_with_everything_annotated_is_dice_ce():
+    from asfda.adapt.finetune import masked_dice_ce
+    from monai.losses import DiceCELoss
+
+    logits = torch.randn(2, 2, 6, 6, 6, generator=torch.Generator().manual_seed(0))
+    label = torch.randint(0, 2, (2, 1, 6, 6, 6), generator=torch.Generator().manual_seed(1)).float()
+    expected = DiceCELoss(to_onehot_y=True, softmax=True)(logits, label)
+    assert torch.allclose(masked_dice_ce(logits, label, torch.ones_like(label)), expected, atol=1e-6)
+
+
+def test_gate_dice_of_a_sparse_label_counts_annotated_voxels_only():
+    from asfda.loop.adapt import dice_per_class
+
+    label, image = blob(2)
+    mask = _half_mask(label)
+    predicted = torch.as_tensor(label)
+
+    class Fixed:
+        def label_map(self, _image):
+            return predicted
+
+    wrong_outside = label.copy()
+    wrong_outside[mask == 0] = 1 - wrong_outside[mask == 0]
+    sparse = _item("s", wrong_outside, mask, image)
+    assert dice_per_class(None, lambda _network: Fixed(), [sparse], 2) == 1.0
+    assert dice_per_class(None, lambda _network: Fixed(), [_item("f", wrong_outside, None, image)], 2) < 0.9
+
+
+def test_fill_covers_only_the_unannotated_confident_voxels():
+    from asfda.adapt.pseudo_labels import fill_unannotated
+
+    label, image = blob(3)
+    mask = _half_mask(label)
+    confident = np.zeros_like(mask, dtype=bool)
+    confident[::2] = True
+
+    class Teacher:
+        def confident_label_map(self, _image, _confidence):
+            return torch.as_tensor(label), torch.as_tensor(confident)
+
+    class Scorer:
+        predictor = Teacher()
+
+    items = fill_unannotated(Scorer(), [_item("s", label * mask, mask, image), _item("f", label, None, image)], 0.9)
+    assert [item.case_id for item in items] == ["s"]
+    assert torch.equal(items[0].mask[0], torch.as_tensor(confident & (mask == 0)))
+
+
+def test_adapt_round_trains_on_a_stored_sparse_label_with_fill(store, tmp_path):
+    from asfda.adapt.finetune import FinetuneOptions
+    from asfda.adapt.validation_gate import GateOptions
+    from asfda.loop.adapt import AdaptOptions, adapt_datastore
+
+    label, _ = blob(0)
+    mask = _half_mask(label)
+    label_file, mask_file = _sparse_files(tmp_path, label, mask)
+    submit_label(store, "case0", label_file, tiny_config(), mask=mask_file)
+    options = AdaptOptions(
+        FinetuneOptions(steps=3, prefetch=0),
+        use_pseudo_labels=False,
+        gate=GateOptions(enabled=False),
+        fill_unannotated_with_pseudo_labels=True,
+    )
+    options.reliability.voxel_confidence = 0.0  # an untrained teacher: every voxel counts as confident
+    metrics = adapt_datastore(store, options).metrics
+    assert metrics["sparse_labels"] == 1 and metrics["filled_sparse_labels"] == 1
