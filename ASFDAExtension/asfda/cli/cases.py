@@ -34,12 +34,18 @@ def add_parser(subparsers) -> None:
         "check and store a clinician label for a case (labels/final/)",
         "The same checks as the worker's label upload: the file reads as a 3D NIfTI/NRRD volume, lies on the "
         "case image's grid, holds only the active model's label values and some foreground. The label is "
-        "written atomically to labels/final/CASE.nii.gz and recorded with its author and the model version.",
+        "written atomically to labels/final/CASE.nii.gz and recorded with its author and the model version. "
+        "A sparse label (some slices drawn) comes with --mask: a uint8 0/1 volume on the image's grid marking the "
+        "voxels that were annotated (whole drawn slices, background included); it must hold every foreground "
+        "voxel of the label, is stored as labels/final/CASE.mask.nii.gz, and training counts those voxels only.",
     )
     add_datastore(p, device=False)
     p.add_argument("case", help="case id")
     p.add_argument("file", type=Path, help="label volume (.nii.gz, .nii or .nrrd)")
     p.add_argument("--author", default=None, help="who drew the label (recorded)")
+    p.add_argument(
+        "--mask", type=Path, default=None, metavar="FILE", help="a sparse label's annotated-region mask"
+    )
     p.add_argument("--allow-empty", action="store_true", help="accept a background-only label (no structure)")
     p.set_defaults(func=run_label_submit)
 
@@ -67,7 +73,7 @@ def run_case_add(args) -> int:
 def run_label_submit(args) -> int:
     from asfda.core.errors import AsfdaError
     from asfda.data.datastore import Datastore
-    from asfda.data.label_files import submit_label_file
+    from asfda.data.sparse_labels import submit_label
     from asfda.models.config import ModelConfig
 
     store = Datastore(args.datastore, create=False)
@@ -78,19 +84,30 @@ def run_label_submit(args) -> int:
     config = ModelConfig.load(store.models.root / model / "config.json")
     author = " ".join(args.author.split()) if args.author else None
     try:
-        record = submit_label_file(
+        record = submit_label(
             store,
             args.case,
             args.file,
             config,
+            mask=args.mask,
             author=author,
             model_version=model,
             require_foreground=not args.allow_empty,
         )
     except AsfdaError as exc:
-        if args.file.name in str(exc):
+        if args.file.name in str(exc) or (args.mask is not None and args.mask.name in str(exc)):
             raise
         raise type(exc)(f"{args.file.name}: {exc}") from None
     values = [v for v in record.extra.get("label_values", []) if v != 0]
     print(f"stored label for {record.case_id} (values {values}, author {record.author}, model {model})")
+    sparse = record.extra.get("annotated_mask")
+    if sparse:
+        share = f"{sparse['annotated_fraction']:.1%}"
+        print(f"sparse: {sparse['annotated_voxels']} annotated voxels ({share} of the volume)")
+    coverage = record.extra.get("requested_slices")
+    if coverage:
+        print(
+            f"requested slices done: {len(coverage['done'])} of {len(coverage['requested'])} "
+            f"(axis {coverage['axis']}; missing {sorted(set(coverage['requested']) - set(coverage['done']))})"
+        )
     return 0

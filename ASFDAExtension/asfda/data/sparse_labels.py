@@ -13,7 +13,7 @@ import numpy as np
 from asfda.core.errors import AsfdaError, CorruptImage
 from asfda.data.datastore import Datastore, LabelTag, validate_label_values
 from asfda.data.label_files import submit_label_file
-from asfda.data.label_masks import mask_summary, read_mask, remove_mask, save_mask, validate_mask
+from asfda.data.label_masks import mask_summary, read_mask, remove_mask, save_mask, slice_coverage, validate_mask
 from asfda.data.state import LabelRecord
 from asfda.io.label_reading import read_label_volume
 from asfda.io.volumes import Geometry, check_same_geometry, reorient_to
@@ -48,7 +48,8 @@ def submit_label(
     """Store a clinician label; with `mask`, only the voxels it marks count as annotated.
 
     Returns:
-        the label record; with a mask, its extra holds `annotated_mask` (file, annotated voxels, fraction).
+        the label record; with a mask, its extra holds `annotated_mask` (file, annotated voxels, fraction) and,
+        when the latest rank asked for slices of this case, `requested_slices` (axis, requested, done, coverage).
     Raises:
         AsfdaError subclasses with one line naming the file at fault; nothing is stored then.
     """
@@ -65,6 +66,7 @@ def submit_label(
         validate_label_values(labels, config.label_values, require_foreground)
     except AsfdaError as exc:
         raise type(exc)(f"{path.name}: {exc}") from None
+    coverage = slice_coverage(voxels, store.state.requested_slices(case_id))
     record = store.save_label(
         case_id,
         LabelTag.FINAL,
@@ -73,7 +75,7 @@ def submit_label(
         config.label_values,
         author=author,
         model_version=model_version,
-        extra={**(extra or {}), "annotated_mask": mask_summary(voxels, case_id)},
+        extra={**(extra or {}), "annotated_mask": mask_summary(voxels, case_id), "requested_slices": coverage},
         require_foreground=require_foreground,
     )
     save_mask(store, case_id, voxels)

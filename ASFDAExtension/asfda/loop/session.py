@@ -119,6 +119,7 @@ class LoopSession:
         Returns:
             the ranked cases, the model version, per-case errors, scored/cached counts and the precision used.
         """
+        slices = request.slice_options()  # a bad sparse request stops before any pass
         self.preflight()
         outcome = rank_pool(
             self.store,
@@ -128,6 +129,7 @@ class LoopSession:
             scoring=self.scoring_options(request.chunk_size),
             should_yield=should_yield,
             pool_scorer=self.pool_scorer(),
+            slices=slices,
         )
         outcome.precision = self.precision.value
         return outcome

@@ -38,6 +38,11 @@ UPLOAD_BODY = {
                     "required": ["file"],
                     "properties": {
                         "file": {"type": "string", "format": "binary", "description": "NIfTI or NRRD labelmap"},
+                        "mask": {
+                            "type": "string",
+                            "format": "binary",
+                            "description": "sparse label: uint8 0/1 volume on the image grid, 1 = annotated",
+                        },
                         "author": {"type": "string"},
                     },
                 }
@@ -141,17 +146,20 @@ async def infer(case_id: str, worker: WorkerDep) -> Response:
 async def upload_label(
     case_id: str, request: Request, worker: WorkerDep, background: BackgroundTasks, _slot: HeavySlot
 ) -> Dict[str, Any]:
-    """Store a clinician label (multipart `file` NIfTI/NRRD; the annotator from their token, the
-    X-Annotator header or form `author`); durable before the reply; ends the submitter's lease."""
+    """Store a clinician label (multipart `file` NIfTI/NRRD, optional `mask` of the annotated voxels for a
+    sparse label; the annotator from their token, the X-Annotator header or form `author`); durable before the
+    reply; ends the submitter's lease."""
     await run_in_threadpool(worker.case, case_id)  # 400/404 before a byte of the body is read
     version, config = worker.require_active()
-    path, author = await receive_upload(request, uploads_dir(worker.store))
+    path, mask, author = await receive_upload(request, uploads_dir(worker.store))
     try:
         annotator = request_annotator(request, fallback=author)
         await run_in_threadpool(worker.leases.check_may_submit, case_id, annotator)
-        reply = await run_in_threadpool(store_label, worker.store, case_id, path, annotator, version, config)
+        reply = await run_in_threadpool(store_label, worker.store, case_id, path, annotator, version, config, mask)
     finally:
         path.unlink(missing_ok=True)
+        if mask is not None:
+            mask.unlink(missing_ok=True)
     detail = {"label_values": reply["label_values"], "prediction": reply["prediction"]}
     await run_in_threadpool(worker.leases.submitted, case_id, annotator, version, **detail)
     if await run_in_threadpool(routes_dicomweb.queue_seg, worker, case_id, annotator, version):

@@ -14,7 +14,7 @@ from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 
 from asfda.data.datastore import Datastore, LabelTag
-from asfda.data.label_files import submit_label_file
+from asfda.data.sparse_labels import submit_label
 from asfda.io.volumes import volume_suffix
 from asfda.models.config import ModelConfig
 
@@ -35,8 +35,19 @@ def _suffix_for(filename: str, head: bytes) -> str:
     return ".nii"
 
 
-async def receive_upload(request: Request, folder: Path) -> Tuple[Path, Optional[str]]:
-    """Parse `file` and `author` from a multipart body; returns (temp file path, author).
+async def _spool(upload: UploadFile, folder: Path) -> Path:
+    head = await upload.read(4)
+    await upload.seek(0)
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / f"{uuid.uuid4().hex}{_suffix_for(upload.filename or '', head)}"
+    with open(target, "wb") as out:
+        shutil.copyfileobj(upload.file, out, 1 << 20)
+    return target
+
+
+async def receive_upload(request: Request, folder: Path) -> Tuple[Path, Optional[Path], Optional[str]]:
+    """Parse `file`, an optional `mask` (annotated region of a sparse label) and `author` from a multipart
+    body; returns (temp label path, temp mask path or None, author).
 
     The body size limit is enforced by BodySizeLimitMiddleware while this reads the stream; the temp
     file lives in <datastore>/.uploads/ so one left by a killed worker is removed at the next start.
@@ -45,7 +56,7 @@ async def receive_upload(request: Request, folder: Path) -> Tuple[Path, Optional
     if not content_type.startswith("multipart/form-data"):
         raise HTTPException(400, "expected a multipart/form-data body with a 'file' field")
     try:
-        form = await MultiPartParser(request.headers, request.stream(), max_files=1, max_fields=10).parse()
+        form = await MultiPartParser(request.headers, request.stream(), max_files=2, max_fields=10).parse()
     except MultiPartException as exc:
         raise HTTPException(400, f"malformed multipart body: {exc.message}") from None
     try:
@@ -54,25 +65,35 @@ async def receive_upload(request: Request, folder: Path) -> Tuple[Path, Optional
             raise HTTPException(422, "the multipart body has no 'file' part with a label volume")
         author = form.get("author")
         author = (" ".join(author.split())[:MAX_AUTHOR_CHARS] or None) if isinstance(author, str) else None
-        head = await upload.read(4)
-        await upload.seek(0)
-        folder.mkdir(parents=True, exist_ok=True)
-        target = folder / f"{uuid.uuid4().hex}{_suffix_for(upload.filename or '', head)}"
-        with open(target, "wb") as out:
-            shutil.copyfileobj(upload.file, out, 1 << 20)
-        return target, author
+        mask = form.get("mask")
+        if mask is not None and not isinstance(mask, UploadFile):
+            raise HTTPException(422, "the multipart 'mask' part must be a file (the annotated-region mask volume)")
+        target = await _spool(upload, folder)
+        try:
+            mask_target = await _spool(mask, folder) if mask is not None else None
+        except BaseException:
+            target.unlink(missing_ok=True)
+            raise
+        return target, mask_target, author
     finally:
         await form.close()
 
 
 def store_label(
-    store: Datastore, case_id: str, path: Path, author: Optional[str], version: str, config: ModelConfig
+    store: Datastore,
+    case_id: str,
+    path: Path,
+    author: Optional[str],
+    version: str,
+    config: ModelConfig,
+    mask: Optional[Path] = None,
 ) -> Dict:
-    """Validate geometry and values against the image and model, then write atomically (fsynced)."""
+    """Validate geometry and values (and a sparse label's mask) against the image and model, then write
+    atomically (fsynced)."""
     prediction = prediction_provenance(store, case_id)
     with VOLUME_IO_LOCK:  # the checks read the image too
-        record = submit_label_file(
-            store, case_id, path, config, author=author, model_version=version, extra={"prediction": prediction}
+        record = submit_label(
+            store, case_id, path, config, mask, author=author, model_version=version, extra={"prediction": prediction}
         )
     values = [v for v in record.extra.get("label_values", []) if v != 0]
     return {
@@ -83,6 +104,8 @@ def store_label(
         "model_version": record.model_version,
         "label_values": values,
         "prediction": prediction,
+        "annotated_mask": record.extra.get("annotated_mask"),
+        "requested_slices": record.extra.get("requested_slices"),
     }
 
 

@@ -20,6 +20,7 @@ def _score_fields(record: Optional[ScoreRecord], active: Optional[str]) -> Dict[
         "model_version": record.model_version,
         "scored_at": record.scored_at,
         "knowledge_source": record.knowledge_source,
+        "requested_slices": record.requested_slices,
         # Scores from another model version than the active one describe a model no longer in use.
         "stale": record.model_version != active,
     }
