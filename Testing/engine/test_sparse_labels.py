@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
-from asfda.core.errors import GeometryMismatch, InvalidMask
+from asfda.adapt.finetune import FinetuneOptions, TrainingItem, finetune, masked_dice_ce
+from asfda.adapt.pseudo_labels import fill_unannotated
+from asfda.adapt.validation_gate import GateOptions
+from asfda.cli import main
+from asfda.core.errors import AsfdaError, GeometryMismatch, InvalidMask
+from asfda.core.names import SliceRule
 from asfda.data.datastore import LabelTag
 from asfda.data.label_files import check_final_labels
 from asfda.data.label_masks import mask_path, slice_coverage
 from asfda.data.sparse_labels import submit_label
+from asfda.loop import LoopSession, RankRequest, SessionSettings
+from asfda.loop.adapt import AdaptOptions, adapt_datastore, dice_per_class
+from asfda.models.networks import build_network
+from asfda.query.slices import REGISTRY, SliceOptions, choose_slices, thickest_axis
 from engine_helpers import SHAPE, blob, pool_datastore, tiny_config, write_nifti
+from monai.losses import DiceCELoss
 
 
 @pytest.fixture
@@ -93,8 +105,6 @@ def test_slice_coverage_counts_requested_slices_with_annotation():
 
 
 def _item(case_id: str, label: np.ndarray, mask, image: np.ndarray):
-    from asfda.adapt.finetune import TrainingItem
-
     return TrainingItem(
         case_id,
         torch.as_tensor(image)[None],
@@ -104,9 +114,6 @@ def _item(case_id: str, label: np.ndarray, mask, image: np.ndarray):
 
 
 def _trained(items, steps: int = 4):
-    from asfda.adapt.finetune import FinetuneOptions, finetune
-    from asfda.models.networks import build_network
-
     torch.manual_seed(0)
     network = build_network(tiny_config())
     options = FinetuneOptions(steps=steps, batch_size=2, prefetch=0, ema_decay=0.0, seed=3)
@@ -130,9 +137,6 @@ def test_unannotated_voxels_do_not_change_training():
 
 
 def test_masked_dice_ce_with_everything_annotated_is_dice_ce():
-    from asfda.adapt.finetune import masked_dice_ce
-    from monai.losses import DiceCELoss
-
     logits = torch.randn(2, 2, 6, 6, 6, generator=torch.Generator().manual_seed(0))
     label = torch.randint(0, 2, (2, 1, 6, 6, 6), generator=torch.Generator().manual_seed(1)).float()
     expected = DiceCELoss(to_onehot_y=True, softmax=True)(logits, label)
@@ -140,8 +144,6 @@ def test_masked_dice_ce_with_everything_annotated_is_dice_ce():
 
 
 def test_gate_dice_of_a_sparse_label_counts_annotated_voxels_only():
-    from asfda.loop.adapt import dice_per_class
-
     label, image = blob(2)
     mask = _half_mask(label)
     predicted = torch.as_tensor(label)
@@ -158,8 +160,6 @@ def test_gate_dice_of_a_sparse_label_counts_annotated_voxels_only():
 
 
 def test_fill_covers_only_the_unannotated_confident_voxels():
-    from asfda.adapt.pseudo_labels import fill_unannotated
-
     label, image = blob(3)
     mask = _half_mask(label)
     confident = np.zeros_like(mask, dtype=bool)
@@ -178,10 +178,6 @@ def test_fill_covers_only_the_unannotated_confident_voxels():
 
 
 def test_adapt_round_trains_on_a_stored_sparse_label_with_fill(store, tmp_path):
-    from asfda.adapt.finetune import FinetuneOptions
-    from asfda.adapt.validation_gate import GateOptions
-    from asfda.loop.adapt import AdaptOptions, adapt_datastore
-
     label, _ = blob(0)
     mask = _half_mask(label)
     label_file, mask_file = _sparse_files(tmp_path, label, mask)
@@ -195,3 +191,98 @@ def test_adapt_round_trains_on_a_stored_sparse_label_with_fill(store, tmp_path):
     options.reliability.voxel_confidence = 0.0  # an untrained teacher: every voxel counts as confident
     metrics = adapt_datastore(store, options).metrics
     assert metrics["sparse_labels"] == 1 and metrics["filled_sparse_labels"] == 1
+
+
+# -- slice selection ---------------------------------------------------------------------------------------------
+
+
+def _slab(shape=(10, 12, 30), first=8, last=19, axis=2) -> np.ndarray:
+    """Predicted foreground filling slices first..last along `axis` (a box in the middle of the others)."""
+    foreground = np.zeros(shape, bool)
+    index = [slice(3, 6)] * 3
+    index[axis] = slice(first, last + 1)
+    foreground[tuple(index)] = True
+    return foreground
+
+
+def test_thickest_axis_is_the_largest_spacing_and_the_last_of_equals():
+    assert thickest_axis([0.8, 0.8, 5.0]) == 2
+    assert thickest_axis([3.0, 0.7, 0.7]) == 0
+    assert thickest_axis([1.0, 1.0, 1.0]) == 2
+
+
+def test_even_slices_spread_over_the_predicted_foreground_extent():
+    chosen = choose_slices(_slab(), None, [1.0, 1.0, 3.0], SliceOptions(per_volume=4))
+    assert chosen.axis == 2 and chosen.rule == "even"
+    assert chosen.indices == [9, 12, 15, 18]  # centres of four equal parts of slices 8..19
+    across = choose_slices(_slab(axis=1, first=2, last=3), None, [1.0, 1.0, 3.0], SliceOptions(per_volume=5, axis=1))
+    assert across.axis == 1 and across.indices == [2, 3]  # a thin extent: all of its slices
+    nothing = choose_slices(np.zeros((4, 4, 8), bool), None, [1, 1, 1], SliceOptions(per_volume=2))
+    assert nothing.indices == [2, 6]  # no predicted foreground: the whole axis
+
+
+def test_uncertainty_slices_are_the_most_uncertain_inside_the_extent():
+    entropy = np.zeros((10, 12, 30), np.float32)
+    entropy[:, :, 10] = 0.9
+    entropy[:, :, 17] = 0.5
+    entropy[:, :, 25] = 1.0  # most uncertain, but outside the predicted foreground (8..19)
+    options = SliceOptions(per_volume=2, rule=SliceRule.UNCERTAINTY)
+    chosen = choose_slices(_slab(), entropy, [1.0, 1.0, 3.0], options)
+    assert chosen.indices == [10, 17] and chosen.rule == "uncertainty"
+
+
+def test_slice_rule_registry_matches_the_names():
+    assert set(REGISTRY) == set(SliceRule)
+
+
+def test_bad_slice_requests_are_one_line_errors():
+    for request, words in [
+        (RankRequest(slices_per_volume=-1), "slices per volume"),
+        (RankRequest(slices_per_volume=4, slice_axis="3"), "slice axis"),
+        (RankRequest(slices_per_volume=4, slice_rule="random"), "slice rule"),
+    ]:
+        with pytest.raises(AsfdaError, match=words):
+            request.slice_options()
+
+
+def test_sparse_rank_stores_requested_slices_and_submit_reports_coverage(store, tmp_path):
+    session = LoopSession.open(store.root, SessionSettings(device="cpu"))
+    outcome = session.rank(RankRequest(strategy="random", k=1, slices_per_volume=3, slice_axis="auto"))
+    (pick,) = [r.case_id for r in outcome.ranked if r.selected]
+    requested = outcome.requested_slices[pick]
+    assert requested.axis == 2  # spacing (1.5, 1.0, 2.0): the thickest slices are along axis 2
+    assert len(requested.indices) == 3 and requested.indices == sorted(set(requested.indices))
+    stored = {r.case_id: r.requested_slices for r in store.state.scores("random")}
+    assert stored[pick] == requested.to_dict() and all(v is None for c, v in stored.items() if c != pick)
+    label, _ = blob(int(pick.removeprefix("case")))
+    mask = np.zeros_like(label)
+    mask[:, :, requested.indices[0]] = 1  # one of the three requested slices drawn
+    label_file, mask_file = _sparse_files(tmp_path, label, mask)
+    record = submit_label(store, pick, label_file, tiny_config(), mask=mask_file, require_foreground=False)
+    coverage = record.extra["requested_slices"]
+    assert coverage["done"] == requested.indices[:1] and coverage["coverage"] == pytest.approx(1 / 3, abs=1e-3)
+
+
+def test_cli_sparse_rank_and_masked_submit(store, tmp_path, capsys):
+    root = str(store.root)
+    assert main(["rank", "--datastore", root, "--strategy", "random", "--k", "1", "--slices-per-volume", "2"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    (picked,) = [line for line in lines[1:] if "*" in line]
+    assert "axis 2: " in picked
+    case_id = picked.split()[1]
+    indices = [int(i) for i in picked.split("axis 2: ")[1].split()]
+    rank = ["rank", "--datastore", root, "--strategy", "random", "--k", "1", "--slices-per-volume", "2"]
+    assert main(rank + ["--json"]) == 0
+    rows = {row["case_id"]: row for row in json.loads(capsys.readouterr().out)}
+    assert rows[case_id]["requested_slices"] == {"axis": 2, "indices": indices, "rule": "even"}
+    label, _ = blob(int(case_id.removeprefix("case")))
+    mask = np.zeros_like(label)
+    mask[:, :, indices] = 1
+    label_file, mask_file = _sparse_files(tmp_path, label, mask)
+    command = ["label", "submit", "--datastore", root, case_id, str(label_file), "--mask", str(mask_file)]
+    assert main(command + ["--allow-empty"]) == 0
+    out = capsys.readouterr().out
+    assert "sparse: " in out and "requested slices done: 2 of 2" in out
+    assert main(command[:-2] + ["--mask", str(write_nifti(tmp_path / "m.nii.gz", np.zeros_like(mask)))]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "m.nii.gz" in err and "no voxel" in err and "\n" not in err

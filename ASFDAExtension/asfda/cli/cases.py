@@ -43,9 +43,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("case", help="case id")
     p.add_argument("file", type=Path, help="label volume (.nii.gz, .nii or .nrrd)")
     p.add_argument("--author", default=None, help="who drew the label (recorded)")
-    p.add_argument(
-        "--mask", type=Path, default=None, metavar="FILE", help="a sparse label's annotated-region mask"
-    )
+    p.add_argument("--mask", type=Path, default=None, metavar="FILE", help="a sparse label's annotated-region mask")
     p.add_argument("--allow-empty", action="store_true", help="accept a background-only label (no structure)")
     p.set_defaults(func=run_label_submit)
 
