@@ -80,6 +80,15 @@ def test_bad_masks_are_refused_in_one_line_and_nothing_is_stored(store, tmp_path
     assert _nothing_stored(store)
 
 
+def test_background_only_sparse_label_is_accepted_with_its_mask(store, tmp_path):
+    label, _ = blob(0)
+    mask = np.zeros_like(label)
+    mask[:, :, 0] = 1  # a drawn slice the organ does not reach: all background, and that is information
+    label_file, mask_file = _sparse_files(tmp_path, label, mask)
+    record = submit_label(store, "case0", label_file, tiny_config(), mask=mask_file)
+    assert record.extra["label_values"] == [0] and mask_path(store, "case0").exists()
+
+
 def test_mask_on_another_affine_is_refused(store, tmp_path):
     label, _ = blob(0)
     mask = _half_mask(label)
@@ -258,7 +267,7 @@ def test_sparse_rank_stores_requested_slices_and_submit_reports_coverage(store, 
     mask = np.zeros_like(label)
     mask[:, :, requested.indices[0]] = 1  # one of the three requested slices drawn
     label_file, mask_file = _sparse_files(tmp_path, label, mask)
-    record = submit_label(store, pick, label_file, tiny_config(), mask=mask_file, require_foreground=False)
+    record = submit_label(store, pick, label_file, tiny_config(), mask=mask_file)
     coverage = record.extra["requested_slices"]
     assert coverage["done"] == requested.indices[:1] and coverage["coverage"] == pytest.approx(1 / 3, abs=1e-3)
 
@@ -280,7 +289,7 @@ def test_cli_sparse_rank_and_masked_submit(store, tmp_path, capsys):
     mask[:, :, indices] = 1
     label_file, mask_file = _sparse_files(tmp_path, label, mask)
     command = ["label", "submit", "--datastore", root, case_id, str(label_file), "--mask", str(mask_file)]
-    assert main(command + ["--allow-empty"]) == 0
+    assert main(command) == 0
     out = capsys.readouterr().out
     assert "sparse: " in out and "requested slices done: 2 of 2" in out
     assert main(command[:-2] + ["--mask", str(write_nifti(tmp_path / "m.nii.gz", np.zeros_like(mask)))]) == 2

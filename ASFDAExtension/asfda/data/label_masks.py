@@ -62,7 +62,8 @@ def read_mask(path: Path, image: Geometry) -> np.ndarray:
         check_same_geometry(image, Geometry(tuple(voxels.shape), np.asarray(affine)))
     except AsfdaError as exc:
         cause = str(exc).removeprefix(f"{path.name}: ")
-        raise type(exc)(f"{path.name}: mask: {cause}") from None
+        cause = "mask " + cause.removeprefix("label ") if cause.startswith("label ") else f"mask: {cause}"
+        raise type(exc)(f"{path.name}: {cause}") from None
     values = sorted(int(v) for v in np.unique(voxels))
     if any(v not in (0, 1) for v in values):
         raise InvalidMask(f"{path.name}: mask values must be 0 (not annotated) or 1 (annotated), found {values}")

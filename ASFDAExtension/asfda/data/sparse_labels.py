@@ -47,6 +47,10 @@ def submit_label(
 ) -> LabelRecord:
     """Store a clinician label; with `mask`, only the voxels it marks count as annotated.
 
+    With a mask a background-only label is accepted (`require_foreground` does not apply): a requested slice
+    the organ does not reach is drawn as all background, and saying so is information. The mask itself must
+    mark some voxels.
+
     Returns:
         the label record; with a mask, its extra holds `annotated_mask` (file, annotated voxels, fraction) and,
         when the latest rank asked for slices of this case, `requested_slices` (axis, requested, done, coverage).
@@ -63,7 +67,7 @@ def submit_label(
     voxels = read_mask(Path(mask), image)
     validate_mask(voxels, labels, Path(mask).name)
     try:
-        validate_label_values(labels, config.label_values, require_foreground)
+        validate_label_values(labels, config.label_values, require_foreground=False)
     except AsfdaError as exc:
         raise type(exc)(f"{path.name}: {exc}") from None
     coverage = slice_coverage(voxels, store.state.requested_slices(case_id))
@@ -76,7 +80,7 @@ def submit_label(
         author=author,
         model_version=model_version,
         extra={**(extra or {}), "annotated_mask": mask_summary(voxels, case_id), "requested_slices": coverage},
-        require_foreground=require_foreground,
+        require_foreground=False,
     )
     save_mask(store, case_id, voxels)
     return record
