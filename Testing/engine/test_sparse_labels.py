@@ -11,16 +11,18 @@ from asfda.adapt.finetune import FinetuneOptions, TrainingItem, finetune, masked
 from asfda.adapt.pseudo_labels import fill_unannotated
 from asfda.adapt.validation_gate import GateOptions
 from asfda.cli import main
+from asfda.cli.main import build_parser
 from asfda.core.errors import AsfdaError, GeometryMismatch, InvalidMask
 from asfda.core.names import SliceRule
 from asfda.data.datastore import LabelTag
 from asfda.data.label_files import check_final_labels
 from asfda.data.label_masks import mask_path, slice_coverage
 from asfda.data.sparse_labels import submit_label
-from asfda.loop import LoopSession, RankRequest, SessionSettings
+from asfda.loop import AdaptRequest, LoopSession, RankRequest, SessionSettings
 from asfda.loop.adapt import AdaptOptions, adapt_datastore, dice_per_class
 from asfda.models.networks import build_network
 from asfda.query.slices import REGISTRY, SliceOptions, choose_slices, thickest_axis
+from asfda.scoring.options import ScoringOptions
 from engine_helpers import SHAPE, blob, pool_datastore, tiny_config, write_nifti
 from monai.losses import DiceCELoss
 
@@ -295,3 +297,10 @@ def test_cli_sparse_rank_and_masked_submit(store, tmp_path, capsys):
     assert main(command[:-2] + ["--mask", str(write_nifti(tmp_path / "m.nii.gz", np.zeros_like(mask)))]) == 2
     err = capsys.readouterr().err.strip()
     assert "m.nii.gz" in err and "no voxel" in err and "\n" not in err
+
+
+def test_cli_adapt_fill_flag_reaches_the_options():
+    args = build_parser().parse_args(["adapt", "--datastore", "ds", "--fill-unannotated"])
+    options = AdaptRequest.from_args(args).adapt_options(ScoringOptions())
+    assert options.fill_unannotated_with_pseudo_labels is True
+    assert AdaptRequest().adapt_options(ScoringOptions()).fill_unannotated_with_pseudo_labels is False

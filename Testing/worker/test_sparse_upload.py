@@ -6,7 +6,10 @@ from __future__ import annotations
 import nibabel as nib
 import numpy as np
 import pytest
+from asfda.data.datastore import Datastore
+from asfda.worker import tasks
 from asfda.worker.sample import sample_affine
+from asfda.worker.schemas import AdaptRequest
 from worker_helpers import WorkerProcess, wait_job
 
 
@@ -83,3 +86,20 @@ def test_mask_part_must_be_a_file(worker, sample):
             "/cases/case00/label", files={"file": ("l.nii.gz", label)}, data={"author": "a", "mask": "not a file"}
         )
     assert "'mask' part must be a file" in one_line_error(reply, 422)
+
+
+@pytest.mark.parametrize("fill", [False, True])
+def test_the_fill_option_reaches_adapt_datastore(monkeypatch, tmp_path, fill):
+    seen = {}
+
+    class Result:
+        version, parent, metrics, pseudo_cases, gate = "v0002", "v0001", {}, [], {"activate": True}
+
+    def fake_adapt(store, options, device, progress=None, should_stop=None, activate=True):
+        seen["options"] = options
+        return Result()
+
+    monkeypatch.setattr("asfda.loop.session.adapt_datastore", fake_adapt)
+    request = AdaptRequest(fill_unannotated_with_pseudo_labels=fill).model_dump(exclude_none=True)
+    tasks.run_adapt(Datastore(tmp_path / "ds"), request, "cpu", lambda *a: None)
+    assert seen["options"].fill_unannotated_with_pseudo_labels is fill

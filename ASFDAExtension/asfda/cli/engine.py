@@ -75,6 +75,12 @@ def add_parser(subparsers) -> None:
     add_datastore(p)
     p.add_argument("--steps", type=int, default=80, help="fine-tuning steps (one random crop batch each)")
     p.add_argument("--no-pseudo", action="store_true", help="train on clinician labels only")
+    p.add_argument(
+        "--fill-unannotated",
+        dest="fill_unannotated",
+        action="store_true",
+        help="sparse labels: let the model's confident voxels fill the part nobody annotated (as pseudo-labels)",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of crop sampling, augmentation and batch order")
     p.add_argument(
         "--gate-decide-from",

@@ -100,6 +100,7 @@ class AdaptRequest:
     steps: int = FinetuneOptions().steps
     seed: int = 0
     use_pseudo_labels: bool = True
+    fill_unannotated_with_pseudo_labels: bool = False  # sparse labels: the teacher fills the unannotated part
     gate_enabled: bool = True
     gate_decide_from_labels: int = GateOptions().decide_from_labels
     chunk_size: int = ScoringOptions().chunk_size
@@ -109,7 +110,11 @@ class AdaptRequest:
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> AdaptRequest:
         """From a worker adapt job's params (worker/schemas.py AdaptRequest)."""
-        request = cls(seed=int(params.get("seed", 0)), use_pseudo_labels=bool(params.get("use_pseudo_labels", True)))
+        request = cls(
+            seed=int(params.get("seed", 0)),
+            use_pseudo_labels=bool(params.get("use_pseudo_labels", True)),
+            fill_unannotated_with_pseudo_labels=bool(params.get("fill_unannotated_with_pseudo_labels", False)),
+        )
         if params.get("steps"):
             request.steps = int(params["steps"])
         if params.get("gate_decide_from_labels") is not None:
@@ -125,6 +130,7 @@ class AdaptRequest:
             steps=args.steps,
             seed=args.seed,
             use_pseudo_labels=not args.no_pseudo,
+            fill_unannotated_with_pseudo_labels=args.fill_unannotated,
             gate_decide_from_labels=args.gate_decide_from,
         )
 
@@ -133,6 +139,7 @@ class AdaptRequest:
             finetune=FinetuneOptions(steps=self.steps, seed=self.seed, **self.finetune_overrides),
             reliability=ReliabilityOptions(**self.reliability_overrides),
             use_pseudo_labels=self.use_pseudo_labels,
+            fill_unannotated_with_pseudo_labels=self.fill_unannotated_with_pseudo_labels,
             scoring=scoring,
             gate=GateOptions(enabled=self.gate_enabled, decide_from_labels=self.gate_decide_from_labels),
         )

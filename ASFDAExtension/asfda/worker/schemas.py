@@ -37,6 +37,8 @@ class RankRequest(Strict):
 class AdaptRequest(Strict):
     steps: Optional[int] = Field(None, ge=1, le=1_000_000)
     use_pseudo_labels: bool = True
+    # Sparse labels: the teacher's confident voxels fill their unannotated part (as pseudo-labels).
+    fill_unannotated_with_pseudo_labels: bool = False
     seed: int = 0
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     # Below this many clinician labels the validation gate's k-fold verdict is advisory (0: always enforced).
