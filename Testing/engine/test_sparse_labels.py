@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import numpy as np
 import pytest
@@ -15,9 +16,9 @@ from asfda.cli.main import build_parser
 from asfda.core.errors import AsfdaError, GeometryMismatch, InvalidMask
 from asfda.core.names import SliceRule
 from asfda.data.datastore import LabelTag
-from asfda.data.label_files import check_final_labels
+from asfda.data.label_files import RECORD_CLOCK_SLACK_S, LabelFileError, check_final_labels
 from asfda.data.label_masks import mask_path, slice_coverage
-from asfda.data.sparse_labels import submit_label
+from asfda.data.sparse_labels import check_final_masks, submit_label
 from asfda.loop import AdaptRequest, LoopSession, RankRequest, SessionSettings
 from asfda.loop.adapt import AdaptOptions, adapt_datastore, dice_per_class
 from asfda.models.networks import build_network
@@ -304,3 +305,24 @@ def test_cli_adapt_fill_flag_reaches_the_options():
     options = AdaptRequest.from_args(args).adapt_options(ScoringOptions())
     assert options.fill_unannotated_with_pseudo_labels is True
     assert AdaptRequest().adapt_options(ScoringOptions()).fill_unannotated_with_pseudo_labels is False
+
+
+def test_masks_put_into_labels_final_by_hand_are_checked_before_use(store, tmp_path):
+    label, _ = blob(0)
+    mask = _half_mask(label)
+    final = store.label_dir(LabelTag.FINAL)
+    write_nifti(final / "case0.nii.gz", label * mask)
+    write_nifti(final / "case0.mask.nii.gz", mask)
+    assert check_final_labels(store, tiny_config()) == ["case0"]
+    assert check_final_masks(store, tiny_config()) == ["case0"]
+    (record,) = store.state.labels(LabelTag.FINAL.value)
+    assert record.extra["annotated_mask"]["annotated_voxels"] == int(mask.sum())
+    assert check_final_masks(store, tiny_config()) == []  # recorded: not checked again
+    time.sleep(RECORD_CLOCK_SLACK_S + 0.1)
+    write_nifti(final / "case0.mask.nii.gz", np.flip(mask, axis=2).copy())  # replaced by hand, now wrong
+    with pytest.raises(LabelFileError, match=r"labels/final/case0.mask.nii.gz: .*outside the annotated mask"):
+        check_final_masks(store, tiny_config())
+    write_nifti(final / "case1.mask.nii.gz", mask)
+    (final / "case0.mask.nii.gz").unlink()
+    with pytest.raises(LabelFileError, match="a mask without its label case1.nii.gz"):
+        check_final_masks(store, tiny_config())

@@ -5,21 +5,31 @@ Both files are checked before either is stored, so a refused mask leaves the cas
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Dict, List, Optional
 
 import numpy as np
 
 from asfda.core.errors import AsfdaError, CorruptImage
 from asfda.data.datastore import Datastore, LabelTag, validate_label_values
-from asfda.data.label_files import submit_label_file
-from asfda.data.label_masks import mask_summary, read_mask, remove_mask, save_mask, slice_coverage, validate_mask
+from asfda.data.label_files import RECORD_CLOCK_SLACK_S, LabelFileError, submit_label_file
+from asfda.data.label_masks import (
+    MASK_SUFFIX,
+    is_mask_file,
+    mask_summary,
+    read_mask,
+    remove_mask,
+    save_mask,
+    slice_coverage,
+    validate_mask,
+)
 from asfda.data.state import LabelRecord
 from asfda.io.label_reading import read_label_volume
 from asfda.io.volumes import Geometry, check_same_geometry, reorient_to
 from asfda.models.config import ModelConfig
 
-__all__ = ["submit_label"]
+__all__ = ["check_final_masks", "submit_label"]
 
 
 def _label_on_grid(path: Path, image: Geometry) -> np.ndarray:
@@ -84,3 +94,51 @@ def submit_label(
     )
     save_mask(store, case_id, voxels)
     return record
+
+
+def _mask_checked(store: Datastore, record: Optional[LabelRecord], path: Path) -> bool:
+    """Recorded with its label and not replaced since (a mask written by hand gets the checks first)."""
+    if record is None or not record.extra.get("annotated_mask"):
+        return False
+    try:
+        recorded = datetime.fromisoformat(record.created).timestamp()
+    except ValueError:
+        return False
+    return path.stat().st_mtime <= recorded + RECORD_CLOCK_SLACK_S
+
+
+def check_final_masks(store: Datastore, config: ModelConfig) -> List[str]:
+    """Validate masks put into labels/final/ by hand (with their labels) and record them; returns those cases.
+
+    Runs after the labels' own check, before anything trains: the first bad mask, or one without its label,
+    stops with a one-line LabelFileError naming it, as the upload would have refused it.
+    """
+    records = {r.case_id: r for r in store.state.labels(LabelTag.FINAL.value)}
+    where = f"labels/{LabelTag.FINAL.value}"
+    taken = []
+    for path in sorted(store.label_dir(LabelTag.FINAL).iterdir()):
+        if path.name.startswith(".") or not is_mask_file(path):
+            continue
+        case_id = path.name[: -len(MASK_SUFFIX)]
+        label = store.label_path(case_id, LabelTag.FINAL)
+        if not label.exists():
+            raise LabelFileError(f"{where}/{path.name}: a mask without its label {label.name}; add both or neither")
+        if _mask_checked(store, records.get(case_id), path):
+            continue
+        record = records.get(case_id)
+        try:
+            submit_label(
+                store,
+                case_id,
+                label,
+                config,
+                mask=path,
+                author=record.author if record else None,
+                model_version=record.model_version if record else None,
+                extra={**(record.extra if record else {}), "mask_found_on_disk": path.name},
+            )
+        except AsfdaError as exc:
+            cause = str(exc).removeprefix(f"{path.name}: ")
+            raise LabelFileError(f"{where}/{path.name}: {cause}") from None
+        taken.append(case_id)
+    return taken

@@ -15,6 +15,7 @@ from typing import Callable, Dict, List, Optional
 
 from asfda.data.datastore import Datastore
 from asfda.data.label_files import check_final_labels
+from asfda.data.sparse_labels import check_final_masks
 from asfda.loop.adapt import AdaptResult, adapt_datastore
 from asfda.loop.device import AUTO, resolve_device
 from asfda.loop.evaluate import Evaluation, evaluate
@@ -101,6 +102,8 @@ class LoopSession:
         """
         config = self.active_config()
         self.taken_in = [] if config is None else check_final_labels(self.store, config)
+        if config is not None:
+            check_final_masks(self.store, config)  # sparse labels' masks placed by hand
         return self.taken_in  # without a model the step itself reports what is missing
 
     def active_config(self) -> Optional[ModelConfig]:
