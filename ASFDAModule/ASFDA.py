@@ -341,7 +341,9 @@ class ASFDAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 item = qt.QTableWidgetItem(text)
                 item.setData(qt.Qt.UserRole, row.caseId)
                 tips = []
-                if row.stale:
+                if row.stale and row.staleReason == "labels":
+                    tips.append(_("Labels came in since this ranking: rank again"))
+                elif row.stale:
                     tips.append(_("Scored by model {version}, not the active one: rank again").format(
                         version=row.modelVersion))
                 if c == DKD_COLUMN and row.knowledgeSource:

@@ -59,6 +59,7 @@ class WorklistRow:
     modelVersion: Optional[str] = None
     scoredAt: Optional[str] = None
     stale: bool = False
+    staleReason: Optional[str] = None  # "model" or "labels" (labels came in since the ranking); older workers: None
     selected: bool = False
     knowledgeSource: Optional[str] = None  # which DKD reference the worker used; absent on older workers
     leasedBy: Optional[str] = None  # the annotator holding the case; absent on older workers
@@ -79,6 +80,7 @@ class WorklistRow:
             modelVersion=item.get("model_version"),
             scoredAt=item.get("scored_at"),
             stale=bool(item.get("stale", False)),
+            staleReason=item.get("stale_reason") or None,
             selected=bool(item.get("selected", False)),
             knowledgeSource=item.get("knowledge_source") or None,
             leasedBy=item.get("leased_by") or None,
@@ -148,9 +150,15 @@ class Worklist:
         # before the next poll: scores from another version are stale.
         if not self.activeModelVersion:
             return
+        # A ranking that labels overtook stays stale whatever the model.
         for row in self.rows:
             if row.modelVersion is not None:
-                row.stale = row.modelVersion != self.activeModelVersion
+                otherModel = row.modelVersion != self.activeModelVersion
+                row.stale = otherModel or row.staleReason == "labels"
+                if otherModel:
+                    row.staleReason = "model"
+                elif row.staleReason == "model":
+                    row.staleReason = None
 
     def markLabeled(self, caseId):
         row = self.row(caseId)

@@ -91,6 +91,11 @@ def test_quick_demo_runs_end_to_end_and_writes_its_outputs(tmp_path):
     report = json.loads((out / "demo-report.json").read_text())
     assert 0.0 <= report["dice_before"] <= 1.0 and len(report["arms"]) == 3
     assert all(len(arm["picks"]) == report["k"] for arm in report["arms"])
+    # the hospital mix by default: Dice per protocol, and each arm's cost in slices and estimated minutes
+    assert report["pool"] == "hospital" and set(report["dice_before_by_protocol"]) == {"routine", "rare"}
+    assert all(set(arm["dice_by_protocol"]) == {"routine", "rare"} for arm in report["arms"])
+    assert all(arm["cost"]["slices"] > 0 and arm["cost"]["minutes"] > 0 for arm in report["arms"])
+    assert "slices annotated, about" in result.stdout and "routine" in result.stdout and "rare" in result.stdout
     assert (out / "demo.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (out / "datastore" / "models" / "v0002" / "meta.json").exists()
 

@@ -90,16 +90,20 @@ def test_probe_merges_windows_like_one_pass():
     np.testing.assert_allclose(result.layer_vars[0], x.var(0, unbiased=False).numpy(), rtol=1e-4, atol=1e-7)
 
 
-def test_streamed_mc_dropout_matches_stacked_samples():
-    from asfda.query.asd import mc_dropout_epistemic
-
+def test_streamed_mc_dropout_is_zero_without_disagreement_and_seeded():
+    """BALD is 0 for one pass or for passes that agree (p=0), positive when dropout makes them disagree, and a
+    seed gives the same figure twice (rank results must not move between runs)."""
     config = tiny_config()
     torch.manual_seed(0)
     predictor = Predictor(build_network(config), config)
     _, image = blob(5)
     image = torch.as_tensor(image)[None]
-    stacked = mc_dropout_epistemic(predictor.mc_dropout_probs(image, 3, seed=7))
-    assert predictor.mc_dropout_epistemic(image, 3, seed=7) == pytest.approx(stacked, rel=1e-4, abs=1e-7)
+    assert predictor.mc_dropout_epistemic(image, 1, seed=7) == pytest.approx(0.0, abs=1e-7)
+    assert predictor.mc_dropout_epistemic(image, 3, p=0.0, seed=7) == pytest.approx(0.0, abs=1e-7)
+    noisy = predictor.mc_dropout_epistemic(image, 3, p=0.5, seed=7)
+    assert noisy > 0
+    assert predictor.mc_dropout_epistemic(image, 3, p=0.5, seed=7) == pytest.approx(noisy, rel=1e-6)
+    assert predictor.mc_dropout_epistemic(image, 3, p=0.5, seed=8) != pytest.approx(noisy, rel=1e-6)
 
 
 def test_predicted_class_matches_argmax_with_ties_to_the_first_class():

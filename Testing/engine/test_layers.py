@@ -140,3 +140,19 @@ def test_the_cycle_check_finds_a_cycle(tmp_path, second):
     (package / "b.py").write_text(second + "y = 2\n")
     (package / "c.py").write_text("def late():\n    from pkg.a import x\n    return x\n")  # function-level: no edge
     assert import_cycles(package) == [["pkg.a", "pkg.b"]]
+
+
+def test_faces_reach_adapt_and_scoring_only_through_their_public_faces(tmp_path):
+    contracts = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"]
+    (faces,) = [c for c in contracts if c["type"] == "forbidden"]
+    assert set(faces["source_modules"]) == {"asfda.cli", "asfda.worker", "asfda.demo", "asfda.bench"}
+    assert set(faces["forbidden_modules"]) == {"asfda.adapt.*", "asfda.scoring.*"}
+    # The same rule over the loop (which is allowed to use the internals, and does) must break: it is live.
+    config = tmp_path / "loop-as-face.toml"
+    config.write_text(
+        '[tool.importlinter]\nroot_package = "asfda"\n\n[[tool.importlinter.contracts]]\nname = "loop as a face"\n'
+        'type = "forbidden"\nsource_modules = ["asfda.loop"]\nforbidden_modules = ["asfda.adapt.*"]\n'
+        'allow_indirect_imports = "True"\n'
+    )
+    result = lint_imports(config)
+    assert result.returncode != 0 and "asfda.loop" in result.stdout

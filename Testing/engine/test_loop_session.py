@@ -3,7 +3,9 @@ gate, the device resolved once and an unusable one refused in one line."""
 
 from __future__ import annotations
 
+import gzip
 import json
+import logging
 
 import numpy as np
 import pytest
@@ -97,3 +99,63 @@ def test_the_worker_checks_hand_placed_labels_before_a_rank(setup):
     assert store.labeled_ids() == ["case1"]  # checked and recorded by the first job's pre-flight
     result = run_rank(store, {"strategy": "asfda", "budget_k": 1}, "cpu", lambda *a, **k: None)
     assert result["ranked"] == len(setup.truth) - 1 and result["precision"] == "fp32"
+
+
+def test_a_case_id_two_images_name_is_skipped_with_one_line_not_a_crash(setup, capsys):
+    ds = imported_datastore(setup, "duplicates")
+    (ds / "images" / "case1.nii").write_bytes(gzip.decompress((ds / "images" / "case1.nii.gz").read_bytes()))
+    from asfda.core.errors import DuplicateCase
+    from asfda.data.datastore import Datastore
+
+    store = Datastore(ds)
+    assert "case1" not in store.case_ids() and len(store.case_ids()) == len(setup.truth) - 1
+    assert store.duplicate_cases() == {"case1": "2 images name this case (case1.nii, case1.nii.gz): remove all but one"}
+    with pytest.raises(DuplicateCase, match="case1.nii, case1.nii.gz"):
+        store.image_path("case1")
+    capsys.readouterr()
+    assert main(["rank", "--datastore", str(ds), "--k", "1", "--json"]) == 0  # before: sqlite3.IntegrityError
+    captured = capsys.readouterr()
+    assert "skipped case case1: 2 images name this case" in captured.err
+    assert "case1" not in {row["case_id"] for row in json.loads(captured.out)}
+    from asfda.worker.tasks import run_rank
+
+    result = run_rank(store, {"strategy": "asfda", "budget_k": 1}, "cpu", lambda *a, **k: None)
+    assert "case1" in result["skipped"]
+
+
+def test_the_worker_checks_hand_placed_labels_when_it_starts(setup, caplog):
+    from asfda.data.datastore import Datastore
+    from asfda.worker.app import check_hand_placed_labels
+
+    ds = imported_datastore(setup, "start-check")
+    (ds / "labels" / "final" / "case1.nii.gz").write_bytes((setup.refs / "case1.nii.gz").read_bytes())
+    with caplog.at_level(logging.INFO, logger="asfda.worker"):
+        check_hand_placed_labels(Datastore(ds))
+    assert Datastore(ds).labeled_ids() == ["case1"]
+    assert "checked and recorded label found in labels/final/ for case case1" in caplog.text
+    (ds / "labels" / "final" / "case2.nii.gz").write_bytes(b"not a volume")
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="asfda.worker"):
+        check_hand_placed_labels(Datastore(ds))  # logged in one line; the worker still starts
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 1 and "labels/final/case2.nii.gz" in errors[0].getMessage()
+
+
+def test_the_worklist_is_stale_once_a_ranked_case_is_labelled(setup):
+    from asfda.data.datastore import Datastore
+    from asfda.worker.worklist import cases, worklist
+
+    ds = imported_datastore(setup, "stale")
+    assert main(["rank", "--datastore", str(ds), "--k", "1"]) == 0
+    store = Datastore(ds)
+    active = store.models.active_version()
+    listed = worklist(store, active, None)
+    assert listed["items"] and not any(item["stale"] for item in listed["items"])
+    first = listed["items"][0]["case_id"]
+    assert main(["label", "submit", "--datastore", str(ds), first, str(setup.refs / f"{first}.nii.gz")]) == 0
+    listed = worklist(store, active, None)  # before: still current, though its diversity pick ignored the label
+    assert {(item["stale"], item["stale_reason"]) for item in listed["items"]} == {(True, "labels")}
+    assert {c["stale_reason"] for c in cases(store, active) if "rank" in c} == {"labels"}
+    assert main(["rank", "--datastore", str(ds), "--k", "1"]) == 0
+    assert not any(item["stale"] for item in worklist(store, active, None)["items"])
+    assert {c["stale_reason"] for c in cases(store, "v0099") if "rank" in c} == {"model"}

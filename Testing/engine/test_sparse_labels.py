@@ -21,6 +21,7 @@ from asfda.data.label_masks import mask_path, slice_coverage
 from asfda.data.sparse_labels import check_final_masks, submit_label
 from asfda.loop import AdaptRequest, LoopSession, RankRequest, SessionSettings
 from asfda.loop.adapt import AdaptOptions, adapt_datastore, dice_per_class
+from asfda.loop.label_sets import label_identities
 from asfda.models.networks import build_network
 from asfda.query.slices import REGISTRY, SliceOptions, choose_slices, thickest_axis
 from asfda.scoring.options import ScoringOptions
@@ -326,3 +327,17 @@ def test_masks_put_into_labels_final_by_hand_are_checked_before_use(store, tmp_p
     (final / "case0.mask.nii.gz").unlink()
     with pytest.raises(LabelFileError, match="a mask without its label case1.nii.gz"):
         check_final_masks(store, tiny_config())
+
+
+def test_a_sparse_labels_identity_changes_with_its_mask(store, tmp_path):
+    label, _ = blob(0)
+    mask = _half_mask(label)
+    label_file, mask_file = _sparse_files(tmp_path, label, mask)
+    submit_label(store, "case0", label_file, tiny_config(), mask=mask_file)
+    first = label_identities(store, ["case0"])["case0"]
+    wider = mask.copy()
+    wider[:, :, -1] = 1  # one more slice annotated (all background there): the label file stays the same
+    submit_label(store, "case0", label_file, tiny_config(), mask=write_nifti(tmp_path / "wider.nii.gz", wider))
+    assert label_identities(store, ["case0"])["case0"] != first
+    submit_label(store, "case0", write_nifti(tmp_path / "full.nii.gz", label * mask), tiny_config())
+    assert "+" not in label_identities(store, ["case0"])["case0"]  # fully annotated: the label's hash alone

@@ -118,3 +118,53 @@ def test_a_worse_version_is_published_inactive_and_can_still_be_activated(tmp_pa
     assert store.models.active_version() == "v0002"
     passing = adapt_datastore(store, AdaptOptions(FinetuneOptions(steps=1), gate=GateOptions(tolerance=2.0)))
     assert passing.activated and store.models.active_version() == passing.version == "v0003"
+
+
+def test_only_labels_the_parent_never_saw_are_held_out():
+    r = _Recorder(0.5, 0.6)
+    out = gated_training(
+        _items(6), r.parent, r.train, r.dice, GateOptions(folds=3, decide_from_labels=0), unseen=["c4", "c5", "c9"]
+    )
+    assert out.decision.method == "k-fold" and out.decision.held_out == ["c4", "c5"]
+    # two folds (one per new label); each fold model trains on every other label, old ones included
+    assert r.fits[:2] == [["c0", "c1", "c2", "c3", "c5"], ["c0", "c1", "c2", "c3", "c4"]] or r.fits[:2] == [
+        ["c0", "c1", "c2", "c3", "c4"],
+        ["c0", "c1", "c2", "c3", "c5"],
+    ]
+    assert r.fits[-1] == [f"c{i}" for i in range(6)]  # the published version learns from every label
+
+
+def test_with_one_new_label_the_round_is_not_gated_and_says_why():
+    r = _Recorder(0.1, 0.9)
+    out = gated_training(_items(5), r.parent, r.train, r.dice, GateOptions(), unseen=["c4"])
+    assert out.decision.activate and out.decision.method == "not gated"
+    assert "only 1 of 5 labels are new to the parent" in out.decision.reason
+
+
+def test_a_second_round_holds_out_only_its_new_labels_and_each_version_records_its_label_set(tmp_path):
+    config = tiny_config()
+    torch.manual_seed(0)
+    store = Datastore(tmp_path / "ds")
+    affine = np.diag([2.0, 2.0, 2.0, 1.0])
+    truth = {}
+    for i in range(5):
+        label, image = blob(600 + i)
+        write_nifti(store.images_dir / f"case{i}.nii.gz", shifted(image, label, i, 0.2), affine)
+        truth[f"case{i}"] = label
+    for i in range(3):
+        store.save_label(f"case{i}", LabelTag.FINAL, truth[f"case{i}"], affine, config.label_values, author="test")
+    store.models.publish(build_network(config), config, parent=None)
+    options = AdaptOptions(FinetuneOptions(steps=1), gate=GateOptions(folds=3, decide_from_labels=0, tolerance=2.0))
+    first = adapt_datastore(store, options)
+    assert first.gate["held_out"] == ["case0", "case1", "case2"]  # an import saw none of them
+    assert sorted(first.metrics["trained_labels"]) == ["case0", "case1", "case2"]
+    for i in (3, 4):
+        store.save_label(f"case{i}", LabelTag.FINAL, truth[f"case{i}"], affine, config.label_values, author="test")
+    second = adapt_datastore(store, options)
+    assert second.gate["held_out"] == ["case3", "case4"]  # before: all five, three of which the parent trained on
+    assert sorted(second.metrics["trained_labels"]) == [f"case{i}" for i in range(5)]
+    corrected = truth["case0"].copy()
+    corrected[0, 0, 0] = 1  # one voxel redrawn: another label
+    store.save_label("case0", LabelTag.FINAL, corrected, affine, config.label_values, author="test")
+    third = adapt_datastore(store, options)  # a corrected label is new to the parent; one new label: not gated
+    assert third.gate["method"] == "not gated" and "only 1 of 5 labels are new" in third.gate["reason"]

@@ -141,3 +141,13 @@ def test_a_finished_adaptation_says_what_the_validation_gate_decided():
     assert finished({"version": "v0005"}).adaptOutcome() == "model v0005 is active"
     running = JobProgress.fromReply({"job_id": "a2", "kind": "adapt", "state": "running", "progress": {}})
     assert running.adaptOutcome() == ""
+
+
+def test_a_ranking_that_labels_overtook_stays_stale_after_an_activation(worklist):
+    overtaken = dict(item(1, "c3", 0.9, version="v2", stale=True), stale_reason="labels")
+    worklist.updateFromWorklistReply(reply([overtaken, item(2, "c2", 0.5, version="v2")], active="v2"))
+    assert [(r.stale, r.staleReason) for r in worklist.rows] == [(True, "labels"), (False, None)]
+    worklist.setActiveModelVersion("v2")  # before: re-judged by model version only, the label flag was dropped
+    assert worklist.row("c3").stale and worklist.row("c3").staleReason == "labels"
+    worklist.setActiveModelVersion("v1")
+    assert [(r.stale, r.staleReason) for r in worklist.rows] == [(True, "model"), (True, "model")]

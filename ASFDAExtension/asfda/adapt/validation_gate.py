@@ -7,6 +7,11 @@ every label (the gate judges the recipe on this data, the published model gets e
 held-out share; the candidate trained without it is both the one judged and the one published. One label:
 nothing can be held out, so the round is not gated and says so.
 
+Only labels the parent never trained on are held out (`unseen`): from the second round on the parent has seen
+the earlier rounds' labels, and its Dice on them is not a held-out figure. The k folds (or the held-out share)
+are drawn from the unseen labels; every label still trains the candidates. Fewer than two unseen labels: not
+gated, and the decision says why.
+
 Below `GateOptions.decide_from_labels` labels the k-fold verdict is advisory: reported with the version, not
 enforced. On the label benchmark's hospital pool (docs/benchmarks.md, "The validation gate") the k-fold
 estimate from 2-8 labels did not tell better versions from worse ones: 11 of its 12 rejections were versions
@@ -105,27 +110,43 @@ def gated_training(
     options: GateOptions,
     seed: int = 0,
     progress: Optional[ProgressFn] = None,
+    unseen: Optional[Sequence[str]] = None,
 ) -> GatedTraining:
-    """Train the version to publish and decide whether it may become active."""
+    """Train the version to publish and decide whether it may become active.
+
+    Args:
+        labeled: every clinician label (all of them train the published version).
+        parent: the version the candidates start from; train / dice: how to train and score.
+        unseen: case ids of the labels the parent never trained on (None: all of them); only these are held out.
+    Returns:
+        the network to publish, its losses and the gate's decision (held-out ids, Dice figures, advisory flag).
+    """
     if not options.enabled:
         network, losses = train(labeled, progress)
         return GatedTraining(network, losses, GateDecision(True, "validation gate switched off", "not gated"))
-    if len(labeled) < 2:
-        network, losses = train(labeled, progress)
-        reason = "only one clinician label: nothing to hold out, so this version is not gated"
-        return GatedTraining(network, losses, GateDecision(True, reason, "not gated"))
     by_id = {item.case_id: item for item in labeled}
-    if len(labeled) <= options.few_labels:
-        split = folds_of(sorted(by_id), options.folds, seed)
+    eligible = sorted(by_id) if unseen is None else sorted(set(unseen) & set(by_id))
+    if len(eligible) < 2:
+        network, losses = train(labeled, progress)
+        if len(labeled) < 2:
+            reason = "only one clinician label: nothing to hold out, so this version is not gated"
+        else:
+            reason = (
+                f"only {len(eligible)} of {len(labeled)} labels are new to the parent (it trained on the others, "
+                "so its Dice on them is not held out): this version is not gated"
+            )
+        return GatedTraining(network, losses, GateDecision(True, reason, "not gated"))
+    if len(eligible) <= options.few_labels:
+        split = folds_of(eligible, options.folds, seed)
         held_dice, parent_dice = [], []
         for index, fold in enumerate(split):
             candidate, _ = train([by_id[c] for c in by_id if c not in fold], _share(progress, index, len(split) + 1))
             held = [by_id[c] for c in fold]
             held_dice.append(dice(candidate, held) * len(held))
             parent_dice.append(dice(parent, held) * len(held))
-        candidate_mean, parent_mean = sum(held_dice) / len(labeled), sum(parent_dice) / len(labeled)
-        too_few = len(labeled) < options.decide_from_labels
-        note = f"a k-fold verdict from {len(labeled)} labels decides from {options.decide_from_labels}"
+        candidate_mean, parent_mean = sum(held_dice) / len(eligible), sum(parent_dice) / len(eligible)
+        too_few = len(eligible) < options.decide_from_labels
+        note = f"a k-fold verdict from {len(eligible)} held-out labels decides from {options.decide_from_labels}"
         ok, why, advisory = _compare(candidate_mean, parent_mean, options.tolerance, note if too_few else None)
         network, losses = train(labeled, _share(progress, len(split), len(split) + 1))
         decision = GateDecision(
@@ -134,13 +155,13 @@ def gated_training(
             "k-fold",
             candidate_mean,
             parent_mean,
-            sorted(by_id),
+            eligible,
             len(split),
             advisory,
         )
         return GatedTraining(network, losses, decision)
-    n_held = max(2, int(round(options.holdout_fraction * len(labeled))))
-    order = [sorted(by_id)[i] for i in np.random.default_rng(seed).permutation(len(by_id))]
+    n_held = max(2, int(round(options.holdout_fraction * len(eligible))))
+    order = [eligible[i] for i in np.random.default_rng(seed).permutation(len(eligible))]
     held_ids = sorted(order[:n_held])
     network, losses = train([by_id[c] for c in by_id if c not in held_ids], progress)
     held = [by_id[c] for c in held_ids]

@@ -11,15 +11,17 @@ import numpy as np
 import torch
 from filelock import FileLock
 
-from asfda.adapt.finetune import TrainingItem
+from asfda.adapt import TrainingItem
 from asfda.bench.anatomies import TASK_LABELS, load_anatomies
 from asfda.bench.dataset import Cohort, pool_cohort, source_cohort, target_cohort
 from asfda.bench.settings import BenchSettings
+from asfda.core.progress import console_progress
 from asfda.demo.source_model import as_item, demo_model_config, train_source_model
 from asfda.models.config import ModelConfig
-from asfda.models.inference import ForwardResult, Predictor
+from asfda.models.inference import Predictor
+from asfda.models.networks import build_network
 from asfda.models.reference_stats import reference_stats_of
-from asfda.models.store import FeaturePrior, ReferenceStats
+from asfda.models.store import FeaturePrior, ModelStore, ReferenceStats
 from asfda.query.asd import ForegroundRule
 from asfda.query.dkd import KnowledgeSource
 from asfda.query.signals import CaseSignals, compute_signals
@@ -37,25 +39,11 @@ def swin_source_config(config: ModelConfig, shape) -> ModelConfig:
     return config.validate()
 
 
-class CachingPredictor(Predictor):
-    """A predictor that remembers each image's forward pass: every signal variant reuses one pass."""
-
-    def __init__(self, network, config, device: str = "cpu"):
-        super().__init__(network, config, device)
-        self.memo: Dict[int, ForwardResult] = {}
-
-    def forward(self, image: torch.Tensor, collect: bool = True) -> ForwardResult:
-        key = id(image)
-        if key not in self.memo:
-            self.memo[key] = super().forward(image, collect=True)
-        return self.memo[key]
-
-
 @dataclass
 class Pool:
     cohort: Cohort
     items: List[TrainingItem]  # prepared images with their true labels (revealed only when picked)
-    predictor: Optional[CachingPredictor] = None  # the source model's passes over this pool
+    predictor: Optional[Predictor] = None  # the source model over this pool (scoring runs its device pass)
     signals: Dict[Tuple[str, str], List[CaseSignals]] = field(default_factory=dict)
     epistemic: Optional[List[float]] = None
 
@@ -89,8 +77,6 @@ class BenchContext:
     def _brought_model(self, folder: Path):
         """A model version folder (config.json + weights.pt [+ feature_prior.npz]) as the source model. Its
         label set must match the task's; its DKD knowledge source is whatever the version carries."""
-        from asfda.models.store import ModelStore
-
         loaded = ModelStore(folder.parent).load(folder.name)
         if loaded.config.labels != self.config.labels:
             raise ValueError(f"{folder}: labels {loaded.config.labels} are not the task's {self.config.labels}")
@@ -105,8 +91,6 @@ class BenchContext:
         with FileLock(str(path) + ".lock"):
             if not path.exists():
                 self._train_source_model(path, log)
-        from asfda.models.networks import build_network
-
         stored = torch.load(path, weights_only=False)
         network = build_network(self.config)
         network.load_state_dict(stored["state"])
@@ -122,8 +106,6 @@ class BenchContext:
             f"training the source model on {len(cohort.subjects)} T1-like subjects of "
             f"{', '.join(sorted(set(cohort.anatomy.values())))} ..."
         )
-        from asfda.core.progress import console_progress
-
         network, prior = train_source_model(
             cohort.subjects,
             self.config,
@@ -143,16 +125,13 @@ class BenchContext:
         torch.save({**stored, "reference": reference}, partial)
         partial.replace(path)  # a kill mid-save leaves no half-written model for the next run to load
 
-    def fresh_network(self) -> torch.nn.Module:
-        return copy.deepcopy(self.network)
-
     def pool(self, replicate: int) -> Pool:
         if replicate not in self.pools:
             cohort = pool_cohort(
                 self.anatomies, self.settings.n_pool_per_anatomy, self.settings.data_seed, replicate, self.rare_share
             )
             items = [as_item(s, self.config) for s in cohort.subjects]
-            self.pools[replicate] = Pool(cohort, items, CachingPredictor(self.network, self.config))
+            self.pools[replicate] = Pool(cohort, items, Predictor(self.network, self.config))
         return self.pools[replicate]
 
     def source_signals(self, replicate: int, knowledge: str, asd_rule: str) -> List[CaseSignals]:
@@ -169,13 +148,10 @@ class BenchContext:
         return pool.signals[key]
 
     def source_epistemic(self, replicate: int) -> List[float]:
-        from asfda.query.asd import mc_dropout_epistemic
-
         pool = self.pool(replicate)
-        if pool.epistemic is None:
-            predictor = Predictor(self.network, self.config)
+        if pool.epistemic is None:  # the product's streaming BALD (asfda.scoring), one seed per case
             pool.epistemic = [
-                mc_dropout_epistemic(predictor.mc_dropout_probs(item.image, self.settings.mc_samples, seed=i))
+                pool.predictor.mc_dropout_epistemic(item.image, self.settings.mc_samples, seed=i)
                 for i, item in enumerate(pool.items)
             ]
         return pool.epistemic

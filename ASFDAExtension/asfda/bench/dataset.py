@@ -14,7 +14,7 @@ import numpy as np
 from asfda.demo.data import Subject
 from asfda.synth.anatomy import Anatomy
 from asfda.synth.deform import random_subject
-from asfda.synth.shifts import apply_shift, sample_shift, source_like
+from asfda.synth.shifts import PROTOCOL_SEVERITY, apply_shift, rare_indices, sample_shift, source_like
 
 
 @dataclass
@@ -25,15 +25,7 @@ class Cohort:
     protocol: Dict[str, str] = field(default_factory=dict)  # case id -> "routine" / "rare" (hospital mix only)
 
 
-# The hospital mix: the routine protocol shifts mildly, the rare one strongly (severity ranges in [0, 1]).
-ROUTINE_SEVERITY, RARE_SEVERITY = (0.0, 0.4), (0.85, 1.0)
-
-
-def _rare_cases(n: int, share: Optional[float], seed: int) -> set:
-    if share is None:
-        return set()
-    count = min(n, max(1, int(round(share * n))))
-    return {int(i) for i in np.random.default_rng(seed + 7).choice(n, size=count, replace=False)}
+ROUTINE_SEVERITY, RARE_SEVERITY = PROTOCOL_SEVERITY["routine"], PROTOCOL_SEVERITY["rare"]  # the hospital mix
 
 
 def _subjects(
@@ -41,7 +33,7 @@ def _subjects(
 ) -> Cohort:
     """`rare_share` None: severity uniform in [0, 1]; else the hospital mix with that share of rare volumes."""
     rng = np.random.default_rng(seed)
-    rare = _rare_cases(len(anatomies) * per_anatomy, rare_share, seed)
+    rare = rare_indices(len(anatomies) * per_anatomy, rare_share, seed)
     subjects, anatomy_of, severity, protocol = [], {}, {}, {}
     for a_index, anatomy in enumerate(anatomies):
         for i in range(per_anatomy):

@@ -7,8 +7,7 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Dict
 
-from asfda.adapt.finetune import FinetuneOptions
-from asfda.adapt.reliability import ReliabilityOptions
+from asfda.adapt import FinetuneOptions, ReliabilityOptions
 from asfda.query.strategies import RankingOptions
 
 # The reconstruction's original choices, pinned: ablations are measured from here and the picked

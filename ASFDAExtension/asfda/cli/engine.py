@@ -103,8 +103,11 @@ def open_session(args):
 
 
 def report_taken_in(session) -> None:
+    """The pre-flight's findings, one line each: labels taken in from labels/final/, duplicate cases skipped."""
     for case_id in session.taken_in:
         print(f"checked and recorded label found in labels/final/ for case {case_id}", file=sys.stderr, flush=True)
+    for case_id, reason in session.duplicates.items():
+        print(f"skipped case {case_id}: {reason}", file=sys.stderr, flush=True)
 
 
 def slices_text(requested) -> str:
@@ -139,6 +142,8 @@ def run_rank(args) -> int:
     store = session.store
     if session.pool_scorer() is not None:
         print(session.pool_scorer().report.summary(), file=sys.stderr)
+    for warning in outcome.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     rows = rank_rows(outcome.ranked, outcome.model_version, outcome.requested_slices)
     stored = store.state.scores(args.strategy)
     source = stored[0].knowledge_source if stored else None  # what DKD measured against, for every case

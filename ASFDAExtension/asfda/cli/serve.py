@@ -93,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
     if args.ray:
         import os
 
-        from asfda.scoring.ray_options import ADDRESS_ENV, RayOptions
+        from asfda.scoring import ADDRESS_ENV, RayOptions
 
         RayOptions.from_env(args.ray).check_installed()
         os.environ[ADDRESS_ENV] = args.ray  # inherited by every job process; rank jobs score on Ray

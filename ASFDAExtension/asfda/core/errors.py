@@ -13,8 +13,17 @@ class UnknownCase(AsfdaError):
     pass
 
 
+class DuplicateCase(AsfdaError):
+    """Two image files (or a file and a DICOM folder) name the same case: which one is meant is unknown."""
+
+
 class CorruptImage(AsfdaError):
     pass
+
+
+class BadSeries(CorruptImage):
+    """A DICOM series that is not one regular volume: mixed geometry, missing slices, no pixel data, several
+    series in one folder, or links out of its folder."""
 
 
 class GeometryMismatch(AsfdaError):

@@ -8,7 +8,7 @@ from typing import Dict, List, Optional
 import numpy as np
 
 from asfda.core.case_ids import validate_case_id
-from asfda.core.errors import DatastoreNotFound, EmptyLabel, UnknownCase, UnknownLabelValues
+from asfda.core.errors import DatastoreNotFound, DuplicateCase, EmptyLabel, UnknownCase, UnknownLabelValues
 from asfda.core.names import LabelTag
 from asfda.data.state import LabelRecord, StateDB, utc_now
 from asfda.io.volumes import (
@@ -54,21 +54,39 @@ class Datastore:
     def label_dir(self, tag: LabelTag) -> Path:
         return self.root / "labels" / LabelTag(tag).value
 
-    def case_ids(self) -> List[str]:
-        if self.image_source is not None:
-            return self.image_source.case_ids()
-        ids = []
+    def _image_entries(self) -> Dict[str, List[str]]:
+        entries: Dict[str, List[str]] = {}
         for path in sorted(self.images_dir.iterdir()):
             if path.name.startswith("."):
                 continue
             if path.is_dir() or volume_suffix(path):
-                ids.append(strip_volume_suffix(path))
-        return ids
+                entries.setdefault(strip_volume_suffix(path), []).append(path.name)
+        return entries
+
+    def case_ids(self) -> List[str]:
+        """Every case with exactly one image (file or DICOM folder), in id order; see `duplicate_cases`."""
+        if self.image_source is not None:
+            return self.image_source.case_ids()
+        return [case for case, names in self._image_entries().items() if len(names) == 1]
+
+    def duplicate_cases(self) -> Dict[str, str]:
+        """Case ids that more than one image names (`case01.nii` beside `case01.nii.gz`), each with a one-line
+        reason: they are left out of every rank and adapt until one of the files is removed."""
+        if self.image_source is not None:
+            return {}
+        return {
+            case: f"{len(names)} images name this case ({', '.join(names)}): remove all but one"
+            for case, names in self._image_entries().items()
+            if len(names) > 1
+        }
 
     def image_path(self, case_id: str) -> Path:
         validate_case_id(case_id)
         if self.image_source is not None:
             return self.image_source.image_path(case_id)
+        duplicate = self.duplicate_cases().get(case_id)
+        if duplicate:
+            raise DuplicateCase(f"case {case_id!r}: {duplicate}")
         folder = self.images_dir / case_id
         if folder.is_dir():
             return folder

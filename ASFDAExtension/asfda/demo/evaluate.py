@@ -1,4 +1,4 @@
-"""Dice of a network on in-memory subjects, overall and per shift-severity band."""
+"""Dice of a network on in-memory subjects, overall, per shift-severity band and per acquisition protocol."""
 
 from __future__ import annotations
 
@@ -44,3 +44,12 @@ def by_severity(dice: Dict[str, float], severity: Dict[str, float]) -> Dict[str,
         if values:
             bands[name] = float(np.mean(values))
     return bands
+
+
+def by_protocol(dice: Dict[str, float], protocol: Dict[str, str]) -> Dict[str, float]:
+    """Mean Dice per protocol ("routine", "rare"); empty without protocols (the uniform mix)."""
+    groups: Dict[str, List[float]] = {}
+    for case, d in dice.items():
+        if case in protocol:
+            groups.setdefault(protocol[case], []).append(d)
+    return {name: float(np.mean(values)) for name, values in sorted(groups.items(), key=lambda kv: kv[0] != "routine")}

@@ -7,7 +7,8 @@ from typing import Callable, List, Optional
 import numpy as np
 import torch
 
-from asfda.adapt.finetune import FinetuneOptions, TrainingItem, finetune
+import asfda.adapt as adapt  # `adapt.finetune` (the function): its name is also a submodule's
+from asfda.adapt import FinetuneOptions, TrainingItem
 from asfda.demo.data import Subject
 from asfda.models.config import ModelConfig
 from asfda.models.inference import Predictor
@@ -44,7 +45,7 @@ def train_source_model(
     items = [as_item(s, config) for s in subjects]
     # Source training is plain supervised training: the adaptation-time EMA guard is not part of it.
     options = FinetuneOptions(steps=steps, learning_rate=2e-3, batch_size=2, seed=seed, ema_decay=0.0)
-    finetune(network, config.roi_size, items, [], options, progress=progress)
+    adapt.finetune(network, config.roi_size, items, [], options, progress=progress)
     # The feature prior lets DKD work for networks without norm statistics too.
     predictor = Predictor(network, config)
     features = np.stack([predictor.forward(item.image).feature for item in items])

@@ -18,6 +18,7 @@ from monai.transforms import LoadImage
 
 from asfda.core.atomic import atomic_write_with
 from asfda.core.errors import CorruptImage, GeometryMismatch
+from asfda.io.dicom_series import check_dicom_folder
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 NRRD_SUFFIXES = (".nrrd", ".seg.nrrd")
@@ -116,6 +117,8 @@ def load_volume(path: Path, native_dtype: bool = False) -> MetaTensor:
     path = Path(path)
     if not path.exists():
         raise CorruptImage(f"{path}: file not found")
+    if path.is_dir():
+        check_dicom_folder(path)  # links, strays, mixed series or geometry: refused before any decoding
     loader = _loader_for(path, native_dtype)
     try:
         volume = loader(str(path))

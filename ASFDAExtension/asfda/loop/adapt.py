@@ -17,6 +17,7 @@ from asfda.adapt.validation_gate import gated_training
 from asfda.data.cases import prepared_image, prepared_label
 from asfda.data.datastore import Datastore, LabelTag
 from asfda.data.label_masks import prepared_mask
+from asfda.loop.label_sets import TRAINED_LABELS, label_identities, labels_seen_by
 from asfda.models.dice import class_dice
 from asfda.models.inference import Predictor
 from asfda.scoring.pool import CaseScorer
@@ -111,6 +112,8 @@ def adapt_datastore(
         training_seconds.append(losses.get("seconds", 0.0))
         return student, losses
 
+    trained_labels = label_identities(store, labeled_ids)  # read before training: what this round learns from
+    seen = labels_seen_by(store, teacher.version)
     gated = gated_training(
         labeled,
         teacher.network,
@@ -119,6 +122,7 @@ def adapt_datastore(
         options.gate,
         options.finetune.seed,
         progress,
+        unseen=[c for c in labeled_ids if c not in seen],
     )
     student, losses, decision = gated.network, gated.losses, gated.decision
 
@@ -147,6 +151,8 @@ def adapt_datastore(
         "gate_method": decision.method,
         "gate_candidate_dice": decision.candidate_dice,
         "gate_parent_dice": decision.parent_dice,
+        "gate_held_out": decision.held_out,
+        TRAINED_LABELS: trained_labels,
     }
     version = store.models.publish(
         student,

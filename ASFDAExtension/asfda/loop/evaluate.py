@@ -2,7 +2,8 @@
 
 Predictions are made in memory on each image's own grid, exactly as `asfda infer` writes them
 (asfda.loop.infer.predicted_labels; nothing in labels/prediction/ changes), and compared with the reference
-there, so the distances are in the image's millimetres. Dice is asfda.models.dice.class_dice.
+there, so the distances are in the image's millimetres. Dice is asfda.models.dice.class_dice (its one-hot
+pair built once per case, for Dice and HD95 alike).
 """
 
 from __future__ import annotations
@@ -14,15 +15,13 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
-import torch
 from monai.metrics import compute_hausdorff_distance
-from monai.networks.utils import one_hot
 
 from asfda.core.errors import AsfdaError
 from asfda.data.datastore import Datastore, LabelTag, validate_label_values
 from asfda.io.volumes import Geometry, check_same_geometry, load_volume, reorient_to, strip_volume_suffix, volume_suffix
 from asfda.loop.infer import predicted_labels
-from asfda.models.dice import class_dice
+from asfda.models.dice import one_hot_dice, one_hot_pair
 from asfda.models.inference import Precision, Predictor
 
 ProgressFn = Callable[[str, int, int], None]
@@ -105,9 +104,8 @@ def _finite(value: float) -> Optional[float]:
 
 def score_case(prediction: np.ndarray, reference: np.ndarray, n_classes: int, spacing) -> List[Tuple[float, float]]:
     """(Dice, HD95 mm) for each foreground class; Dice is 1 where both volumes lack the class."""
-    dice = class_dice(prediction, reference, n_classes)
-    pred = one_hot(torch.as_tensor(prediction)[None, None], n_classes)
-    ref = one_hot(torch.as_tensor(reference)[None, None], n_classes)
+    pred, ref = one_hot_pair(prediction, reference, n_classes)
+    dice = one_hot_dice(pred, ref)
     with warnings.catch_warnings():  # MONAI warns for a class missing from one side; that gives None below
         warnings.simplefilter("ignore")
         hd95 = compute_hausdorff_distance(

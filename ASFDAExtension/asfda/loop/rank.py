@@ -31,6 +31,7 @@ class RankOutcome:
     scored: int = 0  # cases whose signals were computed by this rank
     cached: int = 0  # cases whose signals came from the cache
     precision: Optional[str] = None  # the numeric precision the signals were computed in (set by the session)
+    warnings: List[str] = field(default_factory=list)  # e.g. DKD statistics that did not match the network
     requested_slices: Dict[str, RequestedSlices] = field(default_factory=dict)  # a sparse rank's picks
 
 
@@ -81,6 +82,9 @@ def rank_pool(
             rank(pool, labeled, options), model.version, signals.errors, signals.scored, signals.cached
         )
         knowledge_source = next((s.knowledge_source for s in signals.signals.values()), None)
+        if scorer.reference.warning:
+            outcome.warnings.append(f"DKD: {scorer.reference.warning}")
+    outcome.errors.update(store.duplicate_cases())  # reported, never ranked (which file is meant is unknown)
     if slices is not None and slices.per_volume > 0:
         predictor = (
             scorer.predictor

@@ -67,6 +67,7 @@ class LoopSession:
     precision: Precision = field(init=False)
     # Cases the last pre-flight check took in from labels/final/ (shown by the CLI).
     taken_in: List[str] = field(default_factory=list, init=False)
+    duplicates: Dict[str, str] = field(default_factory=dict, init=False)  # case id -> why it is left out
 
     def __post_init__(self) -> None:
         self.device = resolve_device(self.settings.device)
@@ -95,11 +96,13 @@ class LoopSession:
         return self._ray
 
     def preflight(self) -> List[str]:
-        """Validate and record clinician labels put into labels/final/ by hand (a bad one stops with one line).
+        """Validate and record clinician labels put into labels/final/ by hand (a bad one stops with one line),
+        and note case ids that two images name (left out of the step, reported in `duplicates`).
 
         Returns:
             the case ids taken in by this check.
         """
+        self.duplicates = self.store.duplicate_cases()
         config = self.active_config()
         self.taken_in = [] if config is None else check_final_labels(self.store, config)
         if config is not None:

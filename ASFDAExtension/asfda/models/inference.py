@@ -58,12 +58,8 @@ def norm_layers(network: nn.Module) -> List[Tuple[str, nn.Module]]:
     ]
 
 
-def norm_layers_with_stats(network: nn.Module) -> List[nn.Module]:
-    """Normalisation layers that stored source running statistics (batch norm, tracked instance norm)."""
-    return [m for _, m in named_norm_layers_with_stats(network)]
-
-
 def named_norm_layers_with_stats(network: nn.Module) -> List[Tuple[str, nn.Module]]:
+    """Normalisation layers that stored source running statistics (batch norm, tracked instance norm)."""
     return [
         (name, m)
         for name, m in norm_layers(network)
@@ -78,12 +74,6 @@ class ForwardResult:
     layer_means: List[np.ndarray] = field(default_factory=list)  # per norm layer: channel means of its input
     layer_vars: List[np.ndarray] = field(default_factory=list)
     layer_names: List[str] = field(default_factory=list)  # module names, aligned with layer_means/layer_vars
-
-    @property
-    def multilayer_embedding(self) -> np.ndarray:
-        """Channel means of every normalised layer: a description of the volume at all depths."""
-        parts = self.layer_means or [self.feature]
-        return np.concatenate([np.asarray(p, dtype=np.float64) for p in parts])
 
 
 class _Probe:
@@ -229,12 +219,6 @@ class Predictor:
                 handle.remove()
             for m in dropouts:
                 m.eval()
-
-    @torch.no_grad()
-    def mc_dropout_probs(self, image: torch.Tensor, samples: int, p: float = 0.2, seed: int = 0) -> torch.Tensor:
-        """(S, C, X, Y, Z) probabilities from `samples` passes with dropout active (on the CPU)."""
-        with self._dropout_active(p, seed):
-            return torch.stack([torch.softmax(self._logits(image), dim=0).cpu() for _ in range(samples)])
 
     @torch.no_grad()
     def mc_dropout_epistemic(self, image: torch.Tensor, samples: int, p: float = 0.2, seed: int = 0) -> float:

@@ -20,6 +20,7 @@ from torch import nn
 from asfda.core.atomic import atomic_write_text, fsync_dir
 from asfda.core.errors import ModelNotFound
 from asfda.models.config import BUNDLE_FOLDER, ModelConfig
+from asfda.models.inference import named_norm_layers_with_stats
 from asfda.models.networks import build_network
 from asfda.models.weights import load_weights
 
@@ -56,6 +57,9 @@ class ReferenceStats:
     means: List[np.ndarray]
     variances: List[np.ndarray]
     volumes: List[str] = field(default_factory=list)  # the reference volumes' file names, for provenance
+    # "volumes": measured on source-like volumes (`--reference`); "running_stats": a batch-norm network's own
+    # running statistics, frozen when it was imported (so adaptation moving the buffers cannot move DKD's origin)
+    origin: str = "volumes"
 
     def as_dict(self) -> Dict[str, tuple]:
         return {name: (m, v) for name, m, v in zip(self.layer_names, self.means, self.variances)}
@@ -63,7 +67,7 @@ class ReferenceStats:
     def save(self, path: Path) -> None:
         arrays = {f"mean_{i}": m for i, m in enumerate(self.means)}
         arrays.update({f"var_{i}": v for i, v in enumerate(self.variances)})
-        meta = json.dumps({"layer_names": self.layer_names, "volumes": self.volumes})
+        meta = json.dumps({"layer_names": self.layer_names, "volumes": self.volumes, "origin": self.origin})
         with open(path, "wb") as handle:  # a file object: np.savez would append .npz to a plain name
             np.savez(handle, meta=np.array(meta), **arrays)
 
@@ -74,7 +78,20 @@ class ReferenceStats:
             n = len(meta["layer_names"])
             means = [data[f"mean_{i}"].astype(np.float64) for i in range(n)]
             variances = [data[f"var_{i}"].astype(np.float64) for i in range(n)]
-        return cls(meta["layer_names"], means, variances, meta.get("volumes", []))
+        return cls(meta["layer_names"], means, variances, meta.get("volumes", []), meta.get("origin", "volumes"))
+
+
+def frozen_running_stats(network: nn.Module) -> Optional[ReferenceStats]:
+    """A batch-norm network's running statistics as reference statistics, or None when it has none."""
+    layers = named_norm_layers_with_stats(network)
+    if not layers:
+        return None
+    return ReferenceStats(
+        [name for name, _ in layers],
+        [m.running_mean.detach().double().cpu().numpy() for _, m in layers],
+        [m.running_var.detach().double().cpu().numpy() for _, m in layers],
+        origin="running_stats",
+    )
 
 
 @dataclass
@@ -149,8 +166,11 @@ class ModelStore:
         """Write a new version folder completely, then rename it into place and flip the pointer.
 
         A bundle's configs travel with every version; reference statistics are the parent's unless given
-        (they describe the source domain, not a round of adaptation).
+        (they describe the source domain, not a round of adaptation). A version without a parent (an import)
+        and without reference statistics keeps its batch-norm running statistics as its reference.
         """
+        if reference_stats is None and parent is None:
+            reference_stats = frozen_running_stats(network)
         staging = self.root / f".staging-{uuid.uuid4().hex}"
         staging.mkdir()
         try:

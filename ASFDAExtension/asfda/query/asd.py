@@ -94,14 +94,3 @@ def anatomical_segmentation_difficulty(
     """`entropy` may be passed in when the caller already computed voxel_entropy(probs)."""
     entropy = voxel_entropy(probs) if entropy is None else entropy
     return float(region_mean(entropy, foreground_region(probs, rule), empty=1.0))
-
-
-def mc_dropout_epistemic(samples: torch.Tensor) -> float:
-    """Mutual information between prediction and weights (BALD), averaged over voxels.
-
-    samples: (S, C, ...) probabilities from S dropout passes.
-    """
-    mean = samples.mean(dim=0)
-    predictive = voxel_entropy(mean)
-    expected = torch.stack([voxel_entropy(s) for s in samples]).mean(dim=0)
-    return float((predictive - expected).clamp_min(0).mean())

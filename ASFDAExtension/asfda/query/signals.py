@@ -33,6 +33,7 @@ class CaseSignals:
     layer_names: List[str] = field(default_factory=list)
     foreground_voxels: int = 0
     class_entropy: List[float] = field(default_factory=list)  # per class, for the class-balanced baseline
+    knowledge_matched: float = 1.0  # share of the network's normalisation layers DKD's statistics describe
 
 
 def score_volume(
@@ -70,6 +71,7 @@ def score_volume(
         layer_names=result.layer_names,
         foreground_voxels=int(scalars[3]),
         class_entropy=[float(v) for v in scalars[4:]],
+        knowledge_matched=reference.matched,
     )
 
 

@@ -63,6 +63,7 @@ def _pack(signal: CaseSignals) -> bytes:
     arrays = {
         "feature": np.asarray(signal.feature, dtype=np.float64),
         "class_entropy": np.asarray(signal.class_entropy, dtype=np.float64),
+        "knowledge_matched": np.asarray(signal.knowledge_matched, dtype=np.float64),
     }
     for index, (mean, var) in enumerate(zip(signal.layer_means, signal.layer_vars)):
         arrays[f"mean_{index}"], arrays[f"var_{index}"] = mean, var
@@ -86,6 +87,7 @@ def _unpack(case_id: str, row, blob: bytes) -> CaseSignals:
         layer_names=names,
         foreground_voxels=row["foreground_voxels"],
         class_entropy=[float(v) for v in data["class_entropy"]],
+        knowledge_matched=float(data["knowledge_matched"]) if "knowledge_matched" in data.files else 1.0,
     )
 
 

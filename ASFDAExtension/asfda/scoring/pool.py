@@ -51,9 +51,9 @@ class CaseScorer:
 
     @property
     def reference(self) -> KnowledgeReference:
-        if self._reference is None:
+        if self._reference is None:  # read from the model's buffers: no pass, no move to the device
             self._reference = knowledge_reference(
-                self.predictor.network,
+                self.model.network,
                 self.model.feature_prior,
                 self.options.knowledge_source,
                 self.model.reference_stats,

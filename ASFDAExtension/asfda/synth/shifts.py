@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Dict
+from typing import Dict, Optional, Set
 
 import numpy as np
 import torch
@@ -59,3 +59,15 @@ def apply_shift(image: np.ndarray, shift: DomainShift, seed: int) -> np.ndarray:
 def source_like(image: np.ndarray, seed: int) -> np.ndarray:
     """Source-domain acquisition: T1 contrast, mild bias and noise."""
     return apply_shift(image, DomainShift(t2_mix=0.0, bias=0.05, noise=0.01), seed)
+
+
+# The hospital mix: a routine protocol that shifts mildly and a rare one that shifts strongly (severity in [0, 1]).
+PROTOCOL_SEVERITY = {"routine": (0.0, 0.4), "rare": (0.85, 1.0)}
+
+
+def rare_indices(n: int, share: Optional[float], seed: int) -> Set[int]:
+    """Which of `n` subjects follow the rare protocol (`share` of them, at least one; None: no protocols)."""
+    if share is None:
+        return set()
+    count = min(n, max(1, int(round(share * n))))
+    return {int(i) for i in np.random.default_rng(seed + 7).choice(n, size=count, replace=False)}

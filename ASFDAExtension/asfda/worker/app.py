@@ -14,6 +14,7 @@ import asfda
 from asfda.core.errors import (
     AsfdaError,
     CorruptImage,
+    DuplicateCase,
     EmptyLabel,
     GeometryMismatch,
     InvalidCaseId,
@@ -25,6 +26,7 @@ from asfda.core.errors import (
 from asfda.data.datastore import Datastore
 from asfda.data.dicomweb.errors import CacheFull, PacsUnavailable
 from asfda.data.leases import LeaseBook, LeaseConflict
+from asfda.loop import LoopSession, SessionSettings
 from asfda.worker import routes_annotators, routes_cases, routes_dicomweb, routes_jobs, routes_models
 from asfda.worker.auth import BearerTokenMiddleware
 from asfda.worker.context import Worker
@@ -44,6 +46,7 @@ log = logging.getLogger("asfda.worker")
 STATUS_OF = [
     (InvalidCaseId, 400),
     (UnknownCase, 404),
+    (DuplicateCase, 409),
     (ModelNotFound, 404),
     (LeaseConflict, 409),
     (PacsUnavailable, 503),
@@ -76,6 +79,20 @@ def _unexpected_error(_request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": one_line(f"internal error: {type(exc).__name__}: {exc}")}, status_code=500)
 
 
+def check_hand_placed_labels(store: Datastore) -> None:
+    """At start, what every rank and adapt checks too: labels put into labels/final/ by hand are validated
+    and recorded, a bad one is logged in one line (the worker still starts; rank and adapt refuse it), and
+    case ids that two images name are logged as skipped."""
+    session = LoopSession(store, SessionSettings(device="cpu"))  # no GPU in the API process
+    try:
+        for case_id in session.preflight():
+            log.info("checked and recorded label found in labels/final/ for case %s", case_id)
+    except AsfdaError as exc:
+        log.error("%s (rank and adapt refuse until it is fixed)", one_line(exc))
+    for case_id, reason in session.duplicates.items():
+        log.warning("skipped case %s: %s", case_id, reason)
+
+
 def create_app(settings: WorkerSettings) -> FastAPI:
     """The worker's app over `settings.datastore`: locks the datastore, recovers, creates DIR/worker-token.
 
@@ -92,6 +109,7 @@ def create_app(settings: WorkerSettings) -> FastAPI:
     store = Datastore(settings.datastore)
     jobs = JobStore(store.root / "asfda.db")
     recover(store, jobs)
+    check_hand_placed_labels(store)
     runner = JobRunner(store.root, jobs, store.models, settings.device)
 
     @asynccontextmanager

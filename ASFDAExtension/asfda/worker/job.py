@@ -72,7 +72,7 @@ def run_job(datastore: Path, job_id: str, device: str) -> int:
         print(f"job {job_id} not found", file=sys.stderr)
         return EXIT_FAILED
     print(f"job {job_id}: {job['kind']} {job['params']} on {device}", file=sys.stderr, flush=True)
-    from asfda.scoring.pool import Yielded
+    from asfda.scoring import Yielded
 
     try:
         result = TASKS[job["kind"]](store, job["params"], device, ProgressReporter(jobs, job_id))

@@ -98,6 +98,9 @@ class ScoreFields(BaseModel):
     scored_at: Optional[str] = None
     knowledge_source: Optional[str] = None  # DKD's reference: norm_stats, reference_stats, feature_prior, pool_mean
     stale: bool = False
+    stale_reason: Optional[str] = Field(
+        None, description="why stale: 'model' (another version scored them) or 'labels' (labels came in since)"
+    )
     requested_slices: Optional[RequestedSlices] = Field(None, description="a sparse rank's slices to annotate")
     leased_by: Optional[str] = Field(None, description="annotator holding the case now, if any")
     lease_expires_at: Optional[str] = None

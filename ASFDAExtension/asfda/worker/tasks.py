@@ -67,6 +67,7 @@ def run_rank(store: Datastore, params: Dict[str, Any], device: str, progress: Pr
         "cached": outcome.cached,
         "skipped": outcome.errors,
         "precision": outcome.precision,
+        "warnings": outcome.warnings,
         "labels_taken_in": session.taken_in,
         "requested_slices": {c: slices.to_dict() for c, slices in outcome.requested_slices.items()},
     }
@@ -87,6 +88,7 @@ def run_adapt(store: Datastore, params: Dict[str, Any], device: str, progress: P
         "pseudo_cases": result.pseudo_cases,
         "gate": result.gate,  # the supervising worker activates the version only if the gate passed
         "labels_taken_in": session.taken_in,
+        "skipped": session.duplicates,
     }
 
 

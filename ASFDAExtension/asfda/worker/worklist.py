@@ -2,16 +2,31 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Set
 
 from asfda.data.datastore import Datastore
 from asfda.data.leases import lease_fields
 from asfda.data.state import ScoreRecord
 
 
-def _score_fields(record: Optional[ScoreRecord], active: Optional[str]) -> Dict[str, Any]:
+def labelled_since(records: List[ScoreRecord], final_ids: Set[str]) -> bool:
+    """Whether a case of this ranking got a clinician label after it: a ranking scores only unlabelled
+    cases, so a ranked case now labelled is a label the ranking (and its diversity pick) did not know."""
+    return any(r.case_id in final_ids for r in records)
+
+
+def stale_reason(record: ScoreRecord, active: Optional[str], labels_changed: bool) -> Optional[str]:
+    """Why a ranking no longer describes the loop: another model scored it, or labels came in after it;
+    None while it is current."""
+    if record.model_version != active:
+        return "model"
+    return "labels" if labels_changed else None
+
+
+def _score_fields(record: Optional[ScoreRecord], active: Optional[str], labels_changed: bool = False) -> Dict[str, Any]:
     if record is None:
         return {}
+    reason = stale_reason(record, active, labels_changed)
     return {
         "dkd": record.dkd,
         "asd": record.asd,
@@ -21,8 +36,8 @@ def _score_fields(record: Optional[ScoreRecord], active: Optional[str]) -> Dict[
         "scored_at": record.scored_at,
         "knowledge_source": record.knowledge_source,
         "requested_slices": record.requested_slices,
-        # Scores from another model version than the active one describe a model no longer in use.
-        "stale": record.model_version != active,
+        "stale": reason is not None,
+        "stale_reason": reason,
     }
 
 
@@ -35,14 +50,20 @@ def _all_scores(store: Datastore) -> List[ScoreRecord]:
 
 def cases(store: Datastore, active: Optional[str], leases: Optional[Dict] = None) -> List[Dict[str, Any]]:
     leases = leases or {}
+    every = _all_scores(store)
+    final_ids = set(store.labeled_ids())
+    changed = {
+        strategy: labelled_since([r for r in every if r.strategy == strategy], final_ids)
+        for strategy in {r.strategy for r in every}
+    }
     latest: Dict[str, ScoreRecord] = {}
-    for record in sorted(_all_scores(store), key=lambda r: r.scored_at):
+    for record in sorted(every, key=lambda r: r.scored_at):
         latest[record.case_id] = record  # the most recent ranking that scored the case wins
     return [
         {
             "case_id": c,
             "status": store.case_status(c),
-            **_score_fields(latest.get(c), active),
+            **_score_fields(latest.get(c), active, c in latest and changed[latest[c].strategy]),
             **lease_fields(leases.get(c)),
         }
         for c in store.case_ids()
@@ -61,6 +82,7 @@ def worklist(
     leases = leases or {}
     strategy = latest_strategy(store)
     records = store.state.scores(strategy) if strategy else []
+    labels_changed = labelled_since(records, set(store.labeled_ids()))
     known = set(store.case_ids())
     records = [r for r in records if r.case_id in known]  # a volume removed from images/ leaves the list
     budget = k if k is not None else (sum(r.selected for r in records) if records else None)
@@ -68,7 +90,7 @@ def worklist(
         {
             "case_id": r.case_id,
             "status": store.case_status(r.case_id),
-            **_score_fields(r, active),
+            **_score_fields(r, active, labels_changed),
             # The engine orders the k picks first, so a different budget k takes the first k ranks.
             "selected": r.rank <= k if k is not None else r.selected,
             **lease_fields(leases.get(r.case_id)),

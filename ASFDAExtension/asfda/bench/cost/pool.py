@@ -189,7 +189,7 @@ def _child(spec: Dict) -> Dict:
     from asfda.data.datastore import Datastore
     from asfda.loop.rank import rank_pool
     from asfda.query.strategies import RankingOptions
-    from asfda.scoring.options import ScoringOptions
+    from asfda.scoring import ScoringOptions
 
     if spec["threads"]:
         torch.set_num_threads(spec["threads"])

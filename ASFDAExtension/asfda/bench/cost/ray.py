@@ -81,7 +81,7 @@ def _datastore(root: Path, settings: RaySpeedSettings):
 
 def _clear_cache(store) -> None:
     from asfda.core.sqlite_db import connect
-    from asfda.scoring.cache import SignalCache
+    from asfda.scoring import SignalCache
 
     SignalCache(store.root / "asfda.db")  # creates the table on first use
     with connect(store.root / "asfda.db") as db:
@@ -89,7 +89,7 @@ def _clear_cache(store) -> None:
 
 
 def _single_process(store, scorer, workers: int) -> float:
-    from asfda.scoring.pool import score_pool
+    from asfda.scoring import score_pool
 
     _clear_cache(store)
     scorer.options.loader_workers = workers
@@ -100,8 +100,7 @@ def _single_process(store, scorer, workers: int) -> float:
 
 
 def _ray_run(store, scorer, actors: int, data: str) -> Dict:
-    from asfda.scoring.ray_options import RayOptions
-    from asfda.scoring.ray_pool import RayPoolScorer
+    from asfda.scoring import RayOptions, RayPoolScorer
 
     _clear_cache(store)
     pool_scorer = RayPoolScorer(RayOptions("auto", actors=actors, data=data))
@@ -122,8 +121,7 @@ def _ray_run(store, scorer, actors: int, data: str) -> Dict:
 
 def _cache_rates(store, scorer, count: int) -> Tuple[float, float]:
     """Commits per second of one signal each (as a rank does), and keyed reads per second."""
-    from asfda.scoring.cache import SignalCache, SignalKey
-    from asfda.scoring.pool import score_pool
+    from asfda.scoring import SignalCache, SignalKey, score_pool
 
     signal = next(iter(score_pool(store, scorer, store.case_ids()[:1]).signals.values()))
     cache = SignalCache(Path(tempfile.mkdtemp(dir=store.root)) / "rate.db")
@@ -141,8 +139,7 @@ def run_ray_speed(settings: RaySpeedSettings, out: Path) -> RaySpeedReport:
     import ray
     import torch
 
-    from asfda.scoring.options import ScoringOptions
-    from asfda.scoring.pool import CaseScorer
+    from asfda.scoring import CaseScorer, ScoringOptions
 
     torch.set_num_threads(1)  # like each one-CPU actor
     report = RaySpeedReport(asdict(settings), list(os.getloadavg()))

@@ -20,8 +20,7 @@ from asfda.models.inference import Precision, Predictor, named_norm_layers_with_
 from asfda.models.networks import build_network
 from asfda.models.store import FeaturePrior, LoadedModel
 from asfda.query.strategies import RankingOptions, Strategy, rank
-from asfda.scoring.options import ScoringOptions
-from asfda.scoring.pool import CaseScorer
+from asfda.scoring import CaseScorer, ScoringOptions
 from asfda.synth.anatomy import mni152
 from asfda.synth.deform import random_subject
 from asfda.synth.shifts import apply_shift, sample_shift

@@ -1,6 +1,8 @@
 """One-line errors for one case of a DICOMweb datastore; the rest of the pool goes on."""
 
-from asfda.core.errors import AsfdaError, CorruptImage, UnknownCase
+from asfda.core.errors import AsfdaError, BadSeries, UnknownCase
+
+__all__ = ["BadSeries", "CacheFull", "PacsUnavailable", "SegRejected", "SeriesGone"]
 
 
 class PacsUnavailable(AsfdaError):
@@ -9,10 +11,6 @@ class PacsUnavailable(AsfdaError):
 
 class SeriesGone(UnknownCase):
     """The series was listed but the PACS no longer has it."""
-
-
-class BadSeries(CorruptImage):
-    """Mixed geometry, missing slices or no pixel data: not one regular volume."""
 
 
 class CacheFull(AsfdaError):

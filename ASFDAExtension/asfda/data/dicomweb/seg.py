@@ -14,7 +14,7 @@ from typing import Dict, Optional, Sequence
 import numpy as np
 
 import asfda
-from asfda.data.dicomweb.geometry import stack_affine
+from asfda.io.dicom_series import stack_affine
 from asfda.io.volumes import Geometry, check_same_geometry, reorient_to
 
 

@@ -22,8 +22,8 @@ from asfda.core.case_ids import validate_case_id
 from asfda.core.errors import UnknownCase
 from asfda.data.dicomweb.config import DicomwebConfig
 from asfda.data.dicomweb.errors import CacheFull, PacsUnavailable, SeriesGone
-from asfda.data.dicomweb.geometry import sorted_slices
 from asfda.data.dicomweb.index import DicomwebIndex
+from asfda.io.dicom_series import sorted_slices
 
 log = logging.getLogger("asfda.data.dicomweb")
 CACHE_DIR = "dicomweb-cache"

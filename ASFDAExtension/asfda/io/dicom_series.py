@@ -1,13 +1,18 @@
-"""Is a retrieved series one regular volume? And the voxel -> RAS affine of its slice stack."""
+"""Is a DICOM series one regular volume (a folder on disk or instances retrieved from a PACS)? And the
+voxel -> RAS affine of its slice stack."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import List, Sequence
 
 import numpy as np
+import pydicom
+from pydicom.errors import InvalidDicomError
 
-from asfda.data.dicomweb.errors import BadSeries
+from asfda.core.errors import BadSeries
 
+MAX_FOLDER_FILES = 10_000  # a CT of 0.5 mm slices over 2 m has 4,000; more is not one series
 ORIENTATION_TOL = 1e-4
 SPACING_REL_TOL = 0.05  # slice gaps may differ by 5 % (rounded positions) and still be one regular grid
 
@@ -62,3 +67,30 @@ def stack_affine(slices: Sequence) -> np.ndarray:
     lps[:3, 2] = (last - origin) / max(len(slices) - 1, 1)
     lps[:3, 3] = origin
     return np.diag([-1.0, -1.0, 1.0, 1.0]) @ lps  # DICOM's LPS -> RAS
+
+
+def check_dicom_folder(folder: Path) -> None:
+    """Refuse a DICOM folder that is not one regular series before any reader decodes it: a symbolic link
+    (it could read files from anywhere on the machine into the datastore), a subfolder, a file that is not
+    DICOM, several series, or instances whose geometry disagrees. Headers only (large values deferred), so
+    memory stays small whatever the folder holds. BadSeries (a CorruptImage) in one line naming the file."""
+    folder = Path(folder)
+    name = folder.name
+    entries = sorted(p for p in folder.iterdir() if not p.name.startswith("."))
+    if len(entries) > MAX_FOLDER_FILES:
+        raise BadSeries(f"series {name}: {len(entries)} files, more than {MAX_FOLDER_FILES} (not one series)")
+    datasets = []
+    for entry in entries:
+        if entry.is_symlink():
+            raise BadSeries(f"series {name}: {entry.name} is a symbolic link (copy the files themselves)")
+        if not entry.is_file():
+            raise BadSeries(f"series {name}: {entry.name} is a folder (one series per folder, no subfolders)")
+        try:
+            datasets.append(pydicom.dcmread(str(entry), defer_size="4 KB"))
+        except (InvalidDicomError, OSError, ValueError, EOFError) as exc:
+            why = type(exc).__name__
+            raise BadSeries(f"series {name}: {entry.name} is not a readable DICOM file ({why})") from None
+    series = {str(ds.get("SeriesInstanceUID", "")) for ds in datasets}
+    if len(series) > 1:
+        raise BadSeries(f"series {name}: {len(series)} series in one folder (put each series in its own folder)")
+    sorted_slices(datasets, name)

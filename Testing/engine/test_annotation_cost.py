@@ -1,0 +1,23 @@
+"""The stated per-slice cost model (asfda.core.annotation_cost) the demo and the label benchmark report."""
+
+import numpy as np
+import pytest
+from asfda.core.annotation_cost import NO_COST, SECONDS_PER_EMPTY_SLICE, SECONDS_PER_SLICE, slice_axis, volume_cost
+
+
+def test_the_thickest_axis_is_paged_through():
+    assert slice_axis([0.8, 0.8, 3.0]) == 2
+    assert slice_axis([3.0, 0.8, 0.8]) == 0
+    assert slice_axis([1.0, 1.0, 1.0]) == 2  # isotropic: axial, the last axis
+
+
+def test_a_volume_costs_its_slices_with_and_without_structure():
+    label = np.zeros((4, 5, 10), dtype=np.uint8)
+    label[1:3, 1:3, 2:5] = 1  # three axial slices show the structure
+    cost = volume_cost(label, axis=2)
+    assert (cost.slices, cost.structure_slices) == (10, 3)
+    assert cost.minutes == pytest.approx((3 * SECONDS_PER_SLICE["correct"] + 7 * SECONDS_PER_EMPTY_SLICE) / 60)
+    scratch = volume_cost(label, axis=2, mode="scratch")
+    assert scratch.minutes > cost.minutes  # correcting a draft is cheaper than drawing
+    total = sum([cost, cost], NO_COST)
+    assert (total.slices, total.structure_slices) == (20, 6) and total.minutes == pytest.approx(2 * cost.minutes)
