@@ -1,9 +1,9 @@
 """The logic's file half: download a case, export a label to send, keep a copy of unsubmitted edits.
 
 A mixin of ``ASFDALogic`` (which provides ``workDir``, the session's download folder, ``info``, the worker's
-/info reply or None, and ``labels``, the model's label values), kept apart so ASFDA.py stays a thin module file. Each download and each label to
-upload has its own subfolder of ``workDir`` (ASFDALib/session_folder.py), removed once nothing needs it:
-a CT is a few hundred MB.
+/info reply or None, and ``labels``, the model's label values), kept apart so ASFDA.py stays a thin module
+file. Each download and each label to upload has its own subfolder of ``workDir``
+(ASFDALib/session_folder.py), removed once nothing needs it: a CT is a few hundred MB.
 """
 
 import os

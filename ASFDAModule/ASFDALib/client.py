@@ -183,8 +183,13 @@ class WorkerClient:
         query = f"?k={int(k)}" if k is not None else ""
         return self._json("GET", "/worklist" + query)
 
-    def rank(self, budgetK, strategy="asfda"):
-        return self._json("POST", "/rank", {"strategy": strategy, "budget_k": int(budgetK)})
+    def rank(self, budgetK, strategy="asfda", slicesPerVolume=0, sliceAxis="auto"):
+        """Queue a rank; slicesPerVolume > 0 asks for that many slices of each pick (sparse annotation)."""
+        body = {"strategy": strategy, "budget_k": int(budgetK)}
+        if slicesPerVolume:  # left out otherwise, so a worker from before sparse annotation still accepts it
+            body["slices_per_volume"] = int(slicesPerVolume)
+            body["slice_axis"] = sliceAxis if sliceAxis == "auto" else int(sliceAxis)
+        return self._json("POST", "/rank", body)
 
     def downloadImage(self, caseId, targetPath):
         path = f"/cases/{urllib.parse.quote(checkCaseId(caseId))}/image"
@@ -201,30 +206,35 @@ class WorkerClient:
         path = f"/cases/{urllib.parse.quote(checkCaseId(caseId))}/prediction"
         return self._download("GET", path, targetPath, self.longTimeout)
 
-    def uploadLabel(self, caseId, filePath, author="", revision=None, overwrite=False):
+    @staticmethod
+    def _filePart(boundary, field, filePath):
+        with open(filePath, "rb") as f:
+            content = f.read()
+        fileName = os.path.basename(filePath).replace('"', "")
+        head = (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"; filename="{fileName}"\r\n'
+            "Content-Type: application/octet-stream\r\n\r\n"
+        ).encode()
+        return [head, content, b"\r\n"]
+
+    def uploadLabel(self, caseId, filePath, author="", revision=None, overwrite=False, maskPath=None):
         """Submit a label as the case's next revision.
 
         ``revision``: the revision the label was opened from (``If-Match``), ``""`` when the case had no
         label (``If-None-Match: *``), None when unknown (a worker older than revisions). The worker answers
         409 naming who changed the case since; ``overwrite`` replaces the current revision regardless.
+        ``maskPath``: a sparse label's mask of annotated voxels (uint8 0/1, the image's grid).
         """
         author = author or self.annotator
         path = f"/cases/{urllib.parse.quote(checkCaseId(caseId))}/label"
         if overwrite:
             path += "?overwrite=true"
         boundary = "asfda-" + uuid.uuid4().hex
-        with open(filePath, "rb") as f:
-            content = f.read()
-        fileName = os.path.basename(filePath).replace('"', "")
-        parts = [
-            f'--{boundary}\r\nContent-Disposition: form-data; name="author"\r\n\r\n{author}\r\n'.encode(),
-            (
-                f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{fileName}"\r\n'
-                "Content-Type: application/octet-stream\r\n\r\n"
-            ).encode(),
-            content,
-            f"\r\n--{boundary}--\r\n".encode(),
-        ]
+        parts = [f'--{boundary}\r\nContent-Disposition: form-data; name="author"\r\n\r\n{author}\r\n'.encode()]
+        parts += self._filePart(boundary, "file", filePath)
+        if maskPath:
+            parts += self._filePart(boundary, "mask", maskPath)
+        parts.append(f"--{boundary}--\r\n".encode())
         headers = {"Content-Type": f"multipart/form-data; boundary={boundary}", "Accept": "application/json"}
         if revision == "":
             headers["If-None-Match"] = "*"

@@ -64,6 +64,8 @@ class WorklistRow:
     knowledgeSource: Optional[str] = None  # which DKD reference the worker used; absent on older workers
     leasedBy: Optional[str] = None  # the annotator holding the case; absent on older workers
     leaseExpiresAt: Optional[str] = None
+    # A sparse rank's request for this pick: {"axis": 0|1|2 (image IJK axis), "indices": [...]}; else None.
+    requestedSlices: Optional[dict] = None
 
     @classmethod
     def fromReply(cls, item):
@@ -83,6 +85,7 @@ class WorklistRow:
             knowledgeSource=item.get("knowledge_source") or None,
             leasedBy=item.get("leased_by") or None,
             leaseExpiresAt=item.get("lease_expires_at") or None,
+            requestedSlices=item.get("requested_slices") or None,
         )
 
     @property

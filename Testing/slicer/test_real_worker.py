@@ -182,3 +182,28 @@ def test_submitted_label_from_the_background_path_is_accepted(worker, mrmlScene,
                                         label_export.takeSnapshot(segmentation, volume, info["labels"]))
     reply = worker.uploadLabel("case0", pending.finish(), author="pytest")
     assert reply["tag"] == "final" and reply["label_values"] == [1]
+
+
+def test_sparse_rank_rows_and_masked_upload(worker, tmp_path):
+    """A sparse rank's requested slices reach the module's worklist rows; a label goes up with its mask."""
+    import nibabel as nib
+
+    finished = waitForJob(worker, worker.rank(budgetK=1, strategy="random", slicesPerVolume=2))
+    assert finished["state"] == "succeeded", finished.get("error")
+    worklist = Worklist()
+    worklist.updateFromWorklistReply(worker.worklist())
+    (pick,) = [row for row in worklist.rows if row.selected]
+    requested = pick.requestedSlices
+    assert requested["axis"] == 2 and len(requested["indices"]) == 2  # spacing (2, 1.5, 2.5): thickest is axis 2
+    assert all(row.requestedSlices is None for row in worklist.rows if not row.selected)
+    affine = np.diag([-2.0, 1.5, 2.5, 1.0])
+    affine[:3, 3] = [10.0, -20.0, 5.0]
+    mask = np.zeros((16, 16, 16), np.uint8)
+    mask[:, :, requested["indices"]] = 1  # both requested slices drawn, as whole slices
+    label = np.zeros_like(mask)
+    label[6:9, 6:9, requested["indices"][0]] = 1
+    nib.save(nib.Nifti1Image(label, affine), str(tmp_path / "label.nii.gz"))
+    nib.save(nib.Nifti1Image(mask, affine), str(tmp_path / "mask.nii.gz"))
+    reply = worker.uploadLabel(pick.caseId, tmp_path / "label.nii.gz", "pytest", maskPath=tmp_path / "mask.nii.gz")
+    assert reply["annotated_mask"]["annotated_voxels"] == int(mask.sum())
+    assert reply["requested_slices"]["done"] == requested["indices"] and reply["requested_slices"]["coverage"] == 1.0

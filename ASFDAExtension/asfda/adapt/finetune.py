@@ -1,4 +1,8 @@
-"""The fine-tuning loop: MONAI DiceCE on clinician labels + a ramped, masked loss on pseudo-labels."""
+"""The fine-tuning loop: MONAI DiceCE on clinician labels + a ramped, masked loss on pseudo-labels.
+
+A sparse clinician label (some slices drawn, the rest not looked at) carries a mask like a pseudo-label's:
+its loss counts the annotated voxels only, and its patches are centred on annotated voxels.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +17,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from monai.data import ThreadBuffer
-from monai.losses import DiceCELoss
+from monai.losses import DiceCELoss, DiceLoss
+from monai.networks.utils import one_hot
 from monai.transforms import Compose, RandCropByPosNegLabeld, RandFlipd, RandSpatialCropd, SpatialPadd
 from torch import nn
 from torch.nn.modules.batchnorm import _NormBase
@@ -30,7 +35,9 @@ class TrainingItem:
     case_id: str
     image: torch.Tensor  # (1, X, Y, Z) prepared image
     label: torch.Tensor  # (1, X, Y, Z) integer labels
-    mask: Optional[torch.Tensor] = None  # (1, X, Y, Z) bool; None for clinician labels (all voxels count)
+    # (1, X, Y, Z) bool: the voxels the loss counts (a pseudo-label's confident ones, a sparse label's annotated
+    # ones); None: every voxel counts (a fully annotated clinician label)
+    mask: Optional[torch.Tensor] = None
 
 
 class CropMode(str, enum.Enum):
@@ -95,15 +102,26 @@ def use_flip(options: FinetuneOptions, label_names: Optional[Sequence[str]]) -> 
     return not (label_names and has_lateral_labels(label_names))
 
 
-def _batch_transform(roi_size: List[int], flip: bool, options: FinetuneOptions, seed: int) -> Compose:
+def _batch_transform(
+    roi_size: List[int], flip: bool, options: FinetuneOptions, seed: int, centre_in_mask: bool = False
+) -> Compose:
     keys = ["image", "label", "mask"]
     steps = [SpatialPadd(keys=keys, spatial_size=roi_size)]
     if CropMode(options.crop) == CropMode.FOREGROUND:
         # One crop location for image, label and mask alike: a pseudo-label's mask stays aligned with it.
         ratio = min(max(options.foreground_ratio, 0.0), 1.0)
+        # Sparse labels: patch centres (foreground and background) only where the mask says annotated, so
+        # whatever the label file holds outside the mask never decides where a patch lies.
+        inside = {"image_key": "mask", "image_threshold": 0.5} if centre_in_mask else {}
         steps.append(
             RandCropByPosNegLabeld(
-                keys=keys, label_key="label", spatial_size=roi_size, pos=ratio, neg=1.0 - ratio, num_samples=1
+                keys=keys,
+                label_key="label",
+                spatial_size=roi_size,
+                pos=ratio,
+                neg=1.0 - ratio,
+                num_samples=1,
+                **inside,
             )
         )
     else:
@@ -158,6 +176,18 @@ def masked_cross_entropy(logits: torch.Tensor, label: torch.Tensor, mask: torch.
     return (voxel * weight).sum() / weight.sum().clamp_min(1.0)
 
 
+def masked_dice_ce(logits: torch.Tensor, label: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """DiceCE (MONAI's Dice on softmax and one-hot, plus cross-entropy) over the voxels `mask` marks only.
+
+    Unannotated voxels are zero in both the prediction and the one-hot target (no channel, background
+    included, sees them) and weigh nothing in the cross-entropy, so their label values cannot matter.
+    """
+    probs = torch.softmax(logits, dim=1) * mask
+    target = one_hot(label.long(), logits.shape[1]) * mask
+    dice = DiceLoss(include_background=True)(probs, target)
+    return dice + masked_cross_entropy(logits, label, mask)
+
+
 def freeze_norm_statistics(network: nn.Module) -> int:
     """Put every normalisation layer that tracks running statistics in eval mode (its affine weights still
     train). Returns how many layers were frozen."""
@@ -191,10 +221,14 @@ def finetune(
     ema = copy.deepcopy(network).eval() if options.ema_decay > 0 else None
     optimizer = torch.optim.Adam(network.parameters(), lr=options.learning_rate)
     dice_ce = DiceCELoss(to_onehot_y=True, softmax=True)
+    # Any sparse label: every clinician batch takes the masked loss (a fully annotated volume's mask is all
+    # ones, its padding zeros). Without one the loss and the crops stay those the recipe was measured with.
+    sparse = any(item.mask is not None for item in labeled)
     flip = use_flip(options, label_names)
     seeds = np.random.SeedSequence(options.seed).generate_state(4)
+    labeled_transform = _batch_transform(roi_size, flip, options, int(seeds[0]), centre_in_mask=sparse)
     streams = (
-        _BatchStream(labeled, _batch_transform(roi_size, flip, options, int(seeds[0])), options.batch_size, seeds[1]),
+        _BatchStream(labeled, labeled_transform, options.batch_size, seeds[1]),
         _BatchStream(pseudo, _batch_transform(roi_size, flip, options, int(seeds[2])), options.batch_size, seeds[3]),
     )
     source = _batches(*streams, options.steps)
@@ -213,7 +247,10 @@ def finetune(
             batch, pb = prepared
             with autocast(device, options.precision):
                 logits = network(batch["image"].to(device))
-                loss_labels = dice_ce(logits.float(), batch["label"].to(device))
+                if sparse:
+                    loss_labels = masked_dice_ce(logits.float(), batch["label"].to(device), batch["mask"].to(device))
+                else:
+                    loss_labels = dice_ce(logits.float(), batch["label"].to(device))
                 loss = loss_labels
                 loss_pseudo = torch.zeros((), device=device)
                 if pb is not None:

@@ -64,6 +64,23 @@ def pseudo_label_items(
     return items, extras
 
 
+def fill_unannotated(scorer: CaseScorer, labeled: List[TrainingItem], voxel_confidence: float) -> List[TrainingItem]:
+    """Pseudo-labels for the unannotated voxels of sparse clinician labels: the teacher's confident voxels there.
+
+    Training-time only (never written to labels/pseudo/): the volume keeps its clinician label, whose annotated
+    voxels these items leave out, so the clinician's word is never overruled by the teacher's.
+    """
+    items = []
+    for item in labeled:
+        if item.mask is None:
+            continue
+        label, confident = scorer.predictor.confident_label_map(item.image, voxel_confidence)
+        fill = confident[None] & ~item.mask.bool()
+        if fill.any():
+            items.append(TrainingItem(item.case_id, item.image, label[None].long(), fill))
+    return items
+
+
 def mask_path(store: Datastore, case_id: str):
     """Where the voxels a pseudo-label trained on are recorded (1 = used, 0 = masked out as unsure)."""
     return store.root / "labels" / "pseudo-mask" / store.label_path(case_id, LabelTag.PSEUDO).name

@@ -37,7 +37,11 @@ def add_parser(subparsers) -> None:
         "annotator's live lease refuses it; it becomes the case's next revision (earlier ones stay under "
         "labels/final/history/CASE/), labels/final/CASE.nii.gz is replaced atomically, the audit records it "
         "and a DICOM SEG is queued when the datastore reads a PACS. A case that already has a label needs "
-        "--base-revision (the revision the label was made from, see `asfda label revisions`) or --overwrite.",
+        "--base-revision (the revision the label was made from, see `asfda label revisions`) or --overwrite. "
+        "A sparse label (some slices drawn) comes with --mask: a uint8 0/1 volume on the image's grid marking the "
+        "voxels that were annotated (whole drawn slices, background included); it must hold every foreground "
+        "voxel of the label, is stored as labels/final/CASE.mask.nii.gz (and with the revision), and training "
+        "counts those voxels only.",
     )
     add_datastore(p, device=False)
     p.add_argument("case", help="case id")
@@ -50,6 +54,7 @@ def add_parser(subparsers) -> None:
         help="the revision the label was made from (e.g. r0002; 'none' for a case that had no label)",
     )
     p.add_argument("--overwrite", action="store_true", help="replace the current revision whichever it is")
+    p.add_argument("--mask", type=Path, default=None, metavar="FILE", help="a sparse label's annotated-region mask")
     p.add_argument("--allow-empty", action="store_true", help="accept a background-only label (no structure)")
     p.set_defaults(func=writes_datastore("asfda label submit", run_label_submit))
     p = add_command(sub, "revisions", "list a case's label revisions (author, time, model version, source)")
@@ -102,11 +107,13 @@ def run_label_submit(args) -> int:
         base_revision=NO_LABEL if base is not None and base.strip().lower() == "none" else base,
         overwrite=args.overwrite,
         require_foreground=not args.allow_empty,
+        mask=args.mask,
     )
     try:
         result = submit_label(store, submission, config, model)
     except AsfdaError as exc:
-        if args.file.name in str(exc) or isinstance(exc, (LeaseConflict, RevisionConflict)):
+        named = args.file.name in str(exc) or (args.mask is not None and args.mask.name in str(exc))
+        if named or isinstance(exc, (LeaseConflict, RevisionConflict)):
             raise
         raise type(exc)(f"{args.file.name}: {exc}") from None
     reply = result.reply()
@@ -116,6 +123,16 @@ def run_label_submit(args) -> int:
         f"stored label for {reply['case_id']} as revision {reply['revision']}{replaced} "
         f"(values {reply['label_values']}, author {reply['author']}, model {model}{seg})"
     )
+    sparse = reply.get("annotated_mask")
+    if sparse:
+        share = f"{sparse['annotated_fraction']:.1%}"
+        print(f"sparse: {sparse['annotated_voxels']} annotated voxels ({share} of the volume)")
+    coverage = reply.get("requested_slices")
+    if coverage:
+        print(
+            f"requested slices done: {len(coverage['done'])} of {len(coverage['requested'])} "
+            f"(axis {coverage['axis']}; missing {sorted(set(coverage['requested']) - set(coverage['done']))})"
+        )
     return 0
 
 

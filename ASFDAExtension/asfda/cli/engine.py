@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 
 from asfda.cli.common import add_command, add_datastore, add_json, add_threads, fmt, print_json, writes_datastore
-from asfda.core.names import strategy_names
+from asfda.core.names import slice_rule_names, strategy_names
 from asfda.core.progress import console_progress
 
 # Written out so that `asfda --help` does not import torch; a test keeps it equal to GateOptions' default.
@@ -26,6 +26,28 @@ def add_parser(subparsers) -> None:
     p.add_argument("--strategy", default="asfda", choices=STRATEGIES, help="query strategy")
     p.add_argument("--k", type=int, default=4, help="annotation budget: how many cases to pick")
     p.add_argument("--seed", type=int, default=0, help="seed of the strategies that draw at random")
+    p.add_argument(
+        "--slices-per-volume",
+        dest="slices_per_volume",
+        type=int,
+        default=0,
+        metavar="S",
+        help="sparse annotation: ask for S slices of each pick instead of the whole volume (0: whole volumes)",
+    )
+    p.add_argument(
+        "--slice-axis",
+        dest="slice_axis",
+        default="auto",
+        choices=["auto", "0", "1", "2"],
+        help="axis of the requested slices (auto: each volume's thickest-slice axis)",
+    )
+    p.add_argument(
+        "--slice-rule",
+        dest="slice_rule",
+        default="even",
+        choices=slice_rule_names(),
+        help="which slices: evenly spaced across the predicted foreground, or the most uncertain ones",
+    )
     add_json(p, "the ranking (one object per case)")
     add_threads(p)
     p.add_argument(
@@ -53,6 +75,12 @@ def add_parser(subparsers) -> None:
     add_datastore(p)
     p.add_argument("--steps", type=int, default=80, help="fine-tuning steps (one random crop batch each)")
     p.add_argument("--no-pseudo", action="store_true", help="train on clinician labels only")
+    p.add_argument(
+        "--fill-unannotated",
+        dest="fill_unannotated",
+        action="store_true",
+        help="sparse labels: let the model's confident voxels fill the part nobody annotated (as pseudo-labels)",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of crop sampling, augmentation and batch order")
     p.add_argument(
         "--gate-decide-from",
@@ -83,7 +111,13 @@ def report_taken_in(session) -> None:
         print(f"skipped case {case_id}: {reason}", file=sys.stderr, flush=True)
 
 
-def rank_rows(ranked, version: str) -> list:
+def slices_text(requested) -> str:
+    """`axis 2: 5 9 13` for a pick's requested slices; empty for a whole volume."""
+    return f"axis {requested['axis']}: " + " ".join(str(i) for i in requested["indices"]) if requested else ""
+
+
+def rank_rows(ranked, version: str, requested_slices=None) -> list:
+    requested_slices = requested_slices or {}
     return [
         {
             "rank": r.rank,
@@ -94,6 +128,7 @@ def rank_rows(ranked, version: str) -> list:
             "selected": bool(r.selected),
             "model_version": version,
             "knowledge_source": getattr(r, "knowledge_source", None),
+            "requested_slices": requested_slices[r.case_id].to_dict() if r.case_id in requested_slices else None,
         }
         for r in ranked
     ]
@@ -110,7 +145,7 @@ def run_rank(args) -> int:
         print(session.pool_scorer().report.summary(), file=sys.stderr)
     for warning in outcome.warnings:
         print(f"warning: {warning}", file=sys.stderr)
-    rows = rank_rows(outcome.ranked, outcome.model_version)
+    rows = rank_rows(outcome.ranked, outcome.model_version, outcome.requested_slices)
     stored = store.state.scores(args.strategy)
     source = stored[0].knowledge_source if stored else None  # what DKD measured against, for every case
     for row in rows:
@@ -127,7 +162,7 @@ def run_rank(args) -> int:
     for r in rows:
         print(
             f"{r['rank']:>4}  {r['case_id']:<24} {fmt(r['dkd'], '9.4f', 9)} {fmt(r['asd'], '7.4f', 7)} "
-            f"{r['score']:7.4f}  {'*' if r['selected'] else ''}"
+            f"{r['score']:7.4f}  {'*' if r['selected'] else ' '}    {slices_text(r['requested_slices'])}".rstrip()
         )
     return 0
 

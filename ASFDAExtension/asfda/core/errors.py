@@ -38,6 +38,10 @@ class EmptyLabel(AsfdaError):
     pass
 
 
+class InvalidMask(AsfdaError):
+    """An annotated-region mask (sparse label) that does not fit its label: values, emptiness, coverage."""
+
+
 class WeightsMismatch(AsfdaError):
     pass
 

@@ -1,4 +1,4 @@
-"""The engine's torch-free vocabulary: strategy names and label tags.
+"""The engine's torch-free vocabulary: strategy names, slice rules and label tags.
 
 The CLI's choices, the worker's request schema and the benchmark's settings read these, so naming a
 strategy or a label tag never imports torch, and a new strategy is added in one place
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 
-__all__ = ["LabelTag", "Strategy", "strategy_names"]
+__all__ = ["LabelTag", "SliceRule", "Strategy", "slice_rule_names", "strategy_names"]
 
 
 class Strategy(str, enum.Enum):
@@ -25,6 +25,13 @@ class Strategy(str, enum.Enum):
     BALANCED_ENTROPY = "balanced_entropy"  # mean over classes of the entropy inside each predicted class, top-k
 
 
+class SliceRule(str, enum.Enum):
+    """How a sparse rank picks the slices of a volume (asfda.query.slices.REGISTRY, kept equal by a test)."""
+
+    EVEN = "even"  # evenly spaced across the predicted foreground extent
+    UNCERTAINTY = "uncertainty"  # the slices of highest mean voxel entropy inside that extent
+
+
 class LabelTag(str, enum.Enum):
     FINAL = "final"  # from a clinician
     PSEUDO = "pseudo"  # selected, masked model output used for adaptation
@@ -34,3 +41,8 @@ class LabelTag(str, enum.Enum):
 def strategy_names() -> list:
     """Every strategy's name, in the enum's order (the CLI's choices and the worker's schema)."""
     return [s.value for s in Strategy]
+
+
+def slice_rule_names() -> list:
+    """Every slice rule's name (the CLI's choices and the worker's schema)."""
+    return [r.value for r in SliceRule]

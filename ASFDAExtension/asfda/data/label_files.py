@@ -17,6 +17,7 @@ from asfda.core.case_ids import validate_case_id
 from asfda.core.checksums import sha256_file
 from asfda.core.errors import AsfdaError, CorruptImage, UnknownCase
 from asfda.data.datastore import Datastore, LabelTag
+from asfda.data.label_masks import is_mask_file
 from asfda.data.label_revisions import HISTORY, LabelRevisions
 from asfda.data.state import LabelRecord
 from asfda.io.label_reading import read_label_volume
@@ -90,7 +91,7 @@ def unchecked_final_labels(store: Datastore) -> List[Path]:
     revisions = LabelRevisions(store.root, store.state.path)
     latest = None
     for path in sorted(store.label_dir(LabelTag.FINAL).iterdir()):
-        if path.name.startswith(".") or path.name == HISTORY:  # temp files of atomic writes; earlier revisions
+        if path.name.startswith(".") or path.name == HISTORY or is_mask_file(path):  # temp files; history; masks
             continue
         record = records.get(strip_volume_suffix(path))
         canonical = path.is_file() and volume_suffix(path) == CANONICAL_SUFFIX

@@ -5,12 +5,16 @@ history; then one BEGIN IMMEDIATE transaction on asfda.db checks the lease, chec
 opened from the current revision, moves the file to its history name and records the revision, the
 label row and the audit entry; after the commit the current file is replaced (`LabelRevisions.apply`,
 finished at the next start if the process dies first) and a DICOM SEG is queued for the PACS.
+
+A sparse label comes with a mask of the voxels that were annotated (`LabelSubmission.mask`): checked with the
+label before anything is stored, kept beside the current label (labels/final/CASE.mask.nii.gz) and beside its
+revision in the history; a label submitted without one removes an older mask (it is fully annotated).
 """
 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
@@ -21,6 +25,15 @@ from asfda.core.sqlite_db import connect
 from asfda.data.datastore import Datastore
 from asfda.data.dicomweb.writeback import queue_seg
 from asfda.data.label_files import read_checked_label
+from asfda.data.label_masks import (
+    MASK_SUFFIX,
+    mask_summary,
+    read_mask,
+    remove_mask,
+    save_mask,
+    slice_coverage,
+    validate_mask,
+)
 from asfda.data.label_revisions import (
     SUFFIX,
     LabelRevisions,
@@ -49,6 +62,8 @@ class LabelSubmission:
     overwrite: bool = False  # the explicit escape: replace whatever is current (recorded in the audit)
     require_foreground: bool = True
     extra: Dict[str, Any] = field(default_factory=dict)  # recorded with the label and in the audit
+    # A sparse label's annotated-region mask (uint8 0/1 on the image's grid); None: every voxel annotated.
+    mask: Optional[Path] = None
 
 
 @dataclass(frozen=True)
@@ -71,6 +86,8 @@ class SubmitResult:
             "replaced_revision": self.replaced.revision if self.replaced else None,
             "source": self.revision.source,
             "seg_queued": self.seg_queued,
+            "annotated_mask": self.record.extra.get("annotated_mask"),
+            "requested_slices": self.record.extra.get("requested_slices"),
         }
 
 
@@ -115,10 +132,21 @@ def submit_label(
     Raises a one-line AsfdaError before anything is stored: a bad file (CorruptImage, GeometryMismatch,
     UnknownLabelValues, EmptyLabel), LeaseConflict, or RevisionConflict.
     """
+    sparse = submission.mask is not None
+    # With a mask a background-only label is information (a requested slice the organ does not reach).
     labels, affine, values = read_checked_label(
-        store, submission.case_id, submission.file, config, submission.require_foreground
+        store, submission.case_id, submission.file, config, submission.require_foreground and not sparse
     )
-    return _submit(store, submission, labels, affine, values, model_version, leases)
+    voxels = None
+    if sparse:
+        mask = Path(submission.mask)
+        voxels = read_mask(mask, store.geometry(submission.case_id))
+        validate_mask(voxels, labels, mask.name)
+        coverage = slice_coverage(voxels, store.state.requested_slices(submission.case_id))
+        summary = mask_summary(voxels, submission.case_id)
+        extra = {**submission.extra, "annotated_mask": summary, "requested_slices": coverage}
+        submission = replace(submission, extra=extra)
+    return _submit(store, submission, labels, affine, values, model_version, leases, voxels)
 
 
 def submit_label_array(
@@ -138,7 +166,7 @@ def submit_label_array(
     return _submit(store, submission, labels, affine, values, model_version, leases)
 
 
-def _submit(store, submission, labels, affine, values, model_version, leases) -> SubmitResult:
+def _submit(store, submission, labels, affine, values, model_version, leases, mask=None) -> SubmitResult:
     leases = leases if leases is not None else LeaseBook(store.state.path, root=store.root)
     revisions = leases.revisions
     case_id = submission.case_id
@@ -157,6 +185,12 @@ def _submit(store, submission, labels, affine, values, model_version, leases) ->
     finally:
         staged.unlink(missing_ok=True)
     revisions.apply(case_id)
+    if mask is None:
+        remove_mask(store, case_id)
+    else:
+        save_mask(store, case_id, mask)
+        history = revisions.history_dir(case_id) / f"{result[1].revision}{MASK_SUFFIX}"
+        save_label_volume(history, mask.astype(np.uint8), affine)
     seg_queued = queue_seg(store, case_id, submission.annotator, model_version)
     revisions.mark_seg(case_id, result[1].revision, "queued" if seg_queued else "none")
     return SubmitResult(result[0], result[1], result[2], seg_queued)

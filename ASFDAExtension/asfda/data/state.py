@@ -34,11 +34,12 @@ CREATE TABLE IF NOT EXISTS scores (
     scored_at TEXT NOT NULL,
     run_id TEXT,
     knowledge_source TEXT,
+    requested_slices TEXT,
     PRIMARY KEY (case_id, strategy)
 );
 """
 # Columns added after the first release: (table, column, type), added to older databases on open.
-_ADDED_COLUMNS = [("scores", "knowledge_source", "TEXT")]
+_ADDED_COLUMNS = [("scores", "knowledge_source", "TEXT"), ("scores", "requested_slices", "TEXT")]
 
 
 def utc_now() -> str:
@@ -68,6 +69,8 @@ class ScoreRecord:
     scored_at: str
     run_id: Optional[str] = None
     knowledge_source: Optional[str] = None  # what DKD measured against: norm_stats, reference_stats, ...
+    # A sparse rank's request for a picked volume: {"axis": 0|1|2, "indices": [...], "rule": "even"|...}
+    requested_slices: Optional[Dict[str, Any]] = None
 
 
 class StateDB:
@@ -120,7 +123,7 @@ class StateDB:
             db.execute("DELETE FROM scores WHERE strategy = ?", (strategy,))
             db.executemany(
                 "INSERT INTO scores (case_id, strategy, model_version, dkd, asd, score, rank, selected, scored_at,"
-                " run_id, knowledge_source) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " run_id, knowledge_source, requested_slices) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     (
                         r.case_id,
@@ -134,6 +137,7 @@ class StateDB:
                         r.scored_at,
                         r.run_id,
                         r.knowledge_source,
+                        None if r.requested_slices is None else json.dumps(r.requested_slices),
                     )
                     for r in records
                 ],
@@ -156,6 +160,16 @@ class StateDB:
                 r["scored_at"],
                 r["run_id"],
                 r["knowledge_source"],
+                json.loads(r["requested_slices"]) if r["requested_slices"] else None,
             )
             for r in rows
         ]
+
+    def requested_slices(self, case_id: str) -> Optional[Dict[str, Any]]:
+        """The slices the latest ranking that scored `case_id` asked for (None: whole volume or not picked)."""
+        with self.connect() as db:
+            row = db.execute(
+                "SELECT requested_slices FROM scores WHERE case_id = ? ORDER BY scored_at DESC, rowid DESC LIMIT 1",
+                (case_id,),
+            ).fetchone()
+        return json.loads(row["requested_slices"]) if row and row["requested_slices"] else None

@@ -12,10 +12,11 @@ import torch
 
 from asfda.adapt.finetune import TrainingItem, finetune
 from asfda.adapt.options import AdaptOptions
-from asfda.adapt.pseudo_labels import pseudo_label_items, remove_pseudo_label, save_pseudo_label
+from asfda.adapt.pseudo_labels import fill_unannotated, pseudo_label_items, remove_pseudo_label, save_pseudo_label
 from asfda.adapt.validation_gate import GateDecision, gated_training, kfold_verdict
 from asfda.data.cases import prepared_image, prepared_label
 from asfda.data.datastore import Datastore, LabelTag
+from asfda.data.label_masks import prepared_mask
 from asfda.loop.label_sets import TRAINED_LABELS, label_identities, labels_seen_by
 from asfda.models.dice import class_dice
 from asfda.models.inference import Predictor
@@ -38,11 +39,18 @@ class AdaptResult:
 
 
 def dice_per_class(network: torch.nn.Module, predictor_factory, items: List[TrainingItem], n_classes: int) -> float:
-    """Mean foreground Dice of `network` on `items` (full volumes, sliding window; asfda.models.dice)."""
+    """Mean foreground Dice of `network` on `items` (full volumes, sliding window; asfda.models.dice); a sparse
+    label is compared on its annotated voxels only."""
     if not items:
         return float("nan")
     predictor = predictor_factory(network)
-    per_class = [class_dice(predictor.label_map(item.image), item.label[0], n_classes) for item in items]
+    per_class = []
+    for item in items:
+        predicted, reference = predictor.label_map(item.image), item.label[0]
+        if item.mask is not None:
+            annotated = item.mask[0].bool()
+            predicted, reference = predicted[annotated], reference[annotated]
+        per_class.append(class_dice(predicted, reference, n_classes))
     return float(np.mean(per_class))
 
 
@@ -59,6 +67,7 @@ class RoundInputs:
     train: Callable  # (labels, progress) -> (trained copy of the teacher, losses)
     dice: Callable  # (network, labels) -> mean foreground Dice
     training_seconds: List[float] = field(default_factory=list)
+    fills: List[TrainingItem] = field(default_factory=list)  # the teacher's fill of sparse labels' unannotated part
 
 
 def round_inputs(
@@ -73,11 +82,19 @@ def round_inputs(
     config = teacher.config
     candidate_ids = [c for c in store.case_ids() if c not in set(labeled_ids)]
     labeled = [
-        TrainingItem(c, prepared_image(store, c, config), prepared_label(store, c, LabelTag.FINAL, config))
+        TrainingItem(
+            c,
+            prepared_image(store, c, config),
+            prepared_label(store, c, LabelTag.FINAL, config),
+            prepared_mask(store, c, config),  # None: fully annotated
+        )
         for c in labeled_ids
     ]
     scorer = CaseScorer(teacher, device, options.scoring)
     pseudo, extras = pseudo_label_items(store, scorer, candidate_ids, labeled_ids, options, progress)
+    fills = []
+    if options.fill_unannotated_with_pseudo_labels:
+        fills = fill_unannotated(scorer, labeled, options.reliability.voxel_confidence)
 
     def make_predictor(network):
         return Predictor(network, config, device, options.scoring.precision)
@@ -87,8 +104,19 @@ def round_inputs(
     def train(items, report):
         student = copy.deepcopy(teacher.network)
         names = list(config.labels)
+        # A gate fold's held-out volumes lend it nothing, not even the teacher's fill of their unannotated part.
+        training_ids = {item.case_id for item in items}
+        fill = [item for item in fills if item.case_id in training_ids]
         losses = finetune(
-            student, config.roi_size, items, pseudo, options.finetune, device, report, should_stop, label_names=names
+            student,
+            config.roi_size,
+            items,
+            pseudo + fill,
+            options.finetune,
+            device,
+            report,
+            should_stop,
+            label_names=names,
         )
         training_seconds.append(losses.get("seconds", 0.0))
         return student, losses
@@ -96,7 +124,7 @@ def round_inputs(
     def dice(network, items):
         return dice_per_class(network, make_predictor, items, config.out_channels)
 
-    return RoundInputs(labeled_ids, candidate_ids, labeled, pseudo, extras, train, dice, training_seconds)
+    return RoundInputs(labeled_ids, candidate_ids, labeled, pseudo, extras, train, dice, training_seconds, fills)
 
 
 def adapt_datastore(
@@ -153,6 +181,8 @@ def adapt_datastore(
         "train_dice_after": round_.dice(student, labeled),
         "labels": len(labeled),
         "pseudo_labels": len(pseudo),
+        "sparse_labels": sum(item.mask is not None for item in labeled),
+        "filled_sparse_labels": len(round_.fills),
         **losses,
         "training_seconds_total": sum(round_.training_seconds),
         "gate_method": decision.method,

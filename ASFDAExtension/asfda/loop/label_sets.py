@@ -9,13 +9,22 @@ from typing import Dict, List, Optional, Set
 
 from asfda.core.checksums import sha256_file
 from asfda.data.datastore import Datastore, LabelTag
+from asfda.data.label_masks import mask_path
 
-TRAINED_LABELS = "trained_labels"  # metrics key: case id -> the label file's sha256 (first 16 hex digits)
+# metrics key: case id -> the label file's sha256 (first 16 hex digits; a sparse label's adds its mask's)
+TRAINED_LABELS = "trained_labels"
+
+
+def _identity(store: Datastore, case_id: str) -> str:
+    label = sha256_file(store.label_path(case_id, LabelTag.FINAL))[:16]
+    mask = mask_path(store, case_id)
+    # A sparse label is its label and its mask: more slices annotated is a different label.
+    return f"{label}+{sha256_file(mask)[:16]}" if mask.exists() else label
 
 
 def label_identities(store: Datastore, case_ids: List[str]) -> Dict[str, str]:
     """The identity of each case's current final label: a corrected label is a different label."""
-    return {c: sha256_file(store.label_path(c, LabelTag.FINAL))[:16] for c in case_ids}
+    return {c: _identity(store, c) for c in case_ids}
 
 
 def _parsed(stamp: Optional[str]) -> Optional[datetime]:

@@ -10,6 +10,9 @@ import numpy as np
 
 from asfda.data.datastore import Datastore
 from asfda.data.state import ScoreRecord, utc_now
+from asfda.loop.slices import requested_slices
+from asfda.models.inference import Predictor
+from asfda.query.slices import RequestedSlices, SliceOptions
 from asfda.query.strategies import RankedCase, RankingOptions, Strategy, rank, strategy_entry
 from asfda.scoring.cache import prune_signal_cache
 from asfda.scoring.options import ScoringOptions
@@ -30,6 +33,7 @@ class RankOutcome:
     cached: int = 0  # cases whose signals came from the cache
     precision: Optional[str] = None  # the numeric precision the signals were computed in (set by the session)
     warnings: List[str] = field(default_factory=list)  # e.g. DKD statistics that did not match the network
+    requested_slices: Dict[str, RequestedSlices] = field(default_factory=dict)  # a sparse rank's picks
 
 
 def _random_order(pool_ids: List[str], options: RankingOptions) -> List[RankedCase]:
@@ -47,12 +51,14 @@ def rank_pool(
     scoring: Optional[ScoringOptions] = None,
     should_yield: Optional[Callable[[], bool]] = None,
     pool_scorer: Optional[Callable[..., PoolSignals]] = None,  # score_pool's shape, e.g. scoring.ray_pool's
+    slices: Optional[SliceOptions] = None,
 ) -> RankOutcome:
     """Rank the unlabelled cases with the active model and store the ranking (faces call LoopSession.rank).
 
     Args:
         options: strategy, budget k, seed, selection rule; device: torch device; scoring: precision, chunking.
         should_yield: asked between chunks; pool_scorer: replaces score_pool (the Ray scorer).
+        slices: a sparse rank: how many slices of each pick to ask for, on which axis, by which rule.
     Returns:
         a RankOutcome: ranked cases (the picks first), the model version, errors, scored and cached counts.
     """
@@ -64,6 +70,7 @@ def rank_pool(
     labeled_ids = store.labeled_ids()
     pool_ids = [c for c in case_ids if c not in set(labeled_ids)]
     knowledge_source = None  # what DKD measured against; random scores nothing
+    scorer = None
     if not entry.needs_model_pass:
         outcome = RankOutcome(_random_order(pool_ids, options), model.version)
     else:
@@ -80,6 +87,14 @@ def rank_pool(
         if scorer.reference.warning:
             outcome.warnings.append(f"DKD: {scorer.reference.warning}")
     outcome.errors.update(store.duplicate_cases())  # reported, never ranked (which file is meant is unknown)
+    if slices is not None and slices.per_volume > 0:
+        predictor = (
+            scorer.predictor
+            if scorer is not None
+            else Predictor(model.network, model.config, device, (scoring or ScoringOptions()).precision)
+        )
+        picks = [r.case_id for r in outcome.ranked if r.selected]
+        outcome.requested_slices = requested_slices(store, predictor, picks, slices)
     run_id, now = uuid.uuid4().hex[:12], utc_now()
     store.state.replace_scores(
         strategy.value,
@@ -96,6 +111,7 @@ def rank_pool(
                 now,
                 run_id,
                 knowledge_source,
+                outcome.requested_slices[r.case_id].to_dict() if r.case_id in outcome.requested_slices else None,
             )
             for r in outcome.ranked
         ],

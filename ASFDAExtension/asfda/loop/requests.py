@@ -13,9 +13,11 @@ from asfda.adapt.finetune import FinetuneOptions
 from asfda.adapt.options import AdaptOptions
 from asfda.adapt.reliability import ReliabilityOptions
 from asfda.adapt.validation_gate import GateOptions
-from asfda.core.names import Strategy
+from asfda.core.errors import AsfdaError
+from asfda.core.names import SliceRule, Strategy
 from asfda.query.embedding import EmbeddingKind
 from asfda.query.selection import SelectionRule
+from asfda.query.slices import SliceOptions
 from asfda.query.strategies import RankingOptions
 from asfda.scoring.options import ScoringOptions
 
@@ -36,6 +38,9 @@ class RankRequest:
     rule: str = _RANKING_DEFAULTS.rule.value
     embedding: str = _RANKING_DEFAULTS.embedding.value
     cold_start_medoid: bool = _RANKING_DEFAULTS.cold_start_medoid
+    slices_per_volume: int = 0  # sparse annotation: slices asked per pick; 0: whole volumes
+    slice_axis: str = "auto"  # auto (each volume's thickest-slice axis), 0, 1 or 2
+    slice_rule: str = SliceRule.EVEN.value
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> RankRequest:
@@ -45,12 +50,36 @@ class RankRequest:
             k=int(params["budget_k"]),
             seed=int(params.get("seed", 0)),
             chunk_size=int(params.get("chunk_size") or ScoringOptions().chunk_size),
+            slices_per_volume=int(params.get("slices_per_volume") or 0),
+            slice_axis=str(params.get("slice_axis", "auto")),
+            slice_rule=str(params.get("slice_rule") or SliceRule.EVEN.value),
         )
 
     @classmethod
     def from_args(cls, args) -> RankRequest:
         """From `asfda rank` arguments."""
-        return cls(strategy=args.strategy, k=args.k, seed=args.seed)
+        return cls(
+            strategy=args.strategy,
+            k=args.k,
+            seed=args.seed,
+            slices_per_volume=args.slices_per_volume,
+            slice_axis=str(args.slice_axis),
+            slice_rule=args.slice_rule,
+        )
+
+    def slice_options(self) -> SliceOptions:
+        """The sparse part of the request, checked: one line for a bad count, axis or rule."""
+        if self.slices_per_volume < 0:
+            raise AsfdaError(f"slices per volume must be 0 (whole volumes) or more, not {self.slices_per_volume}")
+        if self.slice_axis not in ("auto", "0", "1", "2"):
+            raise AsfdaError(f"slice axis must be auto, 0, 1 or 2, not {self.slice_axis!r}")
+        try:
+            rule = SliceRule(self.slice_rule)
+        except ValueError:
+            names = ", ".join(r.value for r in SliceRule)
+            raise AsfdaError(f"unknown slice rule {self.slice_rule!r} (choose {names})") from None
+        axis = None if self.slice_axis == "auto" else int(self.slice_axis)
+        return SliceOptions(per_volume=self.slices_per_volume, axis=axis, rule=rule)
 
     def ranking_options(self) -> RankingOptions:
         return RankingOptions(
@@ -71,6 +100,7 @@ class AdaptRequest:
     steps: int = FinetuneOptions().steps
     seed: int = 0
     use_pseudo_labels: bool = True
+    fill_unannotated_with_pseudo_labels: bool = False  # sparse labels: the teacher fills the unannotated part
     gate_enabled: bool = True
     gate_decide_from_labels: int = GateOptions().decide_from_labels
     # An advisory verdict after the version is published (the product); False: before (the benchmark judges it).
@@ -82,7 +112,11 @@ class AdaptRequest:
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> AdaptRequest:
         """From a worker adapt job's params (worker/schemas.py AdaptRequest)."""
-        request = cls(seed=int(params.get("seed", 0)), use_pseudo_labels=bool(params.get("use_pseudo_labels", True)))
+        request = cls(
+            seed=int(params.get("seed", 0)),
+            use_pseudo_labels=bool(params.get("use_pseudo_labels", True)),
+            fill_unannotated_with_pseudo_labels=bool(params.get("fill_unannotated_with_pseudo_labels", False)),
+        )
         if params.get("steps"):
             request.steps = int(params["steps"])
         if params.get("gate_decide_from_labels") is not None:
@@ -98,6 +132,7 @@ class AdaptRequest:
             steps=args.steps,
             seed=args.seed,
             use_pseudo_labels=not args.no_pseudo,
+            fill_unannotated_with_pseudo_labels=args.fill_unannotated,
             gate_decide_from_labels=args.gate_decide_from,
         )
 
@@ -106,6 +141,7 @@ class AdaptRequest:
             finetune=FinetuneOptions(steps=self.steps, seed=self.seed, **self.finetune_overrides),
             reliability=ReliabilityOptions(**self.reliability_overrides),
             use_pseudo_labels=self.use_pseudo_labels,
+            fill_unannotated_with_pseudo_labels=self.fill_unannotated_with_pseudo_labels,
             scoring=scoring,
             gate=GateOptions(
                 enabled=self.gate_enabled,

@@ -15,6 +15,7 @@ from typing import Callable, Dict, List, Optional
 
 from asfda.data.datastore import Datastore
 from asfda.data.label_files import check_final_labels
+from asfda.data.sparse_labels import check_final_masks
 from asfda.loop.adapt import AdaptResult, adapt_datastore, advisory_verdict
 from asfda.loop.device import AUTO, resolve_device
 from asfda.loop.evaluate import Evaluation, evaluate
@@ -104,6 +105,8 @@ class LoopSession:
         self.duplicates = self.store.duplicate_cases()
         config = self.active_config()
         self.taken_in = [] if config is None else check_final_labels(self.store, config)
+        if config is not None:
+            check_final_masks(self.store, config)  # sparse labels' masks placed by hand
         return self.taken_in  # without a model the step itself reports what is missing
 
     def active_config(self) -> Optional[ModelConfig]:
@@ -122,6 +125,7 @@ class LoopSession:
         Returns:
             the ranked cases, the model version, per-case errors, scored/cached counts and the precision used.
         """
+        slices = request.slice_options()  # a bad sparse request stops before any pass
         self.preflight()
         outcome = rank_pool(
             self.store,
@@ -131,6 +135,7 @@ class LoopSession:
             scoring=self.scoring_options(request.chunk_size),
             should_yield=should_yield,
             pool_scorer=self.pool_scorer(),
+            slices=slices,
         )
         outcome.precision = self.precision.value
         return outcome

@@ -18,6 +18,7 @@ from asfda.core.errors import (
     EmptyLabel,
     GeometryMismatch,
     InvalidCaseId,
+    InvalidMask,
     ModelNotFound,
     UnknownCase,
     UnknownLabelValues,
@@ -53,7 +54,7 @@ STATUS_OF = [
     ((LeaseConflict, RevisionConflict), 409),
     (PacsUnavailable, 503),
     (CacheFull, 507),
-    ((CorruptImage, GeometryMismatch, UnknownLabelValues, EmptyLabel), 422),
+    ((CorruptImage, GeometryMismatch, UnknownLabelValues, EmptyLabel, InvalidMask), 422),
     (AsfdaError, 400),
 ]
 

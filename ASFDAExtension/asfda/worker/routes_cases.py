@@ -39,6 +39,11 @@ UPLOAD_BODY = {
                     "required": ["file"],
                     "properties": {
                         "file": {"type": "string", "format": "binary", "description": "NIfTI or NRRD labelmap"},
+                        "mask": {
+                            "type": "string",
+                            "format": "binary",
+                            "description": "sparse label: uint8 0/1 volume on the image grid, 1 = annotated",
+                        },
                         "author": {"type": "string"},
                     },
                 }
@@ -146,14 +151,15 @@ async def upload_label(
     if_none_match: Annotated[Optional[str], Header(description="'*': the case had no label when opened")] = None,
     x_asfda_client: Annotated[Optional[str], Header(description="e.g. slicer/asfda-module (recorded)")] = None,
 ) -> Dict[str, Any]:
-    """Store a clinician label (multipart `file` NIfTI/NRRD; the annotator from their token, the
-    X-Annotator header or form `author`) as the case's next revision; durable before the reply; ends the
-    submitter's lease. `If-Match: "<revision>"` (or `If-None-Match: *` for a case opened without a label)
-    names what the label was opened from: 409 naming both authors when the case changed since."""
+    """Store a clinician label (multipart `file` NIfTI/NRRD, optional `mask` of the annotated voxels for a
+    sparse label; the annotator from their token, the X-Annotator header or form `author`) as the case's next
+    revision; durable before the reply; ends the submitter's lease. `If-Match: "<revision>"` (or
+    `If-None-Match: *` for a case opened without a label) names what the label was opened from: 409 naming
+    both authors when the case changed since."""
     await run_in_threadpool(worker.case, case_id)  # 400/404 before a byte of the body is read
     base = base_revision(if_match, if_none_match)
     version, config = worker.require_active()
-    path, author = await receive_upload(request, uploads_dir(worker.store))
+    path, mask, author = await receive_upload(request, uploads_dir(worker.store))
     try:
         submission = LabelSubmission(
             case_id,
@@ -162,10 +168,13 @@ async def upload_label(
             client_source(x_asfda_client),
             base_revision=base,
             overwrite=overwrite,
+            mask=mask,
         )
         reply = await run_in_threadpool(store_label, worker.leases, worker.store, submission, version, config)
     finally:
         path.unlink(missing_ok=True)
+        if mask is not None:
+            mask.unlink(missing_ok=True)
     if reply["seg_queued"]:
         background.add_task(routes_dicomweb.flush_segs, worker)  # after the reply: the label is already safe
     response.headers["ETag"] = etag(reply["revision"])

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Literal, Optional
+from typing import Any, Dict, List, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from asfda.core.names import strategy_names
+from asfda.core.names import slice_rule_names, strategy_names
 
 # Read from the one list of strategies (asfda.core.names), so a new strategy needs no edit here.
 StrategyName = Literal[tuple(strategy_names())]  # type: ignore[valid-type]
+SliceRuleName = Literal[tuple(slice_rule_names())]  # type: ignore[valid-type]
 JobKind = Literal["rank", "adapt", "infer", "verdict"]
 JobState = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 CaseStatus = Literal["unlabeled", "final", "pseudo"]
@@ -27,11 +28,17 @@ class RankRequest(Strict):
     # Newly scored cases between two looks at the queue: an Infer request waits for at most one chunk.
     chunk_size: int = Field(8, ge=1, le=10000)
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    # Sparse annotation: ask for this many slices of each pick (0: whole volumes), along `slice_axis`.
+    slices_per_volume: int = Field(0, ge=0, le=4096)
+    slice_axis: Union[Literal["auto"], Literal[0, 1, 2]] = "auto"
+    slice_rule: SliceRuleName = "even"
 
 
 class AdaptRequest(Strict):
     steps: Optional[int] = Field(None, ge=1, le=1_000_000)
     use_pseudo_labels: bool = True
+    # Sparse labels: the teacher's confident voxels fill their unannotated part (as pseudo-labels).
+    fill_unannotated_with_pseudo_labels: bool = False
     seed: int = 0
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     # Below this many clinician labels the validation gate's k-fold verdict is advisory (0: always enforced).
@@ -74,6 +81,12 @@ class Job(BaseModel):
     finished: Optional[str]
 
 
+class RequestedSlices(BaseModel):
+    axis: int = Field(description="voxel axis of the image the slices cut (0, 1 or 2)")
+    indices: List[int] = Field(description="slice indices along that axis, ascending")
+    rule: str = Field(description="how they were chosen: even, uncertainty")
+
+
 class ScoreFields(BaseModel):
     case_id: str
     status: CaseStatus
@@ -89,6 +102,7 @@ class ScoreFields(BaseModel):
         None, description="why stale: 'model' (another version scored them) or 'labels' (labels came in since)"
     )
     revision: Optional[str] = Field(None, description="the current final label's revision (send it in If-Match)")
+    requested_slices: Optional[RequestedSlices] = Field(None, description="a sparse rank's slices to annotate")
     leased_by: Optional[str] = Field(None, description="annotator holding the case now, if any")
     lease_expires_at: Optional[str] = None
 
@@ -122,6 +136,12 @@ class LabelReply(BaseModel):
     replaced_revision: Optional[str] = Field(None, description="the revision that was current before")
     source: str = Field(description="upload, cli or slicer")
     seg_queued: bool = Field(False, description="a DICOM SEG of the label is queued for the PACS")
+    annotated_mask: Optional[Dict[str, Any]] = Field(
+        None, description="a sparse label's mask: file, annotated_voxels, annotated_fraction (None: fully annotated)"
+    )
+    requested_slices: Optional[Dict[str, Any]] = Field(
+        None, description="of the slices the latest rank requested: axis, requested, done, coverage (0..1)"
+    )
 
 
 class LeaseReply(BaseModel):

@@ -69,6 +69,7 @@ def run_rank(store: Datastore, params: Dict[str, Any], device: str, progress: Pr
         "precision": outcome.precision,
         "warnings": outcome.warnings,
         "labels_taken_in": session.taken_in,
+        "requested_slices": {c: slices.to_dict() for c, slices in outcome.requested_slices.items()},
     }
     if session.pool_scorer() is not None:
         result["ray"] = session.pool_scorer().report.as_dict()  # actors, retries, actor deaths

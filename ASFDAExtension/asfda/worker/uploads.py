@@ -37,8 +37,19 @@ def _suffix_for(filename: str, head: bytes) -> str:
     return ".nii"
 
 
-async def receive_upload(request: Request, folder: Path) -> Tuple[Path, Optional[str]]:
-    """Parse `file` and `author` from a multipart body; returns (temp file path, author).
+async def _spool(upload: UploadFile, folder: Path) -> Path:
+    head = await upload.read(4)
+    await upload.seek(0)
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / f"{uuid.uuid4().hex}{_suffix_for(upload.filename or '', head)}"
+    with open(target, "wb") as out:
+        shutil.copyfileobj(upload.file, out, 1 << 20)
+    return target
+
+
+async def receive_upload(request: Request, folder: Path) -> Tuple[Path, Optional[Path], Optional[str]]:
+    """Parse `file`, an optional `mask` (annotated region of a sparse label) and `author` from a multipart
+    body; returns (temp label path, temp mask path or None, author).
 
     The body size limit is enforced by BodySizeLimitMiddleware while this reads the stream; the temp
     file lives in <datastore>/.uploads/ so one left by a killed worker is removed at the next start.
@@ -47,7 +58,7 @@ async def receive_upload(request: Request, folder: Path) -> Tuple[Path, Optional
     if not content_type.startswith("multipart/form-data"):
         raise HTTPException(400, "expected a multipart/form-data body with a 'file' field")
     try:
-        form = await MultiPartParser(request.headers, request.stream(), max_files=1, max_fields=10).parse()
+        form = await MultiPartParser(request.headers, request.stream(), max_files=2, max_fields=10).parse()
     except MultiPartException as exc:
         raise HTTPException(400, f"malformed multipart body: {exc.message}") from None
     try:
@@ -56,13 +67,16 @@ async def receive_upload(request: Request, folder: Path) -> Tuple[Path, Optional
             raise HTTPException(422, "the multipart body has no 'file' part with a label volume")
         author = form.get("author")
         author = (" ".join(author.split())[:MAX_AUTHOR_CHARS] or None) if isinstance(author, str) else None
-        head = await upload.read(4)
-        await upload.seek(0)
-        folder.mkdir(parents=True, exist_ok=True)
-        target = folder / f"{uuid.uuid4().hex}{_suffix_for(upload.filename or '', head)}"
-        with open(target, "wb") as out:
-            shutil.copyfileobj(upload.file, out, 1 << 20)
-        return target, author
+        mask = form.get("mask")
+        if mask is not None and not isinstance(mask, UploadFile):
+            raise HTTPException(422, "the multipart 'mask' part must be a file (the annotated-region mask volume)")
+        target = await _spool(upload, folder)
+        try:
+            mask_target = await _spool(mask, folder) if mask is not None else None
+        except BaseException:
+            target.unlink(missing_ok=True)
+            raise
+        return target, mask_target, author
     finally:
         await form.close()
 

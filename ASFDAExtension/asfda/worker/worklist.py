@@ -36,6 +36,7 @@ def _score_fields(record: Optional[ScoreRecord], active: Optional[str], labels_c
         "model_version": record.model_version,
         "scored_at": record.scored_at,
         "knowledge_source": record.knowledge_source,
+        "requested_slices": record.requested_slices,
         "stale": reason is not None,
         "stale_reason": reason,
     }
