@@ -659,6 +659,7 @@ class ASFDAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 raise ValueError(_("The Segment Editor shows another segmentation than case {case}: "
                                    "load the case again").format(case=p.currentCaseId))
             # A copy of the segments now; the label file is written in the background with the upload.
+            noStructure = False
             try:
                 label = self.logic.snapshotLabel(p.currentSegmentation, p.currentVolume, p.currentCaseId)
             except segmentation_io.EmptyLabelError:
@@ -668,9 +669,14 @@ class ASFDAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                     return
                 label = self.logic.snapshotLabel(p.currentSegmentation, p.currentVolume, p.currentCaseId,
                                                  allowEmpty=True)
+                noStructure = True  # recorded by the worker as the clinician's verdict; the case leaves the pool
             client, caseId = self.logic.client, p.currentCaseId
             self.ui.caseStatusLabel.text = _("Uploading the label of {case}...").format(case=caseId)
-            self.runInBackground(lambda: self.logic.uploadLabel(client, caseId, label, send=self.lease.submit),
+
+            def send(client_, caseId_, path):
+                return self.lease.submit(client_, caseId_, path, noStructure=noStructure)
+
+            self.runInBackground(lambda: self.logic.uploadLabel(client, caseId, label, send=send),
                                  self.onLabelSubmitted,
                                  _("The worker refused the label of {case}.").format(case=caseId))
 

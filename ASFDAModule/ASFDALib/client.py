@@ -217,18 +217,21 @@ class WorkerClient:
         ).encode()
         return [head, content, b"\r\n"]
 
-    def uploadLabel(self, caseId, filePath, author="", revision=None, overwrite=False, maskPath=None):
+    def uploadLabel(self, caseId, filePath, author="", revision=None, overwrite=False, maskPath=None,
+                    noStructure=False):
         """Submit a label as the case's next revision.
 
         ``revision``: the revision the label was opened from (``If-Match``), ``""`` when the case had no
         label (``If-None-Match: *``), None when unknown (a worker older than revisions). The worker answers
         409 naming who changed the case since; ``overwrite`` replaces the current revision regardless.
         ``maskPath``: a sparse label's mask of annotated voxels (uint8 0/1, the image's grid).
+        ``noStructure``: the clinician's verdict that the case shows no structure (an all-background label).
         """
         author = author or self.annotator
         path = f"/cases/{urllib.parse.quote(checkCaseId(caseId))}/label"
-        if overwrite:
-            path += "?overwrite=true"
+        query = [name for name, on in (("overwrite=true", overwrite), ("no_structure=true", noStructure)) if on]
+        if query:
+            path += "?" + "&".join(query)
         boundary = "asfda-" + uuid.uuid4().hex
         parts = [f'--{boundary}\r\nContent-Disposition: form-data; name="author"\r\n\r\n{author}\r\n'.encode()]
         parts += self._filePart(boundary, "file", filePath)

@@ -146,6 +146,7 @@ def test_empty_label_needs_a_confirmation(harness, worker):
     assert harness.ui.submitLabelButton.click()
     harness.tickUntil(lambda: "case-a" in worker.labels, message="negative case upload")
     assert not worker.labels["case-a"].any()
+    assert worker.noStructure == {"case-a"}  # sent as the clinician's verdict, so the worker accepts and records it
 
 
 def test_scene_close_informs_and_keeps_a_copy(harness, worker, tmp_path):

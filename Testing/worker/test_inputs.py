@@ -160,3 +160,30 @@ def test_concurrent_label_submissions(worker, sample):
     for case_id in ["case02", "case03", "case04", "case05"]:
         stored = nib.load(str(sample.datastore / "labels" / "final" / f"{case_id}.nii.gz"))
         np.testing.assert_array_equal(np.asarray(stored.dataobj), sample.truth[case_id])
+
+
+def test_a_case_without_structure_is_an_explicit_audited_verdict_that_leaves_the_pool(worker, sample, tmp_path):
+    client, truth = worker.client, sample.truth["case01"]
+    empty = nifti_file(tmp_path / "none.nii.gz", np.zeros_like(truth))
+    refused = one_line_error(upload(client, "case01", empty), 422)  # before: refused with no way to say it
+    assert "no_structure=true" in refused
+    with open(sample.labels["case01"], "rb") as handle:  # the verdict must be what the file says
+        drawn = client.put(
+            "/cases/case01/label?no_structure=true",
+            files={"file": ("l.nii.gz", handle, "application/octet-stream")},
+            data={"author": "dr-n"},
+        )
+    assert "holds values [1]" in one_line_error(drawn, 422)
+    with open(empty, "rb") as handle:
+        reply = client.put(
+            "/cases/case01/label?no_structure=true",
+            files={"file": ("none.nii.gz", handle, "application/octet-stream")},
+            data={"author": "dr-n"},
+        )
+    assert reply.status_code == 200, reply.text
+    assert reply.json()["label_values"] == [] and reply.json()["revision"] == "r0001"
+    audit = client.get("/cases/case01/audit").json()
+    assert audit[-1]["action"] == "label submitted" and audit[-1]["detail"]["no_structure"] is True
+    assert next(c for c in client.get("/cases").json() if c["case_id"] == "case01")["status"] == "final"
+    handed = client.post("/next", headers={"X-Annotator": "dr-m"})  # "Next case" no longer offers it
+    assert handed.status_code == 200 and (handed.json() is None or handed.json()["case_id"] != "case01")

@@ -103,9 +103,16 @@ def sample(tmp_path_factory) -> Sample:
 
 
 def upload(client: httpx.Client, case_id: str, path: Path, author: str = "pytest", name: Optional[str] = None):
-    with open(path, "rb") as handle:
-        files = {"file": (name or path.name, handle, "application/octet-stream")}
-        return client.put(f"/cases/{case_id}/label", files=files, data={"author": author})
+    """PUT a label; a 503 (the worker's bound on concurrent uploads, nothing stored) is retried after its
+    Retry-After, as the documented contract asks of a client."""
+    for _attempt in range(5):
+        with open(path, "rb") as handle:
+            files = {"file": (name or path.name, handle, "application/octet-stream")}
+            reply = client.put(f"/cases/{case_id}/label", files=files, data={"author": author})
+        if reply.status_code != 503:
+            return reply
+        time.sleep(float(reply.headers.get("Retry-After", "1")))
+    return reply
 
 
 def wait_job(client: httpx.Client, job_id: str, states=("succeeded", "failed", "cancelled"), deadline_s=120.0):

@@ -55,7 +55,13 @@ def add_parser(subparsers) -> None:
     )
     p.add_argument("--overwrite", action="store_true", help="replace the current revision whichever it is")
     p.add_argument("--mask", type=Path, default=None, metavar="FILE", help="a sparse label's annotated-region mask")
-    p.add_argument("--allow-empty", action="store_true", help="accept a background-only label (no structure)")
+    p.add_argument(
+        "--no-structure",
+        "--allow-empty",
+        dest="no_structure",
+        action="store_true",
+        help="the case shows no structure: an all-background label, recorded as that verdict",
+    )
     p.set_defaults(func=writes_datastore("asfda label submit", run_label_submit))
     p = add_command(sub, "revisions", "list a case's label revisions (author, time, model version, source)")
     add_datastore(p, device=False)
@@ -106,7 +112,7 @@ def run_label_submit(args) -> int:
         "cli",
         base_revision=NO_LABEL if base is not None and base.strip().lower() == "none" else base,
         overwrite=args.overwrite,
-        require_foreground=not args.allow_empty,
+        no_structure=args.no_structure,
         mask=args.mask,
     )
     try:

@@ -182,5 +182,8 @@ def validate_label_values(labels: np.ndarray, allowed_values: List[int], require
     if unknown:
         raise UnknownLabelValues(f"label values {unknown} are not model labels {sorted(allowed_values)}")
     if require_foreground and values == [0]:
-        raise EmptyLabel("label volume is empty (background only)")
+        raise EmptyLabel(
+            "label volume is empty (background only); if the case truly shows no structure, submit it as such "
+            "(worker: ?no_structure=true, CLI: --no-structure, Slicer: confirm 'without any structure')"
+        )
     return values

@@ -20,6 +20,7 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 
+from asfda.core.errors import EmptyLabel
 from asfda.core.names import LabelTag
 from asfda.core.sqlite_db import connect
 from asfda.data.datastore import Datastore
@@ -64,6 +65,9 @@ class LabelSubmission:
     extra: Dict[str, Any] = field(default_factory=dict)  # recorded with the label and in the audit
     # A sparse label's annotated-region mask (uint8 0/1 on the image's grid); None: every voxel annotated.
     mask: Optional[Path] = None
+    # The clinician's explicit verdict "this case shows no structure": an all-background label, recorded as such
+    # (audit, revision); the case leaves the pool like any labelled one.
+    no_structure: bool = False
 
 
 @dataclass(frozen=True)
@@ -135,8 +139,13 @@ def submit_label(
     sparse = submission.mask is not None
     # With a mask a background-only label is information (a requested slice the organ does not reach).
     labels, affine, values = read_checked_label(
-        store, submission.case_id, submission.file, config, submission.require_foreground and not sparse
+        store,
+        submission.case_id,
+        submission.file,
+        config,
+        submission.require_foreground and not sparse and not submission.no_structure,
     )
+    submission = _with_verdict(submission, values)
     voxels = None
     if sparse:
         mask = Path(submission.mask)
@@ -147,6 +156,18 @@ def submit_label(
         extra = {**submission.extra, "annotated_mask": summary, "requested_slices": coverage}
         submission = replace(submission, extra=extra)
     return _submit(store, submission, labels, affine, values, model_version, leases, voxels)
+
+
+def _with_verdict(submission: LabelSubmission, values: List[int]) -> LabelSubmission:
+    """A "no structure" verdict must be what the file says; it is recorded with the revision and the audit."""
+    if not submission.no_structure:
+        return submission
+    drawn = [v for v in values if v != 0]
+    if drawn:
+        raise EmptyLabel(
+            f"case {submission.case_id!r} was submitted as showing no structure, but its label holds values {drawn}"
+        )
+    return replace(submission, require_foreground=False, extra={**submission.extra, "no_structure": True})
 
 
 def submit_label_array(

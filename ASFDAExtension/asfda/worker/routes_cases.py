@@ -147,6 +147,9 @@ async def upload_label(
     background: BackgroundTasks,
     _slot: HeavySlot,
     overwrite: Annotated[bool, Query(description="replace the current revision, whichever it is")] = False,
+    no_structure: Annotated[
+        bool, Query(description="the case shows no structure: an all-background label, recorded as that verdict")
+    ] = False,
     if_match: Annotated[Optional[str], Header(description='the revision the label was opened from: "r0002"')] = None,
     if_none_match: Annotated[Optional[str], Header(description="'*': the case had no label when opened")] = None,
     x_asfda_client: Annotated[Optional[str], Header(description="e.g. slicer/asfda-module (recorded)")] = None,
@@ -169,6 +172,7 @@ async def upload_label(
             base_revision=base,
             overwrite=overwrite,
             mask=mask,
+            no_structure=no_structure,
         )
         reply = await run_in_threadpool(store_label, worker.leases, worker.store, submission, version, config)
     finally:

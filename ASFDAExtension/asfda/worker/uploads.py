@@ -85,7 +85,8 @@ def store_label(
     leases: LeaseBook, store: Datastore, submission: LabelSubmission, version: str, config: ModelConfig
 ) -> Dict:
     """Check and store an uploaded label through the one submit path; the reply body."""
-    submission = replace(submission, extra={"prediction": prediction_provenance(store, submission.case_id)})
+    provenance = {"prediction": prediction_provenance(store, submission.case_id)}
+    submission = replace(submission, extra={**submission.extra, **provenance})
     with VOLUME_IO_LOCK:  # the checks read the image too
         return submit_label(store, submission, config, version, leases).reply()
 

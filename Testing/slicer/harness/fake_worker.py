@@ -46,6 +46,7 @@ class FakeWorker:
         self.models = ["v0001"]
         self.cases = ["case-a", "case-b"]
         self.labels = {}  # caseId -> uploaded array
+        self.noStructure = set()  # cases submitted with the "no structure" verdict
         self.jobs = []
         self.requests = []
         self.failPaths = set()  # paths answered with HTTP 500
@@ -229,6 +230,7 @@ class FakeWorker:
             if self.revisions.get(caseId, (None,))[0] != revision:
                 return 404, {"detail": f"case {caseId!r} has no label revision {revision!r}"}, None
             return 200, niftiBytes(self.labels[caseId]), {"ETag": f'"{revision}"'}
+        path, _, query = path.partition("?")
         match = re.fullmatch(r"/cases/([^/]+)/(image|infer|label)", path)
         if match:
             caseId, what = match.groups()
@@ -249,6 +251,8 @@ class FakeWorker:
                 self.labels[caseId] = readNifti(self.uploadedFile(body, headers))
                 self.revisions[caseId] = (f"r{int((self.revisions.get(caseId) or ('r0',))[0][1:]) + 1:04d}", annotator)
                 values = sorted(int(v) for v in np.unique(self.labels[caseId]))
+                if "no_structure=true" in query.split("&"):
+                    self.noStructure.add(caseId)
                 reply = {"case_id": caseId, "tag": "final", "label_values": values}
                 return 200, {**reply, "revision": self.revisions[caseId][0]}, None
         return 404, {"detail": f"no route {method} {path}"}, None
