@@ -118,7 +118,8 @@ def test_rank_and_model_list_print_json(adapted, capsys):
     assert [r["rank"] for r in rows] == [1, 2, 3, 4] and "case1" not in {r["case_id"] for r in rows}
     assert sum(r["selected"] for r in rows) == 2
     assert set(rows[0]) == {
-        "rank", "case_id", "score", "dkd", "asd", "selected", "model_version", "knowledge_source", "precision"
+        "rank", "case_id", "score", "dkd", "asd", "selected", "model_version", "knowledge_source", "precision",
+        "requested_slices",  # a sparse rank's slices to annotate (None for whole volumes)
     }
     assert rows[0]["precision"] == "fp32"  # on the CPU the one precision rule resolves to fp32
     assert all(r["model_version"] == "v0002" for r in rows)
