@@ -158,10 +158,10 @@ async def upload_label(
     x_asfda_client: Annotated[Optional[str], Header(description="e.g. slicer/asfda-module (recorded)")] = None,
 ) -> Dict[str, Any]:
     """Store a clinician label (multipart `file` NIfTI/NRRD, optional `mask` of the annotated voxels for a
-    sparse label, optional `effort` JSON record of the editing time; the annotator from their token, the X-Annotator header or form `author`) as the case's next
-    revision; durable before the reply; ends the submitter's lease. `If-Match: "<revision>"` (or
-    `If-None-Match: *` for a case opened without a label) names what the label was opened from: 409 naming
-    both authors when the case changed since."""
+    sparse label, optional `effort` JSON record of the editing time; the annotator from their token, the
+    X-Annotator header or form `author`) as the case's next revision; durable before the reply; ends the
+    submitter's lease. `If-Match: "<revision>"` (or `If-None-Match: *` for a case opened without a label)
+    names what the label was opened from: 409 naming both authors when the case changed since."""
     await run_in_threadpool(worker.case, case_id)  # 400/404 before a byte of the body is read
     base = base_revision(if_match, if_none_match)
     version, config = worker.require_active()

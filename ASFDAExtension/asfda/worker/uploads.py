@@ -15,7 +15,7 @@ from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 
 from asfda.data.datastore import Datastore, LabelTag
-from asfda.data.effort import EFFORT, parse_effort
+from asfda.data.effort import parse_effort
 from asfda.data.label_submit import LabelSubmission, submit_label
 from asfda.data.leases import LeaseBook
 from asfda.io.volumes import volume_suffix
