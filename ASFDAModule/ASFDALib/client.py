@@ -217,13 +217,14 @@ class WorkerClient:
         ).encode()
         return [head, content, b"\r\n"]
 
-    def uploadLabel(self, caseId, filePath, author="", revision=None, overwrite=False, maskPath=None):
+    def uploadLabel(self, caseId, filePath, author="", revision=None, overwrite=False, maskPath=None, effort=None):
         """Submit a label as the case's next revision.
 
         ``revision``: the revision the label was opened from (``If-Match``), ``""`` when the case had no
         label (``If-None-Match: *``), None when unknown (a worker older than revisions). The worker answers
         409 naming who changed the case since; ``overwrite`` replaces the current revision regardless.
         ``maskPath``: a sparse label's mask of annotated voxels (uint8 0/1, the image's grid).
+        ``effort``: the effort record (ASFDALib/effort.py), sent as the JSON form field ``effort``.
         """
         author = author or self.annotator
         path = f"/cases/{urllib.parse.quote(checkCaseId(caseId))}/label"
@@ -234,6 +235,9 @@ class WorkerClient:
         parts += self._filePart(boundary, "file", filePath)
         if maskPath:
             parts += self._filePart(boundary, "mask", maskPath)
+        if effort is not None:
+            text = json.dumps(effort)
+            parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="effort"\r\n\r\n{text}\r\n'.encode())
         parts.append(f"--{boundary}--\r\n".encode())
         headers = {"Content-Type": f"multipart/form-data; boundary={boundary}", "Accept": "application/json"}
         if revision == "":

@@ -33,8 +33,9 @@ class EffortRecord(BaseModel):
 
     active_seconds: float = Field(ge=0, le=MAX_ACTIVE_S, description="editing time, idle gaps excluded")
     idle_gap_threshold_s: float = Field(gt=0, le=3600, description="gaps longer than this were not counted")
-    voxels_changed: int = Field(ge=0, le=MAX_VOXELS, description="voxels that differ from the opened prediction")
-    slices_changed: int = Field(ge=0, le=MAX_SLICES, description="slices along the thickest axis with a change")
+    # None: not measured (the client could not read the prediction it opened with).
+    voxels_changed: Optional[int] = Field(ge=0, le=MAX_VOXELS, description="voxels that differ from the opened label")
+    slices_changed: Optional[int] = Field(ge=0, le=MAX_SLICES, description="slices along the thickest axis changed")
     effects: List[str] = Field(default_factory=list, max_length=MAX_EFFECTS, description="editor effects used")
     opened_at: Optional[str] = Field(None, max_length=40, description="ISO 8601: when the case was shown")
     submitted_at: Optional[str] = Field(None, max_length=40, description="ISO 8601: when Submit was pressed")

@@ -144,7 +144,7 @@ class _Costs:
         return LabelCost(case_id, revision, slices, source, minutes)
 
     def _slices(self, case_id, revision, detail, effort) -> tuple:
-        if effort is not None:
+        if effort is not None and effort.get("slices_changed") is not None:
             return int(effort["slices_changed"]), "effort"
         coverage = detail.get("requested_slices")
         if isinstance(coverage, dict) and isinstance(coverage.get("done"), list):
