@@ -646,7 +646,7 @@ class ASFDAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.editWatcher.release()
             volume, segmentation = self.logic.loadCase(files, self._parameterNode)
             self.edits.caseLoaded(files["caseId"])
-            self.effort.journalFolder = self.logic.unsubmittedFolder()
+            self.effort.journalFolder = os.path.join(self.logic.unsubmittedFolder(), "effort journal")
             self.effort.caseShown(files["caseId"], *self.effort.openedFrom(files.get("prepared")))
             self.editWatcher.watch(segmentation.GetSegmentation())
             slicer.util.setSliceViewerLayers(background=volume, fit=True)

@@ -137,8 +137,8 @@ class EffortRecorder:
         }
 
     def writeNextTo(self, labelPath):
-        """Keep the record so far beside a backup of unsubmitted edits (``<label>.effort.json``)."""
-        path = os.path.splitext(labelPath)[0] + ".effort.json"
+        """Keep the record so far beside a backup of unsubmitted edits (``effort.json`` in its folder)."""
+        path = os.path.join(os.path.dirname(labelPath), "effort.json")
         self._write(path, {"case_id": self.caseId, **self.record(stop=False)})
         return path
 

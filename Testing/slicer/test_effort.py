@@ -87,7 +87,7 @@ def test_record_kept_beside_a_backup_and_in_the_crash_journal(tmp_path):
     assert json.loads(journal.read_text())["active_seconds"] == 40.0
     backup = effort.writeNextTo(str(tmp_path / "c1-20261203" / "c1-label.nrrd"))
     kept = json.loads(open(backup).read())
-    assert kept["case_id"] == "c1" and kept["active_seconds"] == 40.0 and backup.endswith("c1-label.effort.json")
+    assert kept["case_id"] == "c1" and kept["active_seconds"] == 40.0 and backup.endswith("c1-20261203/effort.json")
     effort.labelSubmitted("c1")
     assert not journal.exists()
 
