@@ -11,9 +11,10 @@ from asfda.adapt.finetune import FinetuneOptions
 from asfda.adapt.options import AdaptOptions
 from asfda.adapt.validation_gate import GateOptions
 from asfda.cli.main import main
-from asfda.data.datastore import Datastore
+from asfda.data.datastore import Datastore, LabelTag
 from asfda.data.effort import EFFORT, InvalidEffort, parse_effort
 from asfda.data.label_submit import LabelSubmission, submit_label_array
+from asfda.data.leases import LeaseBook
 from asfda.loop.adapt import adapt_datastore
 from asfda.loop.report import effort_report
 from asfda.models.config import ModelConfig
@@ -139,3 +140,25 @@ def test_malformed_effort_is_one_line(record, words):
     with pytest.raises(InvalidEffort) as caught:
         parse_effort(json.dumps(record))
     assert words in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_cli_label_submit_keeps_the_effort_record_and_refuses_a_bad_one(tmp_path, capsys):
+    truth = make_sample_datastore(tmp_path / "ds", n_cases=2)
+    store = Datastore(tmp_path / "ds")
+    label = tmp_path / "case00-label.nii.gz"
+    nib.save(nib.Nifti1Image(truth["case00"], sample_affine()), str(label))
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"active_seconds": -5, "idle_gap_threshold_s": 60}))
+    command = ["label", "submit", "--datastore", str(store.root), "case00", str(label), "--author", "dr-cli"]
+    assert main(command + ["--effort", str(bad)]) != 0
+    err = capsys.readouterr().err.strip()
+    assert "effort record" in err and "active_seconds" in err and "\n" not in err
+    assert not store.has_label("case00", LabelTag.FINAL)  # nothing stored
+
+    good = tmp_path / "effort.json"
+    good.write_text(json.dumps({**effort(120, 5), "client": "a script"}))
+    assert main(command + ["--effort", str(good)]) == 0
+    (record,) = [r for r in store.state.labels("final") if r.case_id == "case00"]
+    assert record.extra[EFFORT]["active_seconds"] == 120 and record.extra[EFFORT]["client"] == "a script"
+    audit = LeaseBook(store.state.path, root=store.root).audit("case00")
+    assert audit[-1]["detail"][EFFORT]["slices_changed"] == 5
