@@ -75,7 +75,28 @@ class EffortRecorder:
         self.caseId = caseId
         self.opened, self.spacingKji = opened, spacingKji
         self.openedAt = self.wallClock()
+        self._resumeFromJournal()
         self._last = self.clock()
+
+    def _resumeFromJournal(self):
+        """A journal of this case left before Submit (Slicer crashed, or the case was left unsubmitted): its time and
+        effects were spent on this label too, so they count."""
+        path = self.journalPath()
+        if not path or not os.path.exists(path):
+            return
+        try:
+            with open(path, encoding="utf-8") as f:
+                kept = json.load(f)
+            seconds = float(kept.get("active_seconds") or 0.0)
+            effects = [str(e) for e in kept.get("effects") or []]
+        except (OSError, ValueError, TypeError, AttributeError):
+            return  # an unreadable journal is no reason to refuse the case
+        self.activeSeconds = max(0.0, seconds)
+        for name in effects[:MAX_EFFECTS]:
+            if name not in self._seen:
+                self._seen.add(name)
+                self.effects.append(name)
+        self.openedAt = kept.get("opened_at") or self.openedAt
 
     def _tick(self):
         now = self.clock()

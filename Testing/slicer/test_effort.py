@@ -119,3 +119,25 @@ def test_the_upload_sends_the_record_as_the_effort_field(tmp_path):
     except RuntimeError:
         pass
     assert b'name="effort"\r\n\r\n' + json.dumps(record).encode() in sent["body"]
+
+
+def test_reopening_after_a_crash_continues_from_the_journal(tmp_path):
+    clock = FakeClock()
+    folder = str(tmp_path / "journal")
+    before = recorder(clock, journalFolder=folder)
+    before.caseShown("c1")
+    clock.advance(20)
+    before.edited("Paint")  # journal written; then Slicer crashes (nothing else runs)
+    after = recorder(clock, journalFolder=folder)
+    clock.advance(3600)  # the restart: not effort
+    after.caseShown("c1")
+    clock.advance(10)
+    after.edited("Erase")
+    record = after.submitting().finish()
+    assert record["active_seconds"] == 30.0 and record["effects"] == ["Paint", "Erase"]
+    other = recorder(clock, journalFolder=folder)
+    other.caseShown("c2")  # another case starts from zero
+    assert other.activeSeconds == 0.0 and other.effects == []
+    (tmp_path / "journal" / "c3.effort.json").write_text("{not json")
+    other.caseShown("c3")  # an unreadable journal is ignored
+    assert other.activeSeconds == 0.0
