@@ -10,11 +10,14 @@ reader knows what was excluded.
 ``edited`` runs on every edit on the GUI thread: it only adds numbers and a name to a set (no numpy, no
 file, no Qt), well under 1 ms. The voxel and slice counts are computed once, at submit, on the background
 thread that writes the label. The record is also written next to a backup of unsubmitted edits and, at most
-every ``JOURNAL_EVERY_S``, to a small journal file, so a crash keeps the time spent.
+every ``JOURNAL_EVERY_S``, to a small journal file by a writer thread (a file write on a busy disk takes
+about a millisecond: not on the GUI thread), so a crash keeps the time spent.
 """
 
 import json
 import os
+import queue
+import threading
 import time
 from datetime import datetime, timezone
 
@@ -47,12 +50,55 @@ def labelChanges(opened, submitted, axis):
     return voxels, int(np.count_nonzero(perSlice))
 
 
+def _writeJson(path, body):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    temporary = path + ".tmp"
+    with open(temporary, "w", encoding="utf-8") as f:
+        json.dump(body, f)
+    os.replace(temporary, path)  # a crash mid-write leaves the previous record, never half a file
+
+
+class JournalWriter:
+    """Writes and removes journal files in order on one daemon thread; ``flush`` waits for what is queued."""
+
+    def __init__(self):
+        self._queue = queue.Queue()
+        self._thread = None
+        self._lock = threading.Lock()
+
+    def _run(self):
+        while True:
+            path, body = self._queue.get()
+            try:
+                if body is None:
+                    if os.path.exists(path):
+                        os.remove(path)
+                else:
+                    _writeJson(path, body)
+            except OSError:
+                pass  # a journal is a safety copy: a full disk must not break editing
+            finally:
+                self._queue.task_done()
+
+    def put(self, path, body):
+        """Queue ``body`` for ``path`` (None: remove the file)."""
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="ASFDA effort journal", daemon=True)
+                self._thread.start()
+        self._queue.put((path, body))
+
+    def flush(self):
+        self._queue.join()
+
+
 class EffortRecorder:
     """One case at a time: ``caseShown``, ``edited`` per edit, ``record`` at submit."""
 
     def __init__(self, clock=time.monotonic, idleGapS=IDLE_GAP_S, journalFolder=None,
-                 journalEveryS=JOURNAL_EVERY_S, wallClock=_isoNow):
+                 journalEveryS=JOURNAL_EVERY_S, wallClock=_isoNow, journalWriter=None):
         self.clock, self.idleGapS, self.wallClock = clock, float(idleGapS), wallClock
+        self.journalWriter = journalWriter or JournalWriter()
         self.journalFolder, self.journalEveryS = journalFolder, float(journalEveryS)
         self.caseId = None
         self._reset()
@@ -82,6 +128,8 @@ class EffortRecorder:
         """A journal of this case left before Submit (Slicer crashed, or the case was left unsubmitted): its time and
         effects were spent on this label too, so they count."""
         path = self.journalPath()
+        if path:
+            self.journalWriter.flush()  # a write still queued for this case comes first
         if not path or not os.path.exists(path):
             return
         try:
@@ -160,7 +208,7 @@ class EffortRecorder:
     def writeNextTo(self, labelPath):
         """Keep the record so far beside a backup of unsubmitted edits (``effort.json`` in its folder)."""
         path = os.path.join(os.path.dirname(labelPath), "effort.json")
-        self._write(path, {"case_id": self.caseId, **self.record(stop=False)})
+        _writeJson(path, {"case_id": self.caseId, **self.record(stop=False)})  # now: Slicer may be exiting
         return path
 
     def journalPath(self):
@@ -171,20 +219,12 @@ class EffortRecorder:
     def writeJournal(self):
         path = self.journalPath()
         if path:
-            self._write(path, {"case_id": self.caseId, **self.record(stop=False)})
+            self.journalWriter.put(path, {"case_id": self.caseId, **self.record(stop=False)})
 
     def removeJournal(self):
         path = self.journalPath()
-        if path and os.path.exists(path):
-            os.remove(path)
-
-    @staticmethod
-    def _write(path, body):
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        temporary = path + ".tmp"
-        with open(temporary, "w", encoding="utf-8") as f:
-            json.dump(body, f)
-        os.replace(temporary, path)  # a crash mid-write leaves the previous record, never half a file
+        if path:
+            self.journalWriter.put(path, None)  # after any write still queued
 
 
 class SubmittedEffort:

@@ -76,29 +76,41 @@ def test_record_kept_beside_a_backup_and_in_the_crash_journal(tmp_path):
     effort = recorder(clock, journalFolder=str(tmp_path / "journal"), journalEveryS=30)
     effort.caseShown("c1")
     clock.advance(5)
-    effort.edited("Paint")  # first edit: the journal is written
+    effort.edited("Paint")  # first edit: the journal is written (by the writer thread)
+    effort.journalWriter.flush()
     journal = tmp_path / "journal" / "c1.effort.json"
     assert json.loads(journal.read_text())["active_seconds"] == 5.0
     clock.advance(10)
     effort.edited("Paint")  # within 30 s of the last write: not written again
+    effort.journalWriter.flush()
     assert json.loads(journal.read_text())["active_seconds"] == 5.0
     clock.advance(25)
     effort.edited("Paint")
+    effort.journalWriter.flush()
     assert json.loads(journal.read_text())["active_seconds"] == 40.0
     backup = effort.writeNextTo(str(tmp_path / "c1-20261203" / "c1-label.nrrd"))
     kept = json.loads(open(backup).read())
     assert kept["case_id"] == "c1" and kept["active_seconds"] == 40.0 and backup.endswith("c1-20261203/effort.json")
     effort.labelSubmitted("c1")
+    effort.journalWriter.flush()
     assert not journal.exists()
 
 
 def test_an_edit_costs_well_under_a_millisecond(tmp_path):
-    effort = EffortRecorder(journalFolder=str(tmp_path))
+    # An edit a second for 10 minutes: the journal is queued every 30 s and written off this thread. The mean
+    # is asserted (the maximum on a shared 2-core machine measures the scheduler, not this code).
+    clock = FakeClock()
+    effort = recorder(clock, journalFolder=str(tmp_path))
     effort.caseShown("c1", opened=np.zeros((64, 64, 64), np.uint8), spacingKji=(2.0, 1.0, 1.0))
-    start = time.perf_counter()
-    for _ in range(2000):
+    spent = 0.0
+    for _ in range(600):
+        clock.advance(1)
+        start = time.perf_counter()
         effort.edited("Paint")
-    assert (time.perf_counter() - start) / 2000 < 1e-3
+        spent += time.perf_counter() - start
+    effort.journalWriter.flush()
+    assert spent / 600 < 1e-3
+    assert json.loads((tmp_path / "c1.effort.json").read_text())["active_seconds"] >= 570
 
 
 def test_the_upload_sends_the_record_as_the_effort_field(tmp_path):
@@ -128,6 +140,7 @@ def test_reopening_after_a_crash_continues_from_the_journal(tmp_path):
     before.caseShown("c1")
     clock.advance(20)
     before.edited("Paint")  # journal written; then Slicer crashes (nothing else runs)
+    before.journalWriter.flush()
     after = recorder(clock, journalFolder=folder)
     clock.advance(3600)  # the restart: not effort
     after.caseShown("c1")
