@@ -80,12 +80,16 @@ class JournalWriter:
             finally:
                 self._queue.task_done()
 
-    def put(self, path, body):
-        """Queue ``body`` for ``path`` (None: remove the file)."""
+    def start(self):
+        """Start the thread (a few milliseconds on a busy machine: at case load, not on an edit)."""
         with self._lock:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="ASFDA effort journal", daemon=True)
                 self._thread.start()
+
+    def put(self, path, body):
+        """Queue ``body`` for ``path`` (None: remove the file)."""
+        self.start()
         self._queue.put((path, body))
 
     def flush(self):
@@ -129,6 +133,7 @@ class EffortRecorder:
         effects were spent on this label too, so they count."""
         path = self.journalPath()
         if path:
+            self.journalWriter.start()
             self.journalWriter.flush()  # a write still queued for this case comes first
         if not path or not os.path.exists(path):
             return
