@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import nibabel as nib
+import numpy as np
 import pytest
 from asfda.adapt.finetune import FinetuneOptions
 from asfda.adapt.options import AdaptOptions
@@ -13,7 +14,7 @@ from asfda.adapt.validation_gate import GateOptions
 from asfda.cli.main import main
 from asfda.data.datastore import Datastore, LabelTag
 from asfda.data.effort import EFFORT, InvalidEffort, parse_effort
-from asfda.data.label_submit import LabelSubmission, submit_label_array
+from asfda.data.label_submit import LabelSubmission, submit_label, submit_label_array
 from asfda.data.leases import LeaseBook
 from asfda.loop.adapt import adapt_datastore
 from asfda.loop.report import effort_report
@@ -162,3 +163,21 @@ def test_cli_label_submit_keeps_the_effort_record_and_refuses_a_bad_one(tmp_path
     assert record.extra[EFFORT]["active_seconds"] == 120 and record.extra[EFFORT]["client"] == "a script"
     audit = LeaseBook(store.state.path, root=store.root).audit("case00")
     assert audit[-1]["detail"][EFFORT]["slices_changed"] == 5
+
+
+def test_a_sparse_label_counts_its_annotated_slices(tmp_path):
+    truth = make_sample_datastore(tmp_path / "ds", n_cases=3)
+    store = Datastore(tmp_path / "ds")
+    config = ModelConfig.load(store.models.root / store.models.active_version() / "config.json")
+    mask = np.zeros_like(truth["case00"])
+    mask[:, :, [6, 9]] = 1  # two whole slices along axis 2, the thickest (spacing 1.5, 1.2, 2.0)
+    label_path, mask_path = tmp_path / "label.nii.gz", tmp_path / "mask.nii.gz"
+    nib.save(nib.Nifti1Image(truth["case00"] * mask, sample_affine()), str(label_path))
+    nib.save(nib.Nifti1Image(mask, sample_affine()), str(mask_path))
+    submission = LabelSubmission("case00", label_path, "dr-sparse", "cli", mask=mask_path)
+    submit_label(store, submission, config, store.models.active_version())
+    adapted = adapt_datastore(store, OPTIONS)
+    (only,) = effort_report(store).rounds
+    assert only.version == adapted.version
+    assert [(c.case_id, c.slices, c.slices_from, c.minutes) for c in only.labels] == [("case00", 2, "sparse", None)]
+    assert only.minutes is None
