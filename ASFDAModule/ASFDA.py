@@ -15,6 +15,7 @@ import slicer
 from ASFDALib import case_lease, segmentation_io, selftest, session_folder
 from ASFDALib.case_files import CaseFilesMixin
 from ASFDALib.edits import EditTracker, SegmentationEditWatcher
+from ASFDALib.effort import EffortRecorder
 from ASFDALib.machine_settings import DEVICES, MachineSettings
 from ASFDALib.model_versions import versionLabel
 from ASFDALib.poller import CachedPoller, TaskRunner, tickIntervalMs, yieldToBackgroundThreads
@@ -103,7 +104,13 @@ class ASFDAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._jobsPrimed = False
         self.edits = EditTracker()
         self.lease = case_lease.CaseLease()
-        self.editWatcher = SegmentationEditWatcher(slicer.vtkSegmentation, self.edits.segmentationEdited)
+        self.effort = EffortRecorder()
+        self.editWatcher = SegmentationEditWatcher(slicer.vtkSegmentation, self.onSegmentationEdited)
+
+    def onSegmentationEdited(self):
+        self.edits.segmentationEdited()
+        effect = self.ui.segmentEditorWidget.activeEffect() if hasattr(self, "ui") else None
+        self.effort.edited(getattr(effect, "name", None))
 
     def setup(self):
         ScriptedLoadableModuleWidget.setup(self)
@@ -192,7 +199,8 @@ class ASFDAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return None
         p = self._parameterNode
         try:
-            backup = self.logic.backupUnsubmittedLabel(p.currentSegmentation, p.currentVolume, p.currentCaseId)
+            backup = self.logic.backupUnsubmittedLabel(p.currentSegmentation, p.currentVolume, p.currentCaseId,
+                                                       effort=self.effort)
         except Exception:
             logging.exception("ASFDA: could not keep the unsubmitted edits of case %s at exit", p.currentCaseId)
             return None
@@ -582,7 +590,8 @@ class ASFDAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return True
         p = self._parameterNode
         try:
-            backup = self.logic.backupUnsubmittedLabel(p.currentSegmentation, p.currentVolume, p.currentCaseId)
+            backup = self.logic.backupUnsubmittedLabel(p.currentSegmentation, p.currentVolume, p.currentCaseId,
+                                                       effort=self.effort)
             where = _("A copy of the edits is kept in {path}.").format(path=backup)
         except Exception as error:  # an invalid segmentation cannot be exported: say so
             where = _("No copy could be written ({error}).").format(error=error)
@@ -637,6 +646,8 @@ class ASFDAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.editWatcher.release()
             volume, segmentation = self.logic.loadCase(files, self._parameterNode)
             self.edits.caseLoaded(files["caseId"])
+            self.effort.journalFolder = os.path.join(self.logic.unsubmittedFolder(), "effort journal")
+            self.effort.caseShown(files["caseId"], *self.effort.openedFrom(files.get("prepared")))
             self.editWatcher.watch(segmentation.GetSegmentation())
             slicer.util.setSliceViewerLayers(background=volume, fit=True)
             editor = self.ui.segmentEditorWidget
@@ -670,18 +681,19 @@ class ASFDAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 label = self.logic.snapshotLabel(p.currentSegmentation, p.currentVolume, p.currentCaseId,
                                                  allowEmpty=True)
                 noStructure = True  # recorded by the worker as the clinician's verdict; the case leaves the pool
-            client, caseId = self.logic.client, p.currentCaseId
+            client, caseId, effort = self.logic.client, p.currentCaseId, self.effort.submitting()
             self.ui.caseStatusLabel.text = _("Uploading the label of {case}...").format(case=caseId)
 
-            def send(client_, caseId_, path):
-                return self.lease.submit(client_, caseId_, path, noStructure=noStructure)
+            def send(client_, caseId_, path, effort=None):
+                return self.lease.submit(client_, caseId_, path, noStructure=noStructure, effort=effort)
 
-            self.runInBackground(lambda: self.logic.uploadLabel(client, caseId, label, send=send),
+            self.runInBackground(lambda: self.logic.uploadLabel(client, caseId, label, send=send, effort=effort),
                                  self.onLabelSubmitted,
                                  _("The worker refused the label of {case}.").format(case=caseId))
 
     def onLabelSubmitted(self, reply):
         self.edits.labelSubmitted(reply["case_id"])
+        self.effort.labelSubmitted(reply["case_id"])
         self.lease.submitted(reply["case_id"])
         self.logic.worklist.markLabeled(reply["case_id"])
         self.ui.caseStatusLabel.text = _("Label of {case} saved (values {values}).").format(

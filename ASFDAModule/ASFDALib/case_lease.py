@@ -180,7 +180,7 @@ class CaseLease:
             self.labelChange = f"{now} by {reply.get('revision_author') or 'someone else'}"
         return None
 
-    def submit(self, client, caseId, path, noStructure=False):
+    def submit(self, client, caseId, path, noStructure=False, effort=None):
         """Upload the open case's label naming the revision it was opened from (background thread).
 
         A 409 (the case changed, or another annotator holds it) becomes a WorkerError whose message says
@@ -188,7 +188,7 @@ class CaseLease:
         openedCase, revision = self.openedLabel
         try:
             return client.uploadLabel(caseId, path, revision=revision if openedCase == caseId else None,
-                                      noStructure=noStructure)
+                                      noStructure=noStructure, effort=effort)
         except WorkerError as error:
             if error.status == 409:
                 raise WorkerError(conflictMessage(caseId, error), status=409) from None

@@ -32,6 +32,10 @@ class PreparedCase:
     image: str  # raw NRRD of the image
     segmentation: str  # raw .seg.nrrd of the prediction: one segment per model label, values checked
     windowLevel: tuple  # (low, high) display range of the image
+    # The label the case opens with, (k, j, i), and its voxel spacing in that order: what the effort record
+    # compares the submitted label to (one byte a voxel; the CT itself is not kept).
+    opened: Any = None
+    spacingKji: Any = None
 
 
 NRRD_TYPES = {"i1": "int8", "u1": "uint8", "i2": "int16", "u2": "uint16", "i4": "int32", "u4": "uint32",
@@ -190,4 +194,5 @@ def prepareCase(imagePath, predictionPath, labels, labelColors=None, reader=None
     prediction.voxels = prediction.voxels.astype(np.uint8 if high < 256 else np.uint16, copy=False)
     segmentation = writeRawNrrd(prediction, os.path.join(os.path.dirname(predictionPath), "prediction.seg.nrrd"),
                                 segmentationFields(labels, labelColors, prediction))
-    return PreparedCase(imageNrrd, segmentation, window)
+    spacingKji = np.linalg.norm(np.asarray(prediction.ijkToRas, dtype=float)[:3, :3], axis=0)[::-1]
+    return PreparedCase(imageNrrd, segmentation, window, prediction.voxels, tuple(float(x) for x in spacingKji))

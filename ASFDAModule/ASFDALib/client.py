@@ -218,7 +218,7 @@ class WorkerClient:
         return [head, content, b"\r\n"]
 
     def uploadLabel(self, caseId, filePath, author="", revision=None, overwrite=False, maskPath=None,
-                    noStructure=False):
+                    noStructure=False, effort=None):
         """Submit a label as the case's next revision.
 
         ``revision``: the revision the label was opened from (``If-Match``), ``""`` when the case had no
@@ -226,6 +226,7 @@ class WorkerClient:
         409 naming who changed the case since; ``overwrite`` replaces the current revision regardless.
         ``maskPath``: a sparse label's mask of annotated voxels (uint8 0/1, the image's grid).
         ``noStructure``: the clinician's verdict that the case shows no structure (an all-background label).
+        ``effort``: the effort record (ASFDALib/effort.py), sent as the JSON form field ``effort``.
         """
         author = author or self.annotator
         path = f"/cases/{urllib.parse.quote(checkCaseId(caseId))}/label"
@@ -237,6 +238,9 @@ class WorkerClient:
         parts += self._filePart(boundary, "file", filePath)
         if maskPath:
             parts += self._filePart(boundary, "mask", maskPath)
+        if effort is not None:
+            text = json.dumps(effort)
+            parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="effort"\r\n\r\n{text}\r\n'.encode())
         parts.append(f"--{boundary}--\r\n".encode())
         headers = {"Content-Type": f"multipart/form-data; boundary={boundary}", "Accept": "application/json"}
         if revision == "":

@@ -66,6 +66,8 @@ class WorklistRow:
     leaseExpiresAt: Optional[str] = None
     # A sparse rank's request for this pick: {"axis": 0|1|2 (image IJK axis), "indices": [...]}; else None.
     requestedSlices: Optional[dict] = None
+    # Active editing minutes recorded with the current label (ASFDALib/effort.py); None: none recorded.
+    effortMinutes: Optional[float] = None
 
     @classmethod
     def fromReply(cls, item):
@@ -86,6 +88,7 @@ class WorklistRow:
             leasedBy=item.get("leased_by") or None,
             leaseExpiresAt=item.get("lease_expires_at") or None,
             requestedSlices=item.get("requested_slices") or None,
+            effortMinutes=_number(item.get("effort_minutes")),
         )
 
     @property
@@ -100,7 +103,7 @@ class WorklistRow:
             _fmt(self.dkd),
             _fmt(self.asd),
             _fmt(self.score),
-            self.status.value,
+            self.status.value if self.effortMinutes is None else f"{self.status.value}, {self.effortMinutes:.1f} min",
             self.leasedBy or "",
             self.modelVersion or "",
             "stale" if self.stale else "",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Optional
 
 from asfda.cli.common import add_command, add_datastore, writes_datastore
 
@@ -62,6 +63,14 @@ def add_parser(subparsers) -> None:
         action="store_true",
         help="the case shows no structure: an all-background label, recorded as that verdict",
     )
+    p.add_argument(
+        "--effort",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="JSON effort record (active_seconds, idle_gap_threshold_s, voxels_changed, slices_changed, effects, "
+        "...) kept with the revision; `asfda report` sums its minutes per round",
+    )
     p.set_defaults(func=writes_datastore("asfda label submit", run_label_submit))
     p = add_command(sub, "revisions", "list a case's label revisions (author, time, model version, source)")
     add_datastore(p, device=False)
@@ -89,9 +98,21 @@ def run_case_add(args) -> int:
     return 0
 
 
+def _effort_text(path: Optional[Path]) -> Optional[str]:
+    from asfda.core.errors import AsfdaError
+
+    if path is None:
+        return None
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise AsfdaError(f"{path}: cannot read the effort record ({exc})") from None
+
+
 def run_label_submit(args) -> int:
     from asfda.core.errors import AsfdaError
     from asfda.data.datastore import Datastore
+    from asfda.data.effort import EFFORT, parse_effort
     from asfda.data.label_revisions import RevisionConflict
     from asfda.data.label_submit import NO_LABEL, LabelSubmission, submit_label
     from asfda.data.leases import LeaseConflict
@@ -104,6 +125,8 @@ def run_label_submit(args) -> int:
         raise AsfdaError("no active model: labels are checked against its label values; `asfda model import` first")
     config = ModelConfig.load(store.models.root / model / "config.json")
     annotator = " ".join(args.annotator.split()) if args.annotator else None
+    effort = _effort_text(args.effort)
+    extra = {EFFORT: parse_effort(effort)} if effort is not None else {}  # checked before the label is read
     base = args.base_revision
     submission = LabelSubmission(
         args.case,
@@ -114,6 +137,7 @@ def run_label_submit(args) -> int:
         overwrite=args.overwrite,
         no_structure=args.no_structure,
         mask=args.mask,
+        extra=extra,
     )
     try:
         result = submit_label(store, submission, config, model)

@@ -16,6 +16,7 @@ COMMAND_MODULES = [
     "asfda.cli.cases",
     "asfda.cli.engine",
     "asfda.cli.evaluate",
+    "asfda.cli.report",
     "asfda.cli.demo",
     "asfda.cli.serve",
     "asfda.cli.bench",

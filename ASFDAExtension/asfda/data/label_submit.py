@@ -25,6 +25,7 @@ from asfda.core.names import LabelTag
 from asfda.core.sqlite_db import connect
 from asfda.data.datastore import Datastore
 from asfda.data.dicomweb.writeback import queue_seg
+from asfda.data.effort import EFFORT
 from asfda.data.label_files import read_checked_label
 from asfda.data.label_masks import (
     MASK_SUFFIX,
@@ -92,6 +93,7 @@ class SubmitResult:
             "seg_queued": self.seg_queued,
             "annotated_mask": self.record.extra.get("annotated_mask"),
             "requested_slices": self.record.extra.get("requested_slices"),
+            "effort": self.record.extra.get(EFFORT),
         }
 
 

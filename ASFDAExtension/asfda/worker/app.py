@@ -25,6 +25,7 @@ from asfda.core.errors import (
 )
 from asfda.data.datastore import Datastore
 from asfda.data.dicomweb.errors import CacheFull, PacsUnavailable
+from asfda.data.effort import InvalidEffort
 from asfda.data.label_revisions import RevisionConflict
 from asfda.data.leases import LeaseBook, LeaseConflict
 from asfda.data.writer_lock import lock_datastore
@@ -54,7 +55,7 @@ STATUS_OF = [
     ((LeaseConflict, RevisionConflict), 409),
     (PacsUnavailable, 503),
     (CacheFull, 507),
-    ((CorruptImage, GeometryMismatch, UnknownLabelValues, EmptyLabel, InvalidMask), 422),
+    ((CorruptImage, GeometryMismatch, UnknownLabelValues, EmptyLabel, InvalidMask, InvalidEffort), 422),
     (AsfdaError, 400),
 ]
 

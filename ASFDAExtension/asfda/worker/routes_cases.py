@@ -9,6 +9,7 @@ from fastapi import APIRouter, BackgroundTasks, Header, HTTPException, Query, Re
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
 
+from asfda.data.effort import EFFORT
 from asfda.data.label_submit import LabelSubmission
 from asfda.data.predictions import stored_prediction
 from asfda.io.volumes import NIFTI_SUFFIXES, volume_suffix
@@ -45,6 +46,11 @@ UPLOAD_BODY = {
                             "description": "sparse label: uint8 0/1 volume on the image grid, 1 = annotated",
                         },
                         "author": {"type": "string"},
+                        "effort": {
+                            "type": "string",
+                            "description": "JSON effort record: active_seconds, idle_gap_threshold_s, "
+                            "voxels_changed, slices_changed, effects, opened_at, submitted_at, client",
+                        },
                     },
                 }
             }
@@ -155,14 +161,14 @@ async def upload_label(
     x_asfda_client: Annotated[Optional[str], Header(description="e.g. slicer/asfda-module (recorded)")] = None,
 ) -> Dict[str, Any]:
     """Store a clinician label (multipart `file` NIfTI/NRRD, optional `mask` of the annotated voxels for a
-    sparse label; the annotator from their token, the X-Annotator header or form `author`) as the case's next
-    revision; durable before the reply; ends the submitter's lease. `If-Match: "<revision>"` (or
-    `If-None-Match: *` for a case opened without a label) names what the label was opened from: 409 naming
-    both authors when the case changed since."""
+    sparse label, optional `effort` JSON record of the editing time; the annotator from their token, the
+    X-Annotator header or form `author`) as the case's next revision; durable before the reply; ends the
+    submitter's lease. `If-Match: "<revision>"` (or `If-None-Match: *` for a case opened without a label)
+    names what the label was opened from: 409 naming both authors when the case changed since."""
     await run_in_threadpool(worker.case, case_id)  # 400/404 before a byte of the body is read
     base = base_revision(if_match, if_none_match)
     version, config = worker.require_active()
-    path, mask, author = await receive_upload(request, uploads_dir(worker.store))
+    path, mask, author, effort = await receive_upload(request, uploads_dir(worker.store))
     try:
         submission = LabelSubmission(
             case_id,
@@ -173,6 +179,7 @@ async def upload_label(
             overwrite=overwrite,
             mask=mask,
             no_structure=no_structure,
+            extra={EFFORT: effort} if effort is not None else {},
         )
         reply = await run_in_threadpool(store_label, worker.leases, worker.store, submission, version, config)
     finally:

@@ -8,6 +8,7 @@ from fastapi import APIRouter, HTTPException
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
 
+from asfda.data.effort import efforts_by_revision
 from asfda.worker.conditional import etag
 from asfda.worker.context import WorkerDep
 from asfda.worker.schemas import LabelRevision
@@ -23,8 +24,13 @@ async def revisions(case_id: str, worker: WorkerDep) -> List[Dict[str, Any]]:
     book = worker.leases.revisions
     found = await run_in_threadpool(book.revisions, case_id)
     current = await run_in_threadpool(book.current, case_id)
+    efforts = efforts_by_revision(await run_in_threadpool(worker.leases.audit, case_id))
     return [
-        {**{k: v for k, v in r.fields().items() if k != "path"}, "current": current is not None and r == current}
+        {
+            **{k: v for k, v in r.fields().items() if k != "path"},
+            "current": current is not None and r == current,
+            "effort": efforts.get(r.revision),
+        }
         for r in found
     ]
 

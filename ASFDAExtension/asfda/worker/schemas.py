@@ -103,6 +103,7 @@ class ScoreFields(BaseModel):
     )
     revision: Optional[str] = Field(None, description="the current final label's revision (send it in If-Match)")
     requested_slices: Optional[RequestedSlices] = Field(None, description="a sparse rank's slices to annotate")
+    effort_minutes: Optional[float] = Field(None, description="active editing minutes of the current label")
     leased_by: Optional[str] = Field(None, description="annotator holding the case now, if any")
     lease_expires_at: Optional[str] = None
 
@@ -142,6 +143,7 @@ class LabelReply(BaseModel):
     requested_slices: Optional[Dict[str, Any]] = Field(
         None, description="of the slices the latest rank requested: axis, requested, done, coverage (0..1)"
     )
+    effort: Optional[Dict[str, Any]] = Field(None, description="the effort record sent with the label, if any")
 
 
 class LeaseReply(BaseModel):
@@ -165,6 +167,7 @@ class LabelRevision(BaseModel):
     source: Literal["upload", "cli", "slicer", "simulated", "adopted"]
     sha256: str
     current: bool
+    effort: Optional[Dict[str, Any]] = Field(None, description="the effort record sent with this revision, if any")
 
 
 class AuditEvent(BaseModel):

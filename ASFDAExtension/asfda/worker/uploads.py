@@ -8,13 +8,14 @@ import threading
 import uuid
 from dataclasses import replace
 from pathlib import Path
-from typing import Dict, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 from fastapi import HTTPException, Request
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 
 from asfda.data.datastore import Datastore, LabelTag
+from asfda.data.effort import parse_effort
 from asfda.data.label_submit import LabelSubmission, submit_label
 from asfda.data.leases import LeaseBook
 from asfda.io.volumes import volume_suffix
@@ -47,9 +48,13 @@ async def _spool(upload: UploadFile, folder: Path) -> Path:
     return target
 
 
-async def receive_upload(request: Request, folder: Path) -> Tuple[Path, Optional[Path], Optional[str]]:
-    """Parse `file`, an optional `mask` (annotated region of a sparse label) and `author` from a multipart
-    body; returns (temp label path, temp mask path or None, author).
+async def receive_upload(
+    request: Request, folder: Path
+) -> Tuple[Path, Optional[Path], Optional[str], Optional[Dict[str, Any]]]:
+    """Parse `file`, an optional `mask` (annotated region of a sparse label), `author` and an optional
+    `effort` record (JSON text, see asfda.data.effort) from a multipart body; returns (temp label path, temp
+    mask path or None, author, checked effort record or None). A malformed effort record is a 422 before
+    any file is written.
 
     The body size limit is enforced by BodySizeLimitMiddleware while this reads the stream; the temp
     file lives in <datastore>/.uploads/ so one left by a killed worker is removed at the next start.
@@ -70,13 +75,17 @@ async def receive_upload(request: Request, folder: Path) -> Tuple[Path, Optional
         mask = form.get("mask")
         if mask is not None and not isinstance(mask, UploadFile):
             raise HTTPException(422, "the multipart 'mask' part must be a file (the annotated-region mask volume)")
+        effort = form.get("effort")
+        if effort is not None and not isinstance(effort, str):
+            raise HTTPException(422, "the multipart 'effort' part must be a JSON text field, not a file")
+        effort = parse_effort(effort) if effort is not None else None
         target = await _spool(upload, folder)
         try:
             mask_target = await _spool(mask, folder) if mask is not None else None
         except BaseException:
             target.unlink(missing_ok=True)
             raise
-        return target, mask_target, author
+        return target, mask_target, author, effort
     finally:
         await form.close()
 
@@ -85,8 +94,8 @@ def store_label(
     leases: LeaseBook, store: Datastore, submission: LabelSubmission, version: str, config: ModelConfig
 ) -> Dict:
     """Check and store an uploaded label through the one submit path; the reply body."""
-    provenance = {"prediction": prediction_provenance(store, submission.case_id)}
-    submission = replace(submission, extra={**submission.extra, **provenance})
+    extra = {**submission.extra, "prediction": prediction_provenance(store, submission.case_id)}
+    submission = replace(submission, extra=extra)
     with VOLUME_IO_LOCK:  # the checks read the image too
         return submit_label(store, submission, config, version, leases).reply()
 

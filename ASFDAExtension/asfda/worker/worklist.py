@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Dict, List, Optional, Set
 
 from asfda.data.datastore import Datastore
+from asfda.data.effort import effort_minutes
 from asfda.data.label_revisions import LabelRevisions
 from asfda.data.leases import lease_fields
 from asfda.data.state import ScoreRecord
@@ -49,8 +50,16 @@ def _all_scores(store: Datastore) -> List[ScoreRecord]:
     return [record for strategy in strategies for record in store.state.scores(strategy)]
 
 
-def _revision(store: Datastore, case_id: str, revisions: Dict[str, str]) -> Dict[str, Any]:
-    return {"revision": revisions.get(case_id)} if store.case_status(case_id) == "final" else {}
+def _revision(store: Datastore, case_id: str, revisions: Dict[str, str], minutes: Dict[str, float]) -> Dict[str, Any]:
+    if store.case_status(case_id) != "final":
+        return {}
+    return {"revision": revisions.get(case_id), "effort_minutes": minutes.get(case_id)}
+
+
+def _effort_minutes(store: Datastore) -> Dict[str, float]:
+    """case id -> active minutes recorded with its current final label (cases without a record left out)."""
+    found = {r.case_id: effort_minutes(r.extra) for r in store.state.labels("final")}
+    return {c: m for c, m in found.items() if m is not None}
 
 
 def cases(store: Datastore, active: Optional[str], leases: Optional[Dict] = None) -> List[Dict[str, Any]]:
@@ -62,6 +71,7 @@ def cases(store: Datastore, active: Optional[str], leases: Optional[Dict] = None
         for strategy in {r.strategy for r in every}
     }
     revisions = LabelRevisions(store.root, store.state.path).current_ids()
+    minutes = _effort_minutes(store)
     latest: Dict[str, ScoreRecord] = {}
     for record in sorted(every, key=lambda r: r.scored_at):
         latest[record.case_id] = record  # the most recent ranking that scored the case wins
@@ -70,7 +80,7 @@ def cases(store: Datastore, active: Optional[str], leases: Optional[Dict] = None
             "case_id": c,
             "status": store.case_status(c),
             **_score_fields(latest.get(c), active, c in latest and changed[latest[c].strategy]),
-            **_revision(store, c, revisions),
+            **_revision(store, c, revisions, minutes),
             **lease_fields(leases.get(c)),
         }
         for c in store.case_ids()
@@ -88,6 +98,7 @@ def worklist(
 ) -> Dict[str, Any]:
     leases = leases or {}
     revisions = LabelRevisions(store.root, store.state.path).current_ids()
+    minutes = _effort_minutes(store)
     strategy = latest_strategy(store)
     records = store.state.scores(strategy) if strategy else []
     labels_changed = labelled_since(records, set(store.labeled_ids()))
@@ -101,7 +112,7 @@ def worklist(
             **_score_fields(r, active, labels_changed),
             # The engine orders the k picks first, so a different budget k takes the first k ranks.
             "selected": r.rank <= k if k is not None else r.selected,
-            **_revision(store, r.case_id, revisions),
+            **_revision(store, r.case_id, revisions, minutes),
             **lease_fields(leases.get(r.case_id)),
         }
         for r in records

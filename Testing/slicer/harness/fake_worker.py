@@ -47,6 +47,7 @@ class FakeWorker:
         self.cases = ["case-a", "case-b"]
         self.labels = {}  # caseId -> uploaded array
         self.noStructure = set()  # cases submitted with the "no structure" verdict
+        self.efforts = {}  # caseId -> the effort record (JSON) sent with its last label upload
         self.jobs = []
         self.requests = []
         self.failPaths = set()  # paths answered with HTTP 500
@@ -249,6 +250,9 @@ class FakeWorker:
                     return 409, {"detail": conflict}, None
                 self.leases.pop(caseId, None)
                 self.labels[caseId] = readNifti(self.uploadedFile(body, headers))
+                effort = self.uploadedField(body, headers, "effort")
+                if effort is not None:
+                    self.efforts[caseId] = json.loads(effort)
                 self.revisions[caseId] = (f"r{int((self.revisions.get(caseId) or ('r0',))[0][1:]) + 1:04d}", annotator)
                 values = sorted(int(v) for v in np.unique(self.labels[caseId]))
                 if "no_structure=true" in query.split("&"):
@@ -256,6 +260,15 @@ class FakeWorker:
                 reply = {"case_id": caseId, "tag": "final", "label_values": values}
                 return 200, {**reply, "revision": self.revisions[caseId][0]}, None
         return 404, {"detail": f"no route {method} {path}"}, None
+
+    @staticmethod
+    def uploadedField(body, headers, name):
+        boundary = headers["Content-Type"].split("boundary=")[1].encode()
+        for part in body.split(b"--" + boundary):
+            head, _, content = part.partition(b"\r\n\r\n")
+            if f'name="{name}"'.encode() in head:
+                return content[: -len(b"\r\n")] if content.endswith(b"\r\n") else content
+        return None
 
     @staticmethod
     def uploadedFile(body, headers):
