@@ -505,3 +505,51 @@ def test_whole_cause_keeps_every_line_and_every_chained_exception():
     assert cause == (
         "RuntimeError: Failed to evaluate ConfigExpression: the expression on line 2 <- KeyError: 'inner reason'"
     )
+
+
+def _stored_weights_equal(ds, path):
+    stored = torch.load(ds / "models" / "v0001" / "weights.pt", weights_only=True)
+    expected = torch.load(path, weights_only=True)
+    return stored.keys() == expected.keys() and all(torch.equal(stored[k], expected[k]) for k in stored)
+
+
+def _second_weights(bundle, name, seed=7):
+    from monai.bundle import ConfigParser
+
+    torch.manual_seed(seed)
+    network = ConfigParser(json.loads((bundle / "configs" / "inference.json").read_text()))
+    torch.save(network.get_parsed_content("network_def").state_dict(), bundle / "models" / name)
+    return bundle / "models" / name
+
+
+def test_the_weights_file_the_bundles_config_names_is_loaded_and_named(tmp_path, capsys):
+    bundle = write_bundle(tmp_path / "b", spleen_like())
+    tuned = _second_weights(bundle, "dynunet_FT.pt")
+    loader = {"_target_": "CheckpointLoader", "load_path": "$@bundle_root + '/models/dynunet_FT.pt'"}
+    edit_inference(bundle, lambda c: c.update(checkpointloader={**loader, "load_dict": {"model": "@network"}}))
+    assert _import(tmp_path / "ds1", bundle) == 0
+    assert "weights models/dynunet_FT.pt (named by checkpointloader#load_path)" in capsys.readouterr().out
+    assert _stored_weights_equal(tmp_path / "ds1", tuned)
+
+    # --weights picks another file the bundle offers, relative to the bundle folder.
+    assert _import(tmp_path / "ds2", bundle, "--weights", "models/model.pt") == 0
+    assert "weights models/model.pt (--weights)" in capsys.readouterr().out
+    assert _stored_weights_equal(tmp_path / "ds2", bundle / "models" / "model.pt")
+
+    # `modelname` (as pediatric_abdominal_ct_segmentation names its file) when no CheckpointLoader says.
+    edit_inference(bundle, lambda c: (c.pop("checkpointloader"), c.update(modelname="dynunet_FT.pt")))
+    assert _import(tmp_path / "ds3", bundle) == 0
+    assert "weights models/dynunet_FT.pt (named by modelname)" in capsys.readouterr().out
+    assert _stored_weights_equal(tmp_path / "ds3", tuned)
+
+
+def test_a_missing_or_outside_weights_file_is_refused_naming_what_the_bundle_offers(tmp_path, capsys):
+    bundle = write_bundle(tmp_path / "b", spleen_like())
+    _second_weights(bundle, "model_lowres.pt")
+    edit_inference(bundle, lambda c: c.update(modelname="model_highres.pt"))
+    err = _refused(tmp_path, capsys, bundle)
+    assert "missing models/model_highres.pt (named by modelname)" in err
+    assert "it offers models/model.pt, models/model_lowres.pt: choose one with --weights" in err
+    (tmp_path / "outside.pt").write_bytes((bundle / "models" / "model.pt").read_bytes())
+    err = _refused(tmp_path, capsys, bundle, "--weights", str(tmp_path / "outside.pt"))
+    assert "--weights" in err and "is outside the bundle folder" in err

@@ -29,10 +29,10 @@ from asfda.models.bundle_transforms import (
     stored_preprocessing,
     transform_list,
 )
+from asfda.models.bundle_weights import BundleWeights, choose_weights
 from asfda.models.config import BUNDLE_FOLDER, IntensityConfig, ModelConfig
 from asfda.models.weights import LoadReport, load_weights
 
-WEIGHTS = Path("models") / "model.pt"
 # Post-processing steps asfda reproduces itself (softmax, argmax, inverse of the preprocessing, saving) or that
 # change nothing a label map depends on.
 _POSTPROCESSING_UNDERSTOOD = {
@@ -60,6 +60,7 @@ class BundleSpec:
     preprocessing: List[str] = field(default_factory=list)
     name: str = ""
     monai_version: str = ""  # the MONAI version the bundle says it was written for, when it says
+    weights: Optional[BundleWeights] = None  # the weights file chosen (--weights, the config's, or the default)
 
 
 def _refuse_other_layouts(folder: Path) -> None:
@@ -76,13 +77,6 @@ def _refuse_other_layouts(folder: Path) -> None:
             "with the output channel_def, models/model.pt as a state dict) and import that with --bundle"
         )
     RawBundle.read(folder)  # JSON or YAML configs present and readable
-    if not (folder / WEIGHTS).exists():
-        if (folder / "models" / "model.ts").exists():
-            raise UnsupportedBundle(
-                f"{folder}: only a TorchScript models/model.ts; asfda fine-tunes the network, so it needs the "
-                "state dict models/model.pt"
-            )
-        raise UnsupportedBundle(f"{folder}: missing {WEIGHTS}")
 
 
 def _single(entries: Any, what: str) -> Dict[str, Any]:
@@ -250,7 +244,7 @@ def _checked_or_trusted(raw: RawBundle, trust_code: bool) -> Optional[Dict[str, 
         return None
 
 
-def read_bundle(folder: Path, trust_code: bool = False) -> BundleSpec:
+def read_bundle(folder: Path, trust_code: bool = False, weights: Optional[Path] = None) -> BundleSpec:
     """Everything asfda needs from a bundle, checked; the weights are loaded separately (load_bundle).
 
     Nothing of the bundle runs unless `trust_code` is set and its configs ask for code: the sections asfda
@@ -258,6 +252,7 @@ def read_bundle(folder: Path, trust_code: bool = False) -> BundleSpec:
     folder = Path(folder).resolve()
     _refuse_other_layouts(folder)
     raw = RawBundle.read(folder)
+    chosen_weights = choose_weights(raw, weights, trust_code)
     meta = raw.config["_meta_"]
     formats = meta.get("network_data_format", {}) if isinstance(meta, dict) else {}
     image = _single(formats.get("inputs"), "inputs")
@@ -295,11 +290,15 @@ def read_bundle(folder: Path, trust_code: bool = False) -> BundleSpec:
     _check_output_channels(network, config)
     name = str(meta.get("name", folder.name)) if isinstance(meta, dict) else folder.name
     version = str(meta.get("monai_version", "")) if isinstance(meta, dict) else ""
-    return BundleSpec(config, network, steps, name, version)
+    return BundleSpec(config, network, steps, name, version, chosen_weights)
 
 
-def load_bundle(folder: Path, trust_code: bool = False) -> Tuple[BundleSpec, LoadReport]:
-    """Read and check a bundle, then load models/model.pt strictly (missing/unexpected/shape report)."""
-    spec = read_bundle(folder, trust_code)
-    report = load_weights(spec.network, Path(folder) / WEIGHTS)
+def load_bundle(
+    folder: Path, trust_code: bool = False, weights: Optional[Path] = None
+) -> Tuple[BundleSpec, LoadReport]:
+    """Read and check a bundle, then load its weights file (asfda.models.bundle_weights) strictly
+    (missing/unexpected/shape report)."""
+    spec = read_bundle(folder, trust_code, weights)
+    assert spec.weights is not None  # read_bundle always chooses one
+    report = load_weights(spec.network, spec.weights.path)
     return spec, report
