@@ -11,7 +11,17 @@ from asfda.data.datastore import Datastore, LabelTag
 from asfda.io.volumes import load_volume
 from asfda.models.preprocess import prepare_image, prepare_label
 from asfda.models.store import ModelStore
-from bundle_helpers import ct_volume, edit_inference, spleen_like, swin_like, wholebody_like, write_bundle, write_config
+from bundle_helpers import (
+    PEDIATRIC_LABELS,
+    ct_volume,
+    edit_inference,
+    pediatric_like,
+    spleen_like,
+    swin_like,
+    wholebody_like,
+    write_bundle,
+    write_config,
+)
 from engine_helpers import write_nifti
 
 # Not the bundles' 1.5 x 1.5 x 2 mm, so their Spacing step resamples and its inverse has work to do.
@@ -553,3 +563,46 @@ def test_a_missing_or_outside_weights_file_is_refused_naming_what_the_bundle_off
     (tmp_path / "outside.pt").write_bytes((bundle / "models" / "model.pt").read_bytes())
     err = _refused(tmp_path, capsys, bundle, "--weights", str(tmp_path / "outside.pt"))
     assert "--weights" in err and "is outside the bundle folder" in err
+
+
+def test_a_pediatric_like_bundle_names_its_labels_from_label_def(tmp_path, capsys):
+    ds = _datastore(tmp_path, n=1)
+    bundle = write_bundle(tmp_path / "ped", pediatric_like(), suffix=".yaml")
+    assert not (bundle / "models" / "model.pt").exists()  # only dynunet_FT.pt, named by `modelname`
+    assert _import(ds, bundle) == 0
+    out = capsys.readouterr().out
+    assert "labels background, liver, spleen, pancreas (from label_def)" in out
+    assert "weights models/dynunet_FT.pt (named by modelname)" in out
+    config = Datastore(ds).models.load().config
+    assert config.labels == {name: int(value) for value, name in PEDIATRIC_LABELS.items()}
+    assert main(["infer", "--datastore", str(ds), "ct0"]) == 0
+
+
+@pytest.mark.parametrize(
+    "output, expected",
+    [
+        # name -> value, as some bundles write label_def; channel_def fills what label_def leaves out
+        (
+            {"num_channels": 3, "label_def": {"liver": 1}, "channel_def": {"0": "background", "2": "tumour"}},
+            ({"background": 0, "liver": 1, "tumour": 2}, "label_def and channel_def"),
+        ),
+        (
+            {"num_channels": 3, "channel_def": {"1": "liver"}},
+            ({"background": 0, "liver": 1, "label_2": 2}, "channel_def, 1 unnamed (label_N)"),
+        ),
+    ],
+)
+def test_label_def_and_channel_def_are_both_read(output, expected):
+    from asfda.models.bundle_labels import bundle_labels
+
+    assert bundle_labels(output) == expected
+
+
+def test_a_one_channel_output_with_many_named_labels_says_the_network_writes_a_label_map():
+    from asfda.models.bundle_labels import bundle_labels
+    from asfda.models.bundle_safety import UnsupportedBundle
+
+    with pytest.raises(UnsupportedBundle, match="metadata names 127 labels: the network writes a label map itself"):
+        bundle_labels({"num_channels": 1, "label_def": {str(i): f"class {i}" for i in range(127)}})
+    with pytest.raises(UnsupportedBundle, match=r"label value\(s\) \[5\] but the output has 3 channels"):
+        bundle_labels({"num_channels": 3, "label_def": {"5": "tumour"}})

@@ -74,6 +74,9 @@ def import_bundle(
     ]
     if spec.weights is not None:
         details.append(spec.weights.line())
+    names = list(config.labels)
+    shown = ", ".join(names[:12]) + (f", ... ({len(names)} in all)" if len(names) > 12 else "")
+    details.append(f"labels {shown} (from {spec.label_source})")
     if config.bundle_code_trusted:
         details.append(f"{TRUSTED_NOTE}, at every load of this version and of those adapted from it")
     elif trust_code:

@@ -13,6 +13,7 @@ from torch import nn
 
 from asfda.models.bundle_build import build, network_node, stored_network
 from asfda.models.bundle_failures import whole_cause
+from asfda.models.bundle_labels import bundle_labels
 from asfda.models.bundle_safety import (
     RawBundle,
     UnsupportedBundle,
@@ -61,6 +62,7 @@ class BundleSpec:
     name: str = ""
     monai_version: str = ""  # the MONAI version the bundle says it was written for, when it says
     weights: Optional[BundleWeights] = None  # the weights file chosen (--weights, the config's, or the default)
+    label_source: str = ""  # which metadata keys named the labels
 
 
 def _refuse_other_layouts(folder: Path) -> None:
@@ -85,21 +87,6 @@ def _single(entries: Any, what: str) -> Dict[str, Any]:
     if len(entries) != 1:
         raise UnsupportedBundle(f"the bundle has {len(entries)} {what} ({', '.join(entries)}); asfda needs one")
     return next(iter(entries.values()))
-
-
-def _labels(output: Dict[str, Any]) -> Dict[str, int]:
-    channels = int(output.get("num_channels", 0))
-    channel_def = {int(k): str(v) for k, v in (output.get("channel_def") or {}).items()}
-    if channels < 2:
-        raise UnsupportedBundle(
-            f"the bundle's output has {channels} channel(s); asfda needs one softmax channel per label, "
-            "background included"
-        )
-    labels: Dict[str, int] = {}
-    for value in range(channels):
-        name = channel_def.get(value, "background" if value == 0 else f"label_{value}")
-        labels[name if name not in labels else f"{name}_{value}"] = value
-    return labels
 
 
 def _check_postprocessing(raw: RawBundle) -> None:
@@ -259,7 +246,7 @@ def read_bundle(folder: Path, trust_code: bool = False, weights: Optional[Path] 
     channels = int(image.get("num_channels", 1))
     if channels != 1:
         raise UnsupportedBundle(f"the bundle takes {channels} input channels; asfda feeds one image per case")
-    labels = _labels(_single(formats.get("outputs"), "outputs"))
+    labels, label_source = bundle_labels(_single(formats.get("outputs"), "outputs"), meta)
     _check_postprocessing(raw)
     _check_inferer_name(raw)
     checked = _checked_or_trusted(raw, trust_code)
@@ -290,7 +277,7 @@ def read_bundle(folder: Path, trust_code: bool = False, weights: Optional[Path] 
     _check_output_channels(network, config)
     name = str(meta.get("name", folder.name)) if isinstance(meta, dict) else folder.name
     version = str(meta.get("monai_version", "")) if isinstance(meta, dict) else ""
-    return BundleSpec(config, network, steps, name, version, chosen_weights)
+    return BundleSpec(config, network, steps, name, version, chosen_weights, label_source)
 
 
 def load_bundle(
