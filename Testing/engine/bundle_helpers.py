@@ -246,3 +246,38 @@ def ct_volume(seed: int, shape=(20, 20, 16), strength: float = 0.0) -> tuple:
     image = np.where(label, organ, tissue) + rng.normal(0, 10 + 30 * strength, shape)
     image[:3, :3, :] = -1000.0
     return label.astype(np.uint8), image.astype(np.float32)
+
+
+_SCRIPTS_NETWORK = '''"""A bundle's own network, as the UNesT bundles ship theirs under scripts/networks/."""
+
+from monai.networks.nets import UNet
+
+
+class TinyUNesT(UNet):
+    def __init__(self, channels, out_channels=2):
+        strides = [2] * (len(channels) - 1)
+        super().__init__(3, 1, out_channels, channels=channels, strides=strides, norm="batch")
+'''
+
+
+def write_scripts_bundle(folder: Path) -> Path:
+    """A bundle whose network_def is its own scripts.networks class and whose channels come from a file under
+    models/ that its config torch.loads (as DiNTS reads models/search_code_*.pt): only --trust-bundle-code."""
+    from asfda.models.bundle_code import importable
+
+    (folder / "scripts" / "networks").mkdir(parents=True)
+    (folder / "scripts" / "__init__.py").write_text("")
+    (folder / "scripts" / "networks" / "__init__.py").write_text("")
+    (folder / "scripts" / "networks" / "tiny_unest.py").write_text(_SCRIPTS_NETWORK)
+    (folder / "models").mkdir()
+    torch.save({"channels": [4, 8, 16]}, folder / "models" / "search_code_18590.pt")
+    shape = {
+        **spleen_like(),
+        "arch_ckpt_path": "$@bundle_root + '/models/search_code_18590.pt'",
+        "arch_ckpt": "$torch.load(@arch_ckpt_path)",
+        "network_def": {"_target_": "scripts.networks.tiny_unest.TinyUNesT", "channels": "$@arch_ckpt['channels']"},
+    }
+    with importable(folder):  # the bundle's parser needs its root, as MONAI's runner sets it
+        write_bundle(folder, shape, bundle_root=str(folder))
+    edit_inference(folder, lambda c: c.update(bundle_root="."))  # as published
+    return folder

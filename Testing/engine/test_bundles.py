@@ -606,3 +606,33 @@ def test_a_one_channel_output_with_many_named_labels_says_the_network_writes_a_l
         bundle_labels({"num_channels": 1, "label_def": {str(i): f"class {i}" for i in range(127)}})
     with pytest.raises(UnsupportedBundle, match=r"label value\(s\) \[5\] but the output has 3 channels"):
         bundle_labels({"num_channels": 3, "label_def": {"5": "tumour"}})
+
+
+def test_a_bundles_own_scripts_and_referenced_files_travel_with_the_version(tmp_path, capsys):
+    import sys
+
+    from bundle_helpers import write_scripts_bundle
+
+    ds = _datastore(tmp_path, n=2)
+    bundle = write_scripts_bundle(tmp_path / "unest_bundle")
+    err = _refused(tmp_path, capsys, bundle)
+    assert "network_def._target_ = scripts.networks.tiny_unest.TinyUNesT is not a class of" in err
+    assert "--trust-bundle-code" in err
+
+    assert _import(ds, bundle, "--trust-bundle-code") == 0
+    capsys.readouterr()
+    # The bundle root was importable for the build only.
+    assert str(bundle) not in sys.path and not any(m.split(".")[0] == "scripts" for m in sys.modules)
+    kept = ds / "models" / "v0001" / "bundle"
+    assert (kept / "scripts" / "networks" / "tiny_unest.py").is_file()
+    assert (kept / "models" / "search_code_18590.pt").is_file()
+    assert not (kept / "models" / "model.pt").exists()  # the weights live in the version's weights.pt
+    config = json.loads((ds / "models" / "v0001" / "config.json").read_text())
+    assert config["bundle_files"] == ["models/search_code_18590.pt", "scripts"]
+
+    shutil.rmtree(bundle)
+    assert main(["infer", "--datastore", str(ds), "ct0"]) == 0
+    prediction = load_volume(ds / "labels" / "prediction" / "ct0.nii.gz")
+    assert tuple(prediction.shape) == (20, 20, 16)
+    assert main(["rank", "--datastore", str(ds), "--k", "1"]) == 0
+    assert not any(m.split(".")[0] == "scripts" for m in sys.modules)

@@ -12,6 +12,7 @@ from monai.inferers import SlidingWindowInferer
 from torch import nn
 
 from asfda.models.bundle_build import build, network_node, stored_network
+from asfda.models.bundle_code import importable, referenced_files
 from asfda.models.bundle_failures import whole_cause
 from asfda.models.bundle_labels import bundle_labels
 from asfda.models.bundle_safety import (
@@ -159,7 +160,8 @@ def _parsed_network(bundle_root: Path) -> nn.Module:
     if "network_def" not in parser:
         raise UnsupportedBundle("the bundle's inference config has no 'network_def'")
     try:
-        return _as_module(parser.get_parsed_content("network_def"))
+        with importable(bundle_root):
+            return _as_module(parser.get_parsed_content("network_def"))
     except UnsupportedBundle:
         raise
     except Exception as exc:
@@ -250,11 +252,15 @@ def read_bundle(folder: Path, trust_code: bool = False, weights: Optional[Path] 
     _check_postprocessing(raw)
     _check_inferer_name(raw)
     checked = _checked_or_trusted(raw, trust_code)
-    stored: Dict[str, Any] = {"bundle_code_trusted": checked is None}
+    stored: Dict[str, Any] = {
+        "bundle_code_trusted": checked is None,
+        "bundle_files": referenced_files(raw, {chosen_weights.path}),
+    }
     if checked is None:
         network = _parsed_network(folder)
         try:
-            inferer = bundle_parser(folder).get_parsed_content("inferer")
+            with importable(folder):
+                inferer = bundle_parser(folder).get_parsed_content("inferer")
         except Exception as exc:
             raise UnsupportedBundle(f"the bundle's inferer cannot be built: {whole_cause(exc)}") from exc
     else:

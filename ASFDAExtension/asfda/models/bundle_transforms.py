@@ -16,6 +16,7 @@ from monai.bundle import ConfigParser
 from monai.transforms import Compose, EnsureChannelFirst, InvertibleTransform, MapTransform, Randomizable
 
 from asfda.models.bundle_build import build
+from asfda.models.bundle_code import importable
 from asfda.models.bundle_failures import whole_cause
 from asfda.models.bundle_safety import RawBundle, UnsupportedBundle, checked_value, config_file, resolve_target
 from asfda.models.config import ModelConfig
@@ -210,7 +211,10 @@ def trusted_preprocessing(bundle_root: Path, label: bool = False) -> BundlePrepr
             continue
         if label and name in SPATIAL_STEPS and isinstance(transforms[i], dict):
             parser[f"{list_id}#{i}"] = _with_nearest(transforms[i])
-        built.append((name, _built_quietly(lambda i=i: parser.get_parsed_content(f"{list_id}#{i}", lazy=False), name)))
+        with importable(bundle_root):  # a step may be one of the bundle's own scripts/ classes
+            built.append(
+                (name, _built_quietly(lambda i=i: parser.get_parsed_content(f"{list_id}#{i}", lazy=False), name))
+            )
     return _assemble(built, key)
 
 

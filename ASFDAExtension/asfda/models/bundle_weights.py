@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Set, Tuple
 
+from asfda.models.bundle_code import importable
 from asfda.models.bundle_safety import RawBundle, UnsupportedBundle, UntrustedBundleCode, checked_value
 from asfda.models.bundle_transforms import bundle_parser
 
@@ -50,7 +51,8 @@ def _computed(raw: RawBundle, value: Any, parts: List[str], trust_code: bool) ->
     except UntrustedBundleCode:
         if not trust_code:
             raise
-        return bundle_parser(raw.root).get_parsed_content("#".join(parts))
+        with importable(raw.root):
+            return bundle_parser(raw.root).get_parsed_content("#".join(parts))
 
 
 def _named(raw: RawBundle, trust_code: bool) -> Optional[Tuple[str, str]]:
