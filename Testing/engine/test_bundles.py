@@ -145,7 +145,7 @@ def test_sigmoid_and_thresholded_outputs_are_refused(tmp_path, capsys):
                     "transforms": [{"_target_": "CropForegroundd", "keys": "image", "source_key": "image"}],
                 }
             },
-            "preprocessing step CropForeground is not supported",
+            "preprocessing step CropForeground is not supported: its box follows the image's content",
         ),
     ],
 )
@@ -636,3 +636,12 @@ def test_a_bundles_own_scripts_and_referenced_files_travel_with_the_version(tmp_
     assert tuple(prediction.shape) == (20, 20, 16)
     assert main(["rank", "--datastore", str(ds), "--k", "1"]) == 0
     assert not any(m.split(".")[0] == "scripts" for m in sys.modules)
+
+
+def test_crop_foreground_is_refused_in_one_line_saying_remove_it(tmp_path, capsys):
+    bundle = write_bundle(tmp_path / "b", spleen_like())
+    crop = {"_target_": "CropForegroundd", "keys": "image", "source_key": "image", "margin": 2}
+    edit_inference(bundle, lambda c: c["preprocessing"]["transforms"].insert(4, crop))
+    err = _refused(tmp_path, capsys, bundle)
+    assert "preprocessing step CropForeground is not supported: its box follows the image's content" in err
+    assert err.endswith("remove CropForegroundd from the bundle's preprocessing")
