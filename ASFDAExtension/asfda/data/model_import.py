@@ -77,6 +77,7 @@ def import_bundle(
     names = list(config.labels)
     shown = ", ".join(names[:12]) + (f", ... ({len(names)} in all)" if len(names) > 12 else "")
     details.append(f"labels {shown} (from {spec.label_source})")
+    details.extend(spec.settings)
     if config.bundle_code_trusted:
         details.append(f"{TRUSTED_NOTE}, at every load of this version and of those adapted from it")
     elif trust_code:

@@ -15,6 +15,7 @@ from asfda.models.bundle_build import build, network_node, stored_network
 from asfda.models.bundle_code import importable, referenced_files
 from asfda.models.bundle_failures import whole_cause
 from asfda.models.bundle_labels import bundle_labels
+from asfda.models.bundle_postprocessing import bundle_settings
 from asfda.models.bundle_safety import (
     RawBundle,
     UnsupportedBundle,
@@ -26,32 +27,13 @@ from asfda.models.bundle_transforms import (
     bundle_parser,
     bundle_preprocessing,
     checked_preprocessing,
-    enabled,
     step_name,
     stored_preprocessing,
-    transform_list,
 )
 from asfda.models.bundle_weights import BundleWeights, choose_weights
 from asfda.models.config import BUNDLE_FOLDER, IntensityConfig, ModelConfig
 from asfda.models.weights import LoadReport, load_weights
 
-# Post-processing steps asfda reproduces itself (softmax, argmax, inverse of the preprocessing, saving) or that
-# change nothing a label map depends on.
-_POSTPROCESSING_UNDERSTOOD = {
-    "Activations",
-    "AsDiscrete",
-    "Invert",
-    "SaveImage",
-    "EnsureType",
-    "ToTensor",
-    "ToNumpy",
-    "ToDevice",
-    "CopyItems",
-    "DeleteItems",
-    "SqueezeDim",
-    "CastToType",
-    "Identity",
-}
 _NNUNET_MARKERS = ("plans.json", "nnUNetPlans.json", "dataset_fingerprint.json")
 
 
@@ -64,6 +46,7 @@ class BundleSpec:
     monai_version: str = ""  # the MONAI version the bundle says it was written for, when it says
     weights: Optional[BundleWeights] = None  # the weights file chosen (--weights, the config's, or the default)
     label_source: str = ""  # which metadata keys named the labels
+    settings: List[str] = field(default_factory=list)  # honoured / changed / dropped, each with its reason
 
 
 def _refuse_other_layouts(folder: Path) -> None:
@@ -88,35 +71,6 @@ def _single(entries: Any, what: str) -> Dict[str, Any]:
     if len(entries) != 1:
         raise UnsupportedBundle(f"the bundle has {len(entries)} {what} ({', '.join(entries)}); asfda needs one")
     return next(iter(entries.values()))
-
-
-def _check_postprocessing(raw: RawBundle) -> None:
-    """Read as written (never built): asfda only needs each step's name and a few flags."""
-    node = raw.section("postprocessing")
-    if node is None:
-        return
-    if isinstance(node, dict):
-        node = {**node, "transforms": raw.follow(node.get("transforms"), "postprocessing.transforms")}
-    for item in enabled([raw.follow(item, "postprocessing") for item in transform_list(node, "postprocessing")]):
-        name = step_name(item)
-        args = item if isinstance(item, dict) else {}
-        if name == "Activations" and _truthy(args.get("sigmoid")):
-            raise UnsupportedBundle(
-                "the bundle's outputs are sigmoid (multi-label); asfda needs mutually exclusive softmax labels"
-            )
-        if name == "AsDiscrete" and (args.get("threshold") is not None or _truthy(args.get("threshold_values"))):
-            raise UnsupportedBundle(
-                "the bundle thresholds its outputs (multi-label); asfda needs mutually exclusive softmax labels"
-            )
-        if name not in _POSTPROCESSING_UNDERSTOOD:
-            raise UnsupportedBundle(
-                f"post-processing step {name} cannot be reproduced or inverted by asfda; remove it from the bundle's "
-                "postprocessing (asfda applies softmax, argmax and the inverse of the preprocessing itself)"
-            )
-
-
-def _truthy(value: Any) -> bool:
-    return value is True or (isinstance(value, str) and value.strip().lower() in ("true", "1"))
 
 
 def _check_inferer_name(raw: RawBundle) -> None:
@@ -249,12 +203,13 @@ def read_bundle(folder: Path, trust_code: bool = False, weights: Optional[Path] 
     if channels != 1:
         raise UnsupportedBundle(f"the bundle takes {channels} input channels; asfda feeds one image per case")
     labels, label_source = bundle_labels(_single(formats.get("outputs"), "outputs"), meta)
-    _check_postprocessing(raw)
+    settings = bundle_settings(raw)
     _check_inferer_name(raw)
     checked = _checked_or_trusted(raw, trust_code)
     stored: Dict[str, Any] = {
         "bundle_code_trusted": checked is None,
         "bundle_files": referenced_files(raw, {chosen_weights.path}),
+        "invert_probabilities": settings.invert_probabilities,
     }
     if checked is None:
         network = _parsed_network(folder)
@@ -283,7 +238,7 @@ def read_bundle(folder: Path, trust_code: bool = False, weights: Optional[Path] 
     _check_output_channels(network, config)
     name = str(meta.get("name", folder.name)) if isinstance(meta, dict) else folder.name
     version = str(meta.get("monai_version", "")) if isinstance(meta, dict) else ""
-    return BundleSpec(config, network, steps, name, version, chosen_weights, label_source)
+    return BundleSpec(config, network, steps, name, version, chosen_weights, label_source, settings.notes)
 
 
 def load_bundle(

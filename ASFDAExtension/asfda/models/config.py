@@ -59,6 +59,10 @@ class ModelConfig:
     # Files and folders of the bundle besides configs/ that a version keeps (relative to its bundle folder): the
     # bundle's scripts/ package and every file its configs reference (e.g. DiNTS's models/search_code_*.pt).
     bundle_files: List[str] = field(default_factory=list)
+    # How predictions go back to the image grid: False, argmax in network space then nearest neighbour (one
+    # class-id map, no C-channel map on the original grid); True, the softmax probabilities are mapped back with
+    # the preprocessing's own interpolation and the argmax taken there, as a bundle's Invertd(nearest_interp=false).
+    invert_probabilities: bool = False
 
     # Where `bundle` resolves on disk: set by `load` (next to config.json) or by the bundle importer.
     # Not a dataclass field, so it is never written to config.json.
