@@ -545,6 +545,8 @@ def test_the_weights_file_the_bundles_config_names_is_loaded_and_named(tmp_path,
     assert _import(tmp_path / "ds2", bundle, "--weights", "models/model.pt") == 0
     assert "weights models/model.pt (--weights)" in capsys.readouterr().out
     assert _stored_weights_equal(tmp_path / "ds2", bundle / "models" / "model.pt")
+    # Neither weights file is copied into the version: it holds its own weights.pt.
+    assert json.loads((tmp_path / "ds2" / "models" / "v0001" / "config.json").read_text())["bundle_files"] == []
 
     # `modelname` (as pediatric_abdominal_ct_segmentation names its file) when no CheckpointLoader says.
     edit_inference(bundle, lambda c: (c.pop("checkpointloader"), c.update(modelname="dynunet_FT.pt")))
@@ -746,3 +748,21 @@ def test_the_summary_lists_every_setting_changed_or_dropped_with_its_reason(tmp_
     edit_inference(bundle, lambda c: c["postprocessing"]["transforms"].pop(2))  # no Invertd at all
     assert _import(tmp_path / "ds2", bundle) == 0
     assert "changed: the postprocessing has no Invertd" in capsys.readouterr().out
+
+
+def test_two_bundles_shipping_a_scripts_package_never_get_each_others_classes(tmp_path):
+    import importlib
+    import sys
+
+    from asfda.models.bundle_code import importable
+
+    for value in (1, 2):
+        package = tmp_path / f"bundle{value}" / "scripts"
+        package.mkdir(parents=True)
+        (package / "__init__.py").write_text("")
+        (package / "networks.py").write_text(f"VALUE = {value}\n")
+    for value in (1, 2, 1):
+        with importable(tmp_path / f"bundle{value}"):
+            assert importlib.import_module("scripts.networks").VALUE == value
+        assert str(tmp_path / f"bundle{value}") not in sys.path
+        assert "scripts" not in sys.modules and "scripts.networks" not in sys.modules

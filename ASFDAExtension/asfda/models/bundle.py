@@ -208,7 +208,7 @@ def read_bundle(folder: Path, trust_code: bool = False, weights: Optional[Path] 
     checked = _checked_or_trusted(raw, trust_code)
     stored: Dict[str, Any] = {
         "bundle_code_trusted": checked is None,
-        "bundle_files": referenced_files(raw, {chosen_weights.path}),
+        "bundle_files": referenced_files(raw, chosen_weights.files()),
         "invert_probabilities": settings.invert_probabilities,
     }
     if checked is None:

@@ -20,6 +20,11 @@ class BundleWeights:
     path: Path  # absolute
     relative: str  # as shown to the user, relative to the bundle root
     source: str  # why this file: "--weights", the config key that names it, or "default"
+    named: Optional[Path] = None  # the file the config names, when --weights chose another
+
+    def files(self) -> Set[Path]:
+        """Weights files a version never copies (it holds its own weights.pt)."""
+        return {self.path} | ({self.named} if self.named is not None else set())
 
     def line(self) -> str:
         return f"weights {self.relative} ({self.source})"
@@ -86,14 +91,14 @@ def _offered(root: Path) -> List[str]:
 def choose_weights(raw: RawBundle, chosen: Optional[Path] = None, trust_code: bool = False) -> BundleWeights:
     """The weights file to load, checked to exist inside the bundle; a missing one names the files it offers."""
     root = raw.root.resolve()
+    named = _named(raw, trust_code)
+    named_path = _inside(root, named[0], named[1]) if named is not None else None
     if chosen is not None:
         path, source = _inside(root, str(chosen), "--weights"), "--weights"
+    elif named is None or named_path is None:
+        path, source = root / DEFAULT_WEIGHTS, "default"
     else:
-        named = _named(raw, trust_code)
-        if named is None:
-            path, source = root / DEFAULT_WEIGHTS, "default"
-        else:
-            path, source = _inside(root, named[0], named[1]), f"named by {named[1]}"
+        path, source = named_path, f"named by {named[1]}"
     relative = str(path.relative_to(root))
     if not path.is_file():
         offered = [p for p in _offered(root) if p != relative]
@@ -104,4 +109,4 @@ def choose_weights(raw: RawBundle, chosen: Optional[Path] = None, trust_code: bo
             )
         hint = f"; it offers {', '.join(offered)}: choose one with --weights" if offered else ""
         raise UnsupportedBundle(f"{root}: missing {relative} ({source}){hint}")
-    return BundleWeights(path, relative, source)
+    return BundleWeights(path, relative, source, named_path if named_path != path else None)
