@@ -153,6 +153,31 @@ def wholebody_like() -> Dict[str, Any]:
     }
 
 
+PEDIATRIC_LABELS = {"0": "background", "1": "liver", "2": "spleen", "3": "pancreas"}
+
+
+def pediatric_like() -> Dict[str, Any]:
+    """pediatric_abdominal_ct_segmentation: YAML configs, a DynUNet whose weights file is named by `modelname`
+    (dynunet_FT.pt), and its labels under the output's `label_def` rather than `channel_def`."""
+    return {
+        "network_def": {
+            "_target_": "DynUNet",
+            "spatial_dims": 3,
+            "in_channels": 1,
+            "out_channels": 4,
+            "kernel_size": [3, 3, 3],
+            "strides": [1, 2, 2],
+            "upsample_kernel_size": [2, 2],
+            "filters": [4, 8, 16],
+            "norm_name": "instance",
+        },
+        "modelname": "dynunet_FT.pt",
+        "preprocessing": {"_target_": "Compose", "transforms": _load_steps([_window(-250, 400)])},
+        "inferer": _inferer(16, 0.25),
+        "label_def": PEDIATRIC_LABELS,
+    }
+
+
 def write_config(path: Path, data: Dict[str, Any]) -> Path:
     """JSON or YAML by the file's suffix, as the Model Zoo ships both."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -173,7 +198,9 @@ def write_bundle(
 ) -> Path:
     """Write configs/inference<suffix>, configs/metadata<suffix> and models/model.pt (random weights)."""
     shape = {**shape, **overrides}
-    channel_def = shape.pop("channel_def")
+    label_def = shape.pop("label_def", None)
+    channel_def = shape.pop("channel_def", None)
+    names = {"label_def": label_def} if label_def is not None else {"channel_def": channel_def}
     in_channels = shape.pop("in_channels", 1)
     inference = {
         "imports": ["$import torch"],
@@ -192,8 +219,8 @@ def write_bundle(
                 "pred": {
                     "type": "image",
                     "format": "segmentation",
-                    "num_channels": len(channel_def),
-                    "channel_def": channel_def,
+                    "num_channels": len(label_def or channel_def),
+                    **names,
                 }
             },
         },
@@ -203,7 +230,8 @@ def write_bundle(
     (folder / "models").mkdir(exist_ok=True)
     parser = ConfigParser(inference)
     torch.manual_seed(seed)
-    torch.save(parser.get_parsed_content("network_def").state_dict(), folder / "models" / "model.pt")
+    weights = folder / "models" / str(shape.get("modelname", "model.pt"))
+    torch.save(parser.get_parsed_content("network_def").state_dict(), weights)
     return folder
 
 
@@ -218,3 +246,38 @@ def ct_volume(seed: int, shape=(20, 20, 16), strength: float = 0.0) -> tuple:
     image = np.where(label, organ, tissue) + rng.normal(0, 10 + 30 * strength, shape)
     image[:3, :3, :] = -1000.0
     return label.astype(np.uint8), image.astype(np.float32)
+
+
+_SCRIPTS_NETWORK = '''"""A bundle's own network, as the UNesT bundles ship theirs under scripts/networks/."""
+
+from monai.networks.nets import UNet
+
+
+class TinyUNesT(UNet):
+    def __init__(self, channels, out_channels=2):
+        strides = [2] * (len(channels) - 1)
+        super().__init__(3, 1, out_channels, channels=channels, strides=strides, norm="batch")
+'''
+
+
+def write_scripts_bundle(folder: Path) -> Path:
+    """A bundle whose network_def is its own scripts.networks class and whose channels come from a file under
+    models/ that its config torch.loads (as DiNTS reads models/search_code_*.pt): only --trust-bundle-code."""
+    from asfda.models.bundle_code import importable
+
+    (folder / "scripts" / "networks").mkdir(parents=True)
+    (folder / "scripts" / "__init__.py").write_text("")
+    (folder / "scripts" / "networks" / "__init__.py").write_text("")
+    (folder / "scripts" / "networks" / "tiny_unest.py").write_text(_SCRIPTS_NETWORK)
+    (folder / "models").mkdir()
+    torch.save({"channels": [4, 8, 16]}, folder / "models" / "search_code_18590.pt")
+    shape = {
+        **spleen_like(),
+        "arch_ckpt_path": "$@bundle_root + '/models/search_code_18590.pt'",
+        "arch_ckpt": "$torch.load(@arch_ckpt_path)",
+        "network_def": {"_target_": "scripts.networks.tiny_unest.TinyUNesT", "channels": "$@arch_ckpt['channels']"},
+    }
+    with importable(folder):  # the bundle's parser needs its root, as MONAI's runner sets it
+        write_bundle(folder, shape, bundle_root=str(folder))
+    edit_inference(folder, lambda c: c.update(bundle_root="."))  # as published
+    return folder

@@ -11,7 +11,17 @@ from asfda.data.datastore import Datastore, LabelTag
 from asfda.io.volumes import load_volume
 from asfda.models.preprocess import prepare_image, prepare_label
 from asfda.models.store import ModelStore
-from bundle_helpers import ct_volume, edit_inference, spleen_like, swin_like, wholebody_like, write_bundle, write_config
+from bundle_helpers import (
+    PEDIATRIC_LABELS,
+    ct_volume,
+    edit_inference,
+    pediatric_like,
+    spleen_like,
+    swin_like,
+    wholebody_like,
+    write_bundle,
+    write_config,
+)
 from engine_helpers import write_nifti
 
 # Not the bundles' 1.5 x 1.5 x 2 mm, so their Spacing step resamples and its inverse has work to do.
@@ -135,7 +145,7 @@ def test_sigmoid_and_thresholded_outputs_are_refused(tmp_path, capsys):
                     "transforms": [{"_target_": "CropForegroundd", "keys": "image", "source_key": "image"}],
                 }
             },
-            "preprocessing step CropForeground is not supported",
+            "preprocessing step CropForeground is not supported: its box follows the image's content",
         ),
     ],
 )
@@ -505,3 +515,254 @@ def test_whole_cause_keeps_every_line_and_every_chained_exception():
     assert cause == (
         "RuntimeError: Failed to evaluate ConfigExpression: the expression on line 2 <- KeyError: 'inner reason'"
     )
+
+
+def _stored_weights_equal(ds, path):
+    stored = torch.load(ds / "models" / "v0001" / "weights.pt", weights_only=True)
+    expected = torch.load(path, weights_only=True)
+    return stored.keys() == expected.keys() and all(torch.equal(stored[k], expected[k]) for k in stored)
+
+
+def _second_weights(bundle, name, seed=7):
+    from monai.bundle import ConfigParser
+
+    torch.manual_seed(seed)
+    network = ConfigParser(json.loads((bundle / "configs" / "inference.json").read_text()))
+    torch.save(network.get_parsed_content("network_def").state_dict(), bundle / "models" / name)
+    return bundle / "models" / name
+
+
+def test_the_weights_file_the_bundles_config_names_is_loaded_and_named(tmp_path, capsys):
+    bundle = write_bundle(tmp_path / "b", spleen_like())
+    tuned = _second_weights(bundle, "dynunet_FT.pt")
+    loader = {"_target_": "CheckpointLoader", "load_path": "$@bundle_root + '/models/dynunet_FT.pt'"}
+    edit_inference(bundle, lambda c: c.update(checkpointloader={**loader, "load_dict": {"model": "@network"}}))
+    assert _import(tmp_path / "ds1", bundle) == 0
+    assert "weights models/dynunet_FT.pt (named by checkpointloader#load_path)" in capsys.readouterr().out
+    assert _stored_weights_equal(tmp_path / "ds1", tuned)
+
+    # --weights picks another file the bundle offers, relative to the bundle folder.
+    assert _import(tmp_path / "ds2", bundle, "--weights", "models/model.pt") == 0
+    assert "weights models/model.pt (--weights)" in capsys.readouterr().out
+    assert _stored_weights_equal(tmp_path / "ds2", bundle / "models" / "model.pt")
+    # Neither weights file is copied into the version: it holds its own weights.pt.
+    assert json.loads((tmp_path / "ds2" / "models" / "v0001" / "config.json").read_text())["bundle_files"] == []
+
+    # `modelname` (as pediatric_abdominal_ct_segmentation names its file) when no CheckpointLoader says.
+    edit_inference(bundle, lambda c: (c.pop("checkpointloader"), c.update(modelname="dynunet_FT.pt")))
+    assert _import(tmp_path / "ds3", bundle) == 0
+    assert "weights models/dynunet_FT.pt (named by modelname)" in capsys.readouterr().out
+    assert _stored_weights_equal(tmp_path / "ds3", tuned)
+
+
+def test_a_missing_or_outside_weights_file_is_refused_naming_what_the_bundle_offers(tmp_path, capsys):
+    bundle = write_bundle(tmp_path / "b", spleen_like())
+    _second_weights(bundle, "model_lowres.pt")
+    edit_inference(bundle, lambda c: c.update(modelname="model_highres.pt"))
+    err = _refused(tmp_path, capsys, bundle)
+    assert "missing models/model_highres.pt (named by modelname)" in err
+    assert "it offers models/model.pt, models/model_lowres.pt: choose one with --weights" in err
+    (tmp_path / "outside.pt").write_bytes((bundle / "models" / "model.pt").read_bytes())
+    err = _refused(tmp_path, capsys, bundle, "--weights", str(tmp_path / "outside.pt"))
+    assert "--weights" in err and "is outside the bundle folder" in err
+
+
+def test_a_pediatric_like_bundle_names_its_labels_from_label_def(tmp_path, capsys):
+    ds = _datastore(tmp_path, n=1)
+    bundle = write_bundle(tmp_path / "ped", pediatric_like(), suffix=".yaml")
+    assert not (bundle / "models" / "model.pt").exists()  # only dynunet_FT.pt, named by `modelname`
+    assert _import(ds, bundle) == 0
+    out = capsys.readouterr().out
+    assert "labels background, liver, spleen, pancreas (from label_def)" in out
+    assert "weights models/dynunet_FT.pt (named by modelname)" in out
+    config = Datastore(ds).models.load().config
+    assert config.labels == {name: int(value) for value, name in PEDIATRIC_LABELS.items()}
+    assert main(["infer", "--datastore", str(ds), "ct0"]) == 0
+
+
+@pytest.mark.parametrize(
+    "output, expected",
+    [
+        # name -> value, as some bundles write label_def; channel_def fills what label_def leaves out
+        (
+            {"num_channels": 3, "label_def": {"liver": 1}, "channel_def": {"0": "background", "2": "tumour"}},
+            ({"background": 0, "liver": 1, "tumour": 2}, "label_def and channel_def"),
+        ),
+        (
+            {"num_channels": 3, "channel_def": {"1": "liver"}},
+            ({"background": 0, "liver": 1, "label_2": 2}, "channel_def, 1 unnamed (label_N)"),
+        ),
+    ],
+)
+def test_label_def_and_channel_def_are_both_read(output, expected):
+    from asfda.models.bundle_labels import bundle_labels
+
+    assert bundle_labels(output) == expected
+
+
+def test_a_one_channel_output_with_many_named_labels_says_the_network_writes_a_label_map():
+    from asfda.models.bundle_labels import bundle_labels
+    from asfda.models.bundle_safety import UnsupportedBundle
+
+    with pytest.raises(UnsupportedBundle, match="metadata names 127 labels: the network writes a label map itself"):
+        bundle_labels({"num_channels": 1, "label_def": {str(i): f"class {i}" for i in range(127)}})
+    with pytest.raises(UnsupportedBundle, match=r"label value\(s\) \[5\] but the output has 3 channels"):
+        bundle_labels({"num_channels": 3, "label_def": {"5": "tumour"}})
+
+
+def test_a_bundles_own_scripts_and_referenced_files_travel_with_the_version(tmp_path, capsys):
+    import sys
+
+    from bundle_helpers import write_scripts_bundle
+
+    ds = _datastore(tmp_path, n=2)
+    bundle = write_scripts_bundle(tmp_path / "unest_bundle")
+    err = _refused(tmp_path, capsys, bundle)
+    assert "network_def._target_ = scripts.networks.tiny_unest.TinyUNesT is not a class of" in err
+    assert "--trust-bundle-code" in err
+
+    assert _import(ds, bundle, "--trust-bundle-code") == 0
+    capsys.readouterr()
+    # The bundle root was importable for the build only.
+    assert str(bundle) not in sys.path and not any(m.split(".")[0] == "scripts" for m in sys.modules)
+    kept = ds / "models" / "v0001" / "bundle"
+    assert (kept / "scripts" / "networks" / "tiny_unest.py").is_file()
+    assert (kept / "models" / "search_code_18590.pt").is_file()
+    assert not (kept / "models" / "model.pt").exists()  # the weights live in the version's weights.pt
+    config = json.loads((ds / "models" / "v0001" / "config.json").read_text())
+    assert config["bundle_files"] == ["models/search_code_18590.pt", "scripts"]
+
+    shutil.rmtree(bundle)
+    assert main(["infer", "--datastore", str(ds), "ct0"]) == 0
+    prediction = load_volume(ds / "labels" / "prediction" / "ct0.nii.gz")
+    assert tuple(prediction.shape) == (20, 20, 16)
+    assert main(["rank", "--datastore", str(ds), "--k", "1"]) == 0
+    assert not any(m.split(".")[0] == "scripts" for m in sys.modules)
+
+
+def test_crop_foreground_is_refused_in_one_line_saying_remove_it(tmp_path, capsys):
+    bundle = write_bundle(tmp_path / "b", spleen_like())
+    crop = {"_target_": "CropForegroundd", "keys": "image", "source_key": "image", "margin": 2}
+    edit_inference(bundle, lambda c: c["preprocessing"]["transforms"].insert(4, crop))
+    err = _refused(tmp_path, capsys, bundle)
+    assert "preprocessing step CropForeground is not supported: its box follows the image's content" in err
+    assert err.endswith("remove CropForegroundd from the bundle's preprocessing")
+
+
+OBLIQUE_AFFINE = np.array([[0.0, -0.8, 0.0, 10.0], [0.78, 0.0, 0.18, -4.0], [-0.14, 0.0, 2.99, 3.0], [0, 0, 0, 1.0]])
+
+
+def _monai_label_map(bundle, image_path):
+    """The bundle's own pipeline, run by MONAI: preprocessing, inferer, postprocessing without saving."""
+    from monai.bundle import ConfigParser
+    from monai.transforms import Compose
+
+    parser = ConfigParser()
+    parser.read_meta(str(bundle / "configs" / "metadata.json"))
+    parser.read_config(str(bundle / "configs" / "inference.json"))
+    parser.update({"bundle_root": str(bundle), "device": "cpu"})
+    network = parser.get_parsed_content("network_def")
+    network.load_state_dict(torch.load(bundle / "models" / "model.pt", weights_only=True))
+    network.eval()
+    data = parser.get_parsed_content("preprocessing")({"image": str(image_path)})
+    with torch.no_grad():
+        data["pred"] = parser.get_parsed_content("inferer")(data["image"][None], network)[0]
+    steps = [t for t in parser.get_parsed_content("postprocessing").transforms if "SaveImage" not in type(t).__name__]
+    return np.asarray(Compose(steps)(data)["pred"][0]).astype(np.uint8)
+
+
+def _balanced(bundle, image_path):
+    """Shift the last layer's bias so the random network splits the volume about evenly between its 2 classes:
+    an all-background prediction would agree with anything."""
+    from asfda.models.bundle import load_bundle
+    from asfda.models.inference import Predictor
+
+    spec, _ = load_bundle(bundle)
+    network = spec.network.eval()
+    with torch.no_grad():
+        logits = Predictor(network, spec.config, "cpu")._logits(prepare_image(load_volume(image_path), spec.config))
+    weights = network.state_dict()
+    last_bias = [k for k, v in weights.items() if k.endswith("bias") and v.shape == (2,)][-1]
+    weights[last_bias][1] -= (logits[1] - logits[0]).median()
+    torch.save(weights, bundle / "models" / "model.pt")
+
+
+@pytest.mark.parametrize("nearest", [False, True])
+def test_invertd_interpolation_is_honoured_and_matches_the_bundles_own_pipeline(tmp_path, capsys, nearest):
+    ds = tmp_path / "ds"
+    (ds / "images").mkdir(parents=True)
+    _, image = ct_volume(3, shape=(24, 22, 14))
+    image_path = write_nifti(ds / "images" / "ct0.nii.gz", image, OBLIQUE_AFFINE)  # oblique, 0.8 x 0.8 x 3 mm
+    bundle = write_bundle(tmp_path / "b", spleen_like(), seed=3)
+    edit_inference(bundle, lambda c: c["postprocessing"]["transforms"][1].update(nearest_interp=nearest))
+    _balanced(bundle, image_path)
+    assert _import(ds, bundle) == 0
+    out = capsys.readouterr().out
+    config = Datastore(ds).models.load().config
+    assert config.invert_probabilities is (not nearest)
+    assert f"honoured: Invertd(nearest_interp={str(nearest).lower()})" in out
+    assert "dropped: SaveImaged" in out
+
+    assert main(["infer", "--datastore", str(ds), "ct0"]) == 0
+    ours = load_volume(ds / "labels" / "prediction" / "ct0.nii.gz").numpy().astype(np.uint8)
+    theirs = _monai_label_map(bundle, image_path)
+    assert ours.shape == theirs.shape == image.shape
+    assert 0.2 < theirs.mean() < 0.8  # both classes present in quantity
+    # Measured: argmax-first agrees with the interpolating pipeline on 75.5% of voxels here; the honoured path
+    # on all of them.
+    assert np.array_equal(ours, theirs)
+
+
+def test_probabilities_inverted_a_few_channels_at_a_time_give_the_full_argmax(tmp_path):
+    from asfda.models.bundle import read_bundle
+    from asfda.models.preprocess import probabilities_to_labels, to_original_space
+
+    config = read_bundle(write_bundle(tmp_path / "b", spleen_like())).config
+    volume = load_volume(write_nifti(tmp_path / "ct.nii.gz", ct_volume(2)[1], OBLIQUE_AFFINE))
+    prepared = prepare_image(volume, config)
+    torch.manual_seed(0)
+    probs = torch.softmax(torch.randn(14, *prepared.shape[1:]) * 3, dim=0)
+    probs[5] = probs[3]  # a tie: the first maximum wins, as argmax
+    full = torch.as_tensor(to_original_space(prepared, probs, config)).argmax(dim=0).to(torch.uint8)
+    for chunk in (1, 3, 8, 14):
+        assert torch.equal(probabilities_to_labels(prepared, probs, config, chunk=chunk), full)
+
+
+def test_the_summary_lists_every_setting_changed_or_dropped_with_its_reason(tmp_path, capsys):
+    bundle = write_bundle(tmp_path / "b", spleen_like())
+
+    def change(c):
+        c["preprocessing"]["transforms"][0]["reader"] = "ITKReader"
+        c["evaluator"] = {"_target_": "SupervisedEvaluator", "amp": True, "network": "@network"}
+        post = c["postprocessing"]["transforms"]
+        post.insert(1, post.pop(2))  # AsDiscreted(argmax) before Invertd(nearest_interp=false)
+
+    edit_inference(bundle, change)
+    assert _import(tmp_path / "ds", bundle) == 0
+    out = capsys.readouterr().out
+    assert "changed: Invertd(nearest_interp=false) after the argmax would blend class ids" in out
+    assert "dropped: LoadImaged(reader=ITKReader): asfda reads every volume with its own loader" in out
+    assert "changed: evaluator amp=true: asfda's precision setting decides" in out
+    assert Datastore(tmp_path / "ds").models.load().config.invert_probabilities is False
+
+    edit_inference(bundle, lambda c: c["postprocessing"]["transforms"].pop(2))  # no Invertd at all
+    assert _import(tmp_path / "ds2", bundle) == 0
+    assert "changed: the postprocessing has no Invertd" in capsys.readouterr().out
+
+
+def test_two_bundles_shipping_a_scripts_package_never_get_each_others_classes(tmp_path):
+    import importlib
+    import sys
+
+    from asfda.models.bundle_code import importable
+
+    for value in (1, 2):
+        package = tmp_path / f"bundle{value}" / "scripts"
+        package.mkdir(parents=True)
+        (package / "__init__.py").write_text("")
+        (package / "networks.py").write_text(f"VALUE = {value}\n")
+    for value in (1, 2, 1):
+        with importable(tmp_path / f"bundle{value}"):
+            assert importlib.import_module("scripts.networks").VALUE == value
+        assert str(tmp_path / f"bundle{value}") not in sys.path
+        assert "scripts" not in sys.modules and "scripts.networks" not in sys.modules

@@ -25,7 +25,13 @@ def add_parser(subparsers) -> None:
     )
     add_datastore(p, device=False)
     p.add_argument("--config", type=Path, help="model config JSON (model.json)")
-    p.add_argument("--weights", type=Path, help="weights file; without it the network is freshly initialised")
+    p.add_argument(
+        "--weights",
+        type=Path,
+        help="weights file; without it the network is freshly initialised. With --bundle: which of the bundle's "
+        "weights files (relative to the bundle folder, e.g. models/model_lowres.pt) instead of the one its "
+        "config names",
+    )
     p.add_argument("--from", dest="from_dir", type=Path, help="a folder written by `asfda model export`")
     p.add_argument("--strict", action="store_true", help="refuse configs that leave out result-changing keys")
     p.add_argument("--bundle", type=Path, help="a MONAI bundle folder instead of --config/--weights")
@@ -76,9 +82,12 @@ def run_import(args) -> int:
     if args.bundle:  # docs/bring-your-model.md
         from asfda.data.model_import import import_bundle
 
-        if args.from_dir or args.config or args.weights:
-            raise AsfdaError("give either --bundle or --config/--weights or --from")
-        print(import_bundle(args.datastore, args.bundle, args.reference, trust_code=args.trust_bundle_code).summary())
+        if args.from_dir or args.config:
+            raise AsfdaError("give either --bundle [--weights] or --config/--weights or --from")
+        result = import_bundle(
+            args.datastore, args.bundle, args.reference, trust_code=args.trust_bundle_code, weights=args.weights
+        )
+        print(result.summary())
         return 0
     if args.from_dir and (args.config or args.weights):
         raise AsfdaError("give either --from or --config/--weights")

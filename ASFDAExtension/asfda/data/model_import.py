@@ -52,7 +52,12 @@ TRUSTED_NOTE = "bundle code trusted (--trust-bundle-code): MONAI's parser builds
 
 
 def import_bundle(
-    datastore: Path, bundle: Path, reference: Optional[Path] = None, device: str = "cpu", trust_code: bool = False
+    datastore: Path,
+    bundle: Path,
+    reference: Optional[Path] = None,
+    device: str = "cpu",
+    trust_code: bool = False,
+    weights: Optional[Path] = None,
 ) -> ImportResult:
     """Check the bundle, its weights and the reference volumes; only then create the datastore and publish.
 
@@ -60,13 +65,19 @@ def import_bundle(
     from asfda.data.datastore import Datastore
     from asfda.models.bundle import load_bundle
 
-    spec, report = load_bundle(bundle, trust_code)
+    spec, report = load_bundle(bundle, trust_code, weights)
     config = spec.config
     details = [
         f"bundle {spec.name}: {config.network}, {config.out_channels} labels, patch {config.roi_size}, "
         f"overlap {config.sw_overlap:g}, {config.sw_mode} blending, {config.sw_padding_mode} padding; "
         f"preprocessing {' > '.join(spec.preprocessing) or 'none'}"
     ]
+    if spec.weights is not None:
+        details.append(spec.weights.line())
+    names = list(config.labels)
+    shown = ", ".join(names[:12]) + (f", ... ({len(names)} in all)" if len(names) > 12 else "")
+    details.append(f"labels {shown} (from {spec.label_source})")
+    details.extend(spec.settings)
     if config.bundle_code_trusted:
         details.append(f"{TRUSTED_NOTE}, at every load of this version and of those adapted from it")
     elif trust_code:

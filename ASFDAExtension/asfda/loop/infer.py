@@ -2,6 +2,8 @@
 
 One definition: argmax in network space, on the device, then nearest-neighbour back to the image's own
 grid (no C-channel probability map on the original grid; a linear inverse would turn a 1|3 boundary into 2).
+A bundle whose Invertd asks for interpolation (config.invert_probabilities) gets its probabilities mapped
+back with interpolation and the argmax on the image grid instead, as its own pipeline does.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from asfda.data.cases import prepared_image
 from asfda.data.datastore import Datastore, LabelTag
 from asfda.data.predictions import prediction_identity
 from asfda.models.inference import Predictor
-from asfda.models.preprocess import labels_to_original_space
+from asfda.models.preprocess import labels_to_original_space, probabilities_to_labels
 from asfda.models.store import LoadedModel
 
 __all__ = ["predict_case", "predicted_labels"]
@@ -29,6 +31,8 @@ def predicted_labels(store: Datastore, case_id: str, model: LoadedModel, predict
         an integer array with the image's shape.
     """
     image = prepared_image(store, case_id, model.config)
+    if model.config.invert_probabilities:
+        return probabilities_to_labels(image, predictor.probability_map(image), model.config).numpy()
     return labels_to_original_space(image, predictor.label_map(image), model.config).numpy()
 
 

@@ -12,7 +12,10 @@ from monai.inferers import SlidingWindowInferer
 from torch import nn
 
 from asfda.models.bundle_build import build, network_node, stored_network
+from asfda.models.bundle_code import importable, referenced_files
 from asfda.models.bundle_failures import whole_cause
+from asfda.models.bundle_labels import bundle_labels
+from asfda.models.bundle_postprocessing import bundle_settings
 from asfda.models.bundle_safety import (
     RawBundle,
     UnsupportedBundle,
@@ -24,32 +27,13 @@ from asfda.models.bundle_transforms import (
     bundle_parser,
     bundle_preprocessing,
     checked_preprocessing,
-    enabled,
     step_name,
     stored_preprocessing,
-    transform_list,
 )
+from asfda.models.bundle_weights import BundleWeights, choose_weights
 from asfda.models.config import BUNDLE_FOLDER, IntensityConfig, ModelConfig
 from asfda.models.weights import LoadReport, load_weights
 
-WEIGHTS = Path("models") / "model.pt"
-# Post-processing steps asfda reproduces itself (softmax, argmax, inverse of the preprocessing, saving) or that
-# change nothing a label map depends on.
-_POSTPROCESSING_UNDERSTOOD = {
-    "Activations",
-    "AsDiscrete",
-    "Invert",
-    "SaveImage",
-    "EnsureType",
-    "ToTensor",
-    "ToNumpy",
-    "ToDevice",
-    "CopyItems",
-    "DeleteItems",
-    "SqueezeDim",
-    "CastToType",
-    "Identity",
-}
 _NNUNET_MARKERS = ("plans.json", "nnUNetPlans.json", "dataset_fingerprint.json")
 
 
@@ -60,6 +44,9 @@ class BundleSpec:
     preprocessing: List[str] = field(default_factory=list)
     name: str = ""
     monai_version: str = ""  # the MONAI version the bundle says it was written for, when it says
+    weights: Optional[BundleWeights] = None  # the weights file chosen (--weights, the config's, or the default)
+    label_source: str = ""  # which metadata keys named the labels
+    settings: List[str] = field(default_factory=list)  # honoured / changed / dropped, each with its reason
 
 
 def _refuse_other_layouts(folder: Path) -> None:
@@ -76,13 +63,6 @@ def _refuse_other_layouts(folder: Path) -> None:
             "with the output channel_def, models/model.pt as a state dict) and import that with --bundle"
         )
     RawBundle.read(folder)  # JSON or YAML configs present and readable
-    if not (folder / WEIGHTS).exists():
-        if (folder / "models" / "model.ts").exists():
-            raise UnsupportedBundle(
-                f"{folder}: only a TorchScript models/model.ts; asfda fine-tunes the network, so it needs the "
-                "state dict models/model.pt"
-            )
-        raise UnsupportedBundle(f"{folder}: missing {WEIGHTS}")
 
 
 def _single(entries: Any, what: str) -> Dict[str, Any]:
@@ -91,50 +71,6 @@ def _single(entries: Any, what: str) -> Dict[str, Any]:
     if len(entries) != 1:
         raise UnsupportedBundle(f"the bundle has {len(entries)} {what} ({', '.join(entries)}); asfda needs one")
     return next(iter(entries.values()))
-
-
-def _labels(output: Dict[str, Any]) -> Dict[str, int]:
-    channels = int(output.get("num_channels", 0))
-    channel_def = {int(k): str(v) for k, v in (output.get("channel_def") or {}).items()}
-    if channels < 2:
-        raise UnsupportedBundle(
-            f"the bundle's output has {channels} channel(s); asfda needs one softmax channel per label, "
-            "background included"
-        )
-    labels: Dict[str, int] = {}
-    for value in range(channels):
-        name = channel_def.get(value, "background" if value == 0 else f"label_{value}")
-        labels[name if name not in labels else f"{name}_{value}"] = value
-    return labels
-
-
-def _check_postprocessing(raw: RawBundle) -> None:
-    """Read as written (never built): asfda only needs each step's name and a few flags."""
-    node = raw.section("postprocessing")
-    if node is None:
-        return
-    if isinstance(node, dict):
-        node = {**node, "transforms": raw.follow(node.get("transforms"), "postprocessing.transforms")}
-    for item in enabled([raw.follow(item, "postprocessing") for item in transform_list(node, "postprocessing")]):
-        name = step_name(item)
-        args = item if isinstance(item, dict) else {}
-        if name == "Activations" and _truthy(args.get("sigmoid")):
-            raise UnsupportedBundle(
-                "the bundle's outputs are sigmoid (multi-label); asfda needs mutually exclusive softmax labels"
-            )
-        if name == "AsDiscrete" and (args.get("threshold") is not None or _truthy(args.get("threshold_values"))):
-            raise UnsupportedBundle(
-                "the bundle thresholds its outputs (multi-label); asfda needs mutually exclusive softmax labels"
-            )
-        if name not in _POSTPROCESSING_UNDERSTOOD:
-            raise UnsupportedBundle(
-                f"post-processing step {name} cannot be reproduced or inverted by asfda; remove it from the bundle's "
-                "postprocessing (asfda applies softmax, argmax and the inverse of the preprocessing itself)"
-            )
-
-
-def _truthy(value: Any) -> bool:
-    return value is True or (isinstance(value, str) and value.strip().lower() in ("true", "1"))
 
 
 def _check_inferer_name(raw: RawBundle) -> None:
@@ -178,7 +114,8 @@ def _parsed_network(bundle_root: Path) -> nn.Module:
     if "network_def" not in parser:
         raise UnsupportedBundle("the bundle's inference config has no 'network_def'")
     try:
-        return _as_module(parser.get_parsed_content("network_def"))
+        with importable(bundle_root):
+            return _as_module(parser.get_parsed_content("network_def"))
     except UnsupportedBundle:
         raise
     except Exception as exc:
@@ -250,7 +187,7 @@ def _checked_or_trusted(raw: RawBundle, trust_code: bool) -> Optional[Dict[str, 
         return None
 
 
-def read_bundle(folder: Path, trust_code: bool = False) -> BundleSpec:
+def read_bundle(folder: Path, trust_code: bool = False, weights: Optional[Path] = None) -> BundleSpec:
     """Everything asfda needs from a bundle, checked; the weights are loaded separately (load_bundle).
 
     Nothing of the bundle runs unless `trust_code` is set and its configs ask for code: the sections asfda
@@ -258,21 +195,27 @@ def read_bundle(folder: Path, trust_code: bool = False) -> BundleSpec:
     folder = Path(folder).resolve()
     _refuse_other_layouts(folder)
     raw = RawBundle.read(folder)
+    chosen_weights = choose_weights(raw, weights, trust_code)
     meta = raw.config["_meta_"]
     formats = meta.get("network_data_format", {}) if isinstance(meta, dict) else {}
     image = _single(formats.get("inputs"), "inputs")
     channels = int(image.get("num_channels", 1))
     if channels != 1:
         raise UnsupportedBundle(f"the bundle takes {channels} input channels; asfda feeds one image per case")
-    labels = _labels(_single(formats.get("outputs"), "outputs"))
-    _check_postprocessing(raw)
+    labels, label_source = bundle_labels(_single(formats.get("outputs"), "outputs"), meta)
+    settings = bundle_settings(raw)
     _check_inferer_name(raw)
     checked = _checked_or_trusted(raw, trust_code)
-    stored: Dict[str, Any] = {"bundle_code_trusted": checked is None}
+    stored: Dict[str, Any] = {
+        "bundle_code_trusted": checked is None,
+        "bundle_files": referenced_files(raw, chosen_weights.files()),
+        "invert_probabilities": settings.invert_probabilities,
+    }
     if checked is None:
         network = _parsed_network(folder)
         try:
-            inferer = bundle_parser(folder).get_parsed_content("inferer")
+            with importable(folder):
+                inferer = bundle_parser(folder).get_parsed_content("inferer")
         except Exception as exc:
             raise UnsupportedBundle(f"the bundle's inferer cannot be built: {whole_cause(exc)}") from exc
     else:
@@ -295,11 +238,15 @@ def read_bundle(folder: Path, trust_code: bool = False) -> BundleSpec:
     _check_output_channels(network, config)
     name = str(meta.get("name", folder.name)) if isinstance(meta, dict) else folder.name
     version = str(meta.get("monai_version", "")) if isinstance(meta, dict) else ""
-    return BundleSpec(config, network, steps, name, version)
+    return BundleSpec(config, network, steps, name, version, chosen_weights, label_source, settings.notes)
 
 
-def load_bundle(folder: Path, trust_code: bool = False) -> Tuple[BundleSpec, LoadReport]:
-    """Read and check a bundle, then load models/model.pt strictly (missing/unexpected/shape report)."""
-    spec = read_bundle(folder, trust_code)
-    report = load_weights(spec.network, Path(folder) / WEIGHTS)
+def load_bundle(
+    folder: Path, trust_code: bool = False, weights: Optional[Path] = None
+) -> Tuple[BundleSpec, LoadReport]:
+    """Read and check a bundle, then load its weights file (asfda.models.bundle_weights) strictly
+    (missing/unexpected/shape report)."""
+    spec = read_bundle(folder, trust_code, weights)
+    assert spec.weights is not None  # read_bundle always chooses one
+    report = load_weights(spec.network, spec.weights.path)
     return spec, report

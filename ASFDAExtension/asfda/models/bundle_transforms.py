@@ -16,6 +16,7 @@ from monai.bundle import ConfigParser
 from monai.transforms import Compose, EnsureChannelFirst, InvertibleTransform, MapTransform, Randomizable
 
 from asfda.models.bundle_build import build
+from asfda.models.bundle_code import importable
 from asfda.models.bundle_failures import whole_cause
 from asfda.models.bundle_safety import RawBundle, UnsupportedBundle, checked_value, config_file, resolve_target
 from asfda.models.config import ModelConfig
@@ -36,6 +37,13 @@ SKIPPED_STEPS = {
 # Deterministic, content-independent geometry steps that MONAI can invert and that apply to a label map too.
 SPATIAL_STEPS = {"Orientation", "Spacing", "SpatialPad", "DivisiblePad", "CenterSpatialCrop", "Resize"}
 _INTENSITY_MODULE = "monai.transforms.intensity"
+# Spatial steps whose geometry follows the image's content: the same box cannot be replayed on a label map
+# alone, which asfda brings into the network's space on its own. Sliding-window inference covers the whole
+# volume, so removing the crop changes only where the network looks, not what it can see.
+_CONTENT_DEPENDENT = {
+    name: ": its box follows the image's content, which asfda cannot replay on a label map alone"
+    for name in ("CropForeground", "SpatialCropForeground", "RandCropByPosNegLabel")
+}
 _DICT_SUFFIXES = ("Dict", "d", "D")
 
 
@@ -158,9 +166,12 @@ def _assemble(built: List[Tuple[str, Any]], key: str) -> BundlePreprocessing:
         elif type(step).__module__.startswith(_INTENSITY_MODULE):
             intensity.append(_as_array_step(step, name, key))
         else:
+            written = f"{name}d" if isinstance(step, MapTransform) else name
+            why = _CONTENT_DEPENDENT.get(name, "")
             raise UnsupportedBundle(
-                f"preprocessing step {name} is not supported (asfda replays {', '.join(sorted(SPATIAL_STEPS))} "
-                "and intensity steps, and loads and types volumes itself)"
+                f"preprocessing step {name} is not supported{why} (asfda replays "
+                f"{', '.join(sorted(SPATIAL_STEPS))} and intensity steps, and loads and types volumes itself); "
+                f"remove {written} from the bundle's preprocessing"
             )
     return BundlePreprocessing(Compose(spatial), Compose(intensity), key, [name for name, _ in built])
 
@@ -210,7 +221,10 @@ def trusted_preprocessing(bundle_root: Path, label: bool = False) -> BundlePrepr
             continue
         if label and name in SPATIAL_STEPS and isinstance(transforms[i], dict):
             parser[f"{list_id}#{i}"] = _with_nearest(transforms[i])
-        built.append((name, _built_quietly(lambda i=i: parser.get_parsed_content(f"{list_id}#{i}", lazy=False), name)))
+        with importable(bundle_root):  # a step may be one of the bundle's own scripts/ classes
+            built.append(
+                (name, _built_quietly(lambda i=i: parser.get_parsed_content(f"{list_id}#{i}", lazy=False), name))
+            )
     return _assemble(built, key)
 
 

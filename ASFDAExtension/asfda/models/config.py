@@ -56,6 +56,13 @@ class ModelConfig:
     bundle_preprocessing: Optional[Dict[str, Any]] = None
     # Imported with --trust-bundle-code: MONAI's parser builds the bundle, evaluating its expressions.
     bundle_code_trusted: bool = False
+    # Files and folders of the bundle besides configs/ that a version keeps (relative to its bundle folder): the
+    # bundle's scripts/ package and every file its configs reference (e.g. DiNTS's models/search_code_*.pt).
+    bundle_files: List[str] = field(default_factory=list)
+    # How predictions go back to the image grid: False, argmax in network space then nearest neighbour (one
+    # class-id map, no C-channel map on the original grid); True, the softmax probabilities are mapped back with
+    # the preprocessing's own interpolation and the argmax taken there, as a bundle's Invertd(nearest_interp=false).
+    invert_probabilities: bool = False
 
     # Where `bundle` resolves on disk: set by `load` (next to config.json) or by the bundle importer.
     # Not a dataclass field, so it is never written to config.json.
@@ -83,6 +90,10 @@ class ModelConfig:
             raise ConfigError(f"sw_mode {self.sw_mode!r} is not one of {', '.join(BLEND_MODES)}")
         if self.sw_padding_mode not in PADDING_MODES:
             raise ConfigError(f"sw_padding_mode {self.sw_padding_mode!r} is not one of {', '.join(PADDING_MODES)}")
+        for name in self.bundle_files:
+            parts = Path(name).parts
+            if not isinstance(name, str) or not parts or Path(name).is_absolute() or ".." in parts:
+                raise ConfigError(f"bundle_files entry {name!r} is not a path inside the bundle folder")
         self.intensity.validate()
         return self
 

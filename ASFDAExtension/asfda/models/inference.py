@@ -185,6 +185,11 @@ class Predictor:
         return result
 
     @torch.no_grad()
+    def probability_map(self, image: torch.Tensor) -> torch.Tensor:
+        """(C, X, Y, Z) float32 softmax probabilities in network space, on the CPU (no features collected)."""
+        return torch.softmax(self._logits(image), dim=0).cpu()
+
+    @torch.no_grad()
     def label_map(self, image: torch.Tensor) -> torch.Tensor:
         """(X, Y, Z) uint8 class ids in network space; the argmax runs on the device, only ids come back."""
         return predicted_class(self._logits(image)).to(torch.uint8).cpu()

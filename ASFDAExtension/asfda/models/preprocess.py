@@ -84,3 +84,25 @@ def labels_to_original_space(prepared: MetaTensor, labels: torch.Tensor, config:
     image was bilinear, which would invent ids between neighbouring classes (1 | 3 -> 2 on the border)."""
     restored = spatial_transforms(config, label=True).inverse(_carrier(prepared, labels[None], "nearest"))
     return torch.as_tensor(restored)[0].round().to(torch.uint8)
+
+
+def probabilities_to_labels(
+    prepared: MetaTensor, probs: torch.Tensor, config: ModelConfig, chunk: int = 8
+) -> torch.Tensor:
+    """(X, Y, Z) uint8 class ids on the original grid from (C, X', Y', Z') probabilities: each channel mapped back
+    with the interpolation its preprocessing recorded, then the argmax. The inverse resamples each channel on its
+    own, so `chunk` channels at a time with a running maximum gives the same ids (first maximum wins, as argmax)
+    while holding two grids plus `chunk` channels instead of all C on the original grid."""
+    best_value: torch.Tensor = torch.empty(0)
+    best_class: torch.Tensor = torch.empty(0)
+    for start in range(0, probs.shape[0], chunk):
+        restored = torch.as_tensor(to_original_space(prepared, probs[start : start + chunk], config))
+        value, index = restored.max(dim=0)
+        index = index.to(torch.uint8) + start
+        if start == 0:
+            best_value, best_class = value, index
+        else:
+            better = value > best_value
+            best_value = torch.where(better, value, best_value)
+            best_class = torch.where(better, index, best_class)
+    return best_class

@@ -261,6 +261,13 @@ class ModelStore:
                 if config.bundle_root is None:
                     raise ValueError("a bundle model config needs bundle_root to publish its configs")
                 shutil.copytree(Path(config.bundle_root) / "configs", staging / BUNDLE_FOLDER / "configs")
+                for name in config.bundle_files:  # scripts/ and referenced files: loads need no original folder
+                    source, target = Path(config.bundle_root) / name, staging / BUNDLE_FOLDER / name
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    if source.is_dir():
+                        shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__"))
+                    else:
+                        shutil.copyfile(source, target)
                 config = copy.copy(config)
                 config.bundle = BUNDLE_FOLDER
             config.save(staging / "config.json")
