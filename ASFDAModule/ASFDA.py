@@ -18,6 +18,7 @@ from ASFDALib.edits import EditTracker, SegmentationEditWatcher
 from ASFDALib.machine_settings import DEVICES, MachineSettings
 from ASFDALib.model_versions import versionLabel
 from ASFDALib.poller import CachedPoller, TaskRunner, tickIntervalMs, yieldToBackgroundThreads
+from ASFDALib.sparse_view import SparseSlicesMixin
 from ASFDALib.worker_connection import WorkerConnectionMixin
 from ASFDALib.worklist import COLUMNS, SORT_KEYS, JobProgress, JobState, Worklist, unfinishedJobs
 from ASFDALib.worklist_table import CellView, RowView, WorklistTable
@@ -80,7 +81,7 @@ class ASFDAParameterNode:
     currentSegmentation: slicer.vtkMRMLSegmentationNode
 
 
-class ASFDAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
+class ASFDAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin, SparseSlicesMixin):
     def __init__(self, parent=None):
         ScriptedLoadableModuleWidget.__init__(self, parent)
         VTKObservationMixin.__init__(self)
@@ -133,6 +134,7 @@ class ASFDAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.adaptButton.clicked.connect(self.onAdapt)
         self.ui.cancelJobButton.clicked.connect(self.onCancelJob)
         self.ui.activateModelButton.clicked.connect(self.onActivateModel)
+        self.setupSparseSlices()  # Next slice and the requested-slices label: ASFDALib/sparse_view.py
 
         editor = self.ui.segmentEditorWidget
         editor.setMRMLScene(slicer.mrmlScene)
@@ -376,6 +378,7 @@ class ASFDAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 datastore=info.get("datastore", "?"),
                 version=self.logic.worklist.activeModelVersion or info.get("active_model_version") or "none")
         self.ui.workerStatusLabel.text = status
+        self.refreshSparseSlices()
         p = self._parameterNode
         caseOpen = bool(p and p.currentCaseId and p.currentSegmentation)
         jobRunning = any(jobId not in (None, PENDING) for jobId in (self.rankJobId, self.adaptJobId))
@@ -650,6 +653,7 @@ class ASFDAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 self.ui.caseStatusLabel.text = _("{case}: prediction of model {version}. Correct it, then "
                                                  "submit.").format(case=files["caseId"],
                                                                    version=files.get("modelVersion") or "?")
+            self.openSparseCase(files["caseId"])
             self.renderWorklist()
 
     def onSubmitLabel(self):
@@ -668,6 +672,9 @@ class ASFDAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                     return
                 label = self.logic.snapshotLabel(p.currentSegmentation, p.currentVolume, p.currentCaseId,
                                                  allowEmpty=True)
+            label = self.sparseLabelToSubmit(label, p.currentCaseId)
+            if label is None:
+                return
             client, caseId = self.logic.client, p.currentCaseId
             self.ui.caseStatusLabel.text = _("Uploading the label of {case}...").format(case=caseId)
             self.runInBackground(lambda: self.logic.uploadLabel(client, caseId, label, send=self.lease.submit),

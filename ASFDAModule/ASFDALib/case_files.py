@@ -99,13 +99,17 @@ class CaseFilesMixin:
 
     def uploadLabel(self, client, caseId, label, send=None):
         """Write (a ``PendingLabel``) and send a label (background thread); its file goes, sent or not.
-        ``send(client, caseId, path)``: how to send it (the case lease's, naming the opened revision)."""
+        ``send(client, caseId, path[, maskPath])``: how to send it (the case lease's, naming the opened revision);
+        a sparse label (sparse_slices.PendingSparseLabel) writes its mask beside it and sends it too."""
         path = label.path if isinstance(label, label_export.PendingLabel) else label
+        maskPath = getattr(label, "maskPath", "") or None
         try:
             if isinstance(label, label_export.PendingLabel):
                 label.finish()
             if send is not None:
-                return send(client, caseId, path)
+                return send(client, caseId, path, maskPath) if maskPath else send(client, caseId, path)
+            if maskPath:
+                return client.uploadLabel(caseId, path, maskPath=maskPath)
             return client.uploadLabel(caseId, path)
         finally:
             removeSubfolder(self.workDir, os.path.dirname(path))

@@ -180,14 +180,17 @@ class CaseLease:
             self.labelChange = f"{now} by {reply.get('revision_author') or 'someone else'}"
         return None
 
-    def submit(self, client, caseId, path):
+    def submit(self, client, caseId, path, maskPath=None):
         """Upload the open case's label naming the revision it was opened from (background thread).
 
         A 409 (the case changed, or another annotator holds it) becomes a WorkerError whose message says
         who changed it and that nothing was overwritten."""
         openedCase, revision = self.openedLabel
         try:
-            return client.uploadLabel(caseId, path, revision=revision if openedCase == caseId else None)
+            revision = revision if openedCase == caseId else None
+            if maskPath:  # a sparse label's mask of annotated voxels
+                return client.uploadLabel(caseId, path, revision=revision, maskPath=maskPath)
+            return client.uploadLabel(caseId, path, revision=revision)
         except WorkerError as error:
             if error.status == 409:
                 raise WorkerError(conflictMessage(caseId, error), status=409) from None

@@ -1,0 +1,160 @@
+"""Sparse annotation in the module: which requested slices are done, where the next one is, the mask to send.
+
+A sparse rank asks for a few slices of a case (``requested_slices``: an IJK axis of the image and indices
+along it, docs/worker.md "Sparse annotation"). The case opens with the model's prediction painted on every
+slice, so a requested slice holding foreground is not yet the clinician's work: a requested slice is done
+when the clinician changed it from what the case opened with, or accepted it as shown (Next slice leaves
+the slice it showed accepted: a correct prediction needs no stroke). The label sent keeps the done slices
+only and the mask marks them whole, background included, because the worker refuses foreground outside
+the mask and annotated background teaches the model as much as the organ does.
+
+Arrays here are in Slicer's numpy order (k, j, i): IJK axis ``a`` is numpy axis ``2 - a``.
+"""
+
+import os
+from dataclasses import dataclass, field
+from typing import Dict, Iterable, List, Optional, Sequence, Set, Tuple
+
+import numpy as np
+
+from .case_reading import VolumeArray, writeRawNrrd
+from .label_export import PendingLabel, composeLabel
+
+# The three slice views by name, as Slicer's default layout calls them.
+SLICE_VIEWS = ("Red", "Yellow", "Green")
+
+
+def numpyAxis(axis: int) -> int:
+    return 2 - axis
+
+
+@dataclass(frozen=True)
+class SliceRequest:
+    axis: int  # the image's IJK axis the slices are taken across
+    indices: Tuple[int, ...]  # ascending, distinct
+
+    @classmethod
+    def fromReply(cls, requested: Optional[dict]) -> Optional["SliceRequest"]:
+        """A worklist row's ``requested_slices``; None for a whole-volume pick. ValueError when malformed."""
+        if not requested:
+            return None
+        axis, indices = requested.get("axis"), requested.get("indices")
+        if axis not in (0, 1, 2) or not isinstance(indices, (list, tuple)) or not indices:
+            raise ValueError(f"The worker's requested slices are malformed: {requested!r}")
+        if not all(isinstance(i, int) and i >= 0 for i in indices):
+            raise ValueError(f"The worker's requested slice indices are not slice numbers: {indices!r}")
+        return cls(int(axis), tuple(sorted(set(indices))))
+
+    def checkFits(self, shape: Sequence[int]) -> None:
+        """ValueError (one line) when an index lies outside the volume of numpy ``shape`` (k, j, i)."""
+        count = shape[numpyAxis(self.axis)]
+        outside = [i for i in self.indices if i >= count]
+        if outside:
+            raise ValueError(f"Requested slice {outside[0]} lies outside the volume's {count} slices along "
+                             f"axis {self.axis}: rank again")
+
+
+def sliceOf(voxels: np.ndarray, axis: int, index: int) -> np.ndarray:
+    return np.take(voxels, index, axis=numpyAxis(axis))
+
+
+def editedSlices(current: np.ndarray, opened: np.ndarray, request: SliceRequest) -> List[int]:
+    """Requested slices whose voxels differ from what the case opened with."""
+    return [i for i in request.indices
+            if not np.array_equal(sliceOf(current, request.axis, i), sliceOf(opened, request.axis, i))]
+
+
+def doneSlices(current: np.ndarray, opened: np.ndarray, request: SliceRequest,
+               accepted: Iterable[int] = ()) -> List[int]:
+    """Requested slices edited or accepted, ascending."""
+    done = set(editedSlices(current, opened, request)) | (set(accepted) & set(request.indices))
+    return sorted(done)
+
+
+def nextRequestedSlice(request: SliceRequest, after: Optional[int]) -> int:
+    """The first requested slice after ``after`` (None: before the first), wrapping round to the first."""
+    if after is None:
+        return request.indices[0]
+    return next((i for i in request.indices if i > after), request.indices[0])
+
+
+def annotatedMask(shape: Sequence[int], request: SliceRequest, done: Iterable[int]) -> np.ndarray:
+    """uint8 (k, j, i): 1 on each done slice, whole, background included; 0 elsewhere."""
+    mask = np.zeros(tuple(shape), np.uint8)
+    view = np.moveaxis(mask, numpyAxis(request.axis), 0)  # a view: writes land in ``mask``
+    for index in done:
+        view[index] = 1
+    return mask
+
+
+def sliceCenterRas(ijkToRas, shape: Sequence[int], axis: int, index: int) -> Tuple[float, float, float]:
+    """RAS of the centre of slice ``index`` across IJK ``axis`` of a volume of numpy ``shape`` (k, j, i)."""
+    k, j, i = shape
+    ijk = [(i - 1) / 2.0, (j - 1) / 2.0, (k - 1) / 2.0, 1.0]
+    ijk[axis] = float(index)
+    ras = np.asarray(ijkToRas, dtype=float) @ np.array(ijk)
+    return float(ras[0]), float(ras[1]), float(ras[2])
+
+
+def viewForAxis(ijkToRas, axis: int, normals: Dict[str, Sequence[float]]) -> Optional[str]:
+    """The view whose slice normal (RAS) is most nearly the IJK axis' direction: it shows those slices whole."""
+    direction = np.asarray(ijkToRas, dtype=float)[:3, axis]
+    best, bestScore = None, 0.0
+    for name, normal in normals.items():
+        n = np.asarray(normal, dtype=float)
+        length = np.linalg.norm(n) * np.linalg.norm(direction)
+        score = abs(float(n @ direction)) / length if length else 0.0
+        if score > bestScore + 1e-9:
+            best, bestScore = name, score
+    return best
+
+
+def progressText(request: SliceRequest, done: Sequence[int]) -> str:
+    """"requested slices: 2 of 4 done (axis 2: 3 done, 7, 12 done, 15)"."""
+    doneSet = set(done)
+    marks = ", ".join(f"{i} done" if i in doneSet else str(i) for i in request.indices)
+    return (f"requested slices: {len(doneSet & set(request.indices))} of {len(request.indices)} done "
+            f"(axis {request.axis}: {marks})")
+
+
+@dataclass
+class SparseCase:
+    """The open case's slice request and what the clinician did to it (GUI thread)."""
+
+    request: SliceRequest
+    opened: np.ndarray  # the label the case opened with, (k, j, i)
+    accepted: Set[int] = field(default_factory=set)
+    shown: Optional[int] = None  # the requested slice Next slice last jumped to
+    done: List[int] = field(default_factory=list)
+
+    def update(self, current: np.ndarray) -> List[int]:
+        self.done = doneSlices(current, self.opened, self.request, self.accepted)
+        return self.done
+
+    def advance(self) -> int:
+        """Accept the slice shown and return the next requested one (now shown)."""
+        if self.shown is not None:
+            self.accepted.add(self.shown)
+        self.shown = nextRequestedSlice(self.request, self.shown)
+        return self.shown
+
+    def text(self) -> str:
+        return progressText(self.request, self.done)
+
+
+@dataclass
+class PendingSparseLabel(PendingLabel):
+    """A sparse label to upload: the done slices of the label and their mask, written beside it by ``finish``."""
+
+    mask: Optional[np.ndarray] = None  # uint8 (k, j, i)
+    maskPath: str = ""
+
+    def finish(self) -> str:
+        if self.snapshot is not None:
+            os.makedirs(os.path.dirname(self.path), exist_ok=True)
+            label = composeLabel(self.snapshot)
+            label[self.mask == 0] = 0  # the worker refuses foreground outside the annotated region
+            writeRawNrrd(VolumeArray(label, self.snapshot.ijkToRas), self.path, compress=True)
+            writeRawNrrd(VolumeArray(self.mask, self.snapshot.ijkToRas), self.maskPath, compress=True)
+            self.snapshot = None
+        return self.path

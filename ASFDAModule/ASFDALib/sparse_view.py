@@ -1,0 +1,153 @@
+"""The widget's sparse-annotation half: the requested-slices label, Next slice, and the masked submit.
+
+A mixin of ``ASFDAWidget`` (which provides ``ui``, ``logic`` and ``_parameterNode``), kept apart so ASFDA.py
+stays a thin module file; the rules themselves are in sparse_slices.py. Done marks are recomputed from the
+segmentation at most once a second while the clinician paints, and only when a segment's source
+representation changed: a composed copy of a CT label costs a fraction of a second of the GUI thread.
+"""
+
+import time
+
+from . import label_export
+from .sparse_slices import SLICE_VIEWS, PendingSparseLabel, SliceRequest, SparseCase, annotatedMask, \
+    sliceCenterRas, viewForAxis
+
+REFRESH_INTERVAL_S = 1.0
+
+
+def _tr(text):
+    try:
+        from slicer.i18n import tr
+    except ImportError:  # Slicer < 5.4
+        return text
+    return tr(text)
+
+
+def _matrix(vtkMatrix):
+    return [[vtkMatrix.GetElement(r, c) for c in range(4)] for r in range(4)]
+
+
+class SparseSlicesMixin:
+    sparse = None  # SparseCase of the open case, None for a whole-volume case
+    _sparseTimes = None
+    _sparseRefreshedAt = 0.0
+
+    def setupSparseSlices(self):
+        self.ui.nextSliceButton.clicked.connect(self.onNextSlice)
+        self.showSparseSlices(None)
+
+    def showSparseSlices(self, text):
+        """``text`` in the requested-slices label, both widgets hidden for a whole-volume case (None)."""
+        for widget in (self.ui.nextSliceButton, self.ui.sparseSlicesLabel):
+            widget.visible = text is not None
+        self.ui.sparseSlicesLabel.text = text or ""
+
+    def currentLabelArray(self):
+        """The open case's segmentation as a (k, j, i) label; raises SnapshotUnavailable for unusual ones."""
+        p = self._parameterNode
+        return label_export.composeLabel(
+            label_export.takeSnapshot(p.currentSegmentation, p.currentVolume, self.logic.labels))
+
+    def openSparseCase(self, caseId):
+        """After a case loaded: track its requested slices, if the worklist row has any."""
+        row = self.logic.worklist.row(caseId)
+        request = SliceRequest.fromReply(row.requestedSlices if row is not None else None)
+        self.sparse = self._sparseTimes = None
+        if request is None:
+            self.showSparseSlices(None)
+            return
+        try:
+            opened = self.currentLabelArray()
+        except label_export.SnapshotUnavailable as reason:
+            self.showSparseSlices(_tr("requested slices along axis {axis}: {indices} (not tracked: {reason}; "
+                                      "Submit sends the whole segmentation)").format(
+                axis=request.axis, indices=", ".join(map(str, request.indices)), reason=reason))
+            return
+        request.checkFits(opened.shape)
+        self.sparse = SparseCase(request, opened)
+        self.refreshSparseSlices(force=True)
+
+    def _segmentTimes(self):
+        segmentation = self._parameterNode.currentSegmentation.GetSegmentation()
+        name = segmentation.GetSourceRepresentationName()
+        times = []
+        for i in range(segmentation.GetNumberOfSegments()):
+            representation = segmentation.GetNthSegment(i).GetRepresentation(name)
+            times.append(representation.GetMTime() if representation is not None else 0)
+        return times
+
+    def refreshSparseSlices(self, force=False):
+        """Recompute the done marks when the segmentation changed (throttled unless ``force``)."""
+        if self.sparse is None or self._parameterNode is None or self._parameterNode.currentSegmentation is None:
+            return
+        now = time.monotonic()
+        if not force and now - self._sparseRefreshedAt < REFRESH_INTERVAL_S:
+            return
+        times = self._segmentTimes()
+        if force or times != self._sparseTimes:
+            self.sparse.update(self.currentLabelArray())
+            self._sparseTimes = times
+        self._sparseRefreshedAt = now
+        self.showSparseSlices(self.sparse.text())
+
+    def onNextSlice(self):
+        import slicer
+
+        with slicer.util.tryWithErrorDisplay(_tr("Failed to show the next requested slice."), waitCursor=True):
+            if self.sparse is None:
+                return
+            index = self.sparse.advance()
+            self.refreshSparseSlices(force=True)
+            view = self.jumpToRequestedSlice(index)
+            where = (_tr("slice {index} shown in the {view} view").format(index=index, view=view) if view else
+                     _tr("no slice view to show slice {index}").format(index=index))
+            self.showSparseSlices(f"{self.sparse.text()}; {where}")
+
+    def jumpToRequestedSlice(self, index):
+        """Move the slice view that shows the request's slices whole onto slice ``index``; its name, or None."""
+        import slicer
+        import vtk
+
+        volume = self._parameterNode.currentVolume
+        ijkToRas = vtk.vtkMatrix4x4()
+        volume.GetIJKToRASMatrix(ijkToRas)
+        ijkToRas = _matrix(ijkToRas)
+        i, j, k = volume.GetImageData().GetDimensions()
+        sliceNodes = {}
+        scene = slicer.mrmlScene
+        for n in range(scene.GetNumberOfNodesByClass("vtkMRMLSliceNode")):
+            node = scene.GetNthNodeByClass(n, "vtkMRMLSliceNode")
+            if node.GetLayoutName() in SLICE_VIEWS:
+                sliceNodes[node.GetLayoutName()] = node
+        normals = {name: [node.GetSliceToRAS().GetElement(r, 2) for r in range(3)]
+                   for name, node in sliceNodes.items()}
+        view = viewForAxis(ijkToRas, self.sparse.request.axis, normals)
+        if view is None:
+            return None
+        sliceNodes[view].JumpSliceByOffsetting(*sliceCenterRas(ijkToRas, (k, j, i), self.sparse.request.axis,
+                                                                index))
+        return view
+
+    def sparseLabelToSubmit(self, label, caseId):
+        """The label Submit sends: the done slices with their mask for a sparse case; None when cancelled.
+
+        No done slice: the clinician may have corrected the whole volume, so it goes whole, after asking.
+        """
+        import slicer
+
+        if self.sparse is None:
+            return label
+        self.refreshSparseSlices(force=True)
+        if not self.sparse.done:
+            if slicer.util.confirmOkCancelDisplay(_tr(
+                    "None of the {count} requested slices of {case} is done (edited, or accepted with Next "
+                    "slice). Submit the whole segmentation as a fully annotated label?").format(
+                    count=len(self.sparse.request.indices), case=caseId)):
+                return label
+            return None
+        if label.snapshot is None:  # Slicer's own export ran: its file cannot be cut to the done slices
+            raise ValueError("This segmentation cannot be sent as requested slices (a transform, or not edited "
+                             "as a labelmap); remove the transform and submit again")
+        mask = annotatedMask(self.sparse.opened.shape, self.sparse.request, self.sparse.done)
+        maskPath = label.path[: -len("-label.nrrd")] + "-mask.nrrd"
+        return PendingSparseLabel(label.path, label.snapshot, mask, maskPath)

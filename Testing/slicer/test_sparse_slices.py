@@ -1,0 +1,109 @@
+"""Sparse annotation rules of the module (ASFDALib/sparse_slices.py): done slices, next slice, mask, jump point."""
+
+import numpy as np
+import pytest
+from ASFDALib.label_export import LabelSnapshot
+from ASFDALib.sparse_slices import (
+    PendingSparseLabel,
+    SliceRequest,
+    SparseCase,
+    annotatedMask,
+    doneSlices,
+    nextRequestedSlice,
+    progressText,
+    sliceCenterRas,
+    viewForAxis,
+)
+
+SHAPE = (6, 5, 4)  # (k, j, i)
+
+
+def test_request_from_reply_sorts_and_rejects_malformed():
+    assert SliceRequest.fromReply(None) is None
+    assert SliceRequest.fromReply({"axis": 2, "indices": [4, 1, 4], "rule": "even"}) == SliceRequest(2, (1, 4))
+    for bad in ({"axis": 3, "indices": [1]}, {"axis": 0, "indices": []}, {"axis": 0, "indices": [-1]},
+                {"axis": 1, "indices": ["2"]}):
+        with pytest.raises(ValueError, match="requested slice"):
+            SliceRequest.fromReply(bad)
+
+
+def test_request_outside_the_volume_is_one_line():
+    SliceRequest(2, (0, 5)).checkFits(SHAPE)
+    with pytest.raises(ValueError, match=r"^Requested slice 6 lies outside the volume's 6 slices along axis 2"):
+        SliceRequest(2, (1, 6)).checkFits(SHAPE)
+    with pytest.raises(ValueError, match="4 slices along axis 0"):
+        SliceRequest(0, (4,)).checkFits(SHAPE)
+
+
+@pytest.mark.parametrize("axis", [0, 1, 2])
+def test_done_is_edited_or_accepted_not_prefilled(axis):
+    opened = np.zeros(SHAPE, np.uint8)
+    opened[...] = 1  # the prediction covers every slice: not the clinician's work
+    request = SliceRequest(axis, (0, 2, 3))
+    current = opened.copy()
+    np.moveaxis(current, 2 - axis, 0)[2][0, 0] = 0  # one voxel erased on IJK slice 2 of `axis`
+    np.moveaxis(current, 2 - axis, 0)[1][0, 0] = 0  # an edit off the request does not count
+    assert doneSlices(opened, opened, request) == []
+    assert doneSlices(current, opened, request) == [2]
+    assert doneSlices(current, opened, request, accepted={3, 1}) == [2, 3]
+
+
+def test_next_requested_slice_wraps():
+    request = SliceRequest(1, (2, 5, 9))
+    assert [nextRequestedSlice(request, a) for a in (None, 0, 2, 5, 8, 9, 40)] == [2, 2, 5, 9, 9, 2, 2]
+
+
+def test_sparse_case_next_slice_accepts_the_slice_it_leaves():
+    opened = np.zeros(SHAPE, np.uint8)
+    case = SparseCase(SliceRequest(2, (1, 4)), opened)
+    assert case.advance() == 1 and case.accepted == set()  # nothing was shown before
+    assert case.advance() == 4 and case.accepted == {1}
+    assert case.update(opened) == [1]
+    assert case.text() == "requested slices: 1 of 2 done (axis 2: 1 done, 4)"
+
+
+@pytest.mark.parametrize("axis", [0, 1, 2])
+def test_mask_marks_whole_done_slices(axis):
+    mask = annotatedMask(SHAPE, SliceRequest(axis, (0, 1, 3)), [1, 3])
+    assert mask.dtype == np.uint8 and mask.shape == SHAPE
+    planes = np.moveaxis(mask, 2 - axis, 0)
+    assert [bool(planes[i].all()) for i in range(planes.shape[0])] == [i in (1, 3) for i in range(planes.shape[0])]
+    assert planes.sum() == 2 * planes[0].size
+
+
+def test_slice_centre_in_ras_follows_ijk_to_ras():
+    ijkToRas = np.array([[-2.0, 0, 0, 10], [0, -1.5, 0, 20], [0, 0, 3.0, -5], [0, 0, 0, 1]])
+    # centre of i (0..3) and j (0..4), k = 2
+    assert sliceCenterRas(ijkToRas, SHAPE, 2, 2) == pytest.approx((10 - 3.0, 20 - 3.0, -5 + 6.0))
+    assert sliceCenterRas(ijkToRas, SHAPE, 0, 3) == pytest.approx((10 - 6.0, 20 - 3.0, -5 + 7.5))
+
+
+def test_view_for_axis_is_the_one_whose_normal_matches():
+    normals = {"Red": (0, 0, 1), "Yellow": (1, 0, 0), "Green": (0, 1, 0)}
+    axial = np.diag([-1.0, -1.0, 2.5, 1.0])
+    assert [viewForAxis(axial, a, normals) for a in (0, 1, 2)] == ["Yellow", "Green", "Red"]
+    # A volume stored sagittally: its k axis runs left-right.
+    sagittal = np.array([[0, 0, 1.0, 0], [1.0, 0, 0, 0], [0, 1.0, 0, 0], [0, 0, 0, 1]])
+    assert viewForAxis(sagittal, 2, normals) == "Yellow"
+    assert viewForAxis(axial, 2, {}) is None
+
+
+def test_progress_text_marks_done_slices():
+    assert progressText(SliceRequest(2, (3, 7, 12, 15)), [3, 12]) == (
+        "requested slices: 2 of 4 done (axis 2: 3 done, 7, 12 done, 15)")
+
+
+def test_pending_sparse_label_keeps_done_slices_and_writes_the_mask(tmp_path):
+    ijkToRas = np.diag([1.5, 1.5, 2.0, 1.0])
+    voxels = np.ones(SHAPE, np.uint8)  # the prediction everywhere: foreground off the request must go
+    snapshot = LabelSnapshot(SHAPE, ijkToRas, [(voxels, (0, 3, 0, 4, 0, 5))], [(0, 1, 2)])
+    mask = annotatedMask(SHAPE, SliceRequest(2, (1, 4)), [4])
+    label = PendingSparseLabel(str(tmp_path / "c-label.nrrd"), snapshot, mask, str(tmp_path / "c-mask.nrrd"))
+    assert label.finish() == str(tmp_path / "c-label.nrrd") and label.snapshot is None
+    nrrd = pytest.importorskip("nrrd")
+    (written, header), (writtenMask, maskHeader) = nrrd.read(label.path), nrrd.read(label.maskPath)
+    # pynrrd answers (i, j, k); the arrays here are (k, j, i)
+    np.testing.assert_array_equal(writtenMask.T, mask)
+    np.testing.assert_array_equal(written.T, 2 * mask)
+    assert writtenMask.dtype == np.uint8
+    np.testing.assert_allclose(np.abs(maskHeader["space directions"]), np.diag([1.5, 1.5, 2.0]))
