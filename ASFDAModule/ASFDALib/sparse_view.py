@@ -9,8 +9,15 @@ representation changed: a composed copy of a CT label costs a fraction of a seco
 import time
 
 from . import label_export
-from .sparse_slices import SLICE_VIEWS, PendingSparseLabel, SliceRequest, SparseCase, annotatedMask, \
-    sliceCenterRas, viewForAxis
+from .sparse_slices import (
+    SLICE_VIEWS,
+    PendingSparseLabel,
+    SliceRequest,
+    SparseCase,
+    annotatedMask,
+    sliceCenterRas,
+    viewForAxis,
+)
 
 REFRESH_INTERVAL_S = 1.0
 

@@ -101,7 +101,7 @@ def test_pending_sparse_label_keeps_done_slices_and_writes_the_mask(tmp_path):
     label = PendingSparseLabel(str(tmp_path / "c-label.nrrd"), snapshot, mask, str(tmp_path / "c-mask.nrrd"))
     assert label.finish() == str(tmp_path / "c-label.nrrd") and label.snapshot is None
     nrrd = pytest.importorskip("nrrd")
-    (written, header), (writtenMask, maskHeader) = nrrd.read(label.path), nrrd.read(label.maskPath)
+    (written, _header), (writtenMask, maskHeader) = nrrd.read(label.path), nrrd.read(label.maskPath)
     # pynrrd answers (i, j, k); the arrays here are (k, j, i)
     np.testing.assert_array_equal(writtenMask.T, mask)
     np.testing.assert_array_equal(written.T, 2 * mask)

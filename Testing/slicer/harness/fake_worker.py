@@ -46,6 +46,8 @@ class FakeWorker:
         self.models = ["v0001"]
         self.cases = ["case-a", "case-b"]
         self.labels = {}  # caseId -> uploaded array
+        self.masks = {}  # caseId -> uploaded annotated-region mask, (i, j, k) as labels
+        self.requestedSlices = {}  # caseId -> a sparse rank's {"axis", "indices", "rule"}
         self.jobs = []
         self.requests = []
         self.failPaths = set()  # paths answered with HTTP 500
@@ -92,6 +94,7 @@ class FakeWorker:
             "knowledge_source": "pool_mean",
             **({"leased_by": self.leases[caseId], "lease_expires_at": EXPIRES} if caseId in self.leases else {}),
             **({"revision": self.revisions[caseId][0]} if caseId in self.revisions else {}),
+            "requested_slices": self.requestedSlices.get(caseId),
         }
 
     def lease(self, method, path, annotator):
@@ -247,6 +250,11 @@ class FakeWorker:
                     return 409, {"detail": conflict}, None
                 self.leases.pop(caseId, None)
                 self.labels[caseId] = readNifti(self.uploadedFile(body, headers))
+                mask = self.uploadedFile(body, headers, "mask")
+                if mask is not None:
+                    self.masks[caseId] = readNifti(mask)
+                else:
+                    self.masks.pop(caseId, None)
                 self.revisions[caseId] = (f"r{int((self.revisions.get(caseId) or ('r0',))[0][1:]) + 1:04d}", annotator)
                 values = sorted(int(v) for v in np.unique(self.labels[caseId]))
                 reply = {"case_id": caseId, "tag": "final", "label_values": values}
@@ -254,13 +262,16 @@ class FakeWorker:
         return 404, {"detail": f"no route {method} {path}"}, None
 
     @staticmethod
-    def uploadedFile(body, headers):
+    def uploadedFile(body, headers, name="file"):
+        """The multipart part ``name``: the label (required) or the sparse label's ``mask`` (None without one)."""
         boundary = headers["Content-Type"].split("boundary=")[1].encode()
         for part in body.split(b"--" + boundary):
             head, _, content = part.partition(b"\r\n\r\n")
-            if b'name="file"' in head:
+            if f'name="{name}"'.encode() in head:
                 return content[: -len(b"\r\n")] if content.endswith(b"\r\n") else content
-        raise ValueError("no file part")
+        if name == "file":
+            raise ValueError("no file part")
+        return None
 
     def _handlerClass(self):
         worker = self

@@ -1,0 +1,100 @@
+"""Sparse mode in the unmodified ASFDA.py widget (issue 22 item 2): progress, Next slice, the masked submit."""
+
+import numpy as np
+import pytest
+
+slicer = pytest.importorskip("slicer")
+
+from harness import pythonqt  # noqa: E402
+from test_module_harness import harnessVolume, loadFirstCase  # noqa: E402
+
+REQUESTED = {"axis": 2, "indices": [1, 3, 5, 7], "rule": "even"}  # k slices of the fake worker's (8-slice) image
+
+
+def addSliceViews(scene):
+    """The three slice nodes Slicer's layout creates (the harness has no views): axial, sagittal, coronal."""
+    nodes = {}
+    for name, normal, transverse in (("Red", (0, 0, 1), (-1, 0, 0)), ("Yellow", (1, 0, 0), (0, -1, 0)),
+                                     ("Green", (0, 1, 0), (-1, 0, 0))):
+        node = slicer.vtkMRMLSliceNode()
+        node.SetLayoutName(name)
+        node.SetSliceToRASByNTP(*normal, *transverse, 0, 0, 0, 0)
+        nodes[name] = scene.AddNode(node)
+    return nodes
+
+
+def sliceOffsetAlongNormal(node):
+    m = node.GetSliceToRAS()
+    normal = np.array([m.GetElement(r, 2) for r in range(3)])
+    return float(normal @ np.array([m.GetElement(r, 3) for r in range(3)]))
+
+
+def rasOfK(volume, k):
+    import vtk
+
+    matrix = vtk.vtkMatrix4x4()
+    volume.GetIJKToRASMatrix(matrix)
+    return matrix.MultiplyPoint((0, 0, k, 1))[2]
+
+
+def test_sparse_case_progress_next_slice_and_masked_submit(harness, worker):
+    worker.requestedSlices["case-a"] = REQUESTED
+    views = addSliceViews(slicer.mrmlScene)
+    segmentationNode = loadFirstCase(harness, worker)
+    ui, widget = harness.ui, harness.widget
+    assert ui.nextSliceButton.visible and ui.sparseSlicesLabel.visible
+    assert ui.sparseSlicesLabel.text.startswith("requested slices: 0 of 4 done")  # the prediction is not work
+
+    # Next slice puts the axial view (the k axis runs along S here) on the first requested slice.
+    volume = harnessVolume(segmentationNode)
+    greenBefore = sliceOffsetAlongNormal(views["Green"])
+    assert ui.nextSliceButton.click()
+    assert sliceOffsetAlongNormal(views["Red"]) == pytest.approx(rasOfK(volume, 1))
+    assert sliceOffsetAlongNormal(views["Green"]) == greenBefore
+    assert "slice 1 shown in the Red view" in ui.sparseSlicesLabel.text
+
+    # Paint the tumor on requested slices 3 and 5 (numpy k, j, i).
+    segmentation = segmentationNode.GetSegmentation()
+    tumorId = segmentation.GetSegmentIdBySegmentName("tumor")
+    painted = np.zeros(slicer.util.arrayFromVolume(volume).shape, np.uint8)
+    painted[3, 0:2, 0:2] = painted[5, 7:9, 0:3] = 1
+    slicer.util.updateSegmentBinaryLabelmapFromArray(painted, segmentationNode, tumorId, volume)
+    widget.refreshSparseSlices(force=True)
+    assert ui.sparseSlicesLabel.text.startswith("requested slices: 2 of 4 done (axis 2: 1, 3 done, 5 done, 7)")
+
+    assert ui.submitLabelButton.click()
+    harness.tickUntil(lambda: "case-a" in worker.labels, message="label upload")
+    mask, label = worker.masks["case-a"], worker.labels["case-a"]  # (i, j, k)
+    expected = np.zeros(mask.shape, np.uint8)
+    expected[:, :, [3, 5]] = 1  # the two painted slices, whole, background included
+    np.testing.assert_array_equal(mask, expected)
+    assert mask.dtype == np.uint8 and mask.shape == label.shape == worker.prediction.shape
+    assert not label[mask == 0].any()  # nothing outside the annotated region: the worker refuses it
+    np.testing.assert_array_equal(label[..., 3] == 2, painted[3].T == 1)
+    # The prediction's liver on the done slices went with them, where the tumor does not cover it.
+    liverSlice = worker.prediction[..., 5] == 1
+    assert (label[..., 5][liverSlice & (painted[5].T == 0)] == 1).all()
+    assert harness.slotErrors == []
+
+
+def test_submit_with_no_requested_slice_done_asks_first(harness, worker):
+    worker.requestedSlices["case-a"] = REQUESTED
+    loadFirstCase(harness, worker)
+    pythonqt.ANSWERS.append(pythonqt.QMessageBox.Cancel)
+    assert harness.ui.submitLabelButton.click()
+    assert any("None of the 4 requested slices of case-a is done" in d["text"] for d in harness.dialogs)
+    assert harness.widget.tasks.waitUntilFinished(5)
+    harness.tick()
+    assert "case-a" not in worker.labels
+    # Confirmed: the whole segmentation goes as a fully annotated label, without a mask.
+    pythonqt.ANSWERS.append(pythonqt.QMessageBox.Ok)
+    assert harness.ui.submitLabelButton.click()
+    harness.tickUntil(lambda: "case-a" in worker.labels, message="label upload")
+    assert "case-a" not in worker.masks
+    assert harness.slotErrors == []
+
+
+def test_whole_volume_case_hides_the_sparse_controls(harness, worker):
+    loadFirstCase(harness, worker)
+    assert not harness.ui.nextSliceButton.visible and not harness.ui.sparseSlicesLabel.visible
+    assert harness.slotErrors == []
