@@ -91,10 +91,19 @@ class SparseSlicesMixin:
         if not force and now - self._sparseRefreshedAt < REFRESH_INTERVAL_S:
             return
         times = self._segmentTimes()
-        if force or times != self._sparseTimes:
-            self.sparse.update(self.currentLabelArray())
-            self._sparseTimes = times
         self._sparseRefreshedAt = now
+        if force or times != self._sparseTimes:
+            try:
+                self.sparse.update(self.currentLabelArray())
+            except (ValueError, label_export.SnapshotUnavailable) as error:
+                if force:  # Next slice and Submit say it in their error display
+                    raise
+                # From the timer tick: an error raised there would come back every tick. Submit says it too.
+                self._sparseTimes = times
+                self.showSparseSlices(_tr("{progress} (not updated: {error})").format(
+                    progress=self.sparse.text(), error=error))
+                return
+            self._sparseTimes = times
         self.showSparseSlices(self.sparse.text())
 
     def onNextSlice(self):

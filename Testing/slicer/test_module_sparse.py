@@ -6,7 +6,7 @@ import pytest
 slicer = pytest.importorskip("slicer")
 
 from harness import pythonqt  # noqa: E402
-from test_module_harness import harnessVolume, loadFirstCase  # noqa: E402
+from test_module_harness import harnessVolume, loadFirstCase, paint  # noqa: E402
 
 REQUESTED = {"axis": 2, "indices": [1, 3, 5, 7], "rule": "even"}  # k slices of the fake worker's (8-slice) image
 
@@ -97,4 +97,17 @@ def test_submit_with_no_requested_slice_done_asks_first(harness, worker):
 def test_whole_volume_case_hides_the_sparse_controls(harness, worker):
     loadFirstCase(harness, worker)
     assert not harness.ui.nextSliceButton.visible and not harness.ui.sparseSlicesLabel.visible
+    assert harness.slotErrors == []
+
+
+def test_a_segment_named_after_no_label_leaves_the_tick_alone(harness, worker):
+    """The timer-driven refresh must not raise every tick; the label says why the marks stopped."""
+    worker.requestedSlices["case-a"] = REQUESTED
+    segmentationNode = loadFirstCase(harness, worker)
+    harness.widget._sparseRefreshedAt = 0.0
+    segmentationNode.GetSegmentation().GetNthSegment(0).SetName("spleen")
+    paint(segmentationNode, "spleen")
+    harness.widget._sparseRefreshedAt = 0.0
+    harness.tick()
+    assert "not updated: Segment 'spleen' is not a model label" in harness.ui.sparseSlicesLabel.text
     assert harness.slotErrors == []
