@@ -74,6 +74,7 @@ class ASFDAParameterNode:
     """
 
     budgetK: Annotated[int, WithinRange(1, 1000)] = 4
+    slicesPerVolume: Annotated[int, WithinRange(0, 1000)] = 0  # 0: whole volumes; else a sparse rank
     adaptSteps: Annotated[int, WithinRange(0, 100000)] = 0
     usePseudoLabels: bool = True
     currentCaseId: str = ""
@@ -537,8 +538,8 @@ class ASFDAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin, SparseSlice
 
     def onRank(self):
         with slicer.util.tryWithErrorDisplay(_("Failed to start ranking."), waitCursor=True):
-            client, k = self.logic.client, self._parameterNode.budgetK
-            self.startJob("rankJobId", lambda: client.rank(k), _("Failed to start ranking."))
+            client, k, slices = self.logic.client, self._parameterNode.budgetK, self._parameterNode.slicesPerVolume
+            self.startJob("rankJobId", lambda: client.rank(k, slicesPerVolume=slices), _("Failed to start ranking."))
 
     def onAdapt(self):
         with slicer.util.tryWithErrorDisplay(_("Failed to start adaptation."), waitCursor=True):

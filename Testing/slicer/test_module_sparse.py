@@ -111,3 +111,20 @@ def test_a_segment_named_after_no_label_leaves_the_tick_alone(harness, worker):
     harness.tick()
     assert "not updated: Segment 'spleen' is not a model label" in harness.ui.sparseSlicesLabel.text
     assert harness.slotErrors == []
+
+
+def test_rank_asks_for_slices_per_volume(harness, worker):
+    """The module can start a sparse rank: the spin box's value goes as slices_per_volume (0 leaves it out)."""
+    harness.enter()
+    harness.connect(worker.url)
+    ui = harness.ui
+    assert ui.rankButton.click()
+    harness.tickUntil(lambda: worker.rankBodies, message="whole-volume rank")
+    harness.tickUntil(lambda: ui.rankButton.enabled, message="rank finished")
+    ui.slicesPerVolumeSpinBox.value = 4
+    assert harness.widget._parameterNode.slicesPerVolume == 4
+    assert ui.rankButton.click()
+    harness.tickUntil(lambda: len(worker.rankBodies) == 2, message="sparse rank")
+    assert "slices_per_volume" not in worker.rankBodies[0]
+    assert worker.rankBodies[1]["slices_per_volume"] == 4 and worker.rankBodies[1]["slice_axis"] == "auto"
+    assert harness.slotErrors == []

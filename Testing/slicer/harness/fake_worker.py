@@ -48,6 +48,7 @@ class FakeWorker:
         self.labels = {}  # caseId -> uploaded array
         self.masks = {}  # caseId -> uploaded annotated-region mask, (i, j, k) as labels
         self.requestedSlices = {}  # caseId -> a sparse rank's {"axis", "indices", "rule"}
+        self.rankBodies = []  # the JSON of every POST /rank
         self.jobs = []
         self.requests = []
         self.failPaths = set()  # paths answered with HTTP 500
@@ -217,6 +218,7 @@ class FakeWorker:
                 None,
             )
         if method == "POST" and path == "/rank":
+            self.rankBodies.append(json.loads(body or b"{}"))
             return 200, self.newJob("rank"), None
         if method == "POST" and path == "/adapt":
             if not self.labels:
