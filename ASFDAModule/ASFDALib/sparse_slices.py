@@ -18,7 +18,7 @@ from typing import Dict, Iterable, List, Optional, Sequence, Set, Tuple
 import numpy as np
 
 from .case_reading import VolumeArray, writeRawNrrd
-from .label_export import PendingLabel, composeLabel
+from .label_export import LabelSnapshot, PendingLabel, composeLabel
 
 # The three slice views by name, as Slicer's default layout calls them.
 SLICE_VIEWS = ("Red", "Yellow", "Green")
@@ -54,17 +54,40 @@ class SliceRequest:
                              f"axis {self.axis}: rank again")
 
 
-def sliceOf(voxels: np.ndarray, axis: int, index: int) -> np.ndarray:
-    return np.take(voxels, index, axis=numpyAxis(axis))
+Planes = Dict[int, np.ndarray]  # requested slice index -> that slice of the label
 
 
-def editedSlices(current: np.ndarray, opened: np.ndarray, request: SliceRequest) -> List[int]:
+def labelPlanes(snapshot: LabelSnapshot, request: SliceRequest) -> Planes:
+    """The requested slices of the label ``snapshot`` composes, composed alone.
+
+    Composing a whole CT label takes a few tenths of a second; these few slices take milliseconds, so the
+    done marks can follow the clinician's strokes on the GUI thread.
+    """
+    axis, n = request.axis, numpyAxis(request.axis)
+    shape = list(snapshot.shape)
+    shape[n] = 1
+    planes = {}
+    for index in request.indices:
+        layers = []
+        for voxels, extent in snapshot.layers:
+            low, high = extent[2 * axis], extent[2 * axis + 1]
+            if not voxels.size or not low <= index <= high:
+                layers.append((np.zeros((0, 0, 0), np.uint8), extent))
+                continue
+            cropped = list(extent)
+            cropped[2 * axis] = cropped[2 * axis + 1] = 0
+            layers.append((np.take(voxels, [index - low], axis=n), tuple(cropped)))
+        plane = LabelSnapshot(tuple(shape), snapshot.ijkToRas, layers, snapshot.segments)
+        planes[index] = np.take(composeLabel(plane), 0, axis=n)
+    return planes
+
+
+def editedSlices(current: Planes, opened: Planes, request: SliceRequest) -> List[int]:
     """Requested slices whose voxels differ from what the case opened with."""
-    return [i for i in request.indices
-            if not np.array_equal(sliceOf(current, request.axis, i), sliceOf(opened, request.axis, i))]
+    return [i for i in request.indices if not np.array_equal(current[i], opened[i])]
 
 
-def doneSlices(current: np.ndarray, opened: np.ndarray, request: SliceRequest,
+def doneSlices(current: Planes, opened: Planes, request: SliceRequest,
                accepted: Iterable[int] = ()) -> List[int]:
     """Requested slices edited or accepted, ascending."""
     done = set(editedSlices(current, opened, request)) | (set(accepted) & set(request.indices))
@@ -122,12 +145,13 @@ class SparseCase:
     """The open case's slice request and what the clinician did to it (GUI thread)."""
 
     request: SliceRequest
-    opened: np.ndarray  # the label the case opened with, (k, j, i)
+    shape: Tuple[int, int, int]  # the volume's (k, j, i)
+    opened: Planes  # the requested slices as the case opened
     accepted: Set[int] = field(default_factory=set)
     shown: Optional[int] = None  # the requested slice Next slice last jumped to
     done: List[int] = field(default_factory=list)
 
-    def update(self, current: np.ndarray) -> List[int]:
+    def update(self, current: Planes) -> List[int]:
         self.done = doneSlices(current, self.opened, self.request, self.accepted)
         return self.done
 

@@ -2,8 +2,8 @@
 
 A mixin of ``ASFDAWidget`` (which provides ``ui``, ``logic`` and ``_parameterNode``), kept apart so ASFDA.py
 stays a thin module file; the rules themselves are in sparse_slices.py. Done marks are recomputed from the
-segmentation at most once a second while the clinician paints, and only when a segment's source
-representation changed: a composed copy of a CT label costs a fraction of a second of the GUI thread.
+requested slices of the segmentation (read in place, composed alone) at most once a second while the
+clinician paints, and only when a segment's source representation changed.
 """
 
 import time
@@ -15,6 +15,7 @@ from .sparse_slices import (
     SliceRequest,
     SparseCase,
     annotatedMask,
+    labelPlanes,
     sliceCenterRas,
     viewForAxis,
 )
@@ -49,11 +50,11 @@ class SparseSlicesMixin:
             widget.visible = text is not None
         self.ui.sparseSlicesLabel.text = text or ""
 
-    def currentLabelArray(self):
-        """The open case's segmentation as a (k, j, i) label; raises SnapshotUnavailable for unusual ones."""
+    def currentPlanes(self, request):
+        """The requested slices of the open case's label; raises SnapshotUnavailable for unusual segmentations."""
         p = self._parameterNode
-        return label_export.composeLabel(
-            label_export.takeSnapshot(p.currentSegmentation, p.currentVolume, self.logic.labels))
+        snapshot = label_export.takeSnapshot(p.currentSegmentation, p.currentVolume, self.logic.labels, copy=False)
+        return snapshot.shape, labelPlanes(snapshot, request)
 
     def openSparseCase(self, caseId):
         """After a case loaded: track its requested slices, if the worklist row has any."""
@@ -64,14 +65,14 @@ class SparseSlicesMixin:
             self.showSparseSlices(None)
             return
         try:
-            opened = self.currentLabelArray()
+            shape, opened = self.currentPlanes(request)
         except label_export.SnapshotUnavailable as reason:
             self.showSparseSlices(_tr("requested slices along axis {axis}: {indices} (not tracked: {reason}; "
                                       "Submit sends the whole segmentation)").format(
                 axis=request.axis, indices=", ".join(map(str, request.indices)), reason=reason))
             return
-        request.checkFits(opened.shape)
-        self.sparse = SparseCase(request, opened)
+        request.checkFits(shape)
+        self.sparse = SparseCase(request, shape, opened)
         self.refreshSparseSlices(force=True)
 
     def _segmentTimes(self):
@@ -94,7 +95,7 @@ class SparseSlicesMixin:
         self._sparseRefreshedAt = now
         if force or times != self._sparseTimes:
             try:
-                self.sparse.update(self.currentLabelArray())
+                self.sparse.update(self.currentPlanes(self.sparse.request)[1])
             except (ValueError, label_export.SnapshotUnavailable) as error:
                 if force:  # Next slice and Submit say it in their error display
                     raise
@@ -164,6 +165,6 @@ class SparseSlicesMixin:
         if label.snapshot is None:  # Slicer's own export ran: its file cannot be cut to the done slices
             raise ValueError("This segmentation cannot be sent as requested slices (a transform, or not edited "
                              "as a labelmap); remove the transform and submit again")
-        mask = annotatedMask(self.sparse.opened.shape, self.sparse.request, self.sparse.done)
+        mask = annotatedMask(self.sparse.shape, self.sparse.request, self.sparse.done)
         maskPath = label.path[: -len("-label.nrrd")] + "-mask.nrrd"
         return PendingSparseLabel(label.path, label.snapshot, mask, maskPath)

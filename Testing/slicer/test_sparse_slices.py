@@ -2,13 +2,14 @@
 
 import numpy as np
 import pytest
-from ASFDALib.label_export import LabelSnapshot
+from ASFDALib.label_export import LabelSnapshot, composeLabel
 from ASFDALib.sparse_slices import (
     PendingSparseLabel,
     SliceRequest,
     SparseCase,
     annotatedMask,
     doneSlices,
+    labelPlanes,
     nextRequestedSlice,
     progressText,
     sliceCenterRas,
@@ -35,6 +36,10 @@ def test_request_outside_the_volume_is_one_line():
         SliceRequest(0, (4,)).checkFits(SHAPE)
 
 
+def planesOf(voxels, request):
+    return {i: np.take(voxels, i, axis=2 - request.axis) for i in request.indices}
+
+
 @pytest.mark.parametrize("axis", [0, 1, 2])
 def test_done_is_edited_or_accepted_not_prefilled(axis):
     opened = np.zeros(SHAPE, np.uint8)
@@ -43,9 +48,26 @@ def test_done_is_edited_or_accepted_not_prefilled(axis):
     current = opened.copy()
     np.moveaxis(current, 2 - axis, 0)[2][0, 0] = 0  # one voxel erased on IJK slice 2 of `axis`
     np.moveaxis(current, 2 - axis, 0)[1][0, 0] = 0  # an edit off the request does not count
-    assert doneSlices(opened, opened, request) == []
-    assert doneSlices(current, opened, request) == [2]
-    assert doneSlices(current, opened, request, accepted={3, 1}) == [2, 3]
+    before, after = planesOf(opened, request), planesOf(current, request)
+    assert doneSlices(before, before, request) == []
+    assert doneSlices(after, before, request) == [2]
+    assert doneSlices(after, before, request, accepted={3, 1}) == [2, 3]
+
+
+@pytest.mark.parametrize("axis", [0, 1, 2])
+def test_label_planes_equal_the_composed_label_slices(axis):
+    """Two layers with extents off the volume's (one reaching outside it), later segments on top."""
+    rng = np.random.default_rng(axis)
+    first = rng.integers(0, 3, size=(4, 3, 3)).astype(np.uint8)  # (k, j, i) over extent i 1..3, j 2..4, k 1..4
+    second = rng.integers(0, 2, size=(7, 6, 5)).astype(np.uint8)  # i -1..3, j 0..5, k 0..6: beyond the volume
+    snapshot = LabelSnapshot(SHAPE, np.eye(4), [(first, (1, 3, 2, 4, 1, 4)), (second, (-1, 3, 0, 5, 0, 6))],
+                             [(0, 1, 1), (0, 2, 2), (1, 1, 3)])
+    request = SliceRequest(axis, tuple(range(SHAPE[2 - axis])))
+    planes = labelPlanes(snapshot, request)
+    composed = composeLabel(snapshot)
+    assert composed.any() and sorted(planes) == list(request.indices)
+    for index, plane in planes.items():
+        np.testing.assert_array_equal(plane, np.take(composed, index, axis=2 - axis))
 
 
 def test_next_requested_slice_wraps():
@@ -54,8 +76,9 @@ def test_next_requested_slice_wraps():
 
 
 def test_sparse_case_next_slice_accepts_the_slice_it_leaves():
-    opened = np.zeros(SHAPE, np.uint8)
-    case = SparseCase(SliceRequest(2, (1, 4)), opened)
+    request = SliceRequest(2, (1, 4))
+    opened = planesOf(np.zeros(SHAPE, np.uint8), request)
+    case = SparseCase(request, SHAPE, opened)
     assert case.advance() == 1 and case.accepted == set()  # nothing was shown before
     assert case.advance() == 4 and case.accepted == {1}
     assert case.update(opened) == [1]
