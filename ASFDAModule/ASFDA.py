@@ -250,6 +250,7 @@ class ASFDAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin, SparseSlice
         self.giveBack(self.lease.left())
         self.editWatcher.release()
         self.edits.caseClosed()
+        self.closeSparseCase()
         self.setParameterNode(None)
 
     def onSceneEndClose(self, caller, event):

@@ -50,6 +50,10 @@ class SparseSlicesMixin:
             widget.visible = text is not None
         self.ui.sparseSlicesLabel.text = text or ""
 
+    def closeSparseCase(self):
+        self.sparse = self._sparseTimes = None
+        self.showSparseSlices(None)
+
     def currentPlanes(self, request):
         """The requested slices of the open case's label; raises SnapshotUnavailable for unusual segmentations."""
         p = self._parameterNode

@@ -94,9 +94,17 @@ def test_submit_with_no_requested_slice_done_asks_first(harness, worker):
     assert harness.slotErrors == []
 
 
-def test_whole_volume_case_hides_the_sparse_controls(harness, worker):
+def test_whole_volume_case_and_scene_close_hide_the_sparse_controls(harness, worker):
+    worker.requestedSlices["case-a"] = REQUESTED
     loadFirstCase(harness, worker)
-    assert not harness.ui.nextSliceButton.visible and not harness.ui.sparseSlicesLabel.visible
+    ui = harness.ui
+    assert ui.nextSliceButton.visible
+    slicer.mrmlScene.Clear(False)  # File > Close Scene: the case is gone, so are its requested slices
+    assert not ui.nextSliceButton.visible and not ui.sparseSlicesLabel.visible
+    assert harness.widget.sparse is None
+    harness.widget.loadCase("case-b")  # as a double-click on its row does
+    harness.tickUntil(lambda: harness.widget._parameterNode.currentCaseId == "case-b", message="case-b")
+    assert not ui.nextSliceButton.visible and not ui.sparseSlicesLabel.visible  # a whole-volume case
     assert harness.slotErrors == []
 
 
