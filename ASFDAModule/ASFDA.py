@@ -655,7 +655,7 @@ class ASFDAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin, SparseSlice
                 self.ui.caseStatusLabel.text = _("{case}: prediction of model {version}. Correct it, then "
                                                  "submit.").format(case=files["caseId"],
                                                                    version=files.get("modelVersion") or "?")
-            self.openSparseCase(files["caseId"])
+            self.openSparseCase(files)
             self.renderWorklist()
 
     def onSubmitLabel(self):

@@ -32,6 +32,9 @@ class PreparedCase:
     image: str  # raw NRRD of the image
     segmentation: str  # raw .seg.nrrd of the prediction: one segment per model label, values checked
     windowLevel: tuple  # (low, high) display range of the image
+    # The image's IJK-to-RAS as the worker serves it: Slicer may flip an axis when it loads the volume (a
+    # left-handed grid), and slice numbers from the worker (a sparse rank's requested slices) count on this one.
+    imageIjkToRas: Any = None
 
 
 NRRD_TYPES = {"i1": "int8", "u1": "uint8", "i2": "int16", "u2": "uint16", "i4": "int32", "u4": "uint32",
@@ -180,6 +183,7 @@ def prepareCase(imagePath, predictionPath, labels, labelColors=None, reader=None
         return None
     image = readVolumeArray(imagePath, reader)
     window = displayRange(image.voxels)
+    imageIjkToRas = np.asarray(image.ijkToRas, dtype=float)
     imageNrrd = writeRawNrrd(image, os.path.join(os.path.dirname(imagePath), "image-raw.nrrd"))
     del image  # one CT in memory at a time
     prediction = readVolumeArray(predictionPath, reader)
@@ -190,4 +194,4 @@ def prepareCase(imagePath, predictionPath, labels, labelColors=None, reader=None
     prediction.voxels = prediction.voxels.astype(np.uint8 if high < 256 else np.uint16, copy=False)
     segmentation = writeRawNrrd(prediction, os.path.join(os.path.dirname(predictionPath), "prediction.seg.nrrd"),
                                 segmentationFields(labels, labelColors, prediction))
-    return PreparedCase(imageNrrd, segmentation, window)
+    return PreparedCase(imageNrrd, segmentation, window, imageIjkToRas)

@@ -54,6 +54,36 @@ class SliceRequest:
                              f"axis {self.axis}: rank again")
 
 
+def onVolumeGrid(request: SliceRequest, sourceIjkToRas, volumeIjkToRas) -> Tuple[SliceRequest, Dict[int, int]]:
+    """The request on the loaded volume's grid, and each of its indices' number on the worker's grid.
+
+    The worker counts slices on the image as it serves it (``sourceIjkToRas``); Slicer may load that image
+    with an axis flipped (it keeps grids right-handed), so the same slice can have another axis and number
+    in the scene (``volumeIjkToRas``). The two grids must differ by axis flips and swaps only.
+    """
+    source, volume = np.asarray(sourceIjkToRas, dtype=float), np.asarray(volumeIjkToRas, dtype=float)
+    toVolume = np.linalg.inv(volume) @ source  # worker IJK -> volume IJK
+    column = toVolume[:3, request.axis]
+    axis = int(np.argmax(np.abs(column)))
+    if abs(abs(column[axis]) - 1.0) > 1e-3 or np.abs(np.delete(column, axis)).max() > 1e-3:
+        raise ValueError("The loaded volume's grid is not the worker's image grid: requested slices cannot be "
+                         "placed; open the case again")
+    names = {}
+    for index in request.indices:
+        point = np.zeros(4)
+        point[request.axis], point[3] = index, 1.0
+        names[int(round(float(toVolume[axis] @ point)))] = index
+    return SliceRequest(axis, tuple(sorted(names))), names
+
+
+def snapshotOfLabel(voxels: np.ndarray, ijkToRas) -> LabelSnapshot:
+    """A label already on the volume's grid with model values (Slicer's export), in the snapshot's form."""
+    values = [int(v) for v in np.unique(voxels) if v]
+    extent = (0, voxels.shape[2] - 1, 0, voxels.shape[1] - 1, 0, voxels.shape[0] - 1)
+    return LabelSnapshot(tuple(voxels.shape), np.asarray(ijkToRas, dtype=float), [(voxels, extent)],
+                         [(0, v, v) for v in values])
+
+
 Planes = Dict[int, np.ndarray]  # requested slice index -> that slice of the label
 
 
@@ -132,12 +162,17 @@ def viewForAxis(ijkToRas, axis: int, normals: Dict[str, Sequence[float]]) -> Opt
     return best
 
 
-def progressText(request: SliceRequest, done: Sequence[int]) -> str:
-    """"requested slices: 2 of 4 done (axis 2: 3 done, 7, 12 done, 15)"."""
+def progressText(request: SliceRequest, done: Sequence[int], names: Optional[Dict[int, int]] = None,
+                 sourceAxis: Optional[int] = None) -> str:
+    """"requested slices: 2 of 4 done (axis 2: 3 done, 7, 12 done, 15)", numbered as the worker's worklist
+    numbers them (``names``: volume index -> worker index, ``sourceAxis``: the worker's axis)."""
+    names = names or {}
     doneSet = set(done)
-    marks = ", ".join(f"{i} done" if i in doneSet else str(i) for i in request.indices)
+    shown = sorted((names.get(i, i), i in doneSet) for i in request.indices)
+    marks = ", ".join(f"{number} done" if isDone else str(number) for number, isDone in shown)
+    axis = request.axis if sourceAxis is None else sourceAxis
     return (f"requested slices: {len(doneSet & set(request.indices))} of {len(request.indices)} done "
-            f"(axis {request.axis}: {marks})")
+            f"(axis {axis}: {marks})")
 
 
 @dataclass
@@ -147,6 +182,8 @@ class SparseCase:
     request: SliceRequest
     shape: Tuple[int, int, int]  # the volume's (k, j, i)
     opened: Planes  # the requested slices as the case opened
+    names: Dict[int, int] = field(default_factory=dict)  # volume index -> the worker's number for it
+    sourceAxis: Optional[int] = None  # the worker's axis, when the volume's grid differs
     accepted: Set[int] = field(default_factory=set)
     shown: Optional[int] = None  # the requested slice Next slice last jumped to
     done: List[int] = field(default_factory=list)
@@ -163,7 +200,11 @@ class SparseCase:
         return self.shown
 
     def text(self) -> str:
-        return progressText(self.request, self.done)
+        return progressText(self.request, self.done, self.names, self.sourceAxis)
+
+    def number(self, index: int) -> int:
+        """The worker's number of volume slice ``index``."""
+        return self.names.get(index, index)
 
 
 @dataclass

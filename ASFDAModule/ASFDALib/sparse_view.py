@@ -6,9 +6,12 @@ requested slices of the segmentation (read in place, composed alone) at most onc
 clinician paints, and only when a segment's source representation changed.
 """
 
+import os
 import time
 
-from . import label_export
+import vtk
+
+from . import label_export, segmentation_io
 from .sparse_slices import (
     SLICE_VIEWS,
     PendingSparseLabel,
@@ -16,7 +19,9 @@ from .sparse_slices import (
     SparseCase,
     annotatedMask,
     labelPlanes,
+    onVolumeGrid,
     sliceCenterRas,
+    snapshotOfLabel,
     viewForAxis,
 )
 
@@ -39,6 +44,7 @@ class SparseSlicesMixin:
     sparse = None  # SparseCase of the open case, None for a whole-volume case
     _sparseTimes = None
     _sparseRefreshedAt = 0.0
+    _sparseExported = False  # the marks come from Slicer's (slow) export: refreshed on Next slice and Submit
 
     def setupSparseSlices(self):
         self.ui.nextSliceButton.clicked.connect(self.onNextSlice)
@@ -54,29 +60,55 @@ class SparseSlicesMixin:
         self.sparse = self._sparseTimes = None
         self.showSparseSlices(None)
 
-    def currentPlanes(self, request):
-        """The requested slices of the open case's label; raises SnapshotUnavailable for unusual segmentations."""
+    def currentSnapshot(self, copy=False):
+        """The open case's label as a snapshot: Slicer's voxels read in place, or, for a segmentation the fast
+        path does not handle (a transform, a layer off the volume's grid as a flipped volume's can be),
+        Slicer's own export (seconds on a large CT: then the marks follow only Next slice and Submit)."""
+        import slicer
+
         p = self._parameterNode
-        snapshot = label_export.takeSnapshot(p.currentSegmentation, p.currentVolume, self.logic.labels, copy=False)
+        try:
+            snapshot = label_export.takeSnapshot(p.currentSegmentation, p.currentVolume, self.logic.labels,
+                                                 copy=copy)
+            self._sparseExported = False
+            return snapshot
+        except label_export.SnapshotUnavailable:
+            pass
+        self._sparseExported = True
+        labelmap = segmentation_io.exportSegmentationToLabelmap(slicer.mrmlScene, p.currentSegmentation,
+                                                                p.currentVolume, self.logic.labels, allowEmpty=True)
+        try:
+            voxels = slicer.util.arrayFromVolume(labelmap).copy()
+            matrix = vtk.vtkMatrix4x4()
+            labelmap.GetIJKToRASMatrix(matrix)
+        finally:
+            segmentation_io.removeNodeWithDisplayNodes(slicer.mrmlScene, labelmap)
+        return snapshotOfLabel(voxels, _matrix(matrix))
+
+    def currentPlanes(self, request):
+        """The volume's shape (k, j, i) and the requested slices of the open case's label."""
+        snapshot = self.currentSnapshot()
         return snapshot.shape, labelPlanes(snapshot, request)
 
-    def openSparseCase(self, caseId):
-        """After a case loaded: track its requested slices, if the worklist row has any."""
-        row = self.logic.worklist.row(caseId)
+    def openSparseCase(self, files):
+        """After a case loaded: track its requested slices, if the worklist row has any.
+
+        The worker numbers them on the image it served (``files["prepared"].imageIjkToRas``); they are placed
+        on the loaded volume's grid, which Slicer may have flipped. Without a prepared case (Slicer read the
+        downloaded file itself) the grids are taken to agree."""
+        row = self.logic.worklist.row(files["caseId"])
         request = SliceRequest.fromReply(row.requestedSlices if row is not None else None)
         self.sparse = self._sparseTimes = None
         if request is None:
             self.showSparseSlices(None)
             return
-        try:
-            shape, opened = self.currentPlanes(request)
-        except label_export.SnapshotUnavailable as reason:
-            self.showSparseSlices(_tr("requested slices along axis {axis}: {indices} (not tracked: {reason}; "
-                                      "Submit sends the whole segmentation)").format(
-                axis=request.axis, indices=", ".join(map(str, request.indices)), reason=reason))
-            return
+        sourceAxis, names = request.axis, {}
+        source = getattr(files.get("prepared"), "imageIjkToRas", None)
+        if source is not None:
+            request, names = onVolumeGrid(request, source, self.volumeIjkToRas())
+        shape, opened = self.currentPlanes(request)
         request.checkFits(shape)
-        self.sparse = SparseCase(request, shape, opened)
+        self.sparse = SparseCase(request, shape, opened, names, sourceAxis)
         self.refreshSparseSlices(force=True)
 
     def _segmentTimes(self):
@@ -93,14 +125,14 @@ class SparseSlicesMixin:
         if self.sparse is None or self._parameterNode is None or self._parameterNode.currentSegmentation is None:
             return
         now = time.monotonic()
-        if not force and now - self._sparseRefreshedAt < REFRESH_INTERVAL_S:
+        if not force and (self._sparseExported or now - self._sparseRefreshedAt < REFRESH_INTERVAL_S):
             return
         times = self._segmentTimes()
         self._sparseRefreshedAt = now
         if force or times != self._sparseTimes:
             try:
                 self.sparse.update(self.currentPlanes(self.sparse.request)[1])
-            except (ValueError, label_export.SnapshotUnavailable) as error:
+            except ValueError as error:
                 if force:  # Next slice and Submit say it in their error display
                     raise
                 # From the timer tick: an error raised there would come back every tick. Submit says it too.
@@ -120,20 +152,22 @@ class SparseSlicesMixin:
             index = self.sparse.advance()
             self.refreshSparseSlices(force=True)
             view = self.jumpToRequestedSlice(index)
-            where = (_tr("slice {index} shown in the {view} view").format(index=index, view=view) if view else
-                     _tr("no slice view to show slice {index}").format(index=index))
+            number = self.sparse.number(index)
+            where = (_tr("slice {index} shown in the {view} view").format(index=number, view=view) if view else
+                     _tr("no slice view to show slice {index}").format(index=number))
             self.showSparseSlices(f"{self.sparse.text()}; {where}")
+
+    def volumeIjkToRas(self):
+        matrix = vtk.vtkMatrix4x4()
+        self._parameterNode.currentVolume.GetIJKToRASMatrix(matrix)
+        return _matrix(matrix)
 
     def jumpToRequestedSlice(self, index):
         """Move the slice view that shows the request's slices whole onto slice ``index``; its name, or None."""
         import slicer
-        import vtk
 
-        volume = self._parameterNode.currentVolume
-        ijkToRas = vtk.vtkMatrix4x4()
-        volume.GetIJKToRASMatrix(ijkToRas)
-        ijkToRas = _matrix(ijkToRas)
-        i, j, k = volume.GetImageData().GetDimensions()
+        ijkToRas = self.volumeIjkToRas()
+        i, j, k = self._parameterNode.currentVolume.GetImageData().GetDimensions()
         sliceNodes = {}
         scene = slicer.mrmlScene
         for n in range(scene.GetNumberOfNodesByClass("vtkMRMLSliceNode")):
@@ -166,9 +200,10 @@ class SparseSlicesMixin:
                     count=len(self.sparse.request.indices), case=caseId)):
                 return label
             return None
-        if label.snapshot is None:  # Slicer's own export ran: its file cannot be cut to the done slices
-            raise ValueError("This segmentation cannot be sent as requested slices (a transform, or not edited "
-                             "as a labelmap); remove the transform and submit again")
+        snapshot = label.snapshot
+        if snapshot is None:  # Slicer's own export wrote the file: cut its voxels instead, written beside it
+            snapshot = self.currentSnapshot(copy=True)
+        folder = os.path.dirname(label.path)
         mask = annotatedMask(self.sparse.shape, self.sparse.request, self.sparse.done)
-        maskPath = label.path[: -len("-label.nrrd")] + "-mask.nrrd"
-        return PendingSparseLabel(label.path, label.snapshot, mask, maskPath)
+        return PendingSparseLabel(os.path.join(folder, f"{caseId}-label.nrrd"), snapshot, mask,
+                                  os.path.join(folder, f"{caseId}-mask.nrrd"))

@@ -136,3 +136,39 @@ def test_rank_asks_for_slices_per_volume(harness, worker):
     assert "slices_per_volume" not in worker.rankBodies[0]
     assert worker.rankBodies[1]["slices_per_volume"] == 4 and worker.rankBodies[1]["slice_axis"] == "auto"
     assert harness.slotErrors == []
+
+
+def test_requested_slices_count_on_the_workers_grid_when_slicer_flips_it(harness, worker):
+    """The real worker's test found it: Slicer loads a left-handed image with its k axis flipped, so worker
+    slice 3 is volume slice 4 of 8; the done marks, the jump and the mask follow the worker's numbers."""
+    worker.affine = np.diag([-1.5, 1.5, 2.0, 1.0])
+    worker.requestedSlices["case-a"] = REQUESTED
+    views = addSliceViews(slicer.mrmlScene)
+    segmentationNode = loadFirstCase(harness, worker)
+    ui, widget = harness.ui, harness.widget
+    volume = harnessVolume(segmentationNode)
+    import vtk
+
+    matrix = vtk.vtkMatrix4x4()
+    volume.GetIJKToRASMatrix(matrix)
+    assert matrix.GetElement(2, 2) < 0  # the flip this test is about
+    assert ui.nextSliceButton.click()  # the first requested slice on the volume: worker slice 7
+    assert "slice 7 shown in the Red view" in ui.sparseSlicesLabel.text
+    assert sliceOffsetAlongNormal(views["Red"]) == pytest.approx(rasOfK(volume, 0))  # worker 7 = volume 0 of 8
+    tumorId = segmentationNode.GetSegmentation().GetSegmentIdBySegmentName("tumor")
+    painted = np.zeros(slicer.util.arrayFromVolume(volume).shape, np.uint8)
+    painted[7 - 3, 0:2, 0:2] = 1  # worker slice 3
+    slicer.util.updateSegmentBinaryLabelmapFromArray(painted, segmentationNode, tumorId, volume)
+    widget.refreshSparseSlices(force=True)
+    assert ui.sparseSlicesLabel.text.startswith("requested slices: 1 of 4 done (axis 2: 1, 3 done, 5, 7)")
+    assert ui.nextSliceButton.click()  # leaves worker slice 7 accepted, shows worker slice 5 (volume 2)
+    assert sliceOffsetAlongNormal(views["Red"]) == pytest.approx(rasOfK(volume, 2))
+    assert ui.sparseSlicesLabel.text.startswith("requested slices: 2 of 4 done (axis 2: 1, 3 done, 5, 7 done)")
+    assert ui.submitLabelButton.click()
+    harness.tickUntil(lambda: "case-a" in worker.masks, message="label upload")
+    mask = worker.masks["case-a"]
+    # The fake worker keeps the file's own voxel order; the NRRD's k runs the other way than the worker's
+    # image, so map its annotated slices through RAS as the real worker's reorientation does.
+    annotatedK = sorted(7 - k for k in np.flatnonzero(mask.any(axis=(0, 1))))
+    assert annotatedK == [3, 7] and mask.sum() == 2 * 10 * 9
+    assert harness.slotErrors == []

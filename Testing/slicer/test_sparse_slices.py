@@ -11,6 +11,7 @@ from ASFDALib.sparse_slices import (
     doneSlices,
     labelPlanes,
     nextRequestedSlice,
+    onVolumeGrid,
     progressText,
     sliceCenterRas,
     viewForAxis,
@@ -130,3 +131,21 @@ def test_pending_sparse_label_keeps_done_slices_and_writes_the_mask(tmp_path):
     np.testing.assert_array_equal(written.T, 2 * mask)
     assert writtenMask.dtype == np.uint8
     np.testing.assert_allclose(np.abs(maskHeader["space directions"]), np.diag([1.5, 1.5, 2.0]))
+
+
+def test_on_volume_grid_follows_flips_and_swaps():
+    request = SliceRequest(2, (1, 3, 6))
+    source = np.diag([-1.5, 1.5, 2.0, 1.0])
+    flipped = source @ np.array([[1.0, 0, 0, 0], [0, 1, 0, 0], [0, 0, -1, 7], [0, 0, 0, 1]])  # k' = 7 - k
+    assert onVolumeGrid(request, source, source) == (request, {1: 1, 3: 3, 6: 6})
+    assert onVolumeGrid(request, source, flipped) == (SliceRequest(2, (1, 4, 6)), {6: 1, 4: 3, 1: 6})
+    swapped = source[:, [2, 1, 0, 3]]  # the volume's i is the worker's k
+    assert onVolumeGrid(request, source, swapped)[0] == SliceRequest(0, (1, 3, 6))
+    with pytest.raises(ValueError, match="not the worker's image grid"):
+        onVolumeGrid(request, source, source @ np.diag([1.0, 1.0, 2.0, 1.0]))
+
+
+def test_progress_text_uses_the_workers_numbers():
+    case = SparseCase(SliceRequest(2, (1, 4, 6)), SHAPE, {}, names={6: 1, 4: 3, 1: 6}, sourceAxis=2)
+    case.done = [6]  # volume slice 6: the worker's slice 1
+    assert case.text() == "requested slices: 1 of 3 done (axis 2: 1 done, 3, 6)" and case.number(4) == 3

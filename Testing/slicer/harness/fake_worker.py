@@ -21,8 +21,11 @@ SHAPE = (10, 9, 8)
 EXPIRES = "2030-01-01T00:00:00+00:00"
 
 
-def niftiBytes(array):
-    image = nib.Nifti1Image(array, np.diag([1.5, 1.5, 2.0, 1.0]))
+AFFINE = np.diag([1.5, 1.5, 2.0, 1.0])
+
+
+def niftiBytes(array, affine=AFFINE):
+    image = nib.Nifti1Image(array, affine)
     return gzip.compress(image.to_bytes())
 
 
@@ -49,6 +52,7 @@ class FakeWorker:
         self.masks = {}  # caseId -> uploaded annotated-region mask, (i, j, k) as labels
         self.requestedSlices = {}  # caseId -> a sparse rank's {"axis", "indices", "rule"}
         self.rankBodies = []  # the JSON of every POST /rank
+        self.affine = AFFINE  # of every volume served; a left-handed one makes Slicer flip an axis on loading
         self.jobs = []
         self.requests = []
         self.failPaths = set()  # paths answered with HTTP 500
@@ -233,14 +237,14 @@ class FakeWorker:
             caseId, revision = match.groups()
             if self.revisions.get(caseId, (None,))[0] != revision:
                 return 404, {"detail": f"case {caseId!r} has no label revision {revision!r}"}, None
-            return 200, niftiBytes(self.labels[caseId]), {"ETag": f'"{revision}"'}
+            return 200, niftiBytes(self.labels[caseId], self.affine), {"ETag": f'"{revision}"'}
         match = re.fullmatch(r"/cases/([^/]+)/(image|infer|label)", path)
         if match:
             caseId, what = match.groups()
             if what == "image" and method == "GET":
-                return 200, niftiBytes(self.image), None
+                return 200, niftiBytes(self.image, self.affine), None
             if what == "infer" and method == "POST":
-                return 200, niftiBytes(self.prediction), {"X-Model-Version": self.activeVersion}
+                return 200, niftiBytes(self.prediction, self.affine), {"X-Model-Version": self.activeVersion}
             if what == "label" and method == "PUT":
                 self.labelHeaders.append(
                     (headers.get("If-Match"), headers.get("If-None-Match"), headers.get("X-ASFDA-Client"))
