@@ -48,7 +48,7 @@ class SliceRequest:
     def checkFits(self, shape: Sequence[int]) -> None:
         """ValueError (one line) when an index lies outside the volume of numpy ``shape`` (k, j, i)."""
         count = shape[numpyAxis(self.axis)]
-        outside = [i for i in self.indices if i >= count]
+        outside = [i for i in self.indices if not 0 <= i < count]
         if outside:
             raise ValueError(f"Requested slice {outside[0]} lies outside the volume's {count} slices along "
                              f"axis {self.axis}: rank again")

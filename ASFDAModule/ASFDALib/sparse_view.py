@@ -103,11 +103,16 @@ class SparseSlicesMixin:
             self.showSparseSlices(None)
             return
         sourceAxis, names = request.axis, {}
-        source = getattr(files.get("prepared"), "imageIjkToRas", None)
-        if source is not None:
-            request, names = onVolumeGrid(request, source, self.volumeIjkToRas())
-        shape, opened = self.currentPlanes(request)
-        request.checkFits(shape)
+        try:
+            request.checkFits(self.volumeShape())  # the worker's numbers, on the worker's shape up to swaps
+            source = getattr(files.get("prepared"), "imageIjkToRas", None)
+            if source is not None:
+                request, names = onVolumeGrid(request, source, self.volumeIjkToRas())
+            shape, opened = self.currentPlanes(request)
+            request.checkFits(shape)
+        except ValueError:
+            self.showSparseSlices(None)  # not the previous case's marks; the error display says why
+            raise
         self.sparse = SparseCase(request, shape, opened, names, sourceAxis)
         self.refreshSparseSlices(force=True)
 
@@ -141,7 +146,8 @@ class SparseSlicesMixin:
                     progress=self.sparse.text(), error=error))
                 return
             self._sparseTimes = times
-        self.showSparseSlices(self.sparse.text())
+        hint = _tr(" (updated on Next slice and Submit)") if self._sparseExported else ""
+        self.showSparseSlices(self.sparse.text() + hint)
 
     def onNextSlice(self):
         import slicer
@@ -156,6 +162,10 @@ class SparseSlicesMixin:
             where = (_tr("slice {index} shown in the {view} view").format(index=number, view=view) if view else
                      _tr("no slice view to show slice {index}").format(index=number))
             self.showSparseSlices(f"{self.sparse.text()}; {where}")
+
+    def volumeShape(self):
+        i, j, k = self._parameterNode.currentVolume.GetImageData().GetDimensions()
+        return k, j, i
 
     def volumeIjkToRas(self):
         matrix = vtk.vtkMatrix4x4()

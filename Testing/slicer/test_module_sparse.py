@@ -172,3 +172,12 @@ def test_requested_slices_count_on_the_workers_grid_when_slicer_flips_it(harness
     annotatedK = sorted(7 - k for k in np.flatnonzero(mask.any(axis=(0, 1))))
     assert annotatedK == [3, 7] and mask.sum() == 2 * 10 * 9
     assert harness.slotErrors == []
+
+
+def test_requested_slice_outside_the_volume_is_one_line_and_no_marks(harness, worker):
+    worker.requestedSlices["case-a"] = {"axis": 2, "indices": [1, 8], "rule": "even"}  # the image has 8 slices
+    loadFirstCase(harness, worker)
+    assert any("Requested slice 8 lies outside the volume's 8 slices along axis 2" in d["text"]
+               for d in harness.dialogs)
+    assert not harness.ui.nextSliceButton.visible and harness.widget.sparse is None
+    assert harness.slotErrors == []

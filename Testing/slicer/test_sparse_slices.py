@@ -35,6 +35,8 @@ def test_request_outside_the_volume_is_one_line():
         SliceRequest(2, (1, 6)).checkFits(SHAPE)
     with pytest.raises(ValueError, match="4 slices along axis 0"):
         SliceRequest(0, (4,)).checkFits(SHAPE)
+    with pytest.raises(ValueError, match="Requested slice -1 lies outside"):  # a flip can place one below 0
+        SliceRequest(0, (-1, 2)).checkFits(SHAPE)
 
 
 def planesOf(voxels, request):
