@@ -18,6 +18,7 @@ from ASFDALib.edits import EditTracker, SegmentationEditWatcher
 from ASFDALib.machine_settings import DEVICES, MachineSettings
 from ASFDALib.model_versions import versionLabel
 from ASFDALib.poller import CachedPoller, TaskRunner, tickIntervalMs, yieldToBackgroundThreads
+from ASFDALib.sparse_slices import requestTooltip
 from ASFDALib.sparse_view import SparseSlicesMixin
 from ASFDALib.worker_connection import WorkerConnectionMixin
 from ASFDALib.worklist import COLUMNS, SORT_KEYS, JobProgress, JobState, Worklist, unfinishedJobs
@@ -45,7 +46,7 @@ except ImportError:  # Slicer < 5.4
 
 PENDING = "pending"  # a job request is in flight; its id is not known yet
 EXIT_BACKUP_KEY = "ASFDA/exitBackup"  # "case\npath" of edits kept when Slicer last closed
-DKD_COLUMN, HELD_BY_COLUMN = COLUMNS.index("DKD"), COLUMNS.index("Held by")
+DKD_COLUMN, HELD_BY_COLUMN, CASE_COLUMN = COLUMNS.index("DKD"), COLUMNS.index("Held by"), COLUMNS.index("Case")
 
 
 class ASFDA(ScriptedLoadableModule):
@@ -410,6 +411,8 @@ class ASFDAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin, SparseSlice
                     version=row.modelVersion))
             if c == DKD_COLUMN and row.knowledgeSource:
                 tips.append(_("DKD knowledge source: {source}").format(source=row.knowledgeSource))
+            if c == CASE_COLUMN and requestTooltip(row.requestedSlices):
+                tips.append(requestTooltip(row.requestedSlices))
             if c == HELD_BY_COLUMN and row.leaseExpiresAt:
                 tips.append(_("Leased until {time}").format(time=row.leaseExpiresAt))
             cells.append(CellView(text, "\n".join(tips), row.caseId == currentCaseId))

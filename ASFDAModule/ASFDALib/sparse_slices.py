@@ -175,6 +175,17 @@ def progressText(request: SliceRequest, done: Sequence[int], names: Optional[Dic
             f"(axis {axis}: {marks})")
 
 
+def requestTooltip(requested: Optional[dict]) -> str:
+    """A worklist row's requested slices in words ("" for a whole-volume pick or a malformed request)."""
+    try:
+        request = SliceRequest.fromReply(requested)
+    except ValueError:
+        return ""
+    if request is None:
+        return ""
+    return f"Requested slices along axis {request.axis}: {', '.join(map(str, request.indices))}"
+
+
 @dataclass
 class SparseCase:
     """The open case's slice request and what the clinician did to it (GUI thread)."""

@@ -44,6 +44,9 @@ def test_sparse_case_progress_next_slice_and_masked_submit(harness, worker):
     ui, widget = harness.ui, harness.widget
     assert ui.nextSliceButton.visible and ui.sparseSlicesLabel.visible
     assert ui.sparseSlicesLabel.text.startswith("requested slices: 0 of 4 done")  # the prediction is not work
+    caseCell = ui.worklistTable.item(0, harness.module.CASE_COLUMN)
+    assert caseCell.text() == "case-a" and "Requested slices along axis 2: 1, 3, 5, 7" in caseCell.toolTip()
+    assert "Requested" not in ui.worklistTable.item(1, harness.module.CASE_COLUMN).toolTip()
 
     # Next slice puts the axial view (the k axis runs along S here) on the first requested slice.
     volume = harnessVolume(segmentationNode)

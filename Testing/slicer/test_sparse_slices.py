@@ -13,6 +13,7 @@ from ASFDALib.sparse_slices import (
     nextRequestedSlice,
     onVolumeGrid,
     progressText,
+    requestTooltip,
     sliceCenterRas,
     viewForAxis,
 )
@@ -151,3 +152,8 @@ def test_progress_text_uses_the_workers_numbers():
     case = SparseCase(SliceRequest(2, (1, 4, 6)), SHAPE, {}, names={6: 1, 4: 3, 1: 6}, sourceAxis=2)
     case.done = [6]  # volume slice 6: the worker's slice 1
     assert case.text() == "requested slices: 1 of 3 done (axis 2: 1 done, 3, 6)" and case.number(4) == 3
+
+
+def test_request_tooltip():
+    assert requestTooltip({"axis": 1, "indices": [9, 2]}) == "Requested slices along axis 1: 2, 9"
+    assert requestTooltip(None) == "" and requestTooltip({"axis": 5, "indices": [1]}) == ""
