@@ -19,6 +19,8 @@ from ASFDALib.effort import EffortRecorder
 from ASFDALib.machine_settings import DEVICES, MachineSettings
 from ASFDALib.model_versions import versionLabel
 from ASFDALib.poller import CachedPoller, TaskRunner, tickIntervalMs, yieldToBackgroundThreads
+from ASFDALib.sparse_slices import requestTooltip
+from ASFDALib.sparse_view import SparseSlicesMixin
 from ASFDALib.worker_connection import WorkerConnectionMixin
 from ASFDALib.worklist import COLUMNS, SORT_KEYS, JobProgress, JobState, Worklist, unfinishedJobs
 from ASFDALib.worklist_table import CellView, RowView, WorklistTable
@@ -45,7 +47,7 @@ except ImportError:  # Slicer < 5.4
 
 PENDING = "pending"  # a job request is in flight; its id is not known yet
 EXIT_BACKUP_KEY = "ASFDA/exitBackup"  # "case\npath" of edits kept when Slicer last closed
-DKD_COLUMN, HELD_BY_COLUMN = COLUMNS.index("DKD"), COLUMNS.index("Held by")
+DKD_COLUMN, HELD_BY_COLUMN, CASE_COLUMN = COLUMNS.index("DKD"), COLUMNS.index("Held by"), COLUMNS.index("Case")
 
 
 class ASFDA(ScriptedLoadableModule):
@@ -74,6 +76,7 @@ class ASFDAParameterNode:
     """
 
     budgetK: Annotated[int, WithinRange(1, 1000)] = 4
+    slicesPerVolume: Annotated[int, WithinRange(0, 1000)] = 0  # 0: whole volumes; else a sparse rank
     adaptSteps: Annotated[int, WithinRange(0, 100000)] = 0
     usePseudoLabels: bool = True
     currentCaseId: str = ""
@@ -81,7 +84,7 @@ class ASFDAParameterNode:
     currentSegmentation: slicer.vtkMRMLSegmentationNode
 
 
-class ASFDAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
+class ASFDAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin, SparseSlicesMixin):
     def __init__(self, parent=None):
         ScriptedLoadableModuleWidget.__init__(self, parent)
         VTKObservationMixin.__init__(self)
@@ -140,6 +143,7 @@ class ASFDAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.adaptButton.clicked.connect(self.onAdapt)
         self.ui.cancelJobButton.clicked.connect(self.onCancelJob)
         self.ui.activateModelButton.clicked.connect(self.onActivateModel)
+        self.setupSparseSlices()  # Next slice and the requested-slices label: ASFDALib/sparse_view.py
 
         editor = self.ui.segmentEditorWidget
         editor.setMRMLScene(slicer.mrmlScene)
@@ -255,6 +259,7 @@ class ASFDAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.giveBack(self.lease.left())
         self.editWatcher.release()
         self.edits.caseClosed()
+        self.closeSparseCase()
         self.setParameterNode(None)
 
     def onSceneEndClose(self, caller, event):
@@ -384,6 +389,7 @@ class ASFDAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 datastore=info.get("datastore", "?"),
                 version=self.logic.worklist.activeModelVersion or info.get("active_model_version") or "none")
         self.ui.workerStatusLabel.text = status
+        self.refreshSparseSlices()
         p = self._parameterNode
         caseOpen = bool(p and p.currentCaseId and p.currentSegmentation)
         jobRunning = any(jobId not in (None, PENDING) for jobId in (self.rankJobId, self.adaptJobId))
@@ -413,6 +419,8 @@ class ASFDAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                     version=row.modelVersion))
             if c == DKD_COLUMN and row.knowledgeSource:
                 tips.append(_("DKD knowledge source: {source}").format(source=row.knowledgeSource))
+            if c == CASE_COLUMN and requestTooltip(row.requestedSlices):
+                tips.append(requestTooltip(row.requestedSlices))
             if c == HELD_BY_COLUMN and row.leaseExpiresAt:
                 tips.append(_("Leased until {time}").format(time=row.leaseExpiresAt))
             cells.append(CellView(text, "\n".join(tips), row.caseId == currentCaseId))
@@ -542,8 +550,8 @@ class ASFDAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onRank(self):
         with slicer.util.tryWithErrorDisplay(_("Failed to start ranking."), waitCursor=True):
-            client, k = self.logic.client, self._parameterNode.budgetK
-            self.startJob("rankJobId", lambda: client.rank(k), _("Failed to start ranking."))
+            client, k, slices = self.logic.client, self._parameterNode.budgetK, self._parameterNode.slicesPerVolume
+            self.startJob("rankJobId", lambda: client.rank(k, slicesPerVolume=slices), _("Failed to start ranking."))
 
     def onAdapt(self):
         with slicer.util.tryWithErrorDisplay(_("Failed to start adaptation."), waitCursor=True):
@@ -661,6 +669,7 @@ class ASFDAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 self.ui.caseStatusLabel.text = _("{case}: prediction of model {version}. Correct it, then "
                                                  "submit.").format(case=files["caseId"],
                                                                    version=files.get("modelVersion") or "?")
+            self.openSparseCase(files)
             self.renderWorklist()
 
     def onSubmitLabel(self):
@@ -681,11 +690,15 @@ class ASFDAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 label = self.logic.snapshotLabel(p.currentSegmentation, p.currentVolume, p.currentCaseId,
                                                  allowEmpty=True)
                 noStructure = True  # recorded by the worker as the clinician's verdict; the case leaves the pool
+            label = self.sparseLabelToSubmit(label, p.currentCaseId)
+            if label is None:
+                return
             client, caseId, effort = self.logic.client, p.currentCaseId, self.effort.submitting()
             self.ui.caseStatusLabel.text = _("Uploading the label of {case}...").format(case=caseId)
 
-            def send(client_, caseId_, path, effort=None):
-                return self.lease.submit(client_, caseId_, path, noStructure=noStructure, effort=effort)
+            def send(client_, caseId_, path, maskPath=None, effort=None):
+                return self.lease.submit(client_, caseId_, path, maskPath=maskPath, noStructure=noStructure,
+                                         effort=effort)
 
             self.runInBackground(lambda: self.logic.uploadLabel(client, caseId, label, send=send, effort=effort),
                                  self.onLabelSubmitted,

@@ -104,10 +104,12 @@ class CaseFilesMixin:
 
     def uploadLabel(self, client, caseId, label, send=None, effort=None):
         """Write (a ``PendingLabel``) and send a label (background thread); its file goes, sent or not.
-        ``send(client, caseId, path, effort=None)``: how to send it (the case lease's, naming the opened
-        revision). ``effort``: the ``SubmittedEffort`` of this submit; its record (with the voxels and slices
-        changed, compared here off the GUI thread) goes with the label."""
+        ``send(client, caseId, path, maskPath=None, effort=None)``: how to send it (the case lease's, naming the
+        opened revision); a sparse label (sparse_slices.PendingSparseLabel) writes its mask beside it and sends it
+        too. ``effort``: the ``SubmittedEffort`` of this submit; its record (with the voxels and slices changed,
+        compared here off the GUI thread) goes with the label."""
         path = label.path if isinstance(label, label_export.PendingLabel) else label
+        maskPath = getattr(label, "maskPath", "") or None
         try:
             record = None
             if effort is not None:
@@ -116,9 +118,8 @@ class CaseFilesMixin:
             if isinstance(label, label_export.PendingLabel):
                 label.finish()
             if send is not None:
-                return send(client, caseId, path, effort=record) if record is not None else send(
-                    client, caseId, path)
-            return client.uploadLabel(caseId, path, effort=record)
+                return send(client, caseId, path, maskPath=maskPath, effort=record)
+            return client.uploadLabel(caseId, path, maskPath=maskPath, effort=record)
         finally:
             removeSubfolder(self.workDir, os.path.dirname(path))
 

@@ -180,14 +180,15 @@ class CaseLease:
             self.labelChange = f"{now} by {reply.get('revision_author') or 'someone else'}"
         return None
 
-    def submit(self, client, caseId, path, noStructure=False, effort=None):
+    def submit(self, client, caseId, path, maskPath=None, noStructure=False, effort=None):
         """Upload the open case's label naming the revision it was opened from (background thread).
 
         A 409 (the case changed, or another annotator holds it) becomes a WorkerError whose message says
         who changed it and that nothing was overwritten."""
         openedCase, revision = self.openedLabel
         try:
-            return client.uploadLabel(caseId, path, revision=revision if openedCase == caseId else None,
+            revision = revision if openedCase == caseId else None
+            return client.uploadLabel(caseId, path, revision=revision, maskPath=maskPath,  # a sparse label's mask
                                       noStructure=noStructure, effort=effort)
         except WorkerError as error:
             if error.status == 409:

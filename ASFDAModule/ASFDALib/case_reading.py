@@ -36,6 +36,9 @@ class PreparedCase:
     # compares the submitted label to (one byte a voxel; the CT itself is not kept).
     opened: Any = None
     spacingKji: Any = None
+    # The image's IJK-to-RAS as the worker serves it: Slicer may flip an axis when it loads the volume (a
+    # left-handed grid), and slice numbers from the worker (a sparse rank's requested slices) count on this one.
+    imageIjkToRas: Any = None
 
 
 NRRD_TYPES = {"i1": "int8", "u1": "uint8", "i2": "int16", "u2": "uint16", "i4": "int32", "u4": "uint32",
@@ -184,6 +187,7 @@ def prepareCase(imagePath, predictionPath, labels, labelColors=None, reader=None
         return None
     image = readVolumeArray(imagePath, reader)
     window = displayRange(image.voxels)
+    imageIjkToRas = np.asarray(image.ijkToRas, dtype=float)
     imageNrrd = writeRawNrrd(image, os.path.join(os.path.dirname(imagePath), "image-raw.nrrd"))
     del image  # one CT in memory at a time
     prediction = readVolumeArray(predictionPath, reader)
@@ -195,4 +199,5 @@ def prepareCase(imagePath, predictionPath, labels, labelColors=None, reader=None
     segmentation = writeRawNrrd(prediction, os.path.join(os.path.dirname(predictionPath), "prediction.seg.nrrd"),
                                 segmentationFields(labels, labelColors, prediction))
     spacingKji = np.linalg.norm(np.asarray(prediction.ijkToRas, dtype=float)[:3, :3], axis=0)[::-1]
-    return PreparedCase(imageNrrd, segmentation, window, prediction.voxels, tuple(float(x) for x in spacingKji))
+    return PreparedCase(imageNrrd, segmentation, window, prediction.voxels, tuple(float(x) for x in spacingKji),
+                        imageIjkToRas)

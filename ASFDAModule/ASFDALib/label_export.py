@@ -38,8 +38,11 @@ def _matrix(vtkMatrix):
     return np.array([[vtkMatrix.GetElement(r, c) for c in range(4)] for r in range(4)])
 
 
-def takeSnapshot(segmentationNode, volumeNode, labels):
-    """Copy what the export needs (GUI thread). Raises SnapshotUnavailable, or ValueError for unknown names."""
+def takeSnapshot(segmentationNode, volumeNode, labels, copy=True):
+    """Copy what the export needs (GUI thread). Raises SnapshotUnavailable, or ValueError for unknown names.
+
+    ``copy=False``: the layers are views of Slicer's own voxels, for a caller done with them before the
+    segmentation changes again (the sparse view reads a few slices on the GUI thread)."""
     import vtk
     from vtk.util import numpy_support
 
@@ -76,7 +79,8 @@ def takeSnapshot(segmentationNode, volumeNode, labels):
                 voxels = np.zeros((0, 0, 0), np.uint8)
             else:
                 dims = (extent[5] - extent[4] + 1, extent[3] - extent[2] + 1, extent[1] - extent[0] + 1)
-                voxels = numpy_support.vtk_to_numpy(scalars).reshape(dims).copy()
+                voxels = numpy_support.vtk_to_numpy(scalars).reshape(dims)
+                voxels = voxels.copy() if copy else voxels
             layerIndex[key] = len(snapshot.layers)
             snapshot.layers.append((voxels, extent))
         snapshot.segments.append((layerIndex[key], int(segment.GetLabelValue()), valueByName[name]))

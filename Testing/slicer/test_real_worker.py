@@ -207,3 +207,39 @@ def test_sparse_rank_rows_and_masked_upload(worker, tmp_path):
     reply = worker.uploadLabel(pick.caseId, tmp_path / "label.nii.gz", "pytest", maskPath=tmp_path / "mask.nii.gz")
     assert reply["annotated_mask"]["annotated_voxels"] == int(mask.sum())
     assert reply["requested_slices"]["done"] == requested["indices"] and reply["requested_slices"]["coverage"] == 1.0
+
+
+def test_sparse_submit_from_the_module_is_accepted(worker, mrmlScene, tmp_path):
+    """Issue 22: the module's sparse label (done slices only) and its gzip NRRD mask pass the real worker's checks."""
+    import slicer
+    from ASFDALib import case_reading, label_export
+    from ASFDALib import segmentation_io as sio
+    from ASFDALib.sparse_slices import PendingSparseLabel, SliceRequest, annotatedMask, onVolumeGrid
+
+    finished = waitForJob(worker, worker.rank(budgetK=1, strategy="random", slicesPerVolume=2))
+    assert finished["state"] == "succeeded", finished.get("error")
+    worklist = Worklist()
+    worklist.updateFromWorklistReply(worker.worklist())
+    (pick,) = [row for row in worklist.rows if row.requestedSlices and not row.labeled]
+    request = SliceRequest.fromReply(pick.requestedSlices)
+    info = worker.info()
+    worker.downloadImage(pick.caseId, tmp_path / "image.nii.gz")
+    worker.infer(pick.caseId, tmp_path / "prediction.nii.gz")
+    prepared = case_reading.prepareCase(tmp_path / "image.nii.gz", tmp_path / "prediction.nii.gz", info["labels"],
+                                        info["label_colors"], reader="nibabel")
+    volume = sio.loadScalarVolume(mrmlScene, prepared.image, pick.caseId, prepared.windowLevel)
+    segmentation = sio.loadSegmentationFile(mrmlScene, prepared.segmentation, "label")
+    segId = segmentation.GetSegmentation().GetSegmentIdBySegmentName("organ")
+    painted = np.zeros(slicer.util.arrayFromVolume(volume).shape, np.uint8)
+    painted[...] = 1  # organ everywhere: what lies off the done slice must not reach the worker
+    slicer.util.updateSegmentBinaryLabelmapFromArray(painted, segmentation, segId, volume)
+    snapshot = label_export.takeSnapshot(segmentation, volume, info["labels"])
+    # Slicer loads this left-handed image with k flipped: the worker's slice numbers are placed through RAS.
+    onVolume, names = onVolumeGrid(request, prepared.imageIjkToRas, snapshot.ijkToRas)
+    assert snapshot.ijkToRas[2, 2] < 0 and sorted(names.values()) == list(request.indices)
+    done = [index for index, number in names.items() if number == request.indices[0]]
+    label = PendingSparseLabel(str(tmp_path / "up" / "c-label.nrrd"), snapshot,
+                               annotatedMask(snapshot.shape, onVolume, done), str(tmp_path / "up" / "c-mask.nrrd"))
+    reply = worker.uploadLabel(pick.caseId, label.finish(), "pytest", maskPath=label.maskPath)
+    assert reply["annotated_mask"]["annotated_voxels"] == 16 * 16
+    assert reply["requested_slices"]["done"] == [request.indices[0]] and reply["label_values"] == [1]

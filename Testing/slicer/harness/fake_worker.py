@@ -21,8 +21,11 @@ SHAPE = (10, 9, 8)
 EXPIRES = "2030-01-01T00:00:00+00:00"
 
 
-def niftiBytes(array):
-    image = nib.Nifti1Image(array, np.diag([1.5, 1.5, 2.0, 1.0]))
+AFFINE = np.diag([1.5, 1.5, 2.0, 1.0])
+
+
+def niftiBytes(array, affine=AFFINE):
+    image = nib.Nifti1Image(array, affine)
     return gzip.compress(image.to_bytes())
 
 
@@ -48,6 +51,10 @@ class FakeWorker:
         self.labels = {}  # caseId -> uploaded array
         self.noStructure = set()  # cases submitted with the "no structure" verdict
         self.efforts = {}  # caseId -> the effort record (JSON) sent with its last label upload
+        self.masks = {}  # caseId -> uploaded annotated-region mask, (i, j, k) as labels
+        self.requestedSlices = {}  # caseId -> a sparse rank's {"axis", "indices", "rule"}
+        self.rankBodies = []  # the JSON of every POST /rank
+        self.affine = AFFINE  # of every volume served; a left-handed one makes Slicer flip an axis on loading
         self.jobs = []
         self.requests = []
         self.failPaths = set()  # paths answered with HTTP 500
@@ -94,6 +101,7 @@ class FakeWorker:
             "knowledge_source": "pool_mean",
             **({"leased_by": self.leases[caseId], "lease_expires_at": EXPIRES} if caseId in self.leases else {}),
             **({"revision": self.revisions[caseId][0]} if caseId in self.revisions else {}),
+            "requested_slices": self.requestedSlices.get(caseId),
         }
 
     def lease(self, method, path, annotator):
@@ -216,6 +224,7 @@ class FakeWorker:
                 None,
             )
         if method == "POST" and path == "/rank":
+            self.rankBodies.append(json.loads(body or b"{}"))
             return 200, self.newJob("rank"), None
         if method == "POST" and path == "/adapt":
             if not self.labels:
@@ -230,15 +239,15 @@ class FakeWorker:
             caseId, revision = match.groups()
             if self.revisions.get(caseId, (None,))[0] != revision:
                 return 404, {"detail": f"case {caseId!r} has no label revision {revision!r}"}, None
-            return 200, niftiBytes(self.labels[caseId]), {"ETag": f'"{revision}"'}
+            return 200, niftiBytes(self.labels[caseId], self.affine), {"ETag": f'"{revision}"'}
         path, _, query = path.partition("?")
         match = re.fullmatch(r"/cases/([^/]+)/(image|infer|label)", path)
         if match:
             caseId, what = match.groups()
             if what == "image" and method == "GET":
-                return 200, niftiBytes(self.image), None
+                return 200, niftiBytes(self.image, self.affine), None
             if what == "infer" and method == "POST":
-                return 200, niftiBytes(self.prediction), {"X-Model-Version": self.activeVersion}
+                return 200, niftiBytes(self.prediction, self.affine), {"X-Model-Version": self.activeVersion}
             if what == "label" and method == "PUT":
                 self.labelHeaders.append(
                     (headers.get("If-Match"), headers.get("If-None-Match"), headers.get("X-ASFDA-Client"))
@@ -253,6 +262,11 @@ class FakeWorker:
                 effort = self.uploadedField(body, headers, "effort")
                 if effort is not None:
                     self.efforts[caseId] = json.loads(effort)
+                mask = self.uploadedFile(body, headers, "mask")
+                if mask is not None:
+                    self.masks[caseId] = readNifti(mask)
+                else:
+                    self.masks.pop(caseId, None)
                 self.revisions[caseId] = (f"r{int((self.revisions.get(caseId) or ('r0',))[0][1:]) + 1:04d}", annotator)
                 values = sorted(int(v) for v in np.unique(self.labels[caseId]))
                 if "no_structure=true" in query.split("&"):
@@ -271,13 +285,16 @@ class FakeWorker:
         return None
 
     @staticmethod
-    def uploadedFile(body, headers):
+    def uploadedFile(body, headers, name="file"):
+        """The multipart part ``name``: the label (required) or the sparse label's ``mask`` (None without one)."""
         boundary = headers["Content-Type"].split("boundary=")[1].encode()
         for part in body.split(b"--" + boundary):
             head, _, content = part.partition(b"\r\n\r\n")
-            if b'name="file"' in head:
+            if f'name="{name}"'.encode() in head:
                 return content[: -len(b"\r\n")] if content.endswith(b"\r\n") else content
-        raise ValueError("no file part")
+        if name == "file":
+            raise ValueError("no file part")
+        return None
 
     def _handlerClass(self):
         worker = self
