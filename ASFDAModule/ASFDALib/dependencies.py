@@ -32,6 +32,7 @@ WORKER_REQUIREMENTS = {
     # Every highdicom >= 0.23 needs Python >= 3.10: Slicer 5.8 (Python 3.9) runs without PACS write-back.
     "highdicom>=0.23; python_version >= '3.10'": "highdicom",
     "filelock>=3.12": "filelock",
+    "pyyaml>=6.0": "yaml",
 }
 # Needed only for one feature: installed in a step of its own, whose failure leaves the rest working.
 OPTIONAL_REQUIREMENTS = {"highdicom": "PACS write-back of clinician labels as DICOM SEG"}
