@@ -145,8 +145,13 @@ def _training(client: httpx.Client, job_id: str) -> bool:
     return job["state"] != "queued" and (job["state"] != "running" or job["progress"]["phase"] == "train")
 
 
-def _one_life(worker: WorkerProcess, kill_point: str, files, acked: Acknowledged, rng: random.Random) -> None:
-    """Submit in a loop (and, for a publish kill, adapt); SIGKILL the session at a seeded random moment."""
+def _publishing(models: Path, versions_before: int) -> bool:
+    return any(models.glob(".staging-*")) or len(_complete_versions(models)) > versions_before
+
+
+def _one_life(worker: WorkerProcess, kill_point: str, files, acked: Acknowledged, rng: random.Random) -> bool:
+    """Submit in a loop (and, for a publish kill, adapt); SIGKILL the session at a seeded random moment.
+    True when the kill left a half-written version folder behind (it landed inside the publish)."""
     stop, errors = threading.Event(), []
 
     def submitter():
@@ -164,7 +169,10 @@ def _one_life(worker: WorkerProcess, kill_point: str, files, acked: Acknowledged
             assert job.status_code == 202, job.text
             job_id = job.json()["job_id"]
             wait_for(lambda: _training(worker.client, job_id), 60, "the adapt to train")
-            time.sleep(rng.uniform(0.0, 2.0))  # the end of training, pseudo-labels, publish, activation
+            # Seen from outside, as an operator would: the staging folder (or the version it became) appears.
+            versions = len(_complete_versions(worker.datastore / "models"))
+            wait_for(lambda: _publishing(worker.datastore / "models", versions), 60, "the publish", interval=0.005)
+            time.sleep(rng.uniform(0.0, 0.2))  # inside the publish, just after its rename, or at activation
         else:
             time.sleep(rng.uniform(0.1, 1.5))
     finally:
@@ -172,6 +180,7 @@ def _one_life(worker: WorkerProcess, kill_point: str, files, acked: Acknowledged
         stop.set()
         thread.join(30)
     assert not errors, errors[0]
+    return any((worker.datastore / "models").glob(".staging-*"))
 
 
 def test_sigkill_during_submits_and_publishes_loses_nothing(tmp_path):
@@ -180,12 +189,12 @@ def test_sigkill_during_submits_and_publishes_loses_nothing(tmp_path):
     rng, acked, scratch = random.Random(SEED), Acknowledged(), tmp_path / "scratch.nii.gz"
     kill_points = ["submit", "publish"] * (ITERATIONS // 2)
     rng.shuffle(kill_points)
-    published = 0
+    published, mid_publish = 0, 0
     for kill_point in kill_points:
         worker = WorkerProcess(datastore).wait_healthy()
         try:
             _check_invariants(worker, files, acked, scratch)
-            _one_life(worker, kill_point, files, acked, rng)
+            mid_publish += _one_life(worker, kill_point, files, acked, rng)
             published = max(published, len(_complete_versions(datastore / "models")))
         finally:
             worker.stop()
@@ -195,4 +204,4 @@ def test_sigkill_during_submits_and_publishes_loses_nothing(tmp_path):
     finally:
         final.stop()
     assert len(acked.revisions) >= ITERATIONS  # the loop really submitted (and was acknowledged) throughout
-    print(f"{len(acked.revisions)} acknowledged revisions, {published} complete model versions")
+    print(f"{len(acked.revisions)} acknowledged revisions, {published} versions, {mid_publish} kills mid-publish")
