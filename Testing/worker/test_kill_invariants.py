@@ -149,6 +149,19 @@ def _publishing(models: Path, versions_before: int) -> bool:
     return any(models.glob(".staging-*")) or len(_complete_versions(models)) > versions_before
 
 
+def _wait_publish(client: httpx.Client, job_id: str, models: Path, versions_before: int) -> None:
+    """Poll the folder often (a publish takes a fraction of a second), the job now and then (it may fail)."""
+    deadline = time.monotonic() + 60
+    while not _publishing(models, versions_before):
+        if client.get(f"/jobs/{job_id}").json()["state"] in ("succeeded", "failed", "cancelled"):
+            return
+        assert time.monotonic() < deadline, "timed out waiting for the publish"
+        for _ in range(50):
+            if _publishing(models, versions_before):
+                return
+            time.sleep(0.005)
+
+
 def _one_life(worker: WorkerProcess, kill_point: str, files, acked: Acknowledged, rng: random.Random) -> bool:
     """Submit in a loop (and, for a publish kill, adapt); SIGKILL the session at a seeded random moment.
     True when the kill left a half-written version folder behind (it landed inside the publish)."""
@@ -165,13 +178,14 @@ def _one_life(worker: WorkerProcess, kill_point: str, files, acked: Acknowledged
     try:
         if kill_point == "publish":
             wait_for(lambda: acked.revisions, 30, "an acknowledged label to adapt from")
+            models = worker.datastore / "models"
+            versions = len(_complete_versions(models))
             job = worker.client.post("/adapt", json={"steps": 2})
             assert job.status_code == 202, job.text
             job_id = job.json()["job_id"]
             wait_for(lambda: _training(worker.client, job_id), 60, "the adapt to train")
             # Seen from outside, as an operator would: the staging folder (or the version it became) appears.
-            versions = len(_complete_versions(worker.datastore / "models"))
-            wait_for(lambda: _publishing(worker.datastore / "models", versions), 60, "the publish", interval=0.005)
+            _wait_publish(worker.client, job_id, models, versions)
             time.sleep(rng.uniform(0.0, 0.2))  # inside the publish, just after its rename, or at activation
         else:
             time.sleep(rng.uniform(0.1, 1.5))
