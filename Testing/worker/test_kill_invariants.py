@@ -186,7 +186,7 @@ def _one_life(worker: WorkerProcess, kill_point: str, files, acked: Acknowledged
             wait_for(lambda: _training(worker.client, job_id), 60, "the adapt to train")
             # Seen from outside, as an operator would: the staging folder (or the version it became) appears.
             _wait_publish(worker.client, job_id, models, versions)
-            time.sleep(rng.uniform(0.0, 0.2))  # inside the publish, just after its rename, or at activation
+            time.sleep(rng.uniform(0.0, 0.08))  # inside the publish (~50 ms here), just after its rename, or later
         else:
             time.sleep(rng.uniform(0.1, 1.5))
     finally:
