@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import multiprocessing
+import os
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -304,3 +307,136 @@ def test_a_series_cached_before_fingerprints_were_recorded_is_fetched_again_once
     assert tuple(load_volume(store.image_path(uid)).shape) == SHAPE and fake.retrieved == 2
     store.image_path(uid)
     assert fake.retrieved == 2
+
+
+class _FakePacsOfMany:
+    """Several series in memory; every retrieval waits at `barrier` so all fetchers are in flight at once."""
+
+    def __init__(self, series, barrier=None):
+        self.series, self.barrier = {s[0].SeriesInstanceUID: s for s in series}, barrier
+
+    def search_for_series(self, search_filters, fields, limit, offset):
+        if offset or search_filters["Modality"] != "CT":
+            return []
+        return [
+            {
+                "0020000D": {"Value": [s[0].StudyInstanceUID]},
+                "0020000E": {"Value": [uid]},
+                "00080060": {"Value": ["CT"]},
+                "00201209": {"Value": [len(s)]},
+            }
+            for uid, s in self.series.items()
+        ]
+
+    def retrieve_series(self, study_uid, series_uid):
+        if self.barrier is not None:
+            self.barrier.wait(30)
+        return list(self.series[series_uid])
+
+
+def _encoded(ds) -> bytes:
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+def _cache_bytes(source) -> int:
+    """What the cache folder holds on disk: series, staging and evicting folders alike."""
+    total = 0
+    for folder, _dirs, names in os.walk(source.cache_dir):  # os.walk skips a folder renamed while it walks
+        for name in names:
+            with contextlib.suppress(FileNotFoundError):  # renamed or removed while we looked
+                total += os.stat(os.path.join(folder, name)).st_size if name.endswith(".dcm") else 0
+    return total
+
+
+def test_concurrent_fetchers_never_push_the_cache_above_its_limit(tmp_path, anatomy):
+    image, _label, affine = anatomy
+    n_fetchers = 4
+    series = [ct_series(image, affine, f"concurrent {index}", patient=f"C{index}") for index in range(n_fetchers)]
+    series_bytes = sum(len(_encoded(ds)) for ds in series[0])
+    limit = int(series_bytes * 2.5)  # two series fit, not three
+    store = pacs_store(tmp_path / "store", "http://127.0.0.1:9/dicom-web", cache_mb=limit / 2**20)
+    source = store.image_source
+    source._client = _FakePacsOfMany(series, threading.Barrier(n_fetchers))
+    uids = store.case_ids()
+    peak, stop, watch_errors = [0], threading.Event(), []
+
+    def watch():
+        try:
+            while not stop.is_set():
+                peak[0] = max(peak[0], _cache_bytes(source))
+        except Exception as exc:  # a watcher that died measured nothing: fail below, not a warning
+            watch_errors.append(exc)
+
+    outcomes = {}
+
+    def fetch(uid):
+        try:
+            outcomes[uid] = source.image_path(uid)
+        except CacheFull as exc:
+            outcomes[uid] = exc
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    fetchers = [threading.Thread(target=fetch, args=(uid,)) for uid in uids]
+    for thread in fetchers:
+        thread.start()
+    for thread in fetchers:
+        thread.join(60)
+    stop.set()
+    watcher.join()
+    fetched = [uid for uid, got in outcomes.items() if not isinstance(got, CacheFull)]
+    assert len(outcomes) == n_fetchers and len(fetched) == 2  # the others: a one-line CacheFull, nothing lost
+    assert all("\n" not in str(got) for got in outcomes.values() if isinstance(got, CacheFull))
+    assert not watch_errors and max(peak[0], _cache_bytes(source)) <= limit
+    assert sum(e["bytes"] for e in source.index.cached()) <= limit and source.index.reservations() == []
+    assert sorted(p.name for p in source.cache_dir.iterdir()) == sorted([".locks", *fetched])  # no staging left
+
+
+def test_a_failed_fetch_releases_its_reservation(tmp_path, anatomy, monkeypatch):
+    image, _label, affine = anatomy
+    store = pacs_store(tmp_path / "store", "http://127.0.0.1:9/dicom-web")
+    source = store.image_source
+    source._client = _FakePacsOfMany([ct_series(image, affine, "disk full")])
+    [uid] = store.case_ids()
+
+    def disk_full(folder, encoded):
+        (folder / "00000.dcm").write_bytes(encoded[0])
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(source_module, "_write_files", disk_full)
+    with pytest.raises(OSError, match="No space"):
+        source.image_path(uid)
+    assert source.index.reservations() == [] and source.index.cached() == []
+    assert [p.name for p in source.cache_dir.iterdir()] == [".locks"]
+
+
+def _reserve_and_die(root, case_id, staging_name):
+    from asfda.core.process_identity import ProcessIdentity
+
+    source = Datastore(root).image_source
+    (source.cache_dir / staging_name).mkdir()
+    (source.cache_dir / staging_name / "00000.dcm").write_bytes(b"half a series")
+    source.index.reserve(staging_name.split(".")[-2], case_id, 10**9, "fp", ProcessIdentity.current())
+    os._exit(0)  # as SIGKILL leaves it: no finally ran
+
+
+def test_reservations_of_dead_processes_are_dropped_when_the_cache_opens(tmp_path, anatomy):
+    image, _label, affine = anatomy
+    store = pacs_store(tmp_path / "store", "http://127.0.0.1:9/dicom-web")
+    slices = ct_series(image, affine, "killed mid-fetch")
+    store.image_source._client = _FakePacsOfMany([slices])
+    [uid] = store.case_ids()
+    staging_name = source_module._staging_name(uid, "deadbeef")
+    child = multiprocessing.get_context("fork").Process(target=_reserve_and_die, args=(store.root, uid, staging_name))
+    child.start()
+    child.join(30)
+    assert [r["case_id"] for r in store.image_source.index.reservations()] == [uid]  # a gigabyte held by nobody
+    reopened = Datastore(store.root).image_source
+    assert reopened.index.reservations() == [] and not (reopened.cache_dir / staging_name).exists()
+    reopened._client = _FakePacsOfMany([slices])
+    assert reopened.image_path(uid).is_dir()  # the cache has room again
+    live = source_module.ProcessIdentity.current()
+    reopened.index.reserve("mine", uid, 1, "fp", live)
+    assert [r["token"] for r in Datastore(store.root).image_source.index.reservations()] == ["mine"]  # alive: kept

@@ -112,7 +112,9 @@ def check_final_labels(store: Datastore, config: ModelConfig) -> List[str]:
     Returns the case ids taken in. The first bad file stops with a one-line LabelFileError naming it, so
     nothing trains on a label that the upload route would have refused.
     """
-    LabelRevisions(store.root, store.state.path).recover()  # a replace a crash interrupted, before any check
+    # A replace a crash interrupted, before any check; never the temp-file sweep of recover(): this runs in job
+    # children and the CLI while the worker accepts submits, whose temp files it would delete (a 500).
+    LabelRevisions(store.root, store.state.path).finish_interrupted()
     taken = []
     folder = store.label_dir(LabelTag.FINAL)
     where = f"labels/{LabelTag.FINAL.value}"

@@ -222,11 +222,17 @@ class LabelRevisions:
         return self.apply(case_id)
 
     def recover(self) -> List[str]:
-        """At start: finish every replace a crash interrupted; remove temp files of interrupted writes."""
+        """At the worker's start (no other writer yet): remove temp files of interrupted writes, then finish
+        every replace a crash interrupted."""
         history = self.final_dir / HISTORY
         if history.is_dir():
             for leftover in history.glob("*/.*.tmp*"):
                 leftover.unlink(missing_ok=True)
+        return self.finish_interrupted()
+
+    def finish_interrupted(self) -> List[str]:
+        """Finish every replace a crash interrupted; safe while other processes submit (a job child before it
+        reads labels): it touches no temp file, since a live submit's is indistinguishable from a dead one's."""
         with connect(self.db_path) as db:
             cases = [r["case_id"] for r in db.execute("SELECT DISTINCT case_id FROM label_revisions WHERE applied = 0")]
         for case_id in cases:

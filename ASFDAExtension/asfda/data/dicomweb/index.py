@@ -1,5 +1,6 @@
 """The DICOMweb datastore's own SQLite tables (dicomweb.db): the cached QIDO listing, the series cache's
-use times, a log of WADO fetches, and the outbox of SEGs to write back."""
+use times, the bytes fetches in flight have reserved, a log of WADO fetches, and the outbox of SEGs to write
+back."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import time
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional
 
+from asfda.core.process_identity import ProcessIdentity
 from asfda.core.sqlite_db import connect
 from asfda.data.state import utc_now
 
@@ -23,6 +25,8 @@ CREATE TABLE IF NOT EXISTS series (
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
 CREATE TABLE IF NOT EXISTS cached (case_id TEXT PRIMARY KEY, bytes INTEGER NOT NULL, last_used REAL NOT NULL,
     fingerprint TEXT);
+CREATE TABLE IF NOT EXISTS reservations (token TEXT PRIMARY KEY, case_id TEXT NOT NULL, bytes INTEGER NOT NULL,
+    fingerprint TEXT, host TEXT NOT NULL, pid INTEGER NOT NULL, pid_started REAL NOT NULL, at REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS fetches (seq INTEGER PRIMARY KEY AUTOINCREMENT, case_id TEXT, at TEXT, bytes INTEGER,
     seconds REAL);
 CREATE TABLE IF NOT EXISTS seg_outbox (
@@ -102,6 +106,52 @@ class DicomwebIndex:
         """Cached series, least recently used first."""
         with connect(self.path) as db:
             return [dict(r) for r in db.execute("SELECT * FROM cached ORDER BY last_used").fetchall()]
+
+    # -- reservations of fetches in flight -----------------------------------------------------
+    # Callers hold the cache lock (DicomwebSource.cache_lock) around reserve and around any eviction, so
+    # cached + reserved bytes never exceed the limit whatever the number of concurrent fetchers.
+
+    def reserved_bytes(self) -> int:
+        with connect(self.path) as db:
+            return int(db.execute("SELECT COALESCE(SUM(bytes), 0) AS n FROM reservations").fetchone()["n"])
+
+    def reservations(self) -> List[Dict[str, Any]]:
+        with connect(self.path) as db:
+            return [dict(r) for r in db.execute("SELECT * FROM reservations ORDER BY at").fetchall()]
+
+    def reserve(self, token: str, case_id: str, size: int, fingerprint: str, owner: ProcessIdentity) -> None:
+        with connect(self.path) as db:
+            db.execute(
+                "INSERT INTO reservations VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (token, case_id, int(size), fingerprint, owner.host, owner.pid, owner.started, time.time()),
+            )
+
+    def settle(self, token: str, case_id: str, size: int, fingerprint: Optional[str]) -> None:
+        """The reserved bytes become the cached series' bytes in one transaction: never counted twice or not at all."""
+        with connect(self.path) as db:
+            db.execute("BEGIN IMMEDIATE")
+            db.execute("DELETE FROM reservations WHERE token = ?", (token,))
+            db.execute(
+                "INSERT OR REPLACE INTO cached (case_id, bytes, last_used, fingerprint) VALUES (?, ?, ?, ?)",
+                (case_id, int(size), time.time(), fingerprint),
+            )
+            db.execute("COMMIT")
+
+    def release(self, token: str) -> None:
+        with connect(self.path) as db:
+            db.execute("DELETE FROM reservations WHERE token = ?", (token,))
+
+    def dead_reservations(self) -> List[Dict[str, Any]]:
+        """Reservations whose fetching process is certainly gone (SIGKILL, power cut)."""
+        return [
+            row
+            for row in self.reservations()
+            if ProcessIdentity(row["host"], int(row["pid"]), float(row["pid_started"])).is_dead()
+        ]
+
+    def is_cached_row(self, case_id: str) -> bool:
+        with connect(self.path) as db:
+            return db.execute("SELECT 1 FROM cached WHERE case_id = ?", (case_id,)).fetchone() is not None
 
     def log_fetch(self, case_id: str, size: int, seconds: float) -> None:
         with connect(self.path) as db:

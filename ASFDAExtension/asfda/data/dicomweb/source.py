@@ -4,10 +4,18 @@ materialising one series on first use (WADO-RS) into a size-limited local cache.
 `image_path` runs in DataLoader worker processes and request threads at once: a per-series file lock
 makes the first caller fetch and the others wait and reuse; the series appears by an atomic rename of
 a staging folder, so no reader ever sees half a series.
+
+The cache limit holds across processes and threads: a fetch reserves its series' bytes in dicomweb.db
+under one cross-process cache lock (the lock every eviction takes), eviction counts the reservations of
+fetches still in flight, and the reservation becomes the cached entry in one transaction when the series
+lands (or is released when the fetch fails). Only then is anything written into the cache folder, so the
+folder's size never exceeds the limit. Reservations of processes that died mid-fetch are dropped (and
+their staging folders removed) when the next process opens the cache or reserves.
 """
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import shutil
@@ -20,6 +28,7 @@ from filelock import FileLock, Timeout
 
 from asfda.core.case_ids import validate_case_id
 from asfda.core.errors import UnknownCase
+from asfda.core.process_identity import ProcessIdentity
 from asfda.data.dicomweb.config import DicomwebConfig
 from asfda.data.dicomweb.errors import CacheFull, PacsUnavailable, SeriesGone
 from asfda.data.dicomweb.index import DicomwebIndex
@@ -28,6 +37,7 @@ from asfda.io.dicom_series import sorted_slices
 log = logging.getLogger("asfda.data.dicomweb")
 CACHE_DIR = "dicomweb-cache"
 FETCH_LOCK_WAIT_S = 600.0  # a concurrent fetch of the same series; longer than any sane WADO retrieval
+CACHE_LOCK_WAIT_S = 120.0  # held only to count, evict and reserve: never across a network call
 EVICT_GRACE_S = 5.0  # a series used this recently may still be being read: not evicted
 _STUDY, _SERIES, _MODALITY, _DESCRIPTION, _INSTANCES = "0020000D", "0020000E", "00080060", "0008103E", "00201209"
 
@@ -67,6 +77,11 @@ class DicomwebSource:
         (self.cache_dir / ".locks").mkdir(exist_ok=True)
         self.index = DicomwebIndex(self.root / "dicomweb.db")
         self._client = None
+        try:  # at open: leftovers of a fetch killed mid-way; a busy lock means another process is at it
+            with FileLock(self._cache_lock_path(), timeout=0):
+                self._drop_dead_reservations()
+        except Timeout:
+            pass
 
     def __getstate__(self):  # DataLoader workers get a copy: the HTTP session is made again there
         return {**self.__dict__, "_client": None}
@@ -175,19 +190,39 @@ class DicomwebSource:
             raise pacs_error(f"fetching series {case_id} (WADO-RS)", exc) from None
         if not datasets:
             raise SeriesGone(f"series {case_id} is no longer in the PACS (deleted after listing)")
-        slices = sorted_slices(datasets, case_id, expected=int(listed["instances"] or 0))
-        staging = self.cache_dir / f".{case_id}.{uuid.uuid4().hex[:8]}.staging"
-        staging.mkdir()
-        try:
-            for number, ds in enumerate(slices):
-                ds.save_as(staging / f"{number:05d}.dcm", enforce_file_format=True)
-            size = sum(p.stat().st_size for p in staging.iterdir())
+        # Encoded in memory first: the exact bytes the files will take are reserved before any is written.
+        encoded = [_encode(ds) for ds in sorted_slices(datasets, case_id, expected=int(listed["instances"] or 0))]
+        del datasets
+        size, fingerprint = sum(len(data) for data in encoded), listing_fingerprint(case_id, listed)
+        token = uuid.uuid4().hex
+        staging = self.cache_dir / _staging_name(case_id, token)
+        with FileLock(self._cache_lock_path(), timeout=CACHE_LOCK_WAIT_S):
+            self._drop_dead_reservations()
             self._make_room(size, keep={case_id})
+            self.index.reserve(token, case_id, size, fingerprint, ProcessIdentity.current())
+        try:
+            staging.mkdir()
+            _write_files(staging, encoded)
             os.rename(staging, target)
+            self.index.settle(token, case_id, size, fingerprint)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
-        self.index.touch(case_id, size, listing_fingerprint(case_id, listed))
+            self.index.release(token)  # nothing left to release once settled
         self.index.log_fetch(case_id, size, time.monotonic() - started)
+
+    def _cache_lock_path(self) -> str:
+        return str(self.cache_dir / ".locks" / "cache.lock")
+
+    def _drop_dead_reservations(self) -> None:
+        """Called under the cache lock. A fetch killed before its rename leaves a staging folder (removed);
+        one killed between rename and settle leaves a complete series (adopted, so its bytes count)."""
+        for row in self.index.dead_reservations():
+            case_id = row["case_id"]
+            shutil.rmtree(self.cache_dir / _staging_name(case_id, row["token"]), ignore_errors=True)
+            if (self.cache_dir / case_id).is_dir() and not self.index.is_cached_row(case_id):
+                self.index.settle(row["token"], case_id, row["bytes"], row["fingerprint"])
+            self.index.release(row["token"])
+            log.info("dropped the cache reservation of a fetch of %s whose process is gone", case_id)
 
     def pinned(self) -> Set[str]:
         """Series not to evict: a clinician holds a lease on them or their SEG is not yet written back."""
@@ -197,9 +232,10 @@ class DicomwebSource:
         return set(active_leased_cases(self.root / "asfda.db")) | pending
 
     def _make_room(self, size: int, keep: Set[str]) -> None:
+        """Called under the cache lock: in-flight fetches' reservations count as used."""
         limit = int(self.config.cache_mb * 1024 * 1024)
         entries = self.index.cached()
-        used = sum(e["bytes"] for e in entries)
+        used = sum(e["bytes"] for e in entries) + self.index.reserved_bytes()
         if used + size <= limit:
             return
         if size > limit:
@@ -214,8 +250,8 @@ class DicomwebSource:
             used -= entry["bytes"]
         if used + size > limit:
             raise CacheFull(
-                f"series cache full ({used / 2**20:.1f} of {limit / 2**20:.1f} MiB in series being labelled or "
-                f"just used): cannot fetch {next(iter(keep))}; raise --dicomweb-cache-mb"
+                f"series cache full ({used / 2**20:.1f} of {limit / 2**20:.1f} MiB in series being labelled, "
+                f"fetched or just used): cannot fetch {next(iter(keep))}; raise --dicomweb-cache-mb"
             )
 
     def evict(self, case_id: str) -> None:
@@ -235,6 +271,21 @@ class DicomwebSource:
 
         folder = self.image_path(case_id)
         return [pydicom.dcmread(p) for p in sorted(folder.glob("*.dcm"))]
+
+
+def _encode(ds) -> bytes:
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+def _staging_name(case_id: str, token: str) -> str:
+    return f".{case_id}.{token}.staging"
+
+
+def _write_files(folder: Path, encoded: List[bytes]) -> None:
+    for number, data in enumerate(encoded):
+        (folder / f"{number:05d}.dcm").write_bytes(data)
 
 
 def load_source(root: Path) -> Optional[DicomwebSource]:
