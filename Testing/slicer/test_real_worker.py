@@ -16,6 +16,7 @@ from ASFDALib.launcher import WorkerLauncher, freePort
 from ASFDALib.worklist import JobState, Worklist
 
 TOKEN = "test-token"
+N_CASES = 5  # enough unlabelled cases left for the sparse tests after the others have submitted theirs
 
 
 def makeDatastore(root):
@@ -25,7 +26,7 @@ def makeDatastore(root):
     rng = np.random.default_rng(0)
     affine = np.diag([-2.0, 1.5, 2.5, 1.0])  # non-trivial spacing and a flipped axis
     affine[:3, 3] = [10.0, -20.0, 5.0]
-    for i in range(3):
+    for i in range(N_CASES):
         volume = rng.normal(0, 1, (16, 16, 16)).astype(np.float32)
         volume[4:12, 4:12, 4:12] += 3.0 + i
         nib.save(nib.Nifti1Image(volume, affine), str(images / f"case{i}.nii.gz"))
@@ -66,7 +67,7 @@ def test_info_cases_and_token(worker):
     info = worker.info()
     assert info["labels"] == {"background": 0, "organ": 1}
     assert info["active_model_version"]
-    assert sorted(c["case_id"] for c in worker.cases()) == ["case0", "case1", "case2"]
+    assert sorted(c["case_id"] for c in worker.cases()) == [f"case{i}" for i in range(N_CASES)]
     with pytest.raises(WorkerError) as error:
         WorkerClient(worker.url, token="wrong").cases()
     assert error.value.status == 401
@@ -79,7 +80,7 @@ def test_rank_then_worklist(worker):
     worklist = Worklist()
     worklist.updateFromWorklistReply(worker.worklist())
     worklist.updateFromCasesReply(worker.cases())
-    assert len(worklist.rows) == 3
+    assert len(worklist.rows) == N_CASES
     assert len(worklist.selectedCaseIds) == 2
     assert not worklist.anyStale
     assert worklist.nextCase() == worklist.selectedCaseIds[0]
@@ -220,7 +221,9 @@ def test_sparse_submit_from_the_module_is_accepted(worker, mrmlScene, tmp_path):
     assert finished["state"] == "succeeded", finished.get("error")
     worklist = Worklist()
     worklist.updateFromWorklistReply(worker.worklist())
-    (pick,) = [row for row in worklist.rows if row.requestedSlices and not row.labeled]
+    picks = [row for row in worklist.rows if row.requestedSlices and not row.labeled]
+    assert len(picks) == 1, [(r.caseId, r.selected, r.status, r.requestedSlices) for r in worklist.rows]
+    (pick,) = picks
     request = SliceRequest.fromReply(pick.requestedSlices)
     info = worker.info()
     worker.downloadImage(pick.caseId, tmp_path / "image.nii.gz")

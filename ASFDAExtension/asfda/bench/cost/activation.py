@@ -38,6 +38,8 @@ def _one_order(root: Path, settings: ActivationSettings, verdict_after: bool) ->
     result = session.adapt(request)
     active_s = time.perf_counter() - started
     trained_s = float(result.metrics["seconds"])  # the published version's own training
+    # every training before the version was active: the published one alone, or the fold models first
+    before_active_s = float(result.metrics.get("training_seconds_total", trained_s))
     verdict_s = 0.0
     if result.gate.get("pending"):
         began = time.perf_counter()
@@ -46,6 +48,7 @@ def _one_order(root: Path, settings: ActivationSettings, verdict_after: bool) ->
     return {
         "active_s": active_s,
         "published_training_s": trained_s,
+        "trained_before_active_s": before_active_s,
         "active_over_training": active_s / trained_s if trained_s else float("nan"),
         "verdict_s": verdict_s,
         "verdict": result.gate.get("verdict"),
