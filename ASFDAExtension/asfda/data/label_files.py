@@ -76,7 +76,8 @@ def read_checked_label(
     return store.checked_label(case_id, labels, affine, config.label_values, require_foreground)
 
 
-def _changed_since_recorded(path: Path, record: LabelRecord) -> bool:
+def changed_since_recorded(path: Path, record: LabelRecord) -> bool:
+    """Whether `path` was written after its record (or the record's time is unreadable): replaced by hand."""
     try:
         recorded = datetime.fromisoformat(record.created).timestamp()
     except ValueError:
@@ -95,7 +96,7 @@ def unchecked_final_labels(store: Datastore) -> List[Path]:
             continue
         record = records.get(strip_volume_suffix(path))
         canonical = path.is_file() and volume_suffix(path) == CANONICAL_SUFFIX
-        if canonical and record is not None and not _changed_since_recorded(path, record):
+        if canonical and record is not None and not changed_since_recorded(path, record):
             continue
         if canonical and record is not None:
             # Rewritten later than recorded: by a revision's replace finished at restart, or by hand.

@@ -10,7 +10,7 @@ some voxels, and contain every foreground voxel of its label.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -110,6 +110,17 @@ def prepared_mask(store: Datastore, case_id: str, config: ModelConfig) -> Option
     volume = load_volume(path)
     check_same_geometry(store.geometry(case_id), Geometry.of(volume))
     return prepare_label(volume, config).round().to(torch.bool).as_subclass(torch.Tensor)
+
+
+def checked_mask(store: Datastore, case_id: str, mask: Path, labels: np.ndarray) -> Tuple[np.ndarray, Dict[str, Any]]:
+    """A sparse label's mask read on the image's grid and checked against its label (on that grid too), with
+    what the label record keeps about it (`annotated_mask`, `requested_slices` coverage); InvalidMask in one line.
+    """
+    mask = Path(mask)
+    voxels = read_mask(mask, store.geometry(case_id))
+    validate_mask(voxels, labels, mask.name)
+    coverage = slice_coverage(voxels, store.state.requested_slices(case_id))
+    return voxels, {"annotated_mask": mask_summary(voxels, case_id), "requested_slices": coverage}
 
 
 def slice_coverage(mask: np.ndarray, requested: Optional[Dict[str, Any]]) -> Optional[Dict[str, Any]]:

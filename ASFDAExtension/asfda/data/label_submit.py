@@ -27,15 +27,7 @@ from asfda.data.datastore import Datastore
 from asfda.data.dicomweb.writeback import queue_seg
 from asfda.data.effort import EFFORT
 from asfda.data.label_files import read_checked_label
-from asfda.data.label_masks import (
-    MASK_SUFFIX,
-    mask_summary,
-    read_mask,
-    remove_mask,
-    save_mask,
-    slice_coverage,
-    validate_mask,
-)
+from asfda.data.label_masks import MASK_SUFFIX, checked_mask, remove_mask, save_mask
 from asfda.data.label_revisions import (
     SUFFIX,
     LabelRevisions,
@@ -150,13 +142,8 @@ def submit_label(
     submission = _with_verdict(submission, values)
     voxels = None
     if sparse:
-        mask = Path(submission.mask)
-        voxels = read_mask(mask, store.geometry(submission.case_id))
-        validate_mask(voxels, labels, mask.name)
-        coverage = slice_coverage(voxels, store.state.requested_slices(submission.case_id))
-        summary = mask_summary(voxels, submission.case_id)
-        extra = {**submission.extra, "annotated_mask": summary, "requested_slices": coverage}
-        submission = replace(submission, extra=extra)
+        voxels, recorded = checked_mask(store, submission.case_id, Path(submission.mask), labels)
+        submission = replace(submission, extra={**submission.extra, **recorded})
     return _submit(store, submission, labels, affine, values, model_version, leases, voxels)
 
 

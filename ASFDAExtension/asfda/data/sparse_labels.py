@@ -7,43 +7,17 @@ before either is recorded, so a refused mask leaves the case's label as it was.
 
 from __future__ import annotations
 
-from datetime import datetime
 from pathlib import Path
 from typing import Dict, List, Optional
 
-import numpy as np
-
-from asfda.core.errors import AsfdaError, CorruptImage
-from asfda.data.datastore import Datastore, LabelTag, validate_label_values
-from asfda.data.label_files import RECORD_CLOCK_SLACK_S, LabelFileError, submit_label_file
-from asfda.data.label_masks import (
-    MASK_SUFFIX,
-    is_mask_file,
-    mask_summary,
-    read_mask,
-    remove_mask,
-    save_mask,
-    slice_coverage,
-    validate_mask,
-)
+from asfda.core.errors import AsfdaError
+from asfda.data.datastore import Datastore, LabelTag
+from asfda.data.label_files import LabelFileError, changed_since_recorded, read_checked_label
+from asfda.data.label_masks import MASK_SUFFIX, checked_mask, is_mask_file, save_mask
 from asfda.data.state import LabelRecord
-from asfda.io.label_reading import read_label_volume
-from asfda.io.volumes import Geometry, check_same_geometry, reorient_to
 from asfda.models.config import ModelConfig
 
 __all__ = ["check_final_masks"]
-
-
-def _label_on_grid(path: Path, image: Geometry) -> np.ndarray:
-    if path.is_dir():
-        raise CorruptImage(f"{path.name}: a label must be one NIfTI or NRRD file, not a folder")
-    labels, affine = read_label_volume(path, image)
-    labels, affine = reorient_to(labels, affine, image)
-    try:
-        check_same_geometry(image, Geometry(tuple(labels.shape), np.asarray(affine)))
-    except AsfdaError as exc:
-        raise type(exc)(f"{path.name}: {exc}") from None
-    return labels
 
 
 def _record_with_mask(
@@ -51,47 +25,39 @@ def _record_with_mask(
     case_id: str,
     path: Path,
     config: ModelConfig,
-    mask: Optional[Path] = None,
+    mask: Path,
     author: Optional[str] = None,
     model_version: Optional[str] = None,
-    require_foreground: bool = True,
     extra: Optional[Dict] = None,
 ) -> LabelRecord:
-    """Store a clinician label; with `mask`, only the voxels it marks count as annotated.
+    """Record a hand-placed label with its mask: only the voxels the mask marks count as annotated.
 
-    With a mask a background-only label is accepted (`require_foreground` does not apply): a requested slice
-    the organ does not reach is drawn as all background, and saying so is information. The mask itself must
-    mark some voxels.
+    A background-only label is accepted (a requested slice the organ does not reach is drawn as all background,
+    and saying so is information); the mask itself must mark some voxels.
 
     Returns:
-        the label record; with a mask, its extra holds `annotated_mask` (file, annotated voxels, fraction) and,
-        when the latest rank asked for slices of this case, `requested_slices` (axis, requested, done, coverage).
+        the label record; its extra holds `annotated_mask` (file, annotated voxels, fraction) and, when the latest
+        rank asked for slices of this case, `requested_slices` (axis, requested, done, coverage).
     Raises:
         AsfdaError subclasses with one line naming the file at fault; nothing is stored then.
     """
     path = Path(path)
-    if mask is None:
-        record = submit_label_file(store, case_id, path, config, author, model_version, require_foreground, extra)
-        remove_mask(store, case_id)
-        return record
-    image = store.geometry(case_id)
-    labels = _label_on_grid(path, image)
-    voxels = read_mask(Path(mask), image)
-    validate_mask(voxels, labels, Path(mask).name)
-    try:
-        validate_label_values(labels, config.label_values, require_foreground=False)
+    try:  # on the image's grid, known values; with a mask a background-only label is information
+        labels, affine, _values = read_checked_label(store, case_id, path, config, require_foreground=False)
     except AsfdaError as exc:
+        if path.name in str(exc):
+            raise
         raise type(exc)(f"{path.name}: {exc}") from None
-    coverage = slice_coverage(voxels, store.state.requested_slices(case_id))
+    voxels, recorded = checked_mask(store, case_id, Path(mask), labels)
     record = store.save_label(
         case_id,
         LabelTag.FINAL,
         labels,
-        image.affine,
+        affine,
         config.label_values,
         author=author,
         model_version=model_version,
-        extra={**(extra or {}), "annotated_mask": mask_summary(voxels, case_id), "requested_slices": coverage},
+        extra={**(extra or {}), **recorded},
         require_foreground=False,
     )
     save_mask(store, case_id, voxels)
@@ -102,11 +68,7 @@ def _mask_checked(store: Datastore, record: Optional[LabelRecord], path: Path) -
     """Recorded with its label and not replaced since (a mask written by hand gets the checks first)."""
     if record is None or not record.extra.get("annotated_mask"):
         return False
-    try:
-        recorded = datetime.fromisoformat(record.created).timestamp()
-    except ValueError:
-        return False
-    return path.stat().st_mtime <= recorded + RECORD_CLOCK_SLACK_S
+    return not changed_since_recorded(path, record)
 
 
 def check_final_masks(store: Datastore, config: ModelConfig) -> List[str]:

@@ -50,8 +50,17 @@ def _all_scores(store: Datastore) -> List[ScoreRecord]:
     return [record for strategy in strategies for record in store.state.scores(strategy)]
 
 
-def _revision(store: Datastore, case_id: str, revisions: Dict[str, str], minutes: Dict[str, float]) -> Dict[str, Any]:
-    if store.case_status(case_id) != "final":
+def _statuses(store: Datastore, case_ids: List[str]) -> Dict[str, str]:
+    """Each case's status, read once per reply (one file check per label tag and case)."""
+    return {c: store.case_status(c) for c in case_ids}
+
+
+def _final_ids(statuses: Dict[str, str]) -> Set[str]:
+    return {c for c, status in statuses.items() if status == "final"}
+
+
+def _revision(case_id: str, status: str, revisions: Dict[str, str], minutes: Dict[str, float]) -> Dict[str, Any]:
+    if status != "final":
         return {}
     return {"revision": revisions.get(case_id), "effort_minutes": minutes.get(case_id)}
 
@@ -65,7 +74,8 @@ def _effort_minutes(store: Datastore) -> Dict[str, float]:
 def cases(store: Datastore, active: Optional[str], leases: Optional[Dict] = None) -> List[Dict[str, Any]]:
     leases = leases or {}
     every = _all_scores(store)
-    final_ids = set(store.labeled_ids())
+    statuses = _statuses(store, store.case_ids())
+    final_ids = _final_ids(statuses)
     changed = {
         strategy: labelled_since([r for r in every if r.strategy == strategy], final_ids)
         for strategy in {r.strategy for r in every}
@@ -78,12 +88,12 @@ def cases(store: Datastore, active: Optional[str], leases: Optional[Dict] = None
     return [
         {
             "case_id": c,
-            "status": store.case_status(c),
+            "status": status,
             **_score_fields(latest.get(c), active, c in latest and changed[latest[c].strategy]),
-            **_revision(store, c, revisions, minutes),
+            **_revision(c, status, revisions, minutes),
             **lease_fields(leases.get(c)),
         }
-        for c in store.case_ids()
+        for c, status in statuses.items()
     ]
 
 
@@ -101,18 +111,18 @@ def worklist(
     minutes = _effort_minutes(store)
     strategy = latest_strategy(store)
     records = store.state.scores(strategy) if strategy else []
-    labels_changed = labelled_since(records, set(store.labeled_ids()))
-    known = set(store.case_ids())
-    records = [r for r in records if r.case_id in known]  # a volume removed from images/ leaves the list
+    statuses = _statuses(store, store.case_ids())
+    labels_changed = labelled_since(records, _final_ids(statuses))
+    records = [r for r in records if r.case_id in statuses]  # a volume removed from images/ leaves the list
     budget = k if k is not None else (sum(r.selected for r in records) if records else None)
     items = [
         {
             "case_id": r.case_id,
-            "status": store.case_status(r.case_id),
+            "status": statuses[r.case_id],
             **_score_fields(r, active, labels_changed),
             # The engine orders the k picks first, so a different budget k takes the first k ranks.
             "selected": r.rank <= k if k is not None else r.selected,
-            **_revision(store, r.case_id, revisions, minutes),
+            **_revision(r.case_id, statuses[r.case_id], revisions, minutes),
             **lease_fields(leases.get(r.case_id)),
         }
         for r in records
