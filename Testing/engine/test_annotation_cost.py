@@ -2,13 +2,13 @@
 
 import numpy as np
 import pytest
-from asfda.core.annotation_cost import NO_COST, SECONDS_PER_EMPTY_SLICE, SECONDS_PER_SLICE, slice_axis, volume_cost
+from asfda.core.annotation_cost import NO_COST, SECONDS_PER_EMPTY_SLICE, SECONDS_PER_SLICE, thickest_axis, volume_cost
 
 
 def test_the_thickest_axis_is_paged_through():
-    assert slice_axis([0.8, 0.8, 3.0]) == 2
-    assert slice_axis([3.0, 0.8, 0.8]) == 0
-    assert slice_axis([1.0, 1.0, 1.0]) == 2  # isotropic: axial, the last axis
+    assert thickest_axis([0.8, 0.8, 3.0]) == 2
+    assert thickest_axis([3.0, 0.8, 0.8]) == 0
+    assert thickest_axis([1.0, 1.0, 1.0]) == 2  # isotropic: axial, the last axis
 
 
 def test_a_volume_costs_its_slices_with_and_without_structure():

@@ -38,10 +38,11 @@ class AnnotationCost:
 NO_COST = AnnotationCost(0, 0, 0.0)
 
 
-def slice_axis(spacing) -> int:
-    """The axis clinicians page through: the one with the thickest slices (the last on a tie)."""
-    spacing = np.asarray(spacing, dtype=float)
-    return int(len(spacing) - 1 - np.argmax(spacing[::-1]))
+def thickest_axis(spacing) -> int:
+    """The axis clinicians page through: the one with the thickest slices; of (nearly) equal ones the last, the
+    slice axis of an axial scan on a regular grid. The same axis a sparse rank requests its slices on."""
+    values = np.asarray(spacing, dtype=float)
+    return int(np.flatnonzero(np.isclose(values, values.max(), rtol=1e-3))[-1])
 
 
 def volume_cost(label: np.ndarray, axis: int, mode: str = "correct") -> AnnotationCost:
@@ -49,7 +50,7 @@ def volume_cost(label: np.ndarray, axis: int, mode: str = "correct") -> Annotati
 
     Args:
         label: the volume's label map (class ids; 0 is background).
-        axis: the axis paged through (`slice_axis` of the spacing).
+        axis: the axis paged through (`thickest_axis` of the spacing).
         mode: "correct" (editing the model's draft, the Slicer module's way) or "scratch".
     """
     other = tuple(a for a in range(label.ndim) if a != axis)

@@ -11,7 +11,7 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
-from asfda.core.annotation_cost import NO_COST, slice_axis, volume_cost
+from asfda.core.annotation_cost import NO_COST, thickest_axis, volume_cost
 from asfda.core.names import Strategy
 from asfda.core.progress import console_progress
 from asfda.data.datastore import Datastore
@@ -87,7 +87,7 @@ def _run_arm(root: Path, data, network, prior, config, settings: DemoSettings, n
     adapted = store.models.load(done.adaptation.version)
     dice = dice_per_subject(adapted.network, config, data.test)
     truth = {s.case_id: s.label for s in data.pool}
-    axis = slice_axis(np.linalg.norm(data.anatomy.affine[:3, :3], axis=0))
+    axis = thickest_axis(np.linalg.norm(data.anatomy.affine[:3, :3], axis=0))
     cost = sum((volume_cost(truth[c], axis) for c in done.picks), NO_COST)
     return ArmResult(
         name,

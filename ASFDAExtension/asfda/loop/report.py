@@ -13,7 +13,7 @@ from typing import Any, Callable, Dict, List, Optional
 
 import numpy as np
 
-from asfda.core.annotation_cost import slice_axis
+from asfda.core.annotation_cost import thickest_axis
 from asfda.data.datastore import Datastore
 from asfda.data.effort import EFFORT
 from asfda.data.label_masks import MASK_SUFFIX
@@ -150,7 +150,7 @@ class _Costs:
         if isinstance(coverage, dict) and isinstance(coverage.get("done"), list):
             return len(coverage["done"]), "sparse"
         geometry = self.store.geometry(case_id)
-        axis = slice_axis(geometry.spacing)
+        axis = thickest_axis(geometry.spacing)
         mask = self.revisions.history_dir(case_id) / f"{revision}{MASK_SUFFIX}" if revision else None
         if mask is not None and mask.is_file():  # a sparse label without requested slices: its annotated ones
             annotated = np.moveaxis(np.asarray(load_volume(mask)), axis, 0).reshape(geometry.shape[axis], -1)

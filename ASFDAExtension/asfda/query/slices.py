@@ -13,6 +13,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from asfda.core.annotation_cost import thickest_axis  # one rule for the requested slices and their cost
 from asfda.core.names import SliceRule
 
 __all__ = [
@@ -42,12 +43,6 @@ class RequestedSlices:
 
     def to_dict(self) -> Dict:
         return {"axis": self.axis, "indices": list(self.indices), "rule": self.rule}
-
-
-def thickest_axis(spacing: Sequence[float]) -> int:
-    """The axis of largest spacing; of equal ones the last (the slice axis of an axial scan on a regular grid)."""
-    values = np.asarray(spacing, dtype=float)
-    return int(np.flatnonzero(np.isclose(values, values.max(), rtol=1e-3))[-1])
 
 
 def foreground_extent(foreground: np.ndarray, axis: int) -> Tuple[int, int]:
