@@ -6,6 +6,9 @@ Data only (no Slicer import), so the API checks run wherever the tests do.
 # Top-level functions and classes of Base/Python/slicer/util.py at Slicer tag v5.8.0 (the oldest supported).
 SLICER_UTIL_V5_8_0 = frozenset(
     {
+        # Private, but in util.py at every supported tag (v5.8.0 to v5.12.3) and what the PyTorch extension
+        # installs torch with: a child Python running a module (ASFDALib.dependencies.ensureTorch).
+        "_executePythonModule",
         "MRMLNodeNotFoundException",
         "MessageDialog",
         "NodeModify",
