@@ -54,6 +54,13 @@ def _oneLine(text, limit=300):
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def routeUnknown(error):
+    """True when the worker predates a route: its router does not know it at all (404 "Not Found", or 405)."""
+    if not isinstance(error, WorkerError):
+        return False
+    return error.status == 405 or (error.status == 404 and str(error).endswith("HTTP 404: Not Found"))
+
+
 def checkCaseId(caseId):
     """Reject ids the worker would refuse, before they reach a URL."""
     if not isinstance(caseId, str) or not CASE_ID_PATTERN.match(caseId) or ".." in caseId:
@@ -271,6 +278,10 @@ class WorkerClient:
 
     def activateModel(self, version):
         return self._json("POST", f"/models/{urllib.parse.quote(str(version), safe='')}/activate")
+
+    def report(self):
+        """Per adaptation round: the cases, annotated slices and annotator minutes it cost (``GET /report``)."""
+        return self._json("GET", "/report")
 
     # -- several annotators (leases, audit) ---------------------------------------------------
 
