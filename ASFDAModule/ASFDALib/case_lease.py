@@ -8,6 +8,7 @@ A worker older than leases answers their routes with 404 "Not Found": the module
 
 import logging
 import re
+import threading
 import urllib.parse
 from dataclasses import dataclass
 from typing import Any, Callable, List, Optional, Tuple
@@ -102,6 +103,10 @@ class CaseLease:
         self._giveBack = []  # leases of a previous connection, returned by the next renew()
         self.openedLabel = (None, None)  # (case id, label revision it was opened from) of the loaded case
         self.labelChange = None  # "r0002 by Dr. Bea" when a renewal found the label changed since opening
+        # The poller's renew() runs beside the GUI thread's left()/submitted(): a renewal that was in flight
+        # when the case was left would hold it again for the worker's whole lease time.
+        self._lock = threading.Lock()
+        self._holding = 0  # counts each change of the held case
 
     # -- background thread ---------------------------------------------------------------------
 
@@ -161,7 +166,8 @@ class CaseLease:
         giveBack, self._giveBack = self._giveBack, []
         for client, caseId in giveBack:
             release(client, caseId)
-        client, caseId = self.client, self.caseId
+        with self._lock:
+            client, caseId, holding = self.client, self.caseId, self._holding
         if client is None or caseId is None or not self.workerHasLeases:
             return None
         try:
@@ -170,6 +176,11 @@ class CaseLease:
             if error.status == 409:
                 return holderOf(error) or "another annotator"
             raise
+        with self._lock:
+            leftMeanwhile = holding != self._holding
+        if leftMeanwhile:
+            release(client, caseId)  # the case was given back (or submitted) while this renewal was in flight
+            return None
         openedCase, openedRevision = self.openedLabel
         now = revisionOf(reply)
         if openedCase == caseId and openedRevision is not None and now is not None and now != openedRevision:
@@ -205,20 +216,25 @@ class CaseLease:
             previous = []
         self.openedLabel, self.labelChange = (opening.caseId, opening.revision), None
         if opening.leased:
-            self.client, self.caseId = opening.client, opening.caseId
+            self._hold(opening.client, opening.caseId)
         return previous
+
+    def _hold(self, client, caseId):
+        with self._lock:
+            self.client, self.caseId = client, caseId
+            self._holding += 1
 
     def left(self) -> List[Tuple[Any, str]]:
         """The clinician left the case (another case, scene closed, Slicer closing): the lease to give back."""
         held = [(self.client, self.caseId)] if self.client is not None and self.caseId else []
-        self.client = self.caseId = None
+        self._hold(None, None)
         self.openedLabel, self.labelChange = (None, None), None
         return held
 
     def submitted(self, caseId):
         # The worker ends the lease itself when the label is accepted.
         if caseId == self.caseId:
-            self.client = self.caseId = None
+            self._hold(None, None)
         if caseId == self.openedLabel[0]:
             self.openedLabel, self.labelChange = (None, None), None
 
@@ -238,5 +254,5 @@ class CaseLease:
 
     def forget(self):
         """The worker is gone (stopped): nothing to give back."""
-        self.client = self.caseId = None
+        self._hold(None, None)
         self._giveBack = []

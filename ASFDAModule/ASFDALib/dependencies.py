@@ -1,15 +1,16 @@
 """First-use installation of what a worker running in Slicer's own Python needs.
 
 Nothing is installed at import or at module load: the user presses "Start local worker",
-sees what is missing and confirms. torch goes through the PyTorch extension (it picks the CUDA
-or CPU wheel that fits the driver); the rest through Slicer's pip helpers. The ranges below are
-the engine's own (pyproject.toml); a test keeps them identical.
+sees what is missing and confirms. torch goes through light-the-torch, as the PyTorch extension does (it picks
+the CUDA or CPU wheel that fits the driver), in a child process; the rest through Slicer's pip helpers. The
+ranges below are the engine's own (pyproject.toml); a test keeps them identical.
 """
 
 import logging
 import os
 
 TORCH_REQUIREMENT = ">=2.2"
+LIGHT_THE_TORCH = "light-the-torch>=0.5"  # what the PyTorch extension installs torch with
 
 # requirement -> import name, same specifiers (and markers) as the engine's pyproject.toml
 WORKER_REQUIREMENTS = {
@@ -152,18 +153,30 @@ def workerPythonPath(moduleDir):
 
 
 def ensureTorch(askConfirmation=True):
-    """Install torch through the PyTorch extension's logic; returns False when the user declines."""
+    """Install torch with light-the-torch (the CUDA or CPU build that fits the driver) in a child process.
+
+    What the PyTorch extension's ``installTorch`` runs, without its last step: it then imports torch into
+    Slicer's own process (about a gigabyte of libraries, CUDA initialised), which only the worker process
+    needs. The extension stays a dependency for its PyTorch Utils module, where a user picks another backend
+    or removes a broken install. Returns False when the user declines; raises DependencyError on a failure.
+    """
+    import slicer
+
     if torchInstalled():
         return True
-    try:
-        import PyTorchUtils
-    except ImportError:
-        raise DependencyError(
-            "The PyTorch extension is required to install torch: install 'PyTorch' from the "
-            "Extensions Manager and restart Slicer") from None
-    torch = PyTorchUtils.PyTorchUtilsLogic().installTorch(
-        askConfirmation=askConfirmation, torchVersionRequirement=TORCH_REQUIREMENT)
-    return torch is not None
+    args = ["install", "torch" + TORCH_REQUIREMENT]
+    if askConfirmation and not slicer.util.confirmOkCancelDisplay(
+            "The ASFDA worker needs PyTorch. It will be downloaded and installed now with light-the-torch "
+            f"(ltt {' '.join(args)}), the build that fits this computer's GPU driver; this can take several "
+            "minutes.", windowTitle="ASFDA"):
+        return False
+    if installedVersion("light-the-torch") is None:
+        slicer.util.pip_install(LIGHT_THE_TORCH)
+    slicer.util.showStatusMessage("Installing PyTorch for the ASFDA worker...")
+    slicer.util._executePythonModule("light_the_torch", args)  # a child Python: torch is not loaded here
+    if not torchInstalled():
+        raise DependencyError("PyTorch could not be installed: see the Python console for pip's output")
+    return True
 
 
 def installWithStatus(slicer, requirements, constraintsPath):

@@ -64,6 +64,7 @@ class SegmentationEditWatcher:
         self._observed = None
         self._tags = []
         self._sourceTimes = []
+        self._names = []
 
     @property
     def observed(self):
@@ -79,6 +80,12 @@ class SegmentationEditWatcher:
         if representationModified is not None:
             self._sourceTimes = self._sourceRepresentationTimes(segmentation)
             self._tags.append(segmentation.AddObserver(representationModified, self._representationChanged))
+        # A rename changes which model label a segment writes; SegmentModified also fires for a colour or a
+        # terminology tag, which write nothing different: count it when a name changed.
+        segmentModified = getattr(type(segmentation), "SegmentModified", None)
+        if segmentModified is not None:
+            self._names = self._segmentNames(segmentation)
+            self._tags.append(segmentation.AddObserver(segmentModified, self._segmentChanged))
 
     def release(self):
         if self._observed is not None:
@@ -89,7 +96,18 @@ class SegmentationEditWatcher:
     def _changed(self, caller=None, event=None):
         if self._observed is not None:
             self._sourceTimes = self._sourceRepresentationTimes(self._observed)
+            self._names = self._segmentNames(self._observed)
         self._onEdited()
+
+    def _segmentChanged(self, caller=None, event=None):
+        names = self._segmentNames(self._observed)
+        if names != self._names:
+            self._names = names
+            self._onEdited()
+
+    @staticmethod
+    def _segmentNames(segmentation):
+        return [segmentation.GetNthSegment(i).GetName() for i in range(segmentation.GetNumberOfSegments())]
 
     def _representationChanged(self, caller=None, event=None):
         times = self._sourceRepresentationTimes(self._observed)

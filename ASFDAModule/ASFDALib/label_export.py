@@ -17,7 +17,7 @@ from typing import Any, List, Tuple
 import numpy as np
 
 from .case_reading import VolumeArray, writeRawNrrd
-from .label_names import foregroundLabels
+from .label_names import modelValuesBySegmentName
 
 BINARY_LABELMAP = "Binary labelmap"
 
@@ -48,8 +48,9 @@ def takeSnapshot(segmentationNode, volumeNode, labels, copy=True):
 
     if segmentationNode.GetParentTransformNode() is not None or volumeNode.GetParentTransformNode() is not None:
         raise SnapshotUnavailable("a transform")
-    valueByName = dict(foregroundLabels(labels))
     segmentation = segmentationNode.GetSegmentation()
+    valueByName = modelValuesBySegmentName(
+        [segmentation.GetNthSegment(n).GetName() for n in range(segmentation.GetNumberOfSegments())], labels)
     if segmentation.GetSourceRepresentationName() != BINARY_LABELMAP:
         raise SnapshotUnavailable("not edited as a labelmap")
     ijkToRas = vtk.vtkMatrix4x4()
@@ -61,9 +62,6 @@ def takeSnapshot(segmentationNode, volumeNode, labels, copy=True):
     for n in range(segmentation.GetNumberOfSegments()):
         segment = segmentation.GetNthSegment(n)
         name = segment.GetName()
-        if name not in valueByName:
-            raise ValueError(f"Segment {name!r} is not a model label; rename it to one of {sorted(valueByName)} "
-                             "or delete it")
         image = segment.GetRepresentation(BINARY_LABELMAP)
         if image is None:
             raise SnapshotUnavailable("a segment without a labelmap")

@@ -14,7 +14,12 @@ import slicer
 import vtk
 
 from . import compat
-from .label_names import BACKGROUND_VALUE, foregroundLabels, labelColor  # noqa: F401 (part of this module's face)
+from .label_names import (  # noqa: F401 (part of this module's face)
+    BACKGROUND_VALUE,
+    foregroundLabels,
+    labelColor,
+    modelValuesBySegmentName,
+)
 
 
 class EmptyLabelError(ValueError):
@@ -227,14 +232,10 @@ def exportSegmentationToLabelmap(scene, segmentationNode, referenceVolumeNode, l
     """
     if referenceVolumeNode is None:
         raise ValueError("No reference volume: load a case before submitting its label")
-    valueByName = dict(foregroundLabels(labels))
-    names = segmentNames(segmentationNode)
-    unknown = [n for n in names if n not in valueByName]
-    if unknown:
-        raise ValueError(
-            f"Segments {unknown} are not model labels; "
-            f"rename them to one of {sorted(valueByName)} or delete them")
-    table = createLabelColorTable(scene, labels)
+    # The export's table names each value after the segment that writes it, so "Liver" writes "liver"'s value.
+    valueBySegment = modelValuesBySegmentName(segmentNames(segmentationNode), labels)
+    table = createLabelColorTable(scene, {"background": BACKGROUND_VALUE, **valueBySegment} if valueBySegment
+                                  else labels)
     colorTablesBefore = _nodeIds(scene, "vtkMRMLColorTableNode")
     labelmap = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", scene.GenerateUniqueName(name))
     try:

@@ -54,6 +54,24 @@ def test_renewal_reports_a_lost_lease(worker, clients):
     assert lease.renew() == "Dr. Bea"
 
 
+
+def test_a_renewal_in_flight_when_the_case_is_left_does_not_hold_it_again(worker, clients):
+    """Issue 20: the poller's renewal landed after the GUI thread gave the lease back and held it 30 minutes."""
+    ada, _ = clients
+    lease = CaseLease()
+    lease.opened(lease.open(ada, "case-a", fetch), loaded=True)
+    grant = ada.leaseCase
+
+    def leftWhileRenewing(caseId):
+        for client, heldCase in lease.left():  # the clinician moved on; the give-back runs first
+            case_lease.release(client, heldCase)
+        assert worker.leases == {}
+        return grant(caseId)  # then the renewal reaches the worker
+
+    ada.leaseCase = leftWhileRenewing
+    assert lease.renew() is None
+    assert worker.leases == {}
+
 def test_a_new_name_hands_the_open_case_over(worker, clients):
     ada, _ = clients
     lease = CaseLease()

@@ -157,3 +157,44 @@ def test_no_on_the_5_12_prompt_is_a_cancel_and_the_optional_step_never_blocks(mo
                                                                    workFolder=str(tmp_path))
     assert installed == [] and len(unavailable) == 1 and "PACS" in unavailable[0]
     assert [c[1] for c in calls] == [False]
+
+
+def test_torch_is_installed_in_a_child_python_and_never_imported_into_slicer(monkeypatch):
+    """Issue 20: PyTorchUtils' installTorch() imports torch into Slicer's process once installed."""
+    import types
+
+    calls = []
+    installed = {"torch": None, "light-the-torch": None}
+
+    def executePythonModule(module, args):
+        calls.append(("run", module, list(args)))
+        installed["torch"] = "2.13.0"
+
+    util = types.SimpleNamespace(
+        confirmOkCancelDisplay=lambda text, windowTitle=None: calls.append(("ask", text)) or True,
+        pip_install=lambda req: calls.append(("pip", req)) or installed.update({"light-the-torch": "0.8"}),
+        showStatusMessage=lambda text: None, _executePythonModule=executePythonModule)
+    monkeypatch.setitem(sys.modules, "slicer", types.SimpleNamespace(util=util))
+    monkeypatch.setitem(sys.modules, "PyTorchUtils", None)  # its installTorch must not be what runs
+    monkeypatch.setattr(dependencies, "installedVersion", lambda name: installed.get(name))
+    torchLoaded = "torch" in sys.modules
+    assert dependencies.ensureTorch(askConfirmation=True) is True
+    assert [c[0] for c in calls] == ["ask", "pip", "run"]
+    assert calls[2][1:] == ("light_the_torch", ["install", "torch" + dependencies.TORCH_REQUIREMENT])
+    assert ("torch" in sys.modules) == torchLoaded
+    calls.clear()
+    assert dependencies.ensureTorch() is True and calls == []  # installed: nothing asked
+
+
+def test_declining_or_a_failed_torch_install_is_said(monkeypatch):
+    import types
+
+    util = types.SimpleNamespace(confirmOkCancelDisplay=lambda text, windowTitle=None: False,
+                                 pip_install=lambda req: None, showStatusMessage=lambda text: None,
+                                 _executePythonModule=lambda module, args: None)
+    monkeypatch.setitem(sys.modules, "slicer", types.SimpleNamespace(util=util))
+    monkeypatch.setattr(dependencies, "installedVersion", lambda name: "0.8" if name == "light-the-torch" else None)
+    assert dependencies.ensureTorch(askConfirmation=True) is False
+    util.confirmOkCancelDisplay = lambda text, windowTitle=None: True
+    with pytest.raises(dependencies.DependencyError, match="PyTorch could not be installed"):
+        dependencies.ensureTorch(askConfirmation=True)

@@ -22,3 +22,4 @@ def test_edits_must_be_confirmed_before_leaving_until_submitted():
     tracker.segmentationEdited()
     tracker.caseClosed()
     assert not tracker.mustConfirmLeaving("c3")
+

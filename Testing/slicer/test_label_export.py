@@ -106,3 +106,22 @@ def test_the_written_file_reads_back_on_the_volume_grid(case, tmp_path):
     np.testing.assert_array_equal(slicer.util.arrayFromVolume(back), slicersExport(scene, segmentation, volume))
     np.testing.assert_allclose(ijkToRas(back), ijkToRas(volume), atol=1e-5)
     assert b"encoding: gzip" in open(path, "rb").read(1000)
+
+
+@pytest.mark.parametrize("spelling", ["Liver", "LIVER "])
+def test_a_terminology_name_submits_as_its_model_label(case, spelling):
+    """Issue 20: a terminology pick names the segment "Liver"; the model says "liver". Both exports agree."""
+    scene, volume, segmentation = case
+    segmentId = segmentation.GetSegmentation().GetSegmentIdBySegmentName("liver")
+    segmentation.GetSegmentation().GetSegment(segmentId).SetName(spelling)
+    ours = assertSameAsSlicer(scene, segmentation, volume)
+    assert set(np.unique(ours)) == {0, 1, 2}
+
+
+def test_two_spellings_of_one_label_are_refused_not_overwritten(case):
+    scene, volume, segmentation = case
+    segmentation.GetSegmentation().AddEmptySegment("", "Liver")
+    with pytest.raises(ValueError, match=r"\['liver', 'Liver'\] are the same model label"):
+        label_export.takeSnapshot(segmentation, volume, LABELS)
+    with pytest.raises(ValueError, match="same model label"):
+        slicersExport(scene, segmentation, volume)

@@ -159,3 +159,20 @@ def test_clear_selected_segments_is_an_edit(mrmlScene):
     slicer.vtkSlicerSegmentationsModuleLogic.ClearSegment(node, segmentId)
     assert edits
     watcher.release()
+
+
+def test_renaming_a_segment_is_an_edit_and_a_colour_is_not(mrmlScene):
+    """Issue 20: a rename changes which model label a segment writes, and was not tracked."""
+    import slicer
+
+    node = mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode")
+    segmentation = node.GetSegmentation()
+    segmentId = segmentation.AddEmptySegment("", "Segment_1")
+    edits = []
+    watcher = SegmentationEditWatcher(slicer.vtkSegmentation, lambda: edits.append(1))
+    watcher.watch(segmentation)
+    segmentation.GetSegment(segmentId).SetColor(0.1, 0.2, 0.3)
+    assert edits == []
+    segmentation.GetSegment(segmentId).SetName("liver")
+    assert edits
+    watcher.release()
