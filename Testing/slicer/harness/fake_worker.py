@@ -58,6 +58,10 @@ class FakeWorker:
         self.jobs = []
         self.requests = []
         self.failPaths = set()  # paths answered with HTTP 500
+        self.busyPaths = {}  # path -> how many more requests to refuse with 503 and Retry-After (slots all taken)
+        self.retryAfter = "0"
+        # GET /report (per adaptation round: cases, slices, minutes); None answers as a worker without the route.
+        self.report = {"baseline": "v0001", "rounds": []}
         self.annotatorHeaders = []  # (method, path, X-Annotator as decoded) of every request
         self.leases = {}  # caseId -> annotator
         self.revisions = {}  # caseId -> (revision, author) of the current label, as the real worker keeps them
@@ -171,6 +175,11 @@ class FakeWorker:
     def route(self, method, path, body, headers):
         if path in self.failPaths:
             return 500, {"detail": "scripted failure"}, None
+        if self.busyPaths.get(path.split("?")[0], 0) > 0:
+            self.busyPaths[path.split("?")[0]] -= 1
+            return 503, {"detail": "the worker is busy with 1 uploads or downloads"}, {"Retry-After": self.retryAfter}
+        if method == "GET" and path == "/report":
+            return (404, {"detail": "Not Found"}, None) if self.report is None else (200, self.report, None)
         annotator = urllib.parse.unquote(headers.get("X-Annotator") or "")
         leaseReply = self.lease(method, path.split("?")[0], annotator)
         if leaseReply is not None:
