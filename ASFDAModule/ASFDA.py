@@ -304,9 +304,9 @@ class ASFDAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin, SparseSlice
 
     def startPolling(self):
         self.pollers = self.session.pollers()
-        self._rendered, self._shownReport = {}, None
+        # Another worker: its first model list is news (and fetches its report), whatever the last one showed.
+        self._rendered, self._shownModels, self._shownReport = {}, None, None
         self.pokeAll(force=True)
-        self.refreshReport()
 
     def pokeAll(self, force=False):
         """Start the due polls (every poll when ``force``); the on-demand report only by ``refreshReport``."""

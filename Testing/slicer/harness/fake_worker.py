@@ -239,6 +239,14 @@ class FakeWorker:
             if not self.labels:
                 return 409, {"detail": "no clinician labels yet"}, None
             return 200, self.newJob("adapt"), None
+        match = re.fullmatch(r"/jobs/([^/]+)/cancel", path)
+        if method == "POST" and match:
+            job = next((j for j in self.jobs if j["job_id"] == match.group(1)), None)
+            if job is None:
+                return 404, {"detail": f"job {match.group(1)!r} does not exist"}, None
+            if job["state"] in ("queued", "running"):
+                job["state"] = "cancelled"
+            return 200, job, None
         match = re.fullmatch(r"/models/([^/]+)/activate", path)
         if method == "POST" and match:
             self.activeVersion = match.group(1)
