@@ -99,6 +99,7 @@ class ASFDAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin, SparseSlice
         self._rendered = {}
         self._shownModels = None  # (version, active) pairs the combo shows
         self._shownReport = None  # the GET /report reply the rounds table shows
+        self._reportWanted = False  # the model versions changed since the report in hand was asked for
         self._ticking = False
         self.sortKey, self.sortDescending = "rank", False
         self.edits = EditTracker()
@@ -141,6 +142,7 @@ class ASFDAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin, SparseSlice
         self.ui.cancelAdaptButton.clicked.connect(self.onCancelAdapt)
         self.ui.activateModelButton.clicked.connect(self.onActivateModel)
         self.setupSparseSlices()  # Next slice and the requested-slices label: ASFDALib/sparse_view.py
+        self.ui.roundsLabel.visible = False  # until a worker's report is in hand
 
         editor = self.ui.segmentEditorWidget
         editor.setMRMLScene(slicer.mrmlScene)
@@ -315,8 +317,14 @@ class ASFDAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin, SparseSlice
                 poller.poke(force=force)
 
     def refreshReport(self):
-        if "report" in self.pollers:
-            self.pollers["report"].poke(force=True)
+        """Ask for the per-round sums again: now, or when the fetch in flight ends (it may predate the change)."""
+        self._reportWanted = True
+        self.pokeReport()
+
+    def pokeReport(self):
+        poller = self.pollers.get("report")
+        if self._reportWanted and poller is not None and poller.poke(force=True):
+            self._reportWanted = False
 
     def busy(self):
         return self.tasks.pending > 0 or any(p.busy for p in self.pollers.values())
@@ -357,6 +365,7 @@ class ASFDAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin, SparseSlice
     def updateGUIFromCache(self):
         session = self.session
         connected, lease, jobs = session.connected, session.lease, session.jobs
+        self.pokeReport()
         jobsPoll = self._fresh("jobs")
         if jobsPoll is not None:
             self.renderJobs(jobsPoll.value or [])

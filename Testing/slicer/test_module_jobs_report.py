@@ -123,3 +123,31 @@ def test_rounds_table_text():
     assert "All 8" in table and "<b>24</b>" in table and "<b>12.0</b>" in table
     assert RoundSums("v<2>", 0, 0, None, 0).minutesText() == "unknown"
     assert "v&lt;2&gt;" in roundsTable([RoundSums("v<2>", 0, 0, None, 0)])
+
+
+def test_a_version_seen_while_the_report_is_in_flight_is_fetched_after_it(harness, worker, monkeypatch):
+    import threading
+
+    from test_module_harness import pollOnce
+
+    harness.enter()
+    harness.connect(worker.url)
+    session, release, calls = harness.widget.session, threading.Event(), []
+    fetch = session.fetchReport
+
+    def slowFetch(client):
+        reply = fetch(client)  # the worker answered before the next version existed
+        calls.append(1)
+        release.wait(10)
+        return reply
+
+    monkeypatch.setattr(session, "fetchReport", slowFetch)
+    worker.models.append("v0002")
+    pollOnce(harness, "models")  # asks for the report: the fetch hangs, in flight
+    harness.tickUntil(lambda: calls == [1], message="report in flight")
+    worker.report["rounds"].append(roundReply("v0003", "v0002", 1, 5, 2.0))
+    worker.models.append("v0003")
+    pollOnce(harness, "models")  # a version appears while the old fetch runs: its reply may predate it
+    release.set()
+    harness.tickUntil(lambda: "v0003" in harness.ui.roundsLabel.text, message="the later report shown")
+    assert len(calls) == 2
