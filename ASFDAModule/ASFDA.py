@@ -14,12 +14,13 @@ import slicer
 from ASFDALib import case_lease, segmentation_io, selftest, session_folder
 from ASFDALib.edits import EditTracker, SegmentationEditWatcher
 from ASFDALib.effort import EffortRecorder
-from ASFDALib.machine_settings import DEVICES, MachineSettings
+from ASFDALib.machine_settings import SettingsForm
 from ASFDALib.model_versions import versionLabel
 from ASFDALib.poller import TaskRunner, tickIntervalMs, yieldToBackgroundThreads
 from ASFDALib.round_report import roundsOf, roundsTable
 from ASFDALib.sparse_slices import requestTooltip
 from ASFDALib.sparse_view import SparseSlicesMixin
+from ASFDALib.unsubmitted_view import UnsubmittedEditsMixin
 from ASFDALib.worker_session import WorkerSession
 from ASFDALib.worklist import COLUMNS, SORT_KEYS, JobState, unfinishedJobs
 from ASFDALib.worklist_table import CellView, RowView, WorklistTable
@@ -44,7 +45,6 @@ except ImportError:  # Slicer < 5.4
         return text
 
 
-EXIT_BACKUP_KEY = "ASFDA/exitBackup"  # "case\npath" of edits kept when Slicer last closed
 DKD_COLUMN, HELD_BY_COLUMN, CASE_COLUMN = COLUMNS.index("DKD"), COLUMNS.index("Held by"), COLUMNS.index("Case")
 
 
@@ -82,12 +82,16 @@ class ASFDAParameterNode:
     currentSegmentation: slicer.vtkMRMLSegmentationNode
 
 
-class ASFDAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin, SparseSlicesMixin):
+class ASFDAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin, SparseSlicesMixin, UnsubmittedEditsMixin):
+    """The panel; its sparse-slices and unsubmitted-edits halves are in ASFDALib/sparse_view.py and
+    unsubmitted_view.py, the worker dealings in the logic's session (ASFDALib/worker_session.py)."""
+
     def __init__(self, parent=None):
         ScriptedLoadableModuleWidget.__init__(self, parent)
         VTKObservationMixin.__init__(self)
         self.logic = None
         self.session = None  # the logic's WorkerSession: connection, lease, jobs, case files
+        self.settingsForm = None
         self.timer = None
         self.effectFactory = None
         self._quitConnected = False
@@ -154,7 +158,8 @@ class ASFDAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin, SparseSlice
         # as Slicer's own Segment Editor module does.
         self.effectFactory = slicer.qSlicerSegmentEditorEffectFactory.instance()
         self.effectFactory.connect("effectRegistered(QString)", self.onEditorEffectRegistered)
-        self.setupMachineSettings()
+        self.settingsForm = SettingsForm(self.ui, qt.QSettings)  # per-computer choices: ASFDALib/machine_settings.py
+        self.settingsForm.setup()
         self.initializeParameterNode()
         # Slicer's exit closes no scene: keep unsubmitted edits while the scene and Qt are still whole.
         slicer.app.aboutToQuit.connect(self.onApplicationAboutToQuit)
@@ -167,60 +172,8 @@ class ASFDAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin, SparseSlice
         self.timer.start()
         self.updateGUIFromCache()
 
-    def setupMachineSettings(self):
-        self.ui.deviceComboBox.clear()
-        for device in DEVICES:
-            self.ui.deviceComboBox.addItem(device)
-        self.ui.localPortSpinBox.setRange(1024, 65535)
-        s = MachineSettings.load(qt.QSettings())
-        self.ui.workerUrlLineEdit.text = s.workerUrl
-        self.ui.localPortSpinBox.value = s.localPort
-        self.ui.workerPythonLineEdit.text = s.workerPython
-        self.ui.deviceComboBox.currentIndex = DEVICES.index(s.device)
-        self.ui.datastorePathLineEdit.currentPath = s.datastorePath
-        self.ui.annotatorLineEdit.text = s.annotator
-        for signal in (self.ui.workerUrlLineEdit.textChanged, self.ui.localPortSpinBox.valueChanged,
-                       self.ui.workerPythonLineEdit.textChanged, self.ui.deviceComboBox.currentIndexChanged,
-                       self.ui.datastorePathLineEdit.currentPathChanged, self.ui.annotatorLineEdit.textChanged):
-            signal.connect(self.saveMachineSettings)
-
-    def machineSettings(self):
-        return MachineSettings.fromValues({
-            "workerUrl": self.ui.workerUrlLineEdit.text, "localPort": self.ui.localPortSpinBox.value,
-            "workerPython": self.ui.workerPythonLineEdit.text, "device": self.ui.deviceComboBox.currentText,
-            "datastorePath": self.ui.datastorePathLineEdit.currentPath, "annotator": self.ui.annotatorLineEdit.text})
-
-    def saveMachineSettings(self, *unused):
-        self.machineSettings().save(qt.QSettings())
-
     def onApplicationAboutToQuit(self):
         self.keepEditsAtExit()
-
-    def keepEditsAtExit(self):
-        """Write unsubmitted edits without asking (nothing can stop an exit); the next session names the file."""
-        if not self.edits.mustConfirmLeaving():
-            return None
-        p = self._parameterNode
-        try:
-            backup = self.session.files.backupUnsubmittedLabel(p.currentSegmentation, p.currentVolume,
-                                                               p.currentCaseId, effort=self.effort)
-        except Exception:
-            logging.exception("ASFDA: could not keep the unsubmitted edits of case %s at exit", p.currentCaseId)
-            return None
-        logging.warning("ASFDA: unsubmitted edits of case %s kept in %s", p.currentCaseId, backup)
-        qt.QSettings().setValue(EXIT_BACKUP_KEY, f"{p.currentCaseId}\n{backup}")
-        self.edits.keptCopy()
-        return backup
-
-    def showExitBackupOfLastSession(self):
-        settings = qt.QSettings()
-        if not settings.contains(EXIT_BACKUP_KEY):
-            return
-        caseId, _sep, backup = str(settings.value(EXIT_BACKUP_KEY) or "").partition("\n")
-        settings.remove(EXIT_BACKUP_KEY)
-        if backup:
-            self.ui.caseStatusLabel.text = _("Slicer closed with unsubmitted edits of case {case}; they were kept "
-                                             "in {path}.").format(case=caseId, path=backup)
 
     def onEditorEffectRegistered(self, *unused):
         self.ui.segmentEditorWidget.updateEffectList()
@@ -509,7 +462,7 @@ class ASFDAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin, SparseSlice
                 return
             case_lease.checkToken(url, token)
             self.ui.workerStatusLabel.text = _("Connecting to {url}...").format(url=url)
-            datastore = self.machineSettings().datastorePath
+            datastore = self.settingsForm.current().datastorePath
             self.runInBackground(lambda: self.session.openConnection(url, token, annotator, datastore),
                                  self.onConnected, _("Failed to connect to the worker."))
 
@@ -517,7 +470,7 @@ class ASFDAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin, SparseSlice
         if not self.confirmReplacingLocalWorker():
             return
         with slicer.util.tryWithErrorDisplay(_("Failed to start the local worker."), waitCursor=True):
-            s, annotator = self.machineSettings(), self.annotator()
+            s, annotator = self.settingsForm.current(), self.annotator()
             if not annotator or (not s.workerPython and not self.session.ensureLocalDependencies()):
                 return
             launcher = self.session.startLocalWorker(s.datastorePath, s.localPort, s.workerPython, s.device,
@@ -606,25 +559,6 @@ class ASFDAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin, SparseSlice
             self.ui.caseStatusLabel.text = _("Asking the worker for your next case...")
             self.runInBackground(self.session.openNextCaseRequest(current), self.onCaseOpened,
                                  _("Failed to load the next case."))
-
-    def keepUnsubmittedEdits(self, nextCaseId=None, askToContinue=True):
-        """Write a copy of unsubmitted edits before they go; ask (or, when nothing can stop it, tell)."""
-        if not self.edits.mustConfirmLeaving(nextCaseId):
-            return True
-        p = self._parameterNode
-        try:
-            backup = self.session.files.backupUnsubmittedLabel(p.currentSegmentation, p.currentVolume,
-                                                               p.currentCaseId, effort=self.effort)
-            where = _("A copy of the edits is kept in {path}.").format(path=backup)
-        except Exception as error:  # an invalid segmentation cannot be exported: say so
-            where = _("No copy could be written ({error}).").format(error=error)
-        if not askToContinue:
-            slicer.util.warningDisplay(_("Case {case} had edits that were not submitted. {where}").format(
-                case=p.currentCaseId, where=where))
-            return True
-        return slicer.util.confirmOkCancelDisplay(
-            _("Case {case} has edits that were not submitted. {where} Continue without submitting?").format(
-                case=p.currentCaseId, where=where))
 
     def loadCase(self, caseId):
         if not self.keepUnsubmittedEdits(caseId):
