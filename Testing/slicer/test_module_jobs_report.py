@@ -151,3 +151,17 @@ def test_a_version_seen_while_the_report_is_in_flight_is_fetched_after_it(harnes
     release.set()
     harness.tickUntil(lambda: "v0003" in harness.ui.roundsLabel.text, message="the later report shown")
     assert len(calls) == 2
+
+
+def test_module_file_keeps_the_widget_the_logic_and_the_test():
+    """Issue 23: the logic's two mixins became one WorkerSession it owns; job tracking left the widget."""
+    import ast
+    from pathlib import Path
+
+    source = (Path(__file__).resolve().parents[2] / "ASFDAModule" / "ASFDA.py").read_text()
+    classes = {node.name: node for node in ast.parse(source).body if isinstance(node, ast.ClassDef)}
+    assert set(classes) == {"ASFDA", "ASFDAParameterNode", "ASFDAWidget", "ASFDALogic", "ASFDATest"}
+    assert [ast.unparse(base) for base in classes["ASFDALogic"].bases] == ["ScriptedLoadableModuleLogic"]
+    assert "WorkerSession(" in ast.unparse(classes["ASFDALogic"])
+    widget = ast.unparse(classes["ASFDAWidget"])
+    assert "JobId" not in widget and "PENDING" not in widget and "client.cancelJob" not in widget
