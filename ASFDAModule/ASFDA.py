@@ -7,22 +7,22 @@ their results on the GUI thread and the GUI is rendered from cached worker state
 
 import logging
 import os
-import shutil
 from typing import Annotated
 
 import qt
 import slicer
 from ASFDALib import case_lease, segmentation_io, selftest, session_folder
-from ASFDALib.case_files import CaseFilesMixin
 from ASFDALib.edits import EditTracker, SegmentationEditWatcher
 from ASFDALib.effort import EffortRecorder
-from ASFDALib.machine_settings import DEVICES, MachineSettings
+from ASFDALib.machine_settings import SettingsForm
 from ASFDALib.model_versions import versionLabel
-from ASFDALib.poller import CachedPoller, TaskRunner, tickIntervalMs, yieldToBackgroundThreads
+from ASFDALib.poller import TaskRunner, tickIntervalMs, yieldToBackgroundThreads
+from ASFDALib.round_report import roundsOf, roundsTable
 from ASFDALib.sparse_slices import requestTooltip
 from ASFDALib.sparse_view import SparseSlicesMixin
-from ASFDALib.worker_connection import WorkerConnectionMixin
-from ASFDALib.worklist import COLUMNS, SORT_KEYS, JobProgress, JobState, Worklist, unfinishedJobs
+from ASFDALib.unsubmitted_view import UnsubmittedEditsMixin
+from ASFDALib.worker_session import WorkerSession
+from ASFDALib.worklist import COLUMNS, SORT_KEYS, JobState, unfinishedJobs
 from ASFDALib.worklist_table import CellView, RowView, WorklistTable
 from slicer.parameterNodeWrapper import WithinRange, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import (
@@ -45,8 +45,6 @@ except ImportError:  # Slicer < 5.4
         return text
 
 
-PENDING = "pending"  # a job request is in flight; its id is not known yet
-EXIT_BACKUP_KEY = "ASFDA/exitBackup"  # "case\npath" of edits kept when Slicer last closed
 DKD_COLUMN, HELD_BY_COLUMN, CASE_COLUMN = COLUMNS.index("DKD"), COLUMNS.index("Held by"), COLUMNS.index("Case")
 
 
@@ -84,11 +82,16 @@ class ASFDAParameterNode:
     currentSegmentation: slicer.vtkMRMLSegmentationNode
 
 
-class ASFDAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin, SparseSlicesMixin):
+class ASFDAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin, SparseSlicesMixin, UnsubmittedEditsMixin):
+    """The panel; its sparse-slices and unsubmitted-edits halves are in ASFDALib/sparse_view.py and
+    unsubmitted_view.py, the worker dealings in the logic's session (ASFDALib/worker_session.py)."""
+
     def __init__(self, parent=None):
         ScriptedLoadableModuleWidget.__init__(self, parent)
         VTKObservationMixin.__init__(self)
         self.logic = None
+        self.session = None  # the logic's WorkerSession: connection, lease, jobs, case files
+        self.settingsForm = None
         self.timer = None
         self.effectFactory = None
         self._quitConnected = False
@@ -99,14 +102,11 @@ class ASFDAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin, SparseSlice
         self.pollers = {}
         self._rendered = {}
         self._shownModels = None  # (version, active) pairs the combo shows
-        self._announced = set()
+        self._shownReport = None  # the GET /report reply the rounds table shows
+        self._reportWanted = False  # the model versions changed since the report in hand was asked for
         self._ticking = False
         self.sortKey, self.sortDescending = "rank", False
-        self.rankJobId = None
-        self.adaptJobId = None
-        self._jobsPrimed = False
         self.edits = EditTracker()
-        self.lease = case_lease.CaseLease()
         self.effort = EffortRecorder()
         self.editWatcher = SegmentationEditWatcher(slicer.vtkSegmentation, self.onSegmentationEdited)
 
@@ -122,6 +122,7 @@ class ASFDAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin, SparseSlice
         self.ui = slicer.util.childWidgetVariables(uiWidget)
         uiWidget.setMRMLScene(slicer.mrmlScene)
         self.logic = ASFDALogic()
+        self.session = self.logic.session
 
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
@@ -141,9 +142,11 @@ class ASFDAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin, SparseSlice
         self.ui.nextCaseButton.clicked.connect(self.onNextCase)
         self.ui.submitLabelButton.clicked.connect(self.onSubmitLabel)
         self.ui.adaptButton.clicked.connect(self.onAdapt)
-        self.ui.cancelJobButton.clicked.connect(self.onCancelJob)
+        self.ui.cancelRankButton.clicked.connect(self.onCancelRank)
+        self.ui.cancelAdaptButton.clicked.connect(self.onCancelAdapt)
         self.ui.activateModelButton.clicked.connect(self.onActivateModel)
         self.setupSparseSlices()  # Next slice and the requested-slices label: ASFDALib/sparse_view.py
+        self.ui.roundsLabel.visible = False  # until a worker's report is in hand
 
         editor = self.ui.segmentEditorWidget
         editor.setMRMLScene(slicer.mrmlScene)
@@ -155,7 +158,8 @@ class ASFDAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin, SparseSlice
         # as Slicer's own Segment Editor module does.
         self.effectFactory = slicer.qSlicerSegmentEditorEffectFactory.instance()
         self.effectFactory.connect("effectRegistered(QString)", self.onEditorEffectRegistered)
-        self.setupMachineSettings()
+        self.settingsForm = SettingsForm(self.ui, qt.QSettings)  # per-computer choices: ASFDALib/machine_settings.py
+        self.settingsForm.setup()
         self.initializeParameterNode()
         # Slicer's exit closes no scene: keep unsubmitted edits while the scene and Qt are still whole.
         slicer.app.aboutToQuit.connect(self.onApplicationAboutToQuit)
@@ -168,60 +172,8 @@ class ASFDAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin, SparseSlice
         self.timer.start()
         self.updateGUIFromCache()
 
-    def setupMachineSettings(self):
-        self.ui.deviceComboBox.clear()
-        for device in DEVICES:
-            self.ui.deviceComboBox.addItem(device)
-        self.ui.localPortSpinBox.setRange(1024, 65535)
-        s = MachineSettings.load(qt.QSettings())
-        self.ui.workerUrlLineEdit.text = s.workerUrl
-        self.ui.localPortSpinBox.value = s.localPort
-        self.ui.workerPythonLineEdit.text = s.workerPython
-        self.ui.deviceComboBox.currentIndex = DEVICES.index(s.device)
-        self.ui.datastorePathLineEdit.currentPath = s.datastorePath
-        self.ui.annotatorLineEdit.text = s.annotator
-        for signal in (self.ui.workerUrlLineEdit.textChanged, self.ui.localPortSpinBox.valueChanged,
-                       self.ui.workerPythonLineEdit.textChanged, self.ui.deviceComboBox.currentIndexChanged,
-                       self.ui.datastorePathLineEdit.currentPathChanged, self.ui.annotatorLineEdit.textChanged):
-            signal.connect(self.saveMachineSettings)
-
-    def machineSettings(self):
-        return MachineSettings.fromValues({
-            "workerUrl": self.ui.workerUrlLineEdit.text, "localPort": self.ui.localPortSpinBox.value,
-            "workerPython": self.ui.workerPythonLineEdit.text, "device": self.ui.deviceComboBox.currentText,
-            "datastorePath": self.ui.datastorePathLineEdit.currentPath, "annotator": self.ui.annotatorLineEdit.text})
-
-    def saveMachineSettings(self, *unused):
-        self.machineSettings().save(qt.QSettings())
-
     def onApplicationAboutToQuit(self):
         self.keepEditsAtExit()
-
-    def keepEditsAtExit(self):
-        """Write unsubmitted edits without asking (nothing can stop an exit); the next session names the file."""
-        if not self.edits.mustConfirmLeaving():
-            return None
-        p = self._parameterNode
-        try:
-            backup = self.logic.backupUnsubmittedLabel(p.currentSegmentation, p.currentVolume, p.currentCaseId,
-                                                       effort=self.effort)
-        except Exception:
-            logging.exception("ASFDA: could not keep the unsubmitted edits of case %s at exit", p.currentCaseId)
-            return None
-        logging.warning("ASFDA: unsubmitted edits of case %s kept in %s", p.currentCaseId, backup)
-        qt.QSettings().setValue(EXIT_BACKUP_KEY, f"{p.currentCaseId}\n{backup}")
-        self.edits.keptCopy()
-        return backup
-
-    def showExitBackupOfLastSession(self):
-        settings = qt.QSettings()
-        if not settings.contains(EXIT_BACKUP_KEY):
-            return
-        caseId, _sep, backup = str(settings.value(EXIT_BACKUP_KEY) or "").partition("\n")
-        settings.remove(EXIT_BACKUP_KEY)
-        if backup:
-            self.ui.caseStatusLabel.text = _("Slicer closed with unsubmitted edits of case {case}; they were kept "
-                                             "in {path}.").format(case=caseId, path=backup)
 
     def onEditorEffectRegistered(self, *unused):
         self.ui.segmentEditorWidget.updateEffectList()
@@ -236,13 +188,13 @@ class ASFDAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin, SparseSlice
         if self.effectFactory is not None:
             self.effectFactory.disconnect("effectRegistered(QString)", self.onEditorEffectRegistered)
             self.effectFactory = None
-        for task in self.giveBack(self.lease.left()):
-            task.done.wait(2.0)  # Slicer is closing: a short wait, the lease expires anyway
+        if self.session is not None:
+            for task in self.giveBack(self.session.lease.left()):
+                task.done.wait(2.0)  # Slicer is closing: a short wait, the lease expires anyway
         self.editWatcher.release()
         self.removeObservers()
         if self.logic is not None:
-            self.logic.stopLocalWorker()  # never leave a training run holding the GPU after Slicer exits
-            self.logic.cleanup()
+            self.logic.cleanup()  # stops the local worker: no training run holds the GPU after Slicer exits
 
     def enter(self):
         self.initializeParameterNode()
@@ -256,7 +208,7 @@ class ASFDAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin, SparseSlice
     def onSceneStartClose(self, caller, event):
         # A scene close cannot be refused: keep a copy of unsubmitted edits and say where it is.
         self.keepUnsubmittedEdits(askToContinue=False)
-        self.giveBack(self.lease.left())
+        self.giveBack(self.session.lease.left())
         self.editWatcher.release()
         self.edits.caseClosed()
         self.closeSparseCase()
@@ -306,20 +258,26 @@ class ASFDAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin, SparseSlice
         self.adjustTickInterval()
 
     def startPolling(self):
-        client = self.logic.client
-        self.pollers = {
-            "worklist": CachedPoller(lambda: (client.worklist(), client.cases()), intervalS=3.0),
-            "jobs": CachedPoller(client.jobs, intervalS=1.0),
-            "models": CachedPoller(client.models, intervalS=5.0),
-            "lease": CachedPoller(self.lease.renew, intervalS=case_lease.RENEW_INTERVAL_S),
-        }
-        self._rendered = {}
-        self._jobsPrimed = False
+        self.pollers = self.session.pollers()
+        # Another worker: its first model list is news (and fetches its report), whatever the last one showed.
+        self._rendered, self._shownModels, self._shownReport = {}, None, None
         self.pokeAll(force=True)
 
     def pokeAll(self, force=False):
+        """Start the due polls (every poll when ``force``); the on-demand report only by ``refreshReport``."""
         for poller in self.pollers.values():
-            poller.poke(force=force)
+            if poller.intervalS is not None:
+                poller.poke(force=force)
+
+    def refreshReport(self):
+        """Ask for the per-round sums again: now, or when the fetch in flight ends (it may predate the change)."""
+        self._reportWanted = True
+        self.pokeReport()
+
+    def pokeReport(self):
+        poller = self.pollers.get("report")
+        if self._reportWanted and poller is not None and poller.poke(force=True):
+            self._reportWanted = False
 
     def busy(self):
         return self.tasks.pending > 0 or any(p.busy for p in self.pollers.values())
@@ -358,51 +316,57 @@ class ASFDAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin, SparseSlice
         return poller
 
     def updateGUIFromCache(self):
-        connected = self.logic.client is not None
-        jobs = self._fresh("jobs")
-        if jobs is not None:
-            self.renderJobs(jobs.value or [])
+        session = self.session
+        connected, lease, jobs = session.connected, session.lease, session.jobs
+        self.pokeReport()
+        jobsPoll = self._fresh("jobs")
+        if jobsPoll is not None:
+            self.renderJobs(jobsPoll.value or [])
         worklist = self._fresh("worklist")
         if worklist is not None and worklist.value is not None:
-            self.logic.updateWorklist(*worklist.value)
+            session.updateWorklist(*worklist.value)
             self.renderWorklist()
         models = self._fresh("models")
         if models is not None and models.value is not None:
             self.renderModels(models.value)
-        lease = self._fresh("lease")
-        if lease is not None and lease.value:
+        report = self._fresh("report")
+        if report is not None:
+            self.renderReport(report.value, report.error)
+        leasePoll = self._fresh("lease")
+        if leasePoll is not None and leasePoll.value:
             self.ui.caseStatusLabel.text = _("Your lease on {case} expired and {name} holds it now: Submit will be "
-                                             "refused.").format(case=self.lease.caseId, name=lease.value)
-        elif lease is not None and self.lease.labelChange:
+                                             "refused.").format(case=lease.caseId, name=leasePoll.value)
+        elif leasePoll is not None and lease.labelChange:
             self.ui.caseStatusLabel.text = _("The label of {case} changed since you opened it (revision {change}): "
                                              "Submit will be refused; open the case again to see it.").format(
-                case=self.lease.caseId, change=self.lease.labelChange)
-        errors = [p.error for p in self.pollers.values() if p.error]
+                case=lease.caseId, change=lease.labelChange)
+        # The report's own failure is shown in its table: the worker answers the rest.
+        errors = [p.error for name, p in self.pollers.items() if p.error and name != "report"]
         if not connected:
             status = _("Not connected")
         elif errors:
             status = _("Worker not answering: {error}").format(error=errors[0])
         else:
-            info = self.logic.info or {}
+            info = session.info or {}
             status = _("Connected to {url} as {name} ({device}, model {version}, datastore {datastore})").format(
-                url=self.logic.client.url, name=self.logic.client.annotator, device=info.get("device", "?"),
+                url=session.client.url, name=session.client.annotator, device=info.get("device", "?"),
                 datastore=info.get("datastore", "?"),
-                version=self.logic.worklist.activeModelVersion or info.get("active_model_version") or "none")
+                version=session.worklist.activeModelVersion or info.get("active_model_version") or "none")
         self.ui.workerStatusLabel.text = status
         self.refreshSparseSlices()
         p = self._parameterNode
         caseOpen = bool(p and p.currentCaseId and p.currentSegmentation)
-        jobRunning = any(jobId not in (None, PENDING) for jobId in (self.rankJobId, self.adaptJobId))
-        self.ui.stopLocalWorkerButton.enabled = self.logic.launcher is not None
-        self.ui.rankButton.enabled = connected and self.rankJobId is None
-        self.ui.nextCaseButton.enabled = connected and bool(self.logic.worklist.rows)
+        self.ui.stopLocalWorkerButton.enabled = session.launcher is not None
+        self.ui.rankButton.enabled = connected and jobs.canStart("rank")
+        self.ui.nextCaseButton.enabled = connected and bool(session.worklist.rows)
         self.ui.submitLabelButton.enabled = connected and caseOpen
-        self.ui.adaptButton.enabled = connected and self.adaptJobId is None
-        self.ui.cancelJobButton.enabled = connected and jobRunning
+        self.ui.adaptButton.enabled = connected and jobs.canStart("adapt")
+        self.ui.cancelRankButton.enabled = connected and jobs.running("rank") is not None
+        self.ui.cancelAdaptButton.enabled = connected and jobs.running("adapt") is not None
         self.ui.activateModelButton.enabled = connected and self.ui.modelVersionComboBox.count > 0
 
     def renderWorklist(self):
-        rows = self.logic.worklist.sortedRows(self.sortKey, self.sortDescending)
+        rows = self.session.worklist.sortedRows(self.sortKey, self.sortDescending)
         current = self._parameterNode.currentCaseId if self._parameterNode else ""
         self.worklistTable.render([self.rowView(row, current) for row in rows])
 
@@ -427,35 +391,26 @@ class ASFDAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin, SparseSlice
         return RowView(row.caseId, tuple(cells))
 
     def renderJobs(self, jobs):
-        if not self._jobsPrimed:
-            # Jobs that ended before we connected are history, not news to announce.
-            self._announced.update(j["job_id"] for j in jobs if JobState(j["state"]).finished)
-            self._jobsPrimed = True
-        latest = {}
-        for job in jobs:  # newest first: keep the newest of each kind
-            latest.setdefault(job.get("kind"), job)
-        for kind, bar, attr in (("rank", self.ui.rankProgressBar, "rankJobId"),
-                                ("adapt", self.ui.adaptProgressBar, "adaptJobId")):
-            job = latest.get(kind)
-            if job is None:
+        """Progress of the newest rank and adapt job (ASFDALib/job_tracker.py follows them); ends announced."""
+        update = self.session.jobs.update(jobs)
+        for kind, bar in (("rank", self.ui.rankProgressBar), ("adapt", self.ui.adaptProgressBar)):
+            progress = update.latest.get(kind)
+            if progress is None:
                 continue
-            progress = JobProgress.fromReply(job)
             bar.value = progress.percent
             bar.setFormat(progress.describe())
-            if not (progress.state.finished and getattr(self, attr) == PENDING):  # an older job's end
-                setattr(self, attr, None if progress.state.finished else progress.jobId)
             if kind == "adapt":  # the gate's verdict stays readable after the status message is gone
                 lines = (progress.describe(), progress.adaptOutcome())
                 self.ui.adaptStatusLabel.text = "; ".join(t for t in lines if t)
-            if progress.state.finished and progress.jobId not in self._announced:
-                self._announced.add(progress.jobId)
-                self.onJobFinished(progress)
+        for progress in update.finished:
+            self.onJobFinished(progress)
 
     def renderModels(self, models):
         versions = tuple((model["version"], versionLabel(model), bool(model.get("active"))) for model in models)
         if versions == self._shownModels:
             return  # an unchanged list leaves the combo alone: an open drop-down and the choice stay
         self._shownModels = versions
+        self.refreshReport()  # each adaptation round is a model version: the sums change only with them
         combo = self.ui.modelVersionComboBox
         chosen = combo.currentData
         combo.blockSignals(True)
@@ -467,8 +422,22 @@ class ASFDAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin, SparseSlice
         combo.blockSignals(False)
         active = next((version for version, _label, isActive in versions if isActive), None)
         if active:
-            self.logic.worklist.setActiveModelVersion(active)
+            self.session.worklist.setActiveModelVersion(active)
         self.ui.activeModelLabel.text = _("Active model: {version}").format(version=active or "none")
+
+    def renderReport(self, reply, error=None):
+        """The per-round sums (cases, slices, minutes); the table is rebuilt only when the reply changed."""
+        if error:
+            shown = ("error", error)
+            text = _("Effort per round: not available ({error})").format(error=error)
+        else:
+            shown, rounds = ("reply", reply), roundsOf(reply)
+            text = roundsTable(rounds) if rounds is not None else ""  # a worker without a report: nothing
+        if shown == self._shownReport:
+            return
+        self._shownReport = shown
+        self.ui.roundsLabel.text = text
+        self.ui.roundsLabel.visible = bool(text)
 
     def onJobFinished(self, progress):
         if progress.kind == "adapt" and progress.state == JobState.SUCCEEDED:
@@ -482,10 +451,8 @@ class ASFDAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin, SparseSlice
     # -- actions -----------------------------------------------------------------------------
 
     def onConnected(self, connection):
-        self.logic.setConnection(*connection)
-        self.lease.reconnected(self.logic.client)
-        self.ui.workerUrlLineEdit.text = self.logic.client.url
-        self.rankJobId = self.adaptJobId = None
+        self.session.setConnection(*connection)
+        self.ui.workerUrlLineEdit.text = self.session.client.url
         self.startPolling()
 
     def onConnect(self):
@@ -495,29 +462,29 @@ class ASFDAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin, SparseSlice
                 return
             case_lease.checkToken(url, token)
             self.ui.workerStatusLabel.text = _("Connecting to {url}...").format(url=url)
-            datastore = self.machineSettings().datastorePath
-            self.runInBackground(lambda: self.logic.openConnection(url, token, annotator, datastore), self.onConnected,
-                                 _("Failed to connect to the worker."))
+            datastore = self.settingsForm.current().datastorePath
+            self.runInBackground(lambda: self.session.openConnection(url, token, annotator, datastore),
+                                 self.onConnected, _("Failed to connect to the worker."))
 
     def onStartLocalWorker(self):
         if not self.confirmReplacingLocalWorker():
             return
         with slicer.util.tryWithErrorDisplay(_("Failed to start the local worker."), waitCursor=True):
-            s, annotator = self.machineSettings(), self.annotator()
-            if not annotator or (not s.workerPython and not self.logic.ensureLocalDependencies()):
+            s, annotator = self.settingsForm.current(), self.annotator()
+            if not annotator or (not s.workerPython and not self.session.ensureLocalDependencies()):
                 return
-            launcher = self.logic.startLocalWorker(s.datastorePath, s.localPort, s.workerPython, s.device,
-                                                   self.ui.workerTokenLineEdit.text)
+            launcher = self.session.startLocalWorker(s.datastorePath, s.localPort, s.workerPython, s.device,
+                                                     self.ui.workerTokenLineEdit.text)
             self.ui.workerStatusLabel.text = _("Starting local worker (log: {log})...").format(log=launcher.logPath)
-            self.runInBackground(lambda: self.logic.waitForLocalWorker(annotator), self.onConnected,
+            self.runInBackground(lambda: self.session.waitForLocalWorker(annotator), self.onConnected,
                                  _("The local worker did not start."))
 
     def confirmReplacingLocalWorker(self):
         """Starting a worker stops the running one and its jobs: ask first, naming what would stop."""
-        launcher = self.logic.launcher
+        launcher = self.session.launcher
         if launcher is None or not launcher.isRunning():
             return True
-        client, jobsPoller = self.logic.client, self.pollers.get("jobs")
+        client, jobsPoller = self.session.client, self.pollers.get("jobs")
         if client is not None and client.url == launcher.url and jobsPoller is not None:
             running = [_("job {job} ({state})").format(job=p.jobId, state=p.describe())
                        for p in unfinishedJobs(jobsPoller.value)]
@@ -531,45 +498,47 @@ class ASFDAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin, SparseSlice
 
     def onStopLocalWorker(self):
         with slicer.util.tryWithErrorDisplay(_("Failed to stop the local worker."), waitCursor=True):
-            self.logic.stopLocalWorker()
+            session = self.session
+            session.stopLocalWorker()
             self.pollers = {}
-            if self.logic.client is None:  # the lease was on the stopped worker: nothing to give back
-                self.lease.forget()
-            self.rankJobId = self.adaptJobId = None
+            if session.client is None:  # the lease was on the stopped worker: nothing to give back
+                session.lease.forget()
+            session.jobs.stop()
 
-    def startJob(self, attr, request, errorMessage):
-        """Mark the job as requested until the worker answers; a refusal frees the button again."""
-        setattr(self, attr, PENDING)
-
-        def onFailure():
-            if getattr(self, attr) == PENDING:
-                setattr(self, attr, None)
-
-        self.runInBackground(request, self.onJobStarted, errorMessage, onFailure=onFailure)
+    def startJob(self, kind, request, errorMessage):
+        """``request`` (a session's rank or adapt request) marked the job as requested until the worker answers;
+        a refusal frees the button again."""
+        self.runInBackground(request, self.onJobStarted, errorMessage,
+                             onFailure=lambda: self.session.jobs.requestFailed(kind))
         self.updateGUIFromCache()  # disable the button now, not at the next tick
 
     def onRank(self):
         with slicer.util.tryWithErrorDisplay(_("Failed to start ranking."), waitCursor=True):
-            client, k, slices = self.logic.client, self._parameterNode.budgetK, self._parameterNode.slicesPerVolume
-            self.startJob("rankJobId", lambda: client.rank(k, slicesPerVolume=slices), _("Failed to start ranking."))
+            p = self._parameterNode
+            self.startJob("rank", self.session.rankRequest(p.budgetK, p.slicesPerVolume),
+                          _("Failed to start ranking."))
 
     def onAdapt(self):
         with slicer.util.tryWithErrorDisplay(_("Failed to start adaptation."), waitCursor=True):
-            p, client = self._parameterNode, self.logic.client
-            steps, pseudo = p.adaptSteps or None, p.usePseudoLabels
-            self.startJob("adaptJobId", lambda: client.adapt(steps, pseudo), _("Failed to start adaptation."))
+            p = self._parameterNode
+            self.startJob("adapt", self.session.adaptRequest(p.adaptSteps or None, p.usePseudoLabels),
+                          _("Failed to start adaptation."))
 
     def onJobStarted(self, job):
-        setattr(self, "rankJobId" if job.get("kind") == "rank" else "adaptJobId", job["job_id"])
+        self.session.jobs.started(job)
         self.pokeAll(force=True)
 
-    def onCancelJob(self):
-        with slicer.util.tryWithErrorDisplay(_("Failed to cancel the job."), waitCursor=True):
-            client = self.logic.client
-            for jobId in (self.adaptJobId, self.rankJobId):
-                if jobId and jobId != PENDING:
-                    self.runInBackground(lambda j=jobId: client.cancelJob(j), lambda job: self.pokeAll(True),
-                                         _("Failed to cancel the job."))
+    def onCancelRank(self):
+        self.cancelJob("rank")
+
+    def onCancelAdapt(self):
+        self.cancelJob("adapt")
+
+    def cancelJob(self, kind):
+        """Cancel our running ``kind`` job, and only that one: a rank running beside an adaptation goes on."""
+        request = self.session.cancelRequest(kind)
+        if request is not None:
+            self.runInBackground(request, lambda job: self.pokeAll(True), _("Failed to cancel the job."))
 
     def onHeaderClicked(self, column):
         key = SORT_KEYS[column]
@@ -584,39 +553,18 @@ class ASFDAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin, SparseSlice
 
     def onNextCase(self):
         with slicer.util.tryWithErrorDisplay(_("Failed to load the next case."), waitCursor=True):
-            current, client = self._parameterNode.currentCaseId or None, self.logic.client
+            current = self._parameterNode.currentCaseId or None
             if not self.keepUnsubmittedEdits():
                 return
-            candidates = self.logic.worklist.candidates(current, client.annotator)
             self.ui.caseStatusLabel.text = _("Asking the worker for your next case...")
-            self.runInBackground(lambda: self.lease.openNext(client, candidates, current, self.logic.fetchCase),
-                                 self.onCaseOpened, _("Failed to load the next case."))
-
-    def keepUnsubmittedEdits(self, nextCaseId=None, askToContinue=True):
-        """Write a copy of unsubmitted edits before they go; ask (or, when nothing can stop it, tell)."""
-        if not self.edits.mustConfirmLeaving(nextCaseId):
-            return True
-        p = self._parameterNode
-        try:
-            backup = self.logic.backupUnsubmittedLabel(p.currentSegmentation, p.currentVolume, p.currentCaseId,
-                                                       effort=self.effort)
-            where = _("A copy of the edits is kept in {path}.").format(path=backup)
-        except Exception as error:  # an invalid segmentation cannot be exported: say so
-            where = _("No copy could be written ({error}).").format(error=error)
-        if not askToContinue:
-            slicer.util.warningDisplay(_("Case {case} had edits that were not submitted. {where}").format(
-                case=p.currentCaseId, where=where))
-            return True
-        return slicer.util.confirmOkCancelDisplay(
-            _("Case {case} has edits that were not submitted. {where} Continue without submitting?").format(
-                case=p.currentCaseId, where=where))
+            self.runInBackground(self.session.openNextCaseRequest(current), self.onCaseOpened,
+                                 _("Failed to load the next case."))
 
     def loadCase(self, caseId):
         if not self.keepUnsubmittedEdits(caseId):
             return
         self.ui.caseStatusLabel.text = _("Loading {case} and the model's prediction...").format(case=caseId)
-        client = self.logic.client
-        self.runInBackground(lambda: self.lease.open(client, caseId, self.logic.fetchCase), self.onCaseOpened,
+        self.runInBackground(self.session.openCaseRequest(caseId), self.onCaseOpened,
                              _("Failed to download case {case}.").format(case=caseId))
 
     def onCaseOpened(self, opening):
@@ -630,11 +578,12 @@ class ASFDAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin, SparseSlice
             try:
                 self.onCaseFetched(opening.files)
             finally:
-                self.giveBack(self.lease.opened(opening, self._parameterNode.currentCaseId == opening.caseId))
+                self.giveBack(self.session.lease.opened(opening,
+                                                        self._parameterNode.currentCaseId == opening.caseId))
         self.pokeAll(force=True)  # the Held-by column changed
 
     def giveBack(self, leases):
-        return [self.tasks.submit(lambda c=client, i=caseId: case_lease.release(c, i)) for client, caseId in leases]
+        return [self.tasks.submit(request) for request in self.session.giveBackRequests(leases)]
 
     def annotator(self):
         """The annotator's name from the application settings; asked once when there is none yet."""
@@ -654,7 +603,7 @@ class ASFDAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin, SparseSlice
             self.editWatcher.release()
             volume, segmentation = self.logic.loadCase(files, self._parameterNode)
             self.edits.caseLoaded(files["caseId"])
-            self.effort.journalFolder = os.path.join(self.logic.unsubmittedFolder(), "effort journal")
+            self.effort.journalFolder = os.path.join(self.session.files.unsubmittedFolder(), "effort journal")
             self.effort.caseShown(files["caseId"], *self.effort.openedFrom(files.get("prepared")))
             self.editWatcher.watch(segmentation.GetSegmentation())
             slicer.util.setSliceViewerLayers(background=volume, fit=True)
@@ -680,35 +629,30 @@ class ASFDAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin, SparseSlice
                                    "load the case again").format(case=p.currentCaseId))
             # A copy of the segments now; the label file is written in the background with the upload.
             noStructure = False
+            files = self.session.files
             try:
-                label = self.logic.snapshotLabel(p.currentSegmentation, p.currentVolume, p.currentCaseId)
+                label = files.snapshotLabel(p.currentSegmentation, p.currentVolume, p.currentCaseId)
             except segmentation_io.EmptyLabelError:
                 if not slicer.util.confirmOkCancelDisplay(_(
                         "Nothing is painted in case {case}. Submit it as a case without any structure "
                         "(every voxel background)?").format(case=p.currentCaseId)):
                     return
-                label = self.logic.snapshotLabel(p.currentSegmentation, p.currentVolume, p.currentCaseId,
-                                                 allowEmpty=True)
+                label = files.snapshotLabel(p.currentSegmentation, p.currentVolume, p.currentCaseId, allowEmpty=True)
                 noStructure = True  # recorded by the worker as the clinician's verdict; the case leaves the pool
             label = self.sparseLabelToSubmit(label, p.currentCaseId)
             if label is None:
                 return
-            client, caseId, effort = self.logic.client, p.currentCaseId, self.effort.submitting()
+            caseId = p.currentCaseId
             self.ui.caseStatusLabel.text = _("Uploading the label of {case}...").format(case=caseId)
-
-            def send(client_, caseId_, path, maskPath=None, effort=None):
-                return self.lease.submit(client_, caseId_, path, maskPath=maskPath, noStructure=noStructure,
-                                         effort=effort)
-
-            self.runInBackground(lambda: self.logic.uploadLabel(client, caseId, label, send=send, effort=effort),
+            self.runInBackground(self.session.submitRequest(caseId, label, noStructure, self.effort.submitting()),
                                  self.onLabelSubmitted,
                                  _("The worker refused the label of {case}.").format(case=caseId))
 
     def onLabelSubmitted(self, reply):
         self.edits.labelSubmitted(reply["case_id"])
         self.effort.labelSubmitted(reply["case_id"])
-        self.lease.submitted(reply["case_id"])
-        self.logic.worklist.markLabeled(reply["case_id"])
+        self.session.lease.submitted(reply["case_id"])
+        self.session.worklist.markLabeled(reply["case_id"])
         self.ui.caseStatusLabel.text = _("Label of {case} saved (values {values}).").format(
             case=reply["case_id"], values=reply.get("label_values"))
         self.renderWorklist()
@@ -717,35 +661,32 @@ class ASFDAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin, SparseSlice
     def onActivateModel(self):
         with slicer.util.tryWithErrorDisplay(_("Failed to activate the model version."), waitCursor=True):
             version = self.ui.modelVersionComboBox.currentData
-            client = self.logic.client
-            self.runInBackground(lambda: client.activateModel(version), self.onModelActivated,
+            self.runInBackground(self.session.activateRequest(version), self.onModelActivated,
                                  _("Failed to activate model {version}.").format(version=version))
 
     def onModelActivated(self, reply):
         version = reply.get("active_model_version")
-        self.logic.worklist.setActiveModelVersion(version)
+        self.session.worklist.setActiveModelVersion(version)
         slicer.util.showStatusMessage(_("Model {version} is active.").format(version=version), 5000)
         self.renderWorklist()
         self.pokeAll(force=True)
 
 
-class ASFDALogic(ScriptedLoadableModuleLogic, WorkerConnectionMixin, CaseFilesMixin):
+class ASFDALogic(ScriptedLoadableModuleLogic):
     """Everything but the GUI; usable from the Python console and the test below.
 
-    Connecting and the local worker: ASFDALib/worker_connection.py; case files: ASFDALib/case_files.py.
+    ``session`` (ASFDALib/worker_session.py) deals with the worker: connection, local worker, lease, jobs,
+    requests and case files; the logic puts cases into the scene.
     """
 
     def __init__(self):
         ScriptedLoadableModuleLogic.__init__(self)
-        self.client = None
-        self.info = None
-        self.launcher = None
-        self.worklist = Worklist()
         session_folder.removeStaleSessionFolders()  # downloads a crashed session left behind
-        self.workDir = session_folder.createSessionFolder()  # downloads of this session only
+        # Downloads of this session only, in their own folder.
+        self.session = WorkerSession(self.moduleDir(), session_folder.createSessionFolder())
 
     def cleanup(self):
-        shutil.rmtree(self.workDir, ignore_errors=True)
+        self.session.close()
 
     def getParameterNode(self):
         return ASFDAParameterNode(super().getParameterNode())
@@ -767,22 +708,14 @@ class ASFDALogic(ScriptedLoadableModuleLogic, WorkerConnectionMixin, CaseFilesMi
     def moduleDir():
         return os.path.dirname(os.path.abspath(__file__))
 
-    def updateWorklist(self, worklistReply, casesReply):
-        self.worklist.updateFromWorklistReply(worklistReply)
-        self.worklist.updateFromCasesReply(casesReply)
-
-    @property
-    def labels(self):
-        return (self.info or {}).get("labels") or {}
-
     def loadCase(self, files, parameterNode=None):
         """Replace the previous case's nodes with this case's volume and pre-filled segmentation."""
         scene = slicer.mrmlScene
         if parameterNode is not None:
             for node in (parameterNode.currentSegmentation, parameterNode.currentVolume):
                 segmentation_io.removeNodeWithDisplayNodes(scene, node)
-        caseId = files["caseId"]
-        colors, prepared = (self.info or {}).get("label_colors"), files.get("prepared")
+        caseId, caseFiles = files["caseId"], self.session.files
+        prepared = files.get("prepared")
         try:
             if prepared is not None:  # decoded in the background (fetchCase): raw files, values checked
                 volume = segmentation_io.loadScalarVolume(scene, prepared.image, caseId, prepared.windowLevel)
@@ -790,10 +723,11 @@ class ASFDALogic(ScriptedLoadableModuleLogic, WorkerConnectionMixin, CaseFilesMi
             else:
                 volume = segmentation_io.loadScalarVolume(scene, files["image"], caseId)
                 segmentation = segmentation_io.loadPredictionAsSegmentation(
-                    scene, files["prediction"], self.labels, colors, volume, name=f"{caseId} label")
-            segmentation_io.markCaseAsStored(scene, volume, segmentation, files.get("folder") or self.workDir, caseId)
+                    scene, files["prediction"], caseFiles.labels, caseFiles.labelColors, volume, name=f"{caseId} label")
+            segmentation_io.markCaseAsStored(scene, volume, segmentation, files.get("folder") or caseFiles.workDir,
+                                             caseId)
         finally:
-            self.caseFilesRead(files)
+            caseFiles.caseFilesRead(files)
         if parameterNode is not None:
             parameterNode.currentCaseId = caseId
             parameterNode.currentVolume = volume

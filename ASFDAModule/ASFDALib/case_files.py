@@ -1,9 +1,9 @@
-"""The logic's file half: download a case, export a label to send, keep a copy of unsubmitted edits.
+"""A worker session's files: download a case, export a label to send, keep a copy of unsubmitted edits.
 
-A mixin of ``ASFDALogic`` (which provides ``workDir``, the session's download folder, ``info``, the worker's
-/info reply or None, and ``labels``, the model's label values), kept apart so ASFDA.py stays a thin module
-file. Each download and each label to upload has its own subfolder of ``workDir``
-(ASFDALib/session_folder.py), removed once nothing needs it: a CT is a few hundred MB.
+``CaseFiles`` belongs to the ``WorkerSession`` (worker_session.py), which gives it the session's download
+folder and the worker's /info reply (the model's label values and colours). Each download and each label to
+upload has its own subfolder of ``workDir`` (ASFDALib/session_folder.py), removed once nothing needs it: a CT
+is a few hundred MB.
 """
 
 import os
@@ -13,7 +13,20 @@ from . import case_reading, label_export, segmentation_io
 from .session_folder import newSubfolder, removeSubfolder
 
 
-class CaseFilesMixin:
+class CaseFiles:
+    def __init__(self, workDir, infoOf):
+        self.workDir = workDir
+        self._infoOf = infoOf  # () -> the worker's /info reply, None before connecting
+
+    @property
+    def labels(self):
+        """The model's label values, name -> value ({} before connecting)."""
+        return (self._infoOf() or {}).get("labels") or {}
+
+    @property
+    def labelColors(self):
+        return (self._infoOf() or {}).get("label_colors")
+
     @staticmethod
     def unsubmittedFolder():
         """Backups of unsubmitted edits: outlive the session, next to the user's scenes."""
@@ -37,8 +50,7 @@ class CaseFilesMixin:
                 source = {"revision": revision}
             else:
                 source = {"modelVersion": client.infer(caseId, predictionPath)}
-            colors = (self.info or {}).get("label_colors")
-            prepared = case_reading.prepareCase(imagePath, predictionPath, self.labels, colors)
+            prepared = case_reading.prepareCase(imagePath, predictionPath, self.labels, self.labelColors)
         except Exception:
             removeSubfolder(self.workDir, folder)  # a half-downloaded CT helps no one
             raise

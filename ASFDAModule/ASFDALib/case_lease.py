@@ -13,7 +13,7 @@ import urllib.parse
 from dataclasses import dataclass
 from typing import Any, Callable, List, Optional, Tuple
 
-from .client import WorkerError
+from .client import WorkerError, routeUnknown
 
 MAX_NAME_CHARS = 100  # the worker's limit
 RENEW_INTERVAL_S = 300.0  # well inside the worker's default 30-minute lease
@@ -51,9 +51,7 @@ def holderOf(error):
 
 def lacksLeases(error):
     """True when the worker predates leases: its router does not know the route at all."""
-    if not isinstance(error, WorkerError):
-        return False
-    return error.status == 405 or (error.status == 404 and str(error).endswith("HTTP 404: Not Found"))
+    return routeUnknown(error)
 
 
 def revisionOf(reply):

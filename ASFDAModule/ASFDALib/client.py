@@ -5,10 +5,13 @@ Every request carries a timeout so a slow or dead worker can never hang the call
 every failure becomes a ``WorkerError`` with a one-line message a clinician can act on.
 """
 
+import email.utils
 import json
 import os
 import re
 import socket
+import threading
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -22,6 +25,13 @@ CLIENT_HEADER = "slicer/asfda-module"
 # Short calls (status, lists) must fail fast; inference and uploads legitimately take longer.
 DEFAULT_TIMEOUT_S = 10.0
 LONG_TIMEOUT_S = 600.0
+
+# A worker whose upload/download slots are all taken answers 503 with Retry-After (it frees a slot once a
+# reply is sent, so back-to-back uploads can meet one): wait as told, a few times, never long.
+RETRIES_ON_BUSY = 3
+MAX_RETRY_WAIT_S = 10.0
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS", "DELETE")  # safe or idempotent: sending again changes nothing more
+CONDITIONAL_HEADERS = ("If-Match", "If-None-Match")  # a repeated conditional upload is refused, never doubled
 
 
 class WorkerError(Exception):
@@ -54,6 +64,33 @@ def _oneLine(text, limit=300):
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def retryAfterSeconds(value, now=None):
+    """Seconds a ``Retry-After`` header asks to wait (delay seconds or an HTTP date); None when unreadable."""
+    text = str(value or "").strip()
+    if text.isdigit():
+        return float(text)
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when is None:
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+def mayRetry(method, headers):
+    """A request that may be sent again after a 503: safe or idempotent, or an upload guarded by its revision
+    (If-Match / If-None-Match), which the worker refuses with 409 rather than store twice."""
+    return method in SAFE_METHODS or any(name in (headers or {}) for name in CONDITIONAL_HEADERS)
+
+
+def routeUnknown(error):
+    """True when the worker predates a route: its router does not know it at all (404 "Not Found", or 405)."""
+    if not isinstance(error, WorkerError):
+        return False
+    return error.status == 405 or (error.status == 404 and str(error).endswith("HTTP 404: Not Found"))
+
+
 def checkCaseId(caseId):
     """Reject ids the worker would refuse, before they reach a URL."""
     if not isinstance(caseId, str) or not CASE_ID_PATTERN.match(caseId) or ".." in caseId:
@@ -76,6 +113,8 @@ class WorkerClient:
         self.longTimeout = longTimeout
         # Who is working: sent with every request (percent-encoded UTF-8, as HTTP headers are latin-1).
         self.annotator = " ".join((annotator or "").split())
+        self.retriesOnBusy = RETRIES_ON_BUSY
+        self.sleep = time.sleep  # replaced in tests
 
     # -- transport -------------------------------------------------------------------------
 
@@ -86,22 +125,33 @@ class WorkerClient:
         if self.annotator:
             headers["X-Annotator"] = urllib.parse.quote(self.annotator)
         headers["X-ASFDA-Client"] = CLIENT_HEADER
-        request = urllib.request.Request(self.url + path, data=data, headers=headers, method=method)
         where = f"{method} {path.split('?')[0]}"
         limit = self.timeout if timeout is None else timeout
-        try:
-            return urllib.request.urlopen(request, timeout=limit)
-        except urllib.error.HTTPError as error:
-            raise self._httpError(where, error) from None
-        except urllib.error.URLError as error:
+        # Never on the GUI (main) thread: waiting there would freeze Slicer; its 503 is reported at once.
+        retries = self.retriesOnBusy if threading.current_thread() is not threading.main_thread() else 0
+        for attempt in range(retries + 1):
+            request = urllib.request.Request(self.url + path, data=data, headers=headers, method=method)
+            try:
+                return urllib.request.urlopen(request, timeout=limit)
+            except urllib.error.HTTPError as error:
+                wait = retryAfterSeconds(error.headers.get("Retry-After")) if error.code == 503 else None
+                if wait is None or attempt == retries or not mayRetry(method, headers):
+                    raise self._httpError(where, error) from None
+                error.close()
+            except OSError as error:  # no HTTP answer: URLError, timeouts, refused or reset connections
+                raise self._transportError(where, limit, error) from None
+            self.sleep(min(wait, MAX_RETRY_WAIT_S))
+
+    def _transportError(self, where, limit, error):
+        """A ``WorkerError`` for a request that got no HTTP answer (timeout, refused, reset)."""
+        if isinstance(error, urllib.error.URLError):
             reason = error.reason
             if isinstance(reason, (socket.timeout, TimeoutError)):
-                raise WorkerError(f"Worker at {self.url} did not answer {where} within {limit:g} s") from None
-            raise WorkerError(f"Cannot reach worker at {self.url} ({where}): {_oneLine(reason)}") from None
-        except (socket.timeout, TimeoutError):
-            raise WorkerError(f"Worker at {self.url} did not answer {where} within {limit:g} s") from None
-        except (ConnectionError, OSError) as error:
-            raise WorkerError(f"Cannot reach worker at {self.url} ({where}): {_oneLine(error)}") from None
+                return WorkerError(f"Worker at {self.url} did not answer {where} within {limit:g} s")
+            return WorkerError(f"Cannot reach worker at {self.url} ({where}): {_oneLine(reason)}")
+        if isinstance(error, (socket.timeout, TimeoutError)):
+            return WorkerError(f"Worker at {self.url} did not answer {where} within {limit:g} s")
+        return WorkerError(f"Cannot reach worker at {self.url} ({where}): {_oneLine(error)}")
 
     def _httpError(self, where, error):
         try:
@@ -271,6 +321,10 @@ class WorkerClient:
 
     def activateModel(self, version):
         return self._json("POST", f"/models/{urllib.parse.quote(str(version), safe='')}/activate")
+
+    def report(self):
+        """Per adaptation round: the cases, annotated slices and annotator minutes it cost (``GET /report``)."""
+        return self._json("GET", "/report")
 
     # -- several annotators (leases, audit) ---------------------------------------------------
 

@@ -29,7 +29,10 @@ def yieldToBackgroundThreads(busy):
 
 
 class CachedPoller:
-    """Calls ``fetch()`` in the background at most every ``intervalS`` and caches the outcome."""
+    """Calls ``fetch()`` in the background at most every ``intervalS`` and caches the outcome.
+
+    ``intervalS=None``: on demand only, a fetch starts only when forced (``poke(force=True)``).
+    """
 
     def __init__(self, fetch, intervalS=2.0, clock=time.monotonic):
         self._fetch = fetch
@@ -53,7 +56,8 @@ class CachedPoller:
             if self.busy:
                 return False
             now = self._clock()
-            if not force and self._lastStart is not None and now - self._lastStart < self.intervalS:
+            if not force and (self.intervalS is None or self._lastStart is not None
+                              and now - self._lastStart < self.intervalS):
                 return False
             self._lastStart = now
             self._thread = threading.Thread(target=self._run, name="ASFDAPoller", daemon=True)

@@ -52,6 +52,7 @@ def runFullLoop(test, logic, processEvents=None):
     python = os.environ.get("ASFDA_TEST_PYTHON", "")
     workDir = tempfile.mkdtemp(prefix="asfda-test-")
     env = dict(os.environ)
+    session = logic.session
     env["PYTHONPATH"] = os.pathsep.join(dependencies.workerPythonPath(logic.moduleDir()))
     test.delayDisplay("Building a tiny demo datastore")
     subprocess.run(
@@ -62,26 +63,26 @@ def runFullLoop(test, logic, processEvents=None):
     )
     datastore = os.path.join(workDir, "datastore")
     test.delayDisplay("Starting a local worker")
-    logic.startLocalWorker(datastore, 18765 + os.getpid() % 1000, python, "cpu")
+    session.startLocalWorker(datastore, 18765 + os.getpid() % 1000, python, "cpu")
     try:
-        logic.setConnection(*logic.waitForLocalWorker(timeoutS=300))
-        client = logic.client
-        test.assertTrue(logic.labels)
-        versionBefore = logic.info["active_model_version"]
+        session.setConnection(*session.waitForLocalWorker(timeoutS=300))
+        client = session.client
+        test.assertTrue(session.labels)
+        versionBefore = session.info["active_model_version"]
 
         test.delayDisplay("Ranking")
         waitForJob(client, client.rank(2), processEvents=processEvents)
-        logic.updateWorklist(client.worklist(), client.cases())
-        caseId = logic.worklist.nextCase()
+        session.updateWorklist(client.worklist(), client.cases())
+        caseId = session.worklist.nextCase()
         test.assertIsNotNone(caseId)
 
         test.delayDisplay(f"Loading {caseId} with its prediction")
         parameterNode = logic.getParameterNode()
-        volume, segmentation = logic.loadCase(logic.fetchCase(client, caseId), parameterNode)
+        volume, segmentation = logic.loadCase(session.files.fetchCase(client, caseId), parameterNode)
         test.assertEqual(parameterNode.currentCaseId, caseId)
 
         test.delayDisplay("Submitting the (uncorrected) prediction as the label")
-        path = logic.exportLabel(segmentation, volume, caseId, allowEmpty=True)
+        path = session.files.exportLabel(segmentation, volume, caseId, allowEmpty=True)
         test.assertEqual(client.uploadLabel(caseId, path, "ASFDATest")["tag"], "final")
 
         test.delayDisplay("Adapting")
@@ -95,7 +96,7 @@ def runFullLoop(test, logic, processEvents=None):
         test.delayDisplay("Rolling back")
         test.assertEqual(client.activateModel(versionBefore)["active_model_version"], versionBefore)
     finally:
-        logic.stopLocalWorker()
+        session.stopLocalWorker()
         shutil.rmtree(workDir, ignore_errors=True)
 
 
@@ -104,7 +105,7 @@ def runCaseRoundTrip(test, logic, slicer):
     import numpy as np
 
     test.delayDisplay("Loading a synthetic case and submitting it back")
-    logic.info = {"labels": {"background": 0, "tumor": 1, "edema": 2}}
+    logic.session.info = {"labels": {"background": 0, "tumor": 1, "edema": 2}}
     labels = np.zeros((6, 7, 8), dtype=np.uint8)
     labels[1:3, 2:4, 3:5] = 1
     labels[4, 5, 6] = 2
@@ -112,12 +113,12 @@ def runCaseRoundTrip(test, logic, slicer):
     paths = {}
     for key, nodeClass in (("image", "vtkMRMLScalarVolumeNode"), ("prediction", "vtkMRMLLabelMapVolumeNode")):
         node = slicer.util.addVolumeFromArray(labels, name=f"ASFDATest {key}", nodeClassName=nodeClass)
-        paths[key] = segmentation_io.saveLabelmap(scene, node, os.path.join(logic.workDir, f"{key}.nrrd"))
+        paths[key] = segmentation_io.saveLabelmap(scene, node, os.path.join(logic.session.workDir, f"{key}.nrrd"))
         segmentation_io.removeNodeWithDisplayNodes(scene, node)
     parameterNode = logic.getParameterNode()
     volume, segmentation = logic.loadCase(dict(paths, caseId="synthetic"), parameterNode)
     test.assertEqual(parameterNode.currentCaseId, "synthetic")
     test.assertEqual(segmentation.GetSegmentation().GetNumberOfSegments(), 2)
-    path = logic.exportLabel(segmentation, volume, "synthetic")
+    path = logic.session.files.exportLabel(segmentation, volume, "synthetic")
     roundTrip = segmentation_io.loadScalarVolume(scene, path, "ASFDATest round trip")
     np.testing.assert_array_equal(slicer.util.arrayFromVolume(roundTrip), labels)

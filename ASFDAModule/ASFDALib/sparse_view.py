@@ -1,9 +1,10 @@
 """The widget's sparse-annotation half: the requested-slices label, Next slice, and the masked submit.
 
-A mixin of ``ASFDAWidget`` (which provides ``ui``, ``logic`` and ``_parameterNode``), kept apart so ASFDA.py
-stays a thin module file; the rules themselves are in sparse_slices.py. Done marks are recomputed from the
-requested slices of the segmentation (read in place, composed alone) at most once a second while the
-clinician paints, and only when a segment's source representation changed.
+A mixin of ``ASFDAWidget`` (which provides ``ui``, ``session``, the logic's WorkerSession, and
+``_parameterNode``), kept apart so ASFDA.py stays a thin module file; the rules themselves are in
+sparse_slices.py. Done marks are recomputed from the requested slices of the segmentation (read in place,
+composed alone) at most once a second while the clinician paints, and only when a segment's source
+representation changed.
 """
 
 import os
@@ -68,7 +69,7 @@ class SparseSlicesMixin:
 
         p = self._parameterNode
         try:
-            snapshot = label_export.takeSnapshot(p.currentSegmentation, p.currentVolume, self.logic.labels,
+            snapshot = label_export.takeSnapshot(p.currentSegmentation, p.currentVolume, self.session.labels,
                                                  copy=copy)
             self._sparseExported = False
             return snapshot
@@ -76,7 +77,7 @@ class SparseSlicesMixin:
             pass
         self._sparseExported = True
         labelmap = segmentation_io.exportSegmentationToLabelmap(slicer.mrmlScene, p.currentSegmentation,
-                                                                p.currentVolume, self.logic.labels, allowEmpty=True)
+                                                                p.currentVolume, self.session.labels, allowEmpty=True)
         try:
             voxels = slicer.util.arrayFromVolume(labelmap).copy()
             matrix = vtk.vtkMatrix4x4()
@@ -96,7 +97,7 @@ class SparseSlicesMixin:
         The worker numbers them on the image it served (``files["prepared"].imageIjkToRas``); they are placed
         on the loaded volume's grid, which Slicer may have flipped. Without a prepared case (Slicer read the
         downloaded file itself) the grids are taken to agree."""
-        row = self.logic.worklist.row(files["caseId"])
+        row = self.session.worklist.row(files["caseId"])
         request = SliceRequest.fromReply(row.requestedSlices if row is not None else None)
         self.sparse = self._sparseTimes = None
         if request is None:

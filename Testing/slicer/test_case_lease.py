@@ -119,10 +119,9 @@ def test_submit_names_the_opened_revision_and_a_conflict_says_who_changed_it(wor
 
 
 def test_a_labelled_case_opens_on_its_current_label_not_a_prediction(worker, clients, tmp_path):
-    from ASFDALib.case_files import CaseFilesMixin
+    from ASFDALib.case_files import CaseFiles
 
-    logic = CaseFilesMixin()
-    logic.workDir, logic.info, logic.labels = str(tmp_path), None, {"background": 0, "blob": 1}
+    logic = CaseFiles(str(tmp_path), lambda: {"labels": {"background": 0, "blob": 1}})
     current = np.zeros((4, 4, 4), np.uint8)
     current[1:3, 1:3, 1:3] = 1
     worker.labels["case-b"], worker.revisions["case-b"] = current, ("r0003", "Dr. Bea")

@@ -13,7 +13,7 @@ import pytest
 from ASFDALib import launcher as launcherModule
 from ASFDALib.client import WorkerClient, WorkerError
 from ASFDALib.launcher import WorkerLauncher, WorkerStartError, freePort
-from ASFDALib.worker_connection import WorkerConnectionMixin
+from ASFDALib.worker_session import WorkerSession
 from ASFDALib.worker_token import WorkerTokenError
 
 FAKE_MAIN = textwrap.dedent("""
@@ -144,8 +144,7 @@ def test_local_worker_is_reached_with_the_datastore_token(tmp_path, fakeEngine):
     """Issue 19: a loopback worker is not open; the module reads DIR/worker-token (0600) to talk to it."""
     datastore = tmp_path / "store"
     datastore.mkdir()
-    logic = WorkerConnectionMixin()
-    logic.client = None
+    logic = WorkerSession(str(tmp_path), str(tmp_path / "downloads"))
     logic.launcher = WorkerLauncher(datastore, freePort(), pythonExecutable=sys.executable,
                                     extraPythonPath=[fakeEngine], logPath=str(tmp_path / "worker.log"))
     logic.launcher.start()

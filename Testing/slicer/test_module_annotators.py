@@ -47,7 +47,7 @@ def test_name_is_asked_once_and_sent_on_every_request(harness, worker):
     ui = harness.ui
     ui.workerUrlLineEdit.text = worker.url
     assert ui.connectButton.click()  # the question is cancelled: no connection, and it says why
-    assert len(nameQuestions(harness)) == 1 and harness.widget.logic.client is None
+    assert len(nameQuestions(harness)) == 1 and harness.widget.session.client is None
     assert "Enter your name" in ui.workerStatusLabel.text and worker.requests == []
 
     harness.connect(worker.url, annotator="  Dr.   Ada ")
@@ -127,7 +127,7 @@ def test_leaving_a_case_releases_it_and_submitting_ends_it(harness, worker):
     assert harness.ui.submitLabelButton.click()
     harness.tickUntil(lambda: "case-b" in worker.labels, message="label upload")
     settle(harness)
-    assert worker.leases == {} and harness.widget.lease.caseId is None
+    assert worker.leases == {} and harness.widget.session.lease.caseId is None
 
     openRow(harness, "case-a")
     harness.tickUntil(lambda: currentCase(harness) == "case-a", message="case-a again")

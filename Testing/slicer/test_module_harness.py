@@ -76,16 +76,17 @@ def test_refused_job_and_failure_in_the_same_tick(harness, worker):
     harness.connect(worker.url)
     ui, widget = harness.ui, harness.widget
     assert ui.adaptButton.click()  # refused: 409 no clinician labels yet
-    assert not ui.adaptButton.enabled and not ui.cancelJobButton.enabled  # nothing to cancel yet
+    assert not ui.adaptButton.enabled and not ui.cancelAdaptButton.enabled  # nothing to cancel yet
     assert ui.rankButton.click()
     assert widget.tasks.waitUntilFinished(10)
     harness.tick()  # both results arrive in this one tick
     assert any("no clinician labels yet" in d["text"] for d in harness.dialogs)
-    assert widget.adaptJobId is None and ui.adaptButton.enabled
+    assert widget.session.jobs.jobIds["adapt"] is None and ui.adaptButton.enabled
     # The rank reply was not lost to the error: a lost one leaves the job PENDING for good. (None when a /jobs
     # poll that started in the same tick already saw the scripted job finish.)
-    assert widget.rankJobId in ("job-1", None)
-    harness.tickUntil(lambda: widget.rankJobId is None and ui.rankButton.enabled, message="rank finished")
+    assert widget.session.jobs.jobIds["rank"] in ("job-1", None)
+    harness.tickUntil(lambda: widget.session.jobs.jobIds["rank"] is None and ui.rankButton.enabled,
+                      message="rank finished")
     assert harness.slotErrors == []
 
 
@@ -170,7 +171,7 @@ def test_scene_close_informs_and_keeps_a_copy(harness, worker, tmp_path):
 def test_cleanup_stops_everything_and_removes_the_session_folder(harness, worker):
     """Finding 19 (temp folder never removed) and 21 (a guarded tick)."""
     loadFirstCase(harness, worker)
-    workDir = harness.widget.logic.workDir
+    workDir = harness.widget.session.workDir
     assert os.path.isdir(workDir)
     harness.widget.cleanup()
     assert not harness.widget.timer.isActive()
@@ -295,26 +296,26 @@ def test_start_local_worker_asks_before_stopping_the_running_one(harness, worker
     harness.connect(worker.url)
     widget, ui = harness.widget, harness.ui
     running = RunningLauncher(worker.url, worker.datastore)
-    widget.logic.launcher = running
+    widget.session.launcher = running
     worker.jobs.insert(0, {"job_id": "job-7", "kind": "adapt", "state": "running",
                            "progress": {"phase": "train", "step": 3, "total": 10}, "result": None, "error": None})
     widget.pokeAll(force=True)
-    harness.tickUntil(lambda: widget.adaptJobId == "job-7", message="running adapt job seen")
+    harness.tickUntil(lambda: widget.session.jobs.running("adapt") == "job-7", message="running adapt job seen")
     ui.workerPythonLineEdit.text = "/opt/python"  # no first-use install in this test
     ui.datastorePathLineEdit.currentPath = worker.datastore
     started = []
 
     def startLocalWorker(*args):
         started.append(args)
-        widget.logic.stopLocalWorker()
+        widget.session.stopLocalWorker()
         raise WorkerStartError("not started in this test")
 
-    monkeypatch.setattr(widget.logic, "startLocalWorker", startLocalWorker)
+    monkeypatch.setattr(widget.session, "startLocalWorker", startLocalWorker)
     pythonqt.ANSWERS.append(pythonqt.QMessageBox.Cancel)
     assert ui.startLocalWorkerButton.click()
     question = harness.dialogs[-1]["text"]
     assert "already running" in question and "job-7" in question and "adapt running: train 3/10" in question
-    assert started == [] and running.stops == 0 and widget.logic.launcher is running
+    assert started == [] and running.stops == 0 and widget.session.launcher is running
     pythonqt.ANSWERS.append(pythonqt.QMessageBox.Ok)
     assert ui.startLocalWorkerButton.click()
     assert len(started) == 1 and running.stops == 1
@@ -376,7 +377,7 @@ def test_polls_render_only_what_changed(harness, worker, monkeypatch):
 
 def test_downloads_go_once_read_and_stale_sessions_are_swept(harness, worker, tmp_path, monkeypatch):
     """Issue 20: downloaded CTs piled up in the system temp folder, one per case opened, forever after a crash."""
-    workDir = harness.widget.logic.workDir
+    workDir = harness.widget.session.workDir
     segmentationNode = loadFirstCase(harness, worker)
     assert os.listdir(workDir) == []  # the nodes hold the data: the downloaded files are gone
     paint(segmentationNode, "liver")
@@ -400,10 +401,10 @@ def test_downloads_go_once_read_and_stale_sessions_are_swept(harness, worker, tm
     logic = harness.module.ASFDALogic()
     try:
         assert not os.path.exists(crashed) and os.path.isdir(running)
-        assert os.path.dirname(logic.workDir) == tempfile.tempdir
+        assert os.path.dirname(logic.session.workDir) == tempfile.tempdir
     finally:
         logic.cleanup()
-    assert not os.path.exists(logic.workDir)
+    assert not os.path.exists(logic.session.workDir)
 
 
 def test_a_dropped_parameter_wrapper_survives_garbage_collection(harness):
@@ -502,5 +503,5 @@ def test_without_a_reader_library_slicer_reads_the_case_and_it_is_still_unedited
     volume = harness.widget._parameterNode.currentVolume
     assert segmentationNode.GetSegmentation().GetNumberOfSegments() == 2
     assert not volume.GetModifiedSinceRead() and not segmentationNode.GetModifiedSinceRead()
-    assert os.listdir(harness.widget.logic.workDir) == []
+    assert os.listdir(harness.widget.session.workDir) == []
     assert harness.slotErrors == []

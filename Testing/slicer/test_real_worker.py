@@ -246,3 +246,17 @@ def test_sparse_submit_from_the_module_is_accepted(worker, mrmlScene, tmp_path):
     reply = worker.uploadLabel(pick.caseId, label.finish(), "pytest", maskPath=label.maskPath)
     assert reply["annotated_mask"]["annotated_voxels"] == 16 * 16
     assert reply["requested_slices"]["done"] == [request.indices[0]] and reply["label_values"] == [1]
+
+
+def test_rounds_table_from_the_real_workers_report(worker):
+    """Issue 22: GET /report as the module reads it; after one adaptation, one round of the labels sent above."""
+    from ASFDALib.round_report import roundsOf, roundsTable
+    from ASFDALib.worker_session import WorkerSession
+
+    labelled = sorted(c["case_id"] for c in worker.cases() if c["status"] == "final")
+    finished = waitForJob(worker, worker.adapt(steps=1, usePseudoLabels=False))
+    assert finished["state"] == "succeeded", finished.get("error")
+    (only,) = roundsOf(WorkerSession.fetchReport(worker))
+    assert only.version == finished["result"]["version"] and only.cases == len(labelled) >= 3
+    assert only.minutes is None and only.slices > 0  # sent without effort records: minutes unknown
+    assert f"<td align='left'>{only.version}</td>" in roundsTable([only])

@@ -38,6 +38,7 @@ EXPECTED_ROLES = {
     ("GET", "/info"): "ANNOTATOR",
     ("GET", "/models"): "ANNOTATOR",
     ("POST", "/models/{version}/activate"): "ADMIN",
+    ("GET", "/report"): "ANNOTATOR",
     ("GET", "/cases"): "ANNOTATOR",
     ("GET", "/worklist"): "ANNOTATOR",
     ("GET", CASE + "/image"): "ANNOTATOR",

@@ -31,7 +31,15 @@ from asfda.data.leases import LeaseBook, LeaseConflict
 from asfda.data.writer_lock import lock_datastore
 from asfda.loop import LoopSession, SessionSettings
 from asfda.scoring import prune_signal_cache
-from asfda.worker import routes_annotators, routes_cases, routes_dicomweb, routes_jobs, routes_models, routes_revisions
+from asfda.worker import (
+    routes_annotators,
+    routes_cases,
+    routes_dicomweb,
+    routes_jobs,
+    routes_models,
+    routes_report,
+    routes_revisions,
+)
 from asfda.worker.auth import BearerTokenMiddleware
 from asfda.worker.context import Worker
 from asfda.worker.heavy import HeavySlots
@@ -62,7 +70,16 @@ STATUS_OF = [
 
 # Every route of the worker; each (method, path) has its role in asfda.worker.roles.ROUTE_ROLES.
 ROUTERS = tuple(
-    m.router for m in (routes_models, routes_cases, routes_revisions, routes_annotators, routes_dicomweb, routes_jobs)
+    m.router
+    for m in (
+        routes_models,
+        routes_report,
+        routes_cases,
+        routes_revisions,
+        routes_annotators,
+        routes_dicomweb,
+        routes_jobs,
+    )
 )
 
 

@@ -27,6 +27,7 @@ ROUTE_ROLES: Dict[Tuple[str, str], Role] = {
     ("GET", "/info"): Role.ANNOTATOR,
     ("GET", "/models"): Role.ANNOTATOR,
     ("POST", "/models/{version}/activate"): Role.ADMIN,
+    ("GET", "/report"): Role.ANNOTATOR,  # per-round cases, slices, minutes: what /cases shows, summed
     ("GET", "/cases"): Role.ANNOTATOR,
     ("GET", "/worklist"): Role.ANNOTATOR,
     ("GET", CASE + "/image"): Role.ANNOTATOR,

@@ -209,3 +209,30 @@ class ModelInfo(BaseModel):
 
 class ActiveModel(BaseModel):
     active_model_version: str
+
+
+class RoundLabel(BaseModel):
+    case_id: str
+    revision: Optional[str] = Field(description="the label revision trained on (null: none has its content any more)")
+    slices: int = Field(description="annotated slices of this label")
+    slices_from: Literal["effort", "sparse", "volume"] = Field(
+        description="where the count came from: the effort record, a sparse label's slices, or the whole volume"
+    )
+    minutes: Optional[float] = Field(description="active editing minutes (null: sent without an effort record)")
+
+
+class EffortRound(BaseModel):
+    version: str = Field(description="the model version this round trained")
+    parent: Optional[str]
+    created: str
+    cases: int = Field(description="labels new to this version: not in its parent's training set, or corrected")
+    annotated_slices: int
+    minutes: Optional[float] = Field(description="sum of the labels' minutes; null unless every label has a record")
+    minutes_known: int = Field(description="labels of the round that have an effort record")
+    cumulative_minutes: Optional[float] = Field(description="along the version's ancestry, this round included")
+    labels: List[RoundLabel]
+
+
+class EffortReport(BaseModel):
+    baseline: Optional[str] = Field(description="the version the first round started from")
+    rounds: List[EffortRound] = Field(description="oldest first; empty before the first adaptation")

@@ -62,7 +62,7 @@ class ModuleHarness:
             pythonqt.TEXT_ANSWERS.append(annotator)
         self.ui.workerUrlLineEdit.text = url
         assert self.ui.connectButton.click()
-        self.tickUntil(lambda: self.widget.logic.client is not None and self.ui.rankButton.enabled, message="connect")
+        self.tickUntil(lambda: self.widget.session.client is not None and self.ui.rankButton.enabled, message="connect")
         self.tickUntil(lambda: self.ui.worklistTable.rowCount() > 0, message="worklist")
 
     def close(self):

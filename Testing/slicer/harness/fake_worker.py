@@ -58,6 +58,10 @@ class FakeWorker:
         self.jobs = []
         self.requests = []
         self.failPaths = set()  # paths answered with HTTP 500
+        self.busyPaths = {}  # path -> how many more requests to refuse with 503 and Retry-After (slots all taken)
+        self.retryAfter = "0"
+        # GET /report (per adaptation round: cases, slices, minutes); None answers as a worker without the route.
+        self.report = {"baseline": "v0001", "rounds": []}
         self.annotatorHeaders = []  # (method, path, X-Annotator as decoded) of every request
         self.leases = {}  # caseId -> annotator
         self.revisions = {}  # caseId -> (revision, author) of the current label, as the real worker keeps them
@@ -171,6 +175,11 @@ class FakeWorker:
     def route(self, method, path, body, headers):
         if path in self.failPaths:
             return 500, {"detail": "scripted failure"}, None
+        if self.busyPaths.get(path.split("?")[0], 0) > 0:
+            self.busyPaths[path.split("?")[0]] -= 1
+            return 503, {"detail": "the worker is busy with 1 uploads or downloads"}, {"Retry-After": self.retryAfter}
+        if method == "GET" and path == "/report":
+            return (404, {"detail": "Not Found"}, None) if self.report is None else (200, self.report, None)
         annotator = urllib.parse.unquote(headers.get("X-Annotator") or "")
         leaseReply = self.lease(method, path.split("?")[0], annotator)
         if leaseReply is not None:
@@ -230,6 +239,14 @@ class FakeWorker:
             if not self.labels:
                 return 409, {"detail": "no clinician labels yet"}, None
             return 200, self.newJob("adapt"), None
+        match = re.fullmatch(r"/jobs/([^/]+)/cancel", path)
+        if method == "POST" and match:
+            job = next((j for j in self.jobs if j["job_id"] == match.group(1)), None)
+            if job is None:
+                return 404, {"detail": f"job {match.group(1)!r} does not exist"}, None
+            if job["state"] in ("queued", "running"):
+                job["state"] = "cancelled"
+            return 200, job, None
         match = re.fullmatch(r"/models/([^/]+)/activate", path)
         if method == "POST" and match:
             self.activeVersion = match.group(1)
