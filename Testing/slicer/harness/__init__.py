@@ -12,15 +12,31 @@ import time
 import types
 from pathlib import Path
 
-from . import pythonqt, slicer_standins
+from . import mrml58, pythonqt, slicer_release, slicer_standins
 
 MODULE_DIR = Path(__file__).resolve().parents[3] / "ASFDAModule"
 
 
 class ModuleHarness:
-    def __init__(self, slicer, tmpPath):
+    def __init__(self, slicer, tmpPath, release=None):
+        """``release`` (a tag such as "v5.8.1"): that release's own framework files (``slicer_release``)."""
         self.slicer = slicer
-        self.uninstall = slicer_standins.install(slicer, tmpPath)
+        self.release = release
+        uninstallStandins = slicer_standins.install(slicer, tmpPath)
+        self.colorNames = None
+        if release is None:
+            self.uninstall = uninstallStandins
+        else:
+            uninstallRelease = slicer_release.install(slicer, release)
+            # slicer-core's MRML is 5.13's: 5.8's colour-name regeneration is played by the shim.
+            self.colorNames = mrml58.ColorNames58(slicer, slicer.mrmlScene, slicer_release.version(release))
+
+            def uninstallBoth():
+                self.colorNames.close()
+                uninstallRelease()
+                uninstallStandins()
+
+            self.uninstall = uninstallBoth
         slicer.modules.asfda = types.SimpleNamespace(path=str(MODULE_DIR / "ASFDA.py"))
         sys.modules.pop("ASFDA", None)  # a fresh import sees this harness's stand-ins
         self.module = importlib.import_module("ASFDA")
