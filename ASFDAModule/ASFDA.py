@@ -18,6 +18,7 @@ from ASFDALib.edits import EditTracker, SegmentationEditWatcher
 from ASFDALib.effort import EffortRecorder
 from ASFDALib.machine_settings import DEVICES, MachineSettings
 from ASFDALib.model_versions import versionLabel
+from ASFDALib.parameter_gui import connectParameterGui
 from ASFDALib.poller import CachedPoller, TaskRunner, tickIntervalMs, yieldToBackgroundThreads
 from ASFDALib.sparse_slices import requestTooltip
 from ASFDALib.sparse_view import SparseSlicesMixin
@@ -251,7 +252,8 @@ class ASFDAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin, SparseSlice
     def exit(self):
         self.ui.segmentEditorWidget.setActiveEffect(None)
         self.ui.segmentEditorWidget.uninstallKeyboardShortcuts()
-        self.disconnectParameterGui()
+        # The GUI stays bound while hidden: 5.8's and 5.10's wrappers leave a node observer behind on each
+        # disconnect, so binding again on every entry leaked one per entry. A scene close still unbinds.
 
     def onSceneStartClose(self, caller, event):
         # A scene close cannot be refused: keep a copy of unsubmitted edits and say where it is.
@@ -278,12 +280,12 @@ class ASFDAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin, SparseSlice
         self.disconnectParameterGui()
         self._parameterNode = inputParameterNode
         if inputParameterNode:
-            self._parameterNodeGuiTag = inputParameterNode.connectGui(self.ui)
+            self._parameterNodeGuiTag = connectParameterGui(inputParameterNode, self.ui)  # a tag on 5.8 too
             self._guiConnected = True
 
     def disconnectParameterGui(self):
-        # Slicer 5.8's connectGui returns no tag, so nothing can be disconnected there: the GUI
-        # stays bound to its node, and setParameterNode does not bind the same node twice.
+        # connectParameterGui always gives a tag (5.8's connectGui gave none, so each scene close stacked
+        # another set of connectors); setParameterNode still does not bind the same node twice.
         if self._guiConnected and self._parameterNodeGuiTag is not None:
             self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
             self._parameterNodeGuiTag = None

@@ -100,3 +100,34 @@ def test_case_opens_with_model_names_and_submits_on_each_release(release, worker
         assert calls == [], f"5.10+ logs an error for SetNamesInitialised (or no table was needed): {calls}"
     assert release.slotErrors == []
     assert not [d for d in pythonqt.DIALOGS if d["icon"] == pythonqt.QMessageBox.Critical]
+
+
+def test_scene_close_rebinds_once_per_release(release):
+    """Issue 20: on 5.8 (connectGui returns no tag) each scene close added a second set of GUI connectors."""
+    ui = release.ui
+    release.enter()
+    for _ in range(3):
+        slicer.mrmlScene.Clear(False)  # File > Close Scene while the module is shown
+    assert len(ui.budgetKSpinBox.valueChanged.slots) == 1
+    assert len(ui.usePseudoLabelsCheckBox.stateChanged.slots) == 1
+    ui.budgetKSpinBox.value = 5
+    assert release.widget._parameterNode.budgetK == 5  # bound to the new scene's parameter node
+    assert release.widget._parameterNode.parameterNode.GetScene() is slicer.mrmlScene
+    assert release.slotErrors == []
+
+
+def test_module_entries_leave_one_gui_observer_per_release(release, monkeypatch):
+    """Issue 20: on 5.10 every connect added a node observer that disconnectGui left (1/11/111 after 0/10/110
+    entries). Counted as GUI refreshes per parameter-node change, through the release's own wrapper."""
+    wrapperModule = slicer.parameterNodeWrapper.wrapper
+    refreshes = []
+    original = wrapperModule._updateGUIFromParameterNode
+    monkeypatch.setattr(wrapperModule, "_updateGUIFromParameterNode",
+                        lambda wrapper: (refreshes.append(1), original(wrapper)))
+    release.enter()
+    for _ in range(10):
+        release.exit()
+        release.enter()
+    refreshes.clear()
+    release.widget._parameterNode.parameterNode.Modified()
+    assert len(refreshes) == 1
