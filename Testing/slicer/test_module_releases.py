@@ -131,3 +131,22 @@ def test_module_entries_leave_one_gui_observer_per_release(release, monkeypatch)
     refreshes.clear()
     release.widget._parameterNode.parameterNode.Modified()
     assert len(refreshes) == 1
+
+
+def test_no_to_the_install_question_installs_nothing_on_each_release(release, tmp_path, monkeypatch):
+    """Issue 20 (minor): on 5.12 a "No" in the release's own pip_ensure surfaced as a traceback. Here the
+    question comes from each release's real code (5.12: slicer.packaging.pip_ensure; 5.8/5.10:
+    slicer.util.confirmOkCancelDisplay) and the answer is Cancel: nothing runs pip, the step reports No."""
+    from ASFDALib import dependencies
+
+    ran = []
+    monkeypatch.setattr(slicer.util, "pip_install", lambda *a, **k: ran.append(a))
+    if hasattr(slicer, "packaging"):
+        monkeypatch.setattr(slicer.packaging, "pip_install", lambda *a, **k: ran.append(a))
+    constraints = tmp_path / "constraints.txt"
+    constraints.write_text("")
+    pythonqt.ANSWERS.append(pythonqt.QMessageBox.Cancel)
+    answer = dependencies._install(slicer, ["asfda-surely-not-installed>=1"], str(constraints), confirm=True)
+    assert answer is False and ran == []
+    assert len(pythonqt.DIALOGS) == 1 and pythonqt.DIALOGS[0]["answer"] == pythonqt.QMessageBox.Cancel
+    assert (release.release == "v5.12.3") == hasattr(slicer, "packaging")
