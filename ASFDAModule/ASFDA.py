@@ -102,6 +102,7 @@ class ASFDAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin, SparseSlice
         self._shownModels = None  # (version, active) pairs the combo shows
         self._announced = set()
         self._ticking = False
+        self._sceneGeneration = 0  # scene closes so far: a case asked for before one belongs to the old scene
         self.sortKey, self.sortDescending = "rank", False
         self.rankJobId = None
         self.adaptJobId = None
@@ -257,6 +258,7 @@ class ASFDAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin, SparseSlice
 
     def onSceneStartClose(self, caller, event):
         # A scene close cannot be refused: keep a copy of unsubmitted edits and say where it is.
+        self._sceneGeneration += 1
         self.keepUnsubmittedEdits(askToContinue=False)
         self.giveBack(self.lease.left())
         self.editWatcher.release()
@@ -334,6 +336,11 @@ class ASFDAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin, SparseSlice
 
     def onTimerTick(self):
         if self._ticking:  # a dialog opened by a continuation runs a nested event loop
+            return
+        if qt.QApplication.activeModalWidget() is not None:
+            # A question (the module's or Slicer's) runs a nested loop too: deliver nothing under it, or a case
+            # asked for earlier replaces the one the question is about. Polls go on (the lease is renewed).
+            self.pokeAll()
             return
         self._ticking = True
         try:
@@ -592,7 +599,7 @@ class ASFDAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin, SparseSlice
             candidates = self.logic.worklist.candidates(current, client.annotator)
             self.ui.caseStatusLabel.text = _("Asking the worker for your next case...")
             self.runInBackground(lambda: self.lease.openNext(client, candidates, current, self.logic.fetchCase),
-                                 self.onCaseOpened, _("Failed to load the next case."))
+                                 self.caseOpenedHandler(), _("Failed to load the next case."))
 
     def keepUnsubmittedEdits(self, nextCaseId=None, askToContinue=True):
         """Write a copy of unsubmitted edits before they go; ask (or, when nothing can stop it, tell)."""
@@ -618,10 +625,22 @@ class ASFDAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin, SparseSlice
             return
         self.ui.caseStatusLabel.text = _("Loading {case} and the model's prediction...").format(case=caseId)
         client = self.logic.client
-        self.runInBackground(lambda: self.lease.open(client, caseId, self.logic.fetchCase), self.onCaseOpened,
+        self.runInBackground(lambda: self.lease.open(client, caseId, self.logic.fetchCase), self.caseOpenedHandler(),
                              _("Failed to download case {case}.").format(case=caseId))
 
-    def onCaseOpened(self, opening):
+    def caseOpenedHandler(self):
+        """``onCaseOpened`` for a case asked for now: one that arrives after a scene close is given back."""
+        generation = self._sceneGeneration
+        return lambda opening: self.onCaseOpened(opening, generation)
+
+    def onCaseOpened(self, opening, sceneGeneration=None):
+        if opening is not None and sceneGeneration not in (None, self._sceneGeneration):
+            # Asked for in a scene since closed (possibly while the module was hidden): not loaded into the new
+            # one, and its lease goes back now rather than after 30 minutes.
+            self.giveBack(self.lease.opened(opening, False))
+            if opening.files:
+                self.logic.caseFilesRead(opening.files)
+            return
         if opening is None:
             self.ui.caseStatusLabel.text = _("No case is left for you: every case is labeled or held by another "
                                              "annotator. Adapt the model or rank again.")

@@ -222,6 +222,9 @@ class App:
     def restoreOverrideCursor(self):
         qt.QApplication.restoreOverrideCursor()
 
+    def activeModalWidget(self):
+        return qt.QApplication.activeModalWidget()
+
     def processEvents(self):
         if self.processEventsHook is not None:
             self.processEventsHook()
