@@ -2,7 +2,7 @@
 
 The harness's modal dialogs run a nested event loop (harness/pythonqt.py, ``runModal``), as Qt's do: the
 module's timer fires under a question, so whatever a background call delivers at that moment would run
-while the person is still reading it.
+while the person is still reading it. Each test runs on the stand-ins and on each cached release's files.
 """
 
 import numpy as np
@@ -10,7 +10,18 @@ import pytest
 
 slicer = pytest.importorskip("slicer")
 
-from harness import pythonqt  # noqa: E402
+from harness import ModuleHarness, pythonqt, slicer_release  # noqa: E402
+
+
+@pytest.fixture(params=[None, *slicer_release.TAGS], ids=["stand-ins", *slicer_release.TAGS])
+def harness(request, mrmlScene, tmp_path):
+    """The conftest's harness, and the same on each release's own framework files (test_module_releases)."""
+    tag = request.param
+    if tag is not None and slicer_release.releaseFolder(tag) is None:
+        pytest.skip(slicer_release.skipReason(tag))
+    h = ModuleHarness(slicer, tmp_path / "scenes", release=tag)
+    yield h
+    h.close()
 
 
 def loadFirstCase(harness, worker):
