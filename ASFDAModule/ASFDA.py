@@ -58,7 +58,7 @@ class ASFDA(ScriptedLoadableModule):
         # The core context, so the category merges with Slicer's own translated "Segmentation".
         self.parent.categories = [translate("qSlicerAbstractCoreModule", "Segmentation")]
         self.parent.dependencies = ["Segmentations"]
-        self.parent.contributors = ["ASFDA Slicer contributors"]
+        self.parent.contributors = ["ASFDA Slicer maintainers (asfda-slicer)"]
         self.parent.helpText = _(
             "Adapt a segmentation model to your scans with few annotations. Rank unlabeled volumes "
             "(DKD knowledge gap + ASD difficulty), correct the model's prediction on the top few, then "
