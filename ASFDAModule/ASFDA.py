@@ -13,6 +13,7 @@ from typing import Annotated
 import qt
 import slicer
 from ASFDALib import case_lease, segmentation_io, selftest, session_folder
+from ASFDALib.backup_writer import BackupWriter
 from ASFDALib.case_files import CaseFilesMixin
 from ASFDALib.edits import EditTracker, SegmentationEditWatcher
 from ASFDALib.effort import EffortRecorder
@@ -97,6 +98,7 @@ class ASFDAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin, SparseSlice
         self._parameterNodeGuiTag = None
         self._guiConnected = False
         self.tasks = TaskRunner()
+        self.backups = BackupWriter(self.tasks, self.onBackupFailed)
         self.pollers = {}
         self._rendered = {}
         self._shownModels = None  # (version, active) pairs the combo shows
@@ -235,6 +237,7 @@ class ASFDAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin, SparseSlice
             slicer.app.aboutToQuit.disconnect(self.onApplicationAboutToQuit)
             self._quitConnected = False
         self.keepEditsAtExit()  # when Slicer quits without aboutToQuit reaching us first
+        self.backups.wait()  # a scene close's copy still being written
         if self.effectFactory is not None:
             self.effectFactory.disconnect("effectRegistered(QString)", self.onEditorEffectRegistered)
             self.effectFactory = None
@@ -259,7 +262,7 @@ class ASFDAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin, SparseSlice
     def onSceneStartClose(self, caller, event):
         # A scene close cannot be refused: keep a copy of unsubmitted edits and say where it is.
         self._sceneGeneration += 1
-        self.keepUnsubmittedEdits(askToContinue=False)
+        self.keepUnsubmittedEdits(askToContinue=False, writer=self.backups)  # written while the warning shows
         self.giveBack(self.lease.left())
         self.editWatcher.release()
         self.edits.caseClosed()
@@ -601,14 +604,15 @@ class ASFDAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin, SparseSlice
             self.runInBackground(lambda: self.lease.openNext(client, candidates, current, self.logic.fetchCase),
                                  self.caseOpenedHandler(), _("Failed to load the next case."))
 
-    def keepUnsubmittedEdits(self, nextCaseId=None, askToContinue=True):
-        """Write a copy of unsubmitted edits before they go; ask (or, when nothing can stop it, tell)."""
+    def keepUnsubmittedEdits(self, nextCaseId=None, askToContinue=True, writer=None):
+        """Write a copy of unsubmitted edits before they go; ask (or, when nothing can stop it, tell).
+        ``writer``: write it in the background (``backupUnsubmittedLabel``)."""
         if not self.edits.mustConfirmLeaving(nextCaseId):
             return True
         p = self._parameterNode
         try:
             backup = self.logic.backupUnsubmittedLabel(p.currentSegmentation, p.currentVolume, p.currentCaseId,
-                                                       effort=self.effort)
+                                                       effort=self.effort, writer=writer)
             where = _("A copy of the edits is kept in {path}.").format(path=backup)
         except Exception as error:  # an invalid segmentation cannot be exported: say so
             where = _("No copy could be written ({error}).").format(error=error)
@@ -619,6 +623,10 @@ class ASFDAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin, SparseSlice
         return slicer.util.confirmOkCancelDisplay(
             _("Case {case} has edits that were not submitted. {where} Continue without submitting?").format(
                 case=p.currentCaseId, where=where))
+
+    def onBackupFailed(self, path, error):
+        slicer.util.errorDisplay(_("The copy of unsubmitted edits could not be written to {path}: {error}").format(
+            path=path, error=error))
 
     def loadCase(self, caseId):
         if not self.keepUnsubmittedEdits(caseId):

@@ -157,6 +157,7 @@ def test_scene_close_informs_and_keeps_a_copy(harness, worker, tmp_path):
     closing = harness.dialogs[-1]
     assert closing["answer"] == pythonqt.QMessageBox.Ok and closing["icon"] == pythonqt.QMessageBox.Warning
     assert "not submitted" in closing["text"]
+    assert harness.widget.backups.wait(10)  # written in the background while the warning shows
     backups = list((tmp_path / "scenes").rglob("case-a-label.*"))
     assert len(backups) == 1 and str(backups[0]) in closing["text"]
     assert not harness.widget.edits.dirty
