@@ -1,7 +1,10 @@
 """Run the unmodified ASFDA.py widget on real MRML (slicer-core) with stand-ins for what Slicer adds.
 
 ``slicer.util`` is Slicer's own file (shipped in slicer-core); ``qt``/``ctk`` come from ``pythonqt``
-and the scripted-module framework from ``slicer_standins``. ``ModuleHarness`` plays the application:
+and the scripted-module framework from ``slicer_standins``. With ``release="v5.8.1"`` (or another tag fetched
+by scripts/fetch_slicer_python.py) that release's own ``util``, ``ScriptedLoadableModule``, ``i18n``,
+``parameterNodeWrapper`` (and ``packaging``) replace them (``slicer_release``), and ``mrml58`` plays 5.8's
+colour-name behaviour for tags before 5.10. ``ModuleHarness`` plays the application:
 it loads the module the way Slicer does (module folder on ``sys.path``, ``slicer.modules.asfda.path``),
 creates the widget panel, enters and exits the module, and runs the event loop (``tick``).
 """
