@@ -59,8 +59,8 @@ def test_a_scene_close_writes_its_copy_in_the_background(harness, worker, tmp_pa
     slicer.mrmlScene.Clear(False)
     warning = harness.dialogs[-1]
     assert "not submitted" in warning["text"] and warning["icon"] == pythonqt.QMessageBox.Warning
-    assert writes["threads"] == [False]  # not the GUI thread
     assert harness.widget.backups.wait(10)
+    assert writes["threads"] == [False]  # written by another thread than the GUI's (read once it has run)
     backups = list((tmp_path / "scenes").rglob("case-a-label.nrrd"))
     assert len(backups) == 1 and str(backups[0]) in warning["text"]
     from ASFDALib import case_reading
