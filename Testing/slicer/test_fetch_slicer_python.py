@@ -73,3 +73,13 @@ def test_release_tests_skip_with_the_command_when_the_cache_is_empty(monkeypatch
     assert slicer_release.releaseFolder("v5.8.1") is None
     reason = slicer_release.skipReason("v5.8.1")
     assert "scripts/fetch_slicer_python.py" in reason and "\n" not in reason
+
+
+def test_without_repo_it_fetches_just_the_tags_from_the_url(slicerLikeRepo, tmp_path):
+    """The default path (Slicer's public repository) goes through a shallow fetch; a file:// URL stands in."""
+    script = loadScript()
+    cache = tmp_path / "cache"
+    url = slicerLikeRepo.as_uri()
+    assert script.main(["--url", url, "--tags", "v9.0.0", "--cache", str(cache)]) == 0
+    assert (cache / "v9.0.0" / "slicer" / "util.py").read_text() == "# util.py at v9.0.0\n"
+    assert (cache / "v9.0.0" / "SOURCE").read_text().splitlines()[0] == url
