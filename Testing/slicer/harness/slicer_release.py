@@ -102,6 +102,25 @@ def _placeholdersForMissingClasses():
     return undo
 
 
+# Every wrapper that bound a GUI, held for the process (as slicer_standins' _OBSERVER_CALLBACKS).
+_BOUND_WRAPPERS = []
+
+
+def _keepBoundWrappersAlive(wrapperModule):
+    """The wrapper's GUI observer (``lambda caller, event: _updateGUIFromParameterNode(self)``) and the wrapper
+    form a cycle through the node. slicer-core's VTK (9.6) lets the garbage collector see observer callables,
+    so a wrapper the widget dropped at a scene close was collected while the C++ node still called the freed
+    callback: a segfault at the next parameter write. Slicer's own VTK keeps them; so does the harness."""
+    original = wrapperModule._connectParametersToGui
+
+    def connectParametersToGui(self, mapping):
+        _BOUND_WRAPPERS.append(self)
+        return original(self, mapping)
+
+    # Read by name when @parameterNodeWrapper decorates a class and by _connectGui: both after this runs.
+    wrapperModule._connectParametersToGui = connectParametersToGui
+
+
 def install(slicer, tag):
     """Load ``tag``'s files as ``slicer.<name>``; call after ``slicer_standins.install``. Returns an undo."""
     folder = releaseFolder(tag)
@@ -120,6 +139,7 @@ def install(slicer, tag):
     for name in names:
         path = folder / name if (folder / name).is_dir() else folder / f"{name}.py"
         setattr(slicer, name, _load(f"slicer.{name}", path))
+    _keepBoundWrappersAlive(sys.modules["slicer.parameterNodeWrapper.wrapper"])
 
     def uninstall():
         restoreQt()
