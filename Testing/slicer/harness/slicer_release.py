@@ -110,7 +110,7 @@ def _keepBoundWrappersAlive(wrapperModule):
     """The wrapper's GUI observer (``lambda caller, event: _updateGUIFromParameterNode(self)``) and the wrapper
     form a cycle through the node. slicer-core's VTK (9.6) lets the garbage collector see observer callables,
     so a wrapper the widget dropped at a scene close was collected while the C++ node still called the freed
-    callback: a segfault at the next parameter write. Slicer's own VTK keeps them; so does the harness."""
+    callback: a segfault at the next parameter write. The harness keeps them, as slicer_standins does."""
     original = wrapperModule._connectParametersToGui
 
     def connectParametersToGui(self, mapping):
