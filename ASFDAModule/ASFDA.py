@@ -12,10 +12,12 @@ from typing import Annotated
 import qt
 import slicer
 from ASFDALib import case_lease, segmentation_io, selftest, session_folder
+from ASFDALib.backup_writer import BackupWriter
 from ASFDALib.edits import EditTracker, SegmentationEditWatcher
 from ASFDALib.effort import EffortRecorder
 from ASFDALib.machine_settings import SettingsForm
 from ASFDALib.model_versions import versionLabel
+from ASFDALib.parameter_gui import connectParameterGui
 from ASFDALib.poller import TaskRunner, tickIntervalMs, yieldToBackgroundThreads
 from ASFDALib.round_report import roundsOf, roundsTable
 from ASFDALib.sparse_slices import requestTooltip
@@ -55,7 +57,7 @@ class ASFDA(ScriptedLoadableModule):
         # The core context, so the category merges with Slicer's own translated "Segmentation".
         self.parent.categories = [translate("qSlicerAbstractCoreModule", "Segmentation")]
         self.parent.dependencies = ["Segmentations"]
-        self.parent.contributors = ["ASFDA Slicer contributors"]
+        self.parent.contributors = ["ASFDA Slicer maintainers (asfda-slicer)"]
         self.parent.helpText = _(
             "Adapt a segmentation model to your scans with few annotations. Rank unlabeled volumes "
             "(DKD knowledge gap + ASD difficulty), correct the model's prediction on the top few, then "
@@ -99,12 +101,14 @@ class ASFDAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin, SparseSlice
         self._parameterNodeGuiTag = None
         self._guiConnected = False
         self.tasks = TaskRunner()
+        self.backups = BackupWriter(self.tasks, self.onBackupFailed)
         self.pollers = {}
         self._rendered = {}
         self._shownModels = None  # (version, active) pairs the combo shows
         self._shownReport = None  # the GET /report reply the rounds table shows
         self._reportWanted = False  # the model versions changed since the report in hand was asked for
         self._ticking = False
+        self._sceneGeneration = 0  # scene closes so far: a case asked for before one belongs to the old scene
         self.sortKey, self.sortDescending = "rank", False
         self.edits = EditTracker()
         self.effort = EffortRecorder()
@@ -185,6 +189,7 @@ class ASFDAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin, SparseSlice
             slicer.app.aboutToQuit.disconnect(self.onApplicationAboutToQuit)
             self._quitConnected = False
         self.keepEditsAtExit()  # when Slicer quits without aboutToQuit reaching us first
+        self.backups.wait()  # a scene close's copy still being written
         if self.effectFactory is not None:
             self.effectFactory.disconnect("effectRegistered(QString)", self.onEditorEffectRegistered)
             self.effectFactory = None
@@ -203,11 +208,13 @@ class ASFDAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin, SparseSlice
     def exit(self):
         self.ui.segmentEditorWidget.setActiveEffect(None)
         self.ui.segmentEditorWidget.uninstallKeyboardShortcuts()
-        self.disconnectParameterGui()
+        # The GUI stays bound while hidden: 5.8's and 5.10's wrappers leave a node observer behind on each
+        # disconnect, so binding again on every entry leaked one per entry. A scene close still unbinds.
 
     def onSceneStartClose(self, caller, event):
         # A scene close cannot be refused: keep a copy of unsubmitted edits and say where it is.
-        self.keepUnsubmittedEdits(askToContinue=False)
+        self._sceneGeneration += 1
+        self.keepUnsubmittedEdits(askToContinue=False, writer=self.backups)  # written while the warning shows
         self.giveBack(self.session.lease.left())
         self.editWatcher.release()
         self.edits.caseClosed()
@@ -230,12 +237,12 @@ class ASFDAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin, SparseSlice
         self.disconnectParameterGui()
         self._parameterNode = inputParameterNode
         if inputParameterNode:
-            self._parameterNodeGuiTag = inputParameterNode.connectGui(self.ui)
+            self._parameterNodeGuiTag = connectParameterGui(inputParameterNode, self.ui)  # a tag on 5.8 too
             self._guiConnected = True
 
     def disconnectParameterGui(self):
-        # Slicer 5.8's connectGui returns no tag, so nothing can be disconnected there: the GUI
-        # stays bound to its node, and setParameterNode does not bind the same node twice.
+        # connectParameterGui always gives a tag (5.8's connectGui gave none, so each scene close stacked
+        # another set of connectors); setParameterNode still does not bind the same node twice.
         if self._guiConnected and self._parameterNodeGuiTag is not None:
             self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
             self._parameterNodeGuiTag = None
@@ -290,6 +297,11 @@ class ASFDAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin, SparseSlice
 
     def onTimerTick(self):
         if self._ticking:  # a dialog opened by a continuation runs a nested event loop
+            return
+        if qt.QApplication.activeModalWidget() is not None:
+            # A question (the module's or Slicer's) runs a nested loop too: deliver nothing under it, or a case
+            # asked for earlier replaces the one the question is about. Polls go on (the lease is renewed).
+            self.pokeAll()
             return
         self._ticking = True
         try:
@@ -557,17 +569,33 @@ class ASFDAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin, SparseSlice
             if not self.keepUnsubmittedEdits():
                 return
             self.ui.caseStatusLabel.text = _("Asking the worker for your next case...")
-            self.runInBackground(self.session.openNextCaseRequest(current), self.onCaseOpened,
+            self.runInBackground(self.session.openNextCaseRequest(current), self.caseOpenedHandler(),
                                  _("Failed to load the next case."))
+
+    def onBackupFailed(self, path, error):
+        slicer.util.errorDisplay(_("The copy of unsubmitted edits could not be written to {path}: {error}").format(
+            path=path, error=error))
 
     def loadCase(self, caseId):
         if not self.keepUnsubmittedEdits(caseId):
             return
         self.ui.caseStatusLabel.text = _("Loading {case} and the model's prediction...").format(case=caseId)
-        self.runInBackground(self.session.openCaseRequest(caseId), self.onCaseOpened,
+        self.runInBackground(self.session.openCaseRequest(caseId), self.caseOpenedHandler(),
                              _("Failed to download case {case}.").format(case=caseId))
 
-    def onCaseOpened(self, opening):
+    def caseOpenedHandler(self):
+        """``onCaseOpened`` for a case asked for now: one that arrives after a scene close is given back."""
+        generation = self._sceneGeneration
+        return lambda opening: self.onCaseOpened(opening, generation)
+
+    def onCaseOpened(self, opening, sceneGeneration=None):
+        if opening is not None and sceneGeneration not in (None, self._sceneGeneration):
+            # Asked for in a scene since closed (possibly while the module was hidden): not loaded into the new
+            # one, and its lease goes back now rather than after 30 minutes.
+            self.giveBack(self.session.lease.opened(opening, False))
+            if opening.files:
+                self.session.files.caseFilesRead(opening.files)
+            return
         if opening is None:
             self.ui.caseStatusLabel.text = _("No case is left for you: every case is labeled or held by another "
                                              "annotator. Adapt the model or rank again.")

@@ -20,10 +20,10 @@ def _tr(text):
 
 
 class UnsubmittedEditsMixin:
-    def _backUp(self):
+    def _backUp(self, writer=None):
         p = self._parameterNode
         return self.session.files.backupUnsubmittedLabel(p.currentSegmentation, p.currentVolume, p.currentCaseId,
-                                                         effort=self.effort)
+                                                         effort=self.effort, writer=writer)
 
     def keepEditsAtExit(self):
         """Write unsubmitted edits without asking (nothing can stop an exit); the next session names the file."""
@@ -54,15 +54,18 @@ class UnsubmittedEditsMixin:
             self.ui.caseStatusLabel.text = _tr("Slicer closed with unsubmitted edits of case {case}; they were kept "
                                                "in {path}.").format(case=caseId, path=backup)
 
-    def keepUnsubmittedEdits(self, nextCaseId=None, askToContinue=True):
-        """Write a copy of unsubmitted edits before they go; ask (or, when nothing can stop it, tell)."""
+    def keepUnsubmittedEdits(self, nextCaseId=None, askToContinue=True, writer=None):
+        """Write a copy of unsubmitted edits before they go; ask (or, when nothing can stop it, tell).
+
+        ``writer``: a ``backup_writer.BackupWriter`` that writes the copy in a thread (a scene close, where
+        the warning is read meanwhile)."""
         import slicer
 
         if not self.edits.mustConfirmLeaving(nextCaseId):
             return True
         caseId = self._parameterNode.currentCaseId
         try:
-            where = _tr("A copy of the edits is kept in {path}.").format(path=self._backUp())
+            where = _tr("A copy of the edits is kept in {path}.").format(path=self._backUp(writer))
         except Exception as error:  # an invalid segmentation cannot be exported: say so
             where = _tr("No copy could be written ({error}).").format(error=error)
         if not askToContinue:

@@ -78,13 +78,13 @@ def openOnce(slicer, files, folder, results):
         segmentation_io.loadSegmentationFile(scene, prepared.segmentation, "case label")))
     timed(results, "GUI: storage nodes checked (nothing written)", lambda: segmentation_io.markCaseAsStored(
         scene, volume, segmentation, folder, "case"))
-    snapshot = timed(results, "GUI: Submit, copy of the segments", lambda: label_export.takeSnapshot(
-        segmentation, volume, LABELS))
-    timed(results, "background: Submit, compose + gzip NRRD", lambda: label_export.writeLabel(
-        snapshot, os.path.join(folder, "case-label.nrrd")))
-    timed(results, "GUI: backup (copy, compose, gzip NRRD)", lambda: label_export.PendingLabel(
-        os.path.join(folder, "backup", "case-label.nrrd"), label_export.takeSnapshot(segmentation, volume, LABELS)
-    ).finish())
+    snapshot = timed(results, "GUI: Submit or scene-close backup, copy of the segments",
+                     lambda: label_export.takeSnapshot(segmentation, volume, LABELS))
+    timed(results, "background: Submit or scene-close backup, compose + gzip NRRD",
+          lambda: label_export.writeLabel(snapshot, os.path.join(folder, "case-label.nrrd")))
+    timed(results, "GUI: backup before a question or at exit (copy, compose, gzip NRRD)",
+          lambda: label_export.PendingLabel(os.path.join(folder, "backup", "case-label.nrrd"),
+                                            label_export.takeSnapshot(segmentation, volume, LABELS)).finish())
     oldVolume = timed(results, "GUI, before: volume from .nii.gz", lambda: segmentation_io.loadScalarVolume(
         scene, files["image"], "old"))
     oldSegmentation = timed(results, "GUI, before: segmentation (histogram, import)", lambda: (

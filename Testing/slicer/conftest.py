@@ -52,13 +52,22 @@ def worker(tmp_path):
         yield w
 
 
-@pytest.fixture
-def harness(mrmlScene, tmp_path):
-    """The unmodified ASFDA.py widget set up as Slicer would (harness/__init__.py)."""
-    slicer = pytest.importorskip("slicer")
-    from harness import ModuleHarness, slicer_standins
+# ASFDA_HARNESS_RELEASES=1: every harness test also on each release's own framework files (harness/slicer_release.py;
+# about four times as long). Without it the per-release tests are test_module_releases.py and test_module_modal.py.
+HARNESS_RELEASES = [None, "v5.8.1", "v5.10.0", "v5.12.3"] if os.environ.get("ASFDA_HARNESS_RELEASES") == "1" else [None]
 
-    h = ModuleHarness(slicer, tmp_path / "scenes")
+
+@pytest.fixture(params=HARNESS_RELEASES, ids=lambda tag: tag or "stand-ins")
+def harness(request, mrmlScene, tmp_path):
+    """The unmodified ASFDA.py widget set up as Slicer would (harness/__init__.py); ``harness.release`` is the
+    tag whose framework files it runs on (None: the stand-ins)."""
+    slicer = pytest.importorskip("slicer")
+    from harness import ModuleHarness, slicer_release, slicer_standins
+
+    tag = request.param
+    if tag is not None and slicer_release.releaseFolder(tag) is None:
+        pytest.skip(slicer_release.skipReason(tag))
+    h = ModuleHarness(slicer, tmp_path / "scenes", release=tag)
     yield h
     h.close()
     slicer_standins.SLICER_VERSION[0] = (5, 10)

@@ -6,9 +6,6 @@ Data only (no Slicer import), so the API checks run wherever the tests do.
 # Top-level functions and classes of Base/Python/slicer/util.py at Slicer tag v5.8.0 (the oldest supported).
 SLICER_UTIL_V5_8_0 = frozenset(
     {
-        # Private, but in util.py at every supported tag (v5.8.0 to v5.12.3) and what the PyTorch extension
-        # installs torch with: a child Python running a module (ASFDALib.dependencies.ensureTorch).
-        "_executePythonModule",
         "MRMLNodeNotFoundException",
         "MessageDialog",
         "NodeModify",
@@ -177,6 +174,53 @@ SLICER_UTIL_V5_8_0 = frozenset(
     }
 )
 
+
+# Read at v5.10.0 and v5.12.3 (2026-12) the same way (public top-level defs of Base/Python/slicer/util.py):
+# 5.10.0's are 5.8.0's; 5.12.3 adds executePythonModule (its pip_install/pip_uninstall now delegate to
+# slicer.packaging but keep their names). test_slicer_api checks these against the fetched files when cached.
+SLICER_UTIL_V5_10_0 = SLICER_UTIL_V5_8_0
+SLICER_UTIL_V5_12_3 = SLICER_UTIL_V5_8_0 | {"executePythonModule"}
+# Private names of util.py the module calls: defined at every supported tag (v5.8.0 to v5.12.3).
+# _executePythonModule runs a module in a child Python; the PyTorch extension installs torch with it too
+# (ASFDALib.dependencies.ensureTorch).
+SLICER_UTIL_PRIVATE_USED = frozenset({"_executePythonModule"})
+SLICER_UTIL_BY_TAG = {"v5.8.1": SLICER_UTIL_V5_8_0, "v5.10.0": SLICER_UTIL_V5_10_0, "v5.12.3": SLICER_UTIL_V5_12_3}
+
+# Base/Python/slicer/packaging.py, new in 5.12 (absent at v5.8.1 and v5.10.0): public top-level defs at v5.12.3.
+SLICER_PACKAGING_V5_12_3 = frozenset(
+    {
+        "isPipInstallInProgress",
+        "load_pyproject_dependencies",
+        "load_requirements",
+        "pip_check",
+        "pip_ensure",
+        "pip_install",
+        "pip_uninstall",
+    }
+)
+SLICER_PACKAGING_BY_TAG = {"v5.8.1": frozenset(), "v5.10.0": frozenset(), "v5.12.3": SLICER_PACKAGING_V5_12_3}
+
+# What @parameterNodeWrapper puts on a wrapped class (the checkedSetAttr calls of
+# Base/Python/slicer/parameterNodeWrapper/wrapper.py): the same names at v5.8.1, v5.10.0 and v5.12.3. Only
+# the behaviour differs: connectGui returns its tag from 5.10 on; connectParametersToGui returns it at all three.
+PARAMETER_NODE_WRAPPER_API = frozenset(
+    {
+        "AddObserver",
+        "EndModify",
+        "Modified",
+        "RemoveObserver",
+        "StartModify",
+        "allParameters",
+        "connectGui",
+        "connectParametersToGui",
+        "dataType",
+        "default",
+        "disconnectGui",
+        "getValue",
+        "isCached",
+        "setValue",
+    }
+)
 
 # qMRMLSegmentEditorWidget's Python-callable API (slots, Q_INVOKABLE methods, property setters),
 # read from Modules/Loadable/Segmentations/Widgets/qMRMLSegmentEditorWidget.h at v5.8.0, v5.10.0,

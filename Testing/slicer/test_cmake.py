@@ -5,6 +5,7 @@ extension uses, with the same argument checks Slicer's do (files must exist). Wh
 a script missing from SCRIPTS, a resource or engine file not landing next to the module.
 """
 
+import json
 import re
 import shutil
 import subprocess
@@ -75,16 +76,51 @@ def test_extension_configures_builds_and_installs(tmp_path):
     assert (built / "ASFDAWorker" / "ASFDAExtension" / "asfda" / "__main__.py").is_file()
 
 
-def test_index_urls_are_literal_https():
-    """The Extensions Index reads these values as written; a ${VAR} in them fails its checks."""
-    text = (REPO / "CMakeLists.txt").read_text()
-    for name in ("EXTENSION_HOMEPAGE", "EXTENSION_ICONURL", "EXTENSION_SCREENSHOTURLS"):
-        match = re.search(rf'set\({name}\s+"([^"]*)"\)', text)
-        assert match, name
-        assert match.group(1).startswith("https://") and "${" not in match.group(1), (name, match.group(1))
-    icon = re.search(r'set\(EXTENSION_ICONURL "[^"]*/raw/main/([^"]+)"\)', text).group(1)
-    shot = re.search(r'set\(EXTENSION_SCREENSHOTURLS "[^"]*/raw/main/([^"]+)"\)', text).group(1)
-    assert (REPO / icon).is_file() and (REPO / shot).is_file()
+def extensionField(name):
+    match = re.search(rf'set\({name}\s+"([^"]*)"\)', (REPO / "CMakeLists.txt").read_text())
+    assert match, name
+    return match.group(1)
+
+
+RAW_URL = re.compile(r"https://raw\.githubusercontent\.com/([\w.-]+)/([\w.-]+)/([\w.-]+)/(\S+)$")
+
+
+def test_index_urls_are_literal_and_name_files_of_this_repository():
+    """The Extensions Index reads these values as written and fetches each: no ${VAR}, one repository for
+    all (the catalogue entry's scm_url too), and the icon and screenshot are PNG files of this repository
+    that git does not ignore, on the branch the entry builds."""
+    entry = json.loads((REPO / "ASFDA.json").read_text())
+    scm = re.fullmatch(r"https://github\.com/([\w.-]+)/([\w.-]+?)\.git", entry["scm_url"])
+    assert scm, entry["scm_url"]
+    owner, repository = scm.groups()
+    homepage = extensionField("EXTENSION_HOMEPAGE")
+    assert homepage == f"https://github.com/{owner}/{repository}#readme"
+    urls = [extensionField("EXTENSION_ICONURL"), *extensionField("EXTENSION_SCREENSHOTURLS").split()]
+    for url in [homepage, *urls]:
+        assert url.startswith("https://") and "${" not in url, url
+    inGit = shutil.which("git") is not None and (REPO / ".git").exists()
+    for url in urls:
+        match = RAW_URL.match(url)
+        assert match, f"not a raw file URL: {url}"
+        assert match.group(1, 2) == (owner, repository), url
+        assert match.group(3) == entry["scm_revision"], url
+        path = REPO / match.group(4)
+        assert path.is_file(), f"{url} names {path}, which is not in the repository"
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", path
+        if inGit:  # an ignored file would never reach the published repository
+            ignored = subprocess.run(["git", "-C", str(REPO), "check-ignore", "-q", match.group(4)])
+            assert ignored.returncode == 1, f"{path} is ignored by git"
+
+
+def test_contributors_are_name_and_affiliation():
+    """The Extensions Index and Slicer's About box show contributors as "Name (Affiliation)"."""
+    entries = [e.strip() for e in extensionField("EXTENSION_CONTRIBUTORS").split(",")]
+    module = (REPO / "ASFDAModule" / "ASFDA.py").read_text()
+    contributors = re.search(r"self\.parent\.contributors = \[([^\]]*)\]", module).group(1)
+    entries += re.findall(r'"([^"]+)"', contributors)
+    assert entries
+    for entry in entries:
+        assert re.fullmatch(r"[^()]+ \([^()]+\)", entry), entry
 
 
 def test_module_resources_are_listed_for_the_macro():

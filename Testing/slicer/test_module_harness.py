@@ -11,7 +11,7 @@ import pytest
 
 slicer = pytest.importorskip("slicer")
 
-from harness import pythonqt, slicer_standins  # noqa: E402
+from harness import pythonqt, slicer_release, slicer_standins  # noqa: E402
 
 
 def segmentationOf(harness):
@@ -49,6 +49,8 @@ def harnessVolume(segmentationNode):
 @pytest.mark.parametrize("version", [(5, 8), (5, 10)])
 def test_enter_exit_keeps_choices_and_binds_once(harness, version):
     """Finding 3 (stacked connectors on 5.8), 20 (machine settings in QSettings), 22 (datastore shows ".")."""
+    if harness.release:
+        pytest.skip("counts the stand-in wrapper's slots; test_module_releases.py does it for each release")
     slicer_standins.SLICER_VERSION[0] = version
     harness.enter()
     ui = harness.ui
@@ -158,6 +160,7 @@ def test_scene_close_informs_and_keeps_a_copy(harness, worker, tmp_path):
     closing = harness.dialogs[-1]
     assert closing["answer"] == pythonqt.QMessageBox.Ok and closing["icon"] == pythonqt.QMessageBox.Warning
     assert "not submitted" in closing["text"]
+    assert harness.widget.backups.wait(10)  # written in the background while the warning shows
     backups = list((tmp_path / "scenes").rglob("case-a-label.*"))
     assert len(backups) == 1 and str(backups[0]) in closing["text"]
     assert not harness.widget.edits.dirty
@@ -228,6 +231,8 @@ def test_module_self_test_is_light_by_default(harness, monkeypatch):
 
 def test_first_use_install_says_what_it_does_on_older_slicer(harness, monkeypatch, tmp_path):
     """Finding 16: on Slicer 5.8/5.10 pip_install blocks the GUI; a message stays up meanwhile."""
+    if harness.release and slicer_release.version(harness.release) >= (5, 12):
+        pytest.skip("5.12 installs through slicer.packaging.pip_ensure (test_module_releases.py)")
     from ASFDALib import dependencies
 
     seen = []

@@ -1,4 +1,4 @@
-"""Every Slicer API name the module calls exists in the Slicer versions it supports (5.8 and later).
+"""Every Slicer API name the module calls exists in the Slicer versions it supports (5.8, 5.10, 5.12).
 
 The lists below were read from Slicer's own sources (tags named with each list); the module's calls are
 found by reading its code, so a new call to a name Slicer 5.8 lacks fails here before it fails in a
@@ -9,7 +9,14 @@ import ast
 from pathlib import Path
 
 import pytest
-from slicer_api_lists import SEGMENT_EDITOR_API, SLICER_UTIL_V5_8_0
+from slicer_api_lists import (
+    PARAMETER_NODE_WRAPPER_API,
+    SEGMENT_EDITOR_API,
+    SLICER_PACKAGING_BY_TAG,
+    SLICER_UTIL_BY_TAG,
+    SLICER_UTIL_PRIVATE_USED,
+    SLICER_UTIL_V5_8_0,
+)
 
 MODULE_DIR = Path(__file__).resolve().parents[2] / "ASFDAModule"
 SOURCES = [MODULE_DIR / "ASFDA.py", *sorted((MODULE_DIR / "ASFDALib").glob("*.py"))]
@@ -52,7 +59,67 @@ def editorMethodsUsed():
 def test_every_slicer_util_name_exists_in_slicer_5_8():
     used = utilNamesUsed()
     assert {"tryWithErrorDisplay", "errorDisplay", "loadUI", "VTKObservationMixin"} <= used
-    assert sorted(used - SLICER_UTIL_V5_8_0) == []
+    assert sorted(used - SLICER_UTIL_V5_8_0 - SLICER_UTIL_PRIVATE_USED) == []
+
+
+@pytest.mark.parametrize("tag", sorted(SLICER_UTIL_BY_TAG))
+def test_every_slicer_util_name_exists_in_each_release(tag):
+    assert sorted(utilNamesUsed() - SLICER_UTIL_BY_TAG[tag] - SLICER_UTIL_PRIVATE_USED) == []
+
+
+def topLevelDefinitions(path):
+    tree = ast.parse(path.read_text())
+    return {n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
+
+
+def publicDefinitions(path):
+    return {name for name in topLevelDefinitions(path) if not name.startswith("_")}
+
+
+def wrapperAttributes(path):
+    """Names ``@parameterNodeWrapper`` sets on a class: the checkedSetAttr(classtype, "name", ...) calls."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "checkedSetAttr" and len(node.args) > 1:
+            if isinstance(node.args[1], ast.Constant):
+                names.add(node.args[1].value)
+    return names - {"_is_parameter_node_wrapper"}
+
+
+@pytest.mark.parametrize("tag", sorted(SLICER_UTIL_BY_TAG))
+def test_the_lists_match_the_fetched_release_files(tag):
+    """The lists above were read by hand; the release files (scripts/fetch_slicer_python.py) confirm them."""
+    pytest.importorskip("vtk")
+    from harness import slicer_release
+
+    folder = slicer_release.releaseFolder(tag)
+    if folder is None:
+        pytest.skip(slicer_release.skipReason(tag))
+    assert publicDefinitions(folder / "util.py") == SLICER_UTIL_BY_TAG[tag]
+    assert SLICER_UTIL_PRIVATE_USED <= topLevelDefinitions(folder / "util.py")
+    packaging = folder / "packaging.py"
+    assert (publicDefinitions(packaging) if packaging.is_file() else frozenset()) == SLICER_PACKAGING_BY_TAG[tag]
+    assert wrapperAttributes(folder / "parameterNodeWrapper" / "wrapper.py") == PARAMETER_NODE_WRAPPER_API
+
+
+def wrapperMethodsCalled():
+    """Methods the module calls on its parameter-node wrapper (``self._parameterNode``, ``wrapper``...)."""
+    prefixes = ("self._parameterNode.", "inputParameterNode.", "wrapper.")
+    used = set()
+    for path in SOURCES:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+                chain = next(attributeChains(ast.Module(body=[ast.Expr(node.func)], type_ignores=[])), "")
+                for prefix in prefixes:
+                    if chain.startswith(prefix) and chain.count(".") == prefix.count("."):
+                        used.add(chain[len(prefix):])
+    return used
+
+
+def test_every_wrapper_method_the_module_calls_exists_at_each_release():
+    used = wrapperMethodsCalled()
+    assert {"connectParametersToGui", "disconnectGui"} <= used
+    assert sorted(used - PARAMETER_NODE_WRAPPER_API) == []
 
 
 def test_every_slicer_util_name_exists_in_the_installed_slicer_core():

@@ -143,7 +143,8 @@ def screenshotUi(tmpDir):
     return path
 
 
-def renderUi(target, tmpDir):
+def renderUi(target, tmpDir, fill=None):
+    """Render the panel with illustrative values; ``fill(widget)`` sets more (scripts/render_slicer_screenshot)."""
     from PySide6.QtWidgets import QCheckBox, QComboBox, QLineEdit, QSpinBox, QTableWidget, QTableWidgetItem
 
     sys.path.insert(0, str(REPO / "ASFDAModule"))
@@ -176,6 +177,8 @@ def renderUi(target, tmpDir):
         for c, text in enumerate(row.cells()):
             table.setItem(r, c, QTableWidgetItem(text))
     table.resizeColumnsToContents()
+    if fill is not None:
+        fill(widget)
     widget.resize(520, widget.sizeHint().height() + 40)
     Path(target).parent.mkdir(parents=True, exist_ok=True)
     assert widget.grab().save(str(target))

@@ -1,7 +1,10 @@
 """Run the unmodified ASFDA.py widget on real MRML (slicer-core) with stand-ins for what Slicer adds.
 
 ``slicer.util`` is Slicer's own file (shipped in slicer-core); ``qt``/``ctk`` come from ``pythonqt``
-and the scripted-module framework from ``slicer_standins``. ``ModuleHarness`` plays the application:
+and the scripted-module framework from ``slicer_standins``. With ``release="v5.8.1"`` (or another tag fetched
+by scripts/fetch_slicer_python.py) that release's own ``util``, ``ScriptedLoadableModule``, ``i18n``,
+``parameterNodeWrapper`` (and ``packaging``) replace them (``slicer_release``), and ``mrml58`` plays 5.8's
+colour-name behaviour for tags before 5.10. ``ModuleHarness`` plays the application:
 it loads the module the way Slicer does (module folder on ``sys.path``, ``slicer.modules.asfda.path``),
 creates the widget panel, enters and exits the module, and runs the event loop (``tick``).
 """
@@ -12,15 +15,31 @@ import time
 import types
 from pathlib import Path
 
-from . import pythonqt, slicer_standins
+from . import mrml58, pythonqt, slicer_release, slicer_standins
 
 MODULE_DIR = Path(__file__).resolve().parents[3] / "ASFDAModule"
 
 
 class ModuleHarness:
-    def __init__(self, slicer, tmpPath):
+    def __init__(self, slicer, tmpPath, release=None):
+        """``release`` (a tag such as "v5.8.1"): that release's own framework files (``slicer_release``)."""
         self.slicer = slicer
-        self.uninstall = slicer_standins.install(slicer, tmpPath)
+        self.release = release
+        uninstallStandins = slicer_standins.install(slicer, tmpPath)
+        self.colorNames = None
+        if release is None:
+            self.uninstall = uninstallStandins
+        else:
+            uninstallRelease = slicer_release.install(slicer, release)
+            # slicer-core's MRML is 5.13's: 5.8's colour-name regeneration is played by the shim.
+            self.colorNames = mrml58.ColorNames58(slicer, slicer.mrmlScene, slicer_release.version(release))
+
+            def uninstallBoth():
+                self.colorNames.close()
+                uninstallRelease()
+                uninstallStandins()
+
+            self.uninstall = uninstallBoth
         slicer.modules.asfda = types.SimpleNamespace(path=str(MODULE_DIR / "ASFDA.py"))
         sys.modules.pop("ASFDA", None)  # a fresh import sees this harness's stand-ins
         self.module = importlib.import_module("ASFDA")

@@ -17,7 +17,12 @@ because the module relies on it:
   for Slicer's event loop delivering ``timeout()``.
 - ``QSettings`` is one in-memory store per process (``SETTINGS``), as one user's application settings.
 - ``ctkMessageBox.exec_()`` records the dialog in ``DIALOGS`` and returns the next scripted answer
-  (``ANSWERS``; Ok when none), standing in for a person clicking a button.
+  (``ANSWERS``; Ok when none, taken when the dialog opens), standing in for a person clicking a button.
+- A modal dialog (``exec_``/``exec``, ``QInputDialog.getText``, so every ``slicer.util`` question and
+  message box) runs a nested event loop while it waits for the person, as Qt's ``QDialog::exec`` does:
+  ``NESTED_LOOP_PASSES`` passes of ``fireTimers`` (so pending timers and the continuations they deliver
+  run under the dialog), then each ``WHILE_MODAL`` hook (a test's way to let background work finish while
+  the dialog is open). While it runs the dialog is ``QApplication.activeModalWidget()``.
 - ``QInputDialog.getText`` returns the text alone, as PythonQt does (Qt's ``bool *ok`` is not exposed; a
   cancelled dialog gives an empty string): the next of ``TEXT_ANSWERS`` (empty when none), recorded in
   ``DIALOGS``.
@@ -34,11 +39,16 @@ TEXT_ANSWERS = []
 SETTINGS = {}
 TIMERS = []
 VISIBLE_MESSAGE_BOXES = []
+MODAL_STACK = []  # modal dialogs open now, innermost last
+WHILE_MODAL = []  # hooks run in each modal dialog's nested loop, given the dialog
+NESTED_LOOP_PASSES = [2]  # event-loop passes a modal dialog runs before the person answers
 
 
 def reset():
-    for store in (SLOT_ERRORS, DIALOGS, ANSWERS, TEXT_ANSWERS, TIMERS, VISIBLE_MESSAGE_BOXES):
+    for store in (SLOT_ERRORS, DIALOGS, ANSWERS, TEXT_ANSWERS, TIMERS, VISIBLE_MESSAGE_BOXES, MODAL_STACK,
+                  WHILE_MODAL):
         store.clear()
+    NESTED_LOOP_PASSES[0] = 2
     SETTINGS.clear()
     QApplication._cursors.clear()
 
@@ -596,6 +606,18 @@ def fireTimers():
             timer.timeout.emit()
 
 
+def runModal(dialog):
+    """The nested event loop of a modal ``dialog`` (QDialog::exec): timers fire, then the test's hooks."""
+    MODAL_STACK.append(dialog)
+    try:
+        for _ in range(NESTED_LOOP_PASSES[0]):
+            fireTimers()
+        for hook in list(WHILE_MODAL):
+            hook(dialog)
+    finally:
+        MODAL_STACK.remove(dialog)
+
+
 class QSettings:
     """Application settings: one store per process, like one user's settings file."""
 
@@ -641,6 +663,10 @@ class QApplication:
     def overrideCursor(cls):
         return cls._cursors[-1] if cls._cursors else None
 
+    @staticmethod
+    def activeModalWidget():
+        return MODAL_STACK[-1] if MODAL_STACK else None
+
 
 class QMessageBox(QWidget):
     NoButton, Ok, Cancel, Yes, No, Retry, Close = 0, 0x400, 0x400000, 0x4000, 0x10000, 0x80000, 0x200000
@@ -664,7 +690,9 @@ class QInputDialog(QWidget):
     @staticmethod
     def getText(parent, title, label, echoMode=0, text=""):
         answer = TEXT_ANSWERS.pop(0) if TEXT_ANSWERS else ""
-        DIALOGS.append({"title": title, "text": label, "icon": None, "answer": answer})
+        dialog = {"title": title, "text": label, "icon": None, "answer": answer}
+        DIALOGS.append(dialog)
+        runModal(QInputDialog())
         return answer
 
 
@@ -738,6 +766,7 @@ class ctkMessageBox(QMessageBox):
     def exec_(self):
         answer = ANSWERS.pop(0) if ANSWERS else QMessageBox.Ok
         DIALOGS.append({"title": self.windowTitle, "text": self.text, "icon": self.icon, "answer": answer})
+        runModal(self)
         return answer
 
     exec = exec_

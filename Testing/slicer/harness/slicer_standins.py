@@ -25,7 +25,8 @@ copied). Each part names the Slicer behaviour it stands in for:
   widget edits back, and observes the node's ModifiedEvent to refresh every bound GUI (the observer
   stays after ``disconnectGui``); a ``QSpinBox`` takes its range from ``WithinRange``; a ``QComboBox``
   bound to a ``Choice`` is cleared and refilled when bound. ``connectGui`` returns a tag from Slicer
-  5.10 on and ``None`` on 5.8 (``SLICER_VERSION``), where ``disconnectGui(None)`` disconnects nothing.
+  5.10 on and ``None`` on 5.8 (``SLICER_VERSION``), where ``disconnectGui(None)`` disconnects nothing;
+  ``connectParametersToGui(mapping)`` returns the tag on every release.
 - ``i18n``: ``slicer.i18n.tr`` and ``translate`` (identity, recording the contexts used).
 """
 
@@ -207,6 +208,11 @@ class App:
     def testingEnabled(self):
         return False
 
+    def translate(self, context, text):
+        """QCoreApplication::translate with no translation loaded (what a release's own i18n.py calls)."""
+        TRANSLATION_CONTEXTS.append((context, text))
+        return text
+
     def topLevelWidgets(self):
         return [self.mainWindow]
 
@@ -215,6 +221,9 @@ class App:
 
     def restoreOverrideCursor(self):
         qt.QApplication.restoreOverrideCursor()
+
+    def activeModalWidget(self):
+        return qt.QApplication.activeModalWidget()
 
     def processEvents(self):
         if self.processEventsHook is not None:
@@ -469,6 +478,13 @@ def parameterNodeWrapper(cls):
                     if name not in fields:
                         raise ValueError(f"Cannot find a param with the given name: {name}")
                     bound[name] = widget
+            tag = self.connectParametersToGui(bound)
+            return None if SLICER_VERSION[0] < (5, 10) else tag
+
+        def connectParametersToGui(self, bound):
+            for name in bound:
+                if name not in fields:
+                    raise ValueError(f"Cannot find a param with the given name: {name}")
             tag = self._nextTag
             self._nextTag += 1
             connectors = {}
@@ -486,7 +502,7 @@ def parameterNodeWrapper(cls):
             callback = lambda caller, event: self._refresh()  # noqa: E731
             _OBSERVER_CALLBACKS.append(callback)
             self.parameterNode.AddObserver(vtk.vtkCommand.ModifiedEvent, callback)
-            return None if SLICER_VERSION[0] < (5, 10) else tag
+            return tag
 
         def disconnectGui(self, tag):
             for _write, signal, slot in self._guis.pop(tag, {}).values():
