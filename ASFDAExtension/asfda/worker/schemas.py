@@ -205,6 +205,9 @@ class ModelInfo(BaseModel):
     gate: Optional[GateVerdict] = Field(None, description="null for versions no gate judged (imports, older ones)")
     gate_summary: str = Field("", description='the verdict in a few words, e.g. "worse, advisory"')
     not_activated: str = Field("", description="why a version the gate passed is inactive (a rollback meanwhile)")
+    bundle_code_trusted: bool = Field(
+        False, description="imported with --trust-bundle-code: MONAI's parser builds it, evaluating its expressions"
+    )
 
 
 class ActiveModel(BaseModel):
