@@ -27,7 +27,8 @@ from asfda.core.errors import AsfdaError
 from asfda.core.sqlite_db import connect
 from asfda.data.state import utc_now
 
-SOURCES = ("upload", "cli", "slicer", "simulated", "adopted")  # simulated: the demo's and benchmark's annotator
+HAND_PLACED = "hand-placed"  # a file copied into labels/final/ by hand, taken in by the check before a rank/adapt
+SOURCES = ("upload", "cli", "slicer", "simulated", "adopted", HAND_PLACED)  # simulated: the demo's/bench's annotator
 HISTORY = "history"  # labels/final/history/<case>/<revision>.nii.gz
 SUFFIX = ".nii.gz"
 
@@ -86,7 +87,10 @@ def author_of(revision: Optional[Revision]) -> str:
     """How a message names whoever made a revision."""
     if revision is None:
         return "nobody"
-    return revision.author or ("an unnamed author" if revision.source != "adopted" else "an earlier label")
+    if revision.author:
+        return revision.author
+    unnamed = {"adopted": "an earlier label", HAND_PLACED: "a label copied in by hand"}
+    return unnamed.get(revision.source, "an unnamed author")
 
 
 class LabelRevisions:
@@ -119,6 +123,12 @@ class LabelRevisions:
         return db.execute(
             "SELECT * FROM label_revisions WHERE case_id = ? ORDER BY seq DESC LIMIT 1", (case_id,)
         ).fetchone()
+
+    def recorded_in(self, db: sqlite3.Connection, case_id: str) -> Optional[Revision]:
+        """The latest recorded revision, whatever the final file holds now (a file copied over it by hand is
+        being submitted as the next one, not adopted first)."""
+        latest = self.latest_in(db, case_id)
+        return None if latest is None else _revision(latest)
 
     def current_in(self, db: sqlite3.Connection, case_id: str) -> Optional[Revision]:
         """The revision the current final file holds; adopts a final file no revision describes.

@@ -164,7 +164,7 @@ class LabelRevision(BaseModel):
     author: Optional[str]
     created: str
     model_version: Optional[str]
-    source: Literal["upload", "cli", "slicer", "simulated", "adopted"]
+    source: Literal["upload", "cli", "slicer", "simulated", "adopted", "hand-placed"]
     sha256: str
     current: bool
     effort: Optional[Dict[str, Any]] = Field(None, description="the effort record sent with this revision, if any")
