@@ -225,8 +225,8 @@ def test_activation_adapt_completions_and_label_revisions_keep_their_invariants(
     run_state_machine_as_test(
         LoopInvariants,
         settings=settings(
-            max_examples=15,
-            stateful_step_count=20,
+            max_examples=30,
+            stateful_step_count=12,
             derandomize=True,
             verbosity=Verbosity.verbose,
             deadline=None,
