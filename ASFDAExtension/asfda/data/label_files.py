@@ -15,6 +15,7 @@ import numpy as np
 
 from asfda.core.checksums import sha256_file
 from asfda.core.errors import AsfdaError, CorruptImage
+from asfda.core.file_identity import stat_identity
 from asfda.data.datastore import Datastore, LabelTag
 from asfda.data.label_masks import is_mask_file
 from asfda.data.label_revisions import HISTORY, LabelRevisions
@@ -60,24 +61,32 @@ def changed_since_recorded(path: Path, record: LabelRecord) -> bool:
 def unchecked_final_labels(store: Datastore) -> List[Path]:
     """Entries of labels/final/ that no submission wrote: unrecorded, renamed, or replaced by hand."""
     records = {r.case_id: r for r in store.state.labels(LabelTag.FINAL.value)}
+    latest = LabelRevisions(store.root, store.state.path).latest_written()
     found = []
-    revisions = LabelRevisions(store.root, store.state.path)
-    latest = None
     for path in sorted(store.label_dir(LabelTag.FINAL).iterdir()):
         if path.name.startswith(".") or path.name == HISTORY or is_mask_file(path):  # temp files; history; masks
             continue
         record = records.get(strip_volume_suffix(path))
         canonical = path.is_file() and volume_suffix(path) == CANONICAL_SUFFIX
-        if canonical and record is not None and not changed_since_recorded(path, record):
+        if canonical and record is not None and _written_by_its_record(path, record, latest):
             continue
-        if canonical and record is not None:
-            # Rewritten later than recorded: by a revision's replace finished at restart, or by hand. Only the
-            # revision the record names was checked: a latest revision adopted when the case was leased or
-            # listed (a file copied in by hand) was not. A record from before revisions names none.
-            latest = latest if latest is not None else revisions.current_ids(with_sha=True)
-            recorded = record.extra.get("revision")
-            now, sha = latest.get(record.case_id, (None, None))
-            if (recorded is None or recorded == now) and sha == sha256_file(path):
-                continue
         found.append(path)
     return found
+
+
+def _written_by_its_record(path: Path, record: LabelRecord, latest: dict) -> bool:
+    """Whether `path` is the file its record's submit left (or holds exactly its revision's bytes).
+
+    Only the revision the record names was checked: a latest revision adopted when the case was leased or
+    listed (a file copied in by hand) was not. A record from before revisions names none."""
+    recorded = record.extra.get("revision")
+    now, sha, stat = latest.get(record.case_id, (None, None, None))
+    if recorded is not None and recorded != now:
+        return False  # the latest revision is not the one its submit checked
+    if stat is not None:
+        # The replace's own stat: any later copy over it differs (ctime), however close in time, `cp -p` too.
+        return stat == stat_identity(path) or sha == sha256_file(path)
+    if not changed_since_recorded(path, record):  # from before stats were kept: by time
+        return True
+    # Rewritten later than recorded: by a revision's replace finished at restart, or by hand.
+    return sha == sha256_file(path)
