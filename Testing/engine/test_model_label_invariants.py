@@ -1,4 +1,5 @@
-"""Label revisions, adapt jobs finishing, and people activating versions, interleaved (hypothesis state machine).
+"""Label revisions (submitted, or copied in by hand), adapt jobs finishing, and people activating versions,
+interleaved (hypothesis state machine).
 
 The real pieces: the label submit path (`submit_label`), the ModelStore (publish, activate, compare-and-swap,
 attach_gate) and the worker's JobRunner deciding a finished adapt job (`_finish`, as its thread does). No
@@ -23,7 +24,9 @@ import numpy as np
 import pytest
 from asfda.core.checksums import sha256_file
 from asfda.data.datastore import Datastore, LabelTag
-from asfda.data.label_revisions import RevisionConflict
+from asfda.data.hand_placed import check_final_labels
+from asfda.data.label_files import LabelFileError
+from asfda.data.label_revisions import LabelRevisions, RevisionConflict
 from asfda.data.label_submit import NO_LABEL, LabelSubmission, submit_label
 from asfda.loop.label_sets import TRAINED_LABELS, label_identities
 from asfda.models.config import ModelConfig
@@ -111,6 +114,31 @@ class LoopInvariants(RuleBasedStateMachine):
         submission = LabelSubmission(case_id, self._label_file(case_id), annotator, "slicer", base_revision=stale)
         with pytest.raises(RevisionConflict):
             submit_label(self.store, submission, self.config, self.models.active_version())
+
+    @rule(case_id=st.sampled_from(CASES), good=st.sampled_from([True, True, False]))
+    def a_label_is_copied_in_by_hand(self, case_id, good):
+        final = self.store.label_path(case_id, LabelTag.FINAL)
+        before = final.read_bytes() if final.exists() else None
+        drawn = np.roll(self.truth[case_id], self.count % 5 + 1, axis=1)
+        self.count += 1
+        write_nifti(final, drawn if good else (drawn * 3).astype(np.uint8), AFFINE)
+        if not good:
+            with pytest.raises(LabelFileError) as refused:  # the check before a rank or adapt
+                check_final_labels(self.store, self.config, self.models.active_version())
+            assert "\n" not in str(refused.value) and final.is_file()  # one line; the file left as it was
+            if before is None:  # the person removes the bad file again
+                final.unlink()
+            else:
+                final.write_bytes(before)
+            return
+        current = self._current(case_id)
+        if current is not None and sha256_file(final) == current[1]:  # the very bytes it holds: nothing new
+            assert check_final_labels(self.store, self.config, self.models.active_version()) == []
+            return
+        assert check_final_labels(self.store, self.config, self.models.active_version()) == [case_id]
+        latest = LabelRevisions(self.store.root, self.store.state.path).revisions(case_id)[-1]
+        assert latest.source == "hand-placed"
+        self.accepted[case_id].append((latest.revision, latest.sha256))
 
     # -- adapt jobs ---------------------------------------------------------------------------------------
 
@@ -200,10 +228,7 @@ class LoopInvariants(RuleBasedStateMachine):
     def every_accepted_revision_is_retrievable_and_the_latest_is_current(self):
         if not hasattr(self, "store"):
             return
-        book = self.store.state.path
-        from asfda.data.label_revisions import LabelRevisions
-
-        revisions = LabelRevisions(self.store.root, book)
+        revisions = LabelRevisions(self.store.root, self.store.state.path)
         for case_id, accepted in self.accepted.items():
             listed = revisions.revisions(case_id)
             assert [(r.revision, r.sha256) for r in listed] == accepted
@@ -225,7 +250,7 @@ def test_activation_adapt_completions_and_label_revisions_keep_their_invariants(
     run_state_machine_as_test(
         LoopInvariants,
         settings=settings(
-            max_examples=30,
+            max_examples=20,
             stateful_step_count=12,
             derandomize=True,
             verbosity=Verbosity.verbose,
