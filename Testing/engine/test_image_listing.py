@@ -73,3 +73,11 @@ def test_a_new_image_is_seen_at_once_and_a_removed_one_is_unknown(tmp_path, monk
         store.image_path("case099")
     (store.images_dir / "case098").mkdir()  # a DICOM series folder
     assert store.image_path("case098").is_dir()
+
+
+def test_the_listing_bench_prints_both_lookups(capsys):
+    from asfda.cli import main
+
+    assert main(["bench", "listing", "--cases", "20", "--seconds", "0.05"]) == 0
+    out = capsys.readouterr().out
+    assert "image_path at 20 cases" in out and "one listing per call (before)" in out and "speed-up:" in out
