@@ -75,6 +75,43 @@ def test_a_finished_version_is_not_activated_over_a_rollback_and_says_why(tmp_pa
     assert models.activate_over_parent(child) == "" and models.active_version() == child
 
 
+def test_a_person_choosing_the_parent_again_while_a_job_ran_is_not_undone(tmp_path):
+    # Found by the invariant machine (test_model_label_invariants): comparing ACTIVE with the parent alone
+    # cannot tell "nobody chose" from "rolled back and forth" or "confirmed the parent" while the job ran.
+    models = _two_versions(tmp_path / "models")
+    config = tiny_config()
+    parent, choices = models.active_choice()
+    assert parent == "v0002"
+    child = models.publish(build_network(config), config, parent=parent, activate=False, started_at_choice=choices)
+    models.activate("v0001")
+    models.activate("v0002")  # back to the job's parent: a person's choice all the same
+    reason = models.activate_over_parent(child)
+    assert models.active_version() == "v0002"
+    assert reason == models.meta(child).not_activated and "a person activated v0002 while v0003 was trained" in reason
+    # Nobody chose since the next job started: it is activated as before.
+    parent, choices = models.active_choice()
+    other = models.publish(build_network(config), config, parent=parent, activate=False, started_at_choice=choices)
+    assert models.activate_over_parent(other) == "" and models.active_version() == other
+
+
+def test_an_adapt_round_keeps_a_rollback_and_back_made_while_it_trained(tmp_path, monkeypatch):
+    store = _labelled_store(tmp_path / "ds")
+    config = tiny_config()
+    store.models.publish(build_network(config), config, parent="v0001", note="asfda adapt")  # v0002, active
+    real_finetune = loop_adapt.finetune
+
+    def finetune_during_a_rollback_and_back(*args, **kwargs):
+        store.models.activate("v0001")
+        store.models.activate("v0002")
+        return real_finetune(*args, **kwargs)
+
+    monkeypatch.setattr(loop_adapt, "finetune", finetune_during_a_rollback_and_back)
+    options = AdaptOptions(FinetuneOptions(steps=1), gate=GateOptions(enabled=False))
+    result = adapt_datastore(store, options)
+    assert result.parent == "v0002" and store.models.active_version() == "v0002"
+    assert not result.activated and "a person activated v0002 while v0003 was trained" in result.not_activated
+
+
 def test_an_adapt_round_keeps_a_rollback_made_while_it_trained(tmp_path, monkeypatch):
     store = _labelled_store(tmp_path / "ds")
     config = tiny_config()

@@ -8,6 +8,7 @@ import pytest
 from asfda.cli import main
 from asfda.data.datastore import Datastore, LabelTag
 from asfda.data.label_revisions import LabelRevisions
+from asfda.data.leases import LeaseBook
 from asfda.io.volumes import load_volume
 from cli_test_data import AFFINE, imported_datastore, make_setup, write_dicom_series
 from engine_helpers import blob, write_nifti
@@ -118,8 +119,11 @@ def test_labels_copied_into_labels_final_are_checked_before_use(setup, capsys):
     assert "no clinician labels yet in" in err and "labels/final" in err and "asfda label submit" in err
 
     write_nifti(final / "case2.nii.gz", (setup.truth["case2"] * 255).astype(np.uint8), AFFINE)
+    bad_bytes = (final / "case2.nii.gz").read_bytes()
     assert main(["adapt", "--datastore", str(ds), "--steps", "1"]) == 2
     assert "labels/final/case2.nii.gz: label values [255] are not model labels" in one_line_error(capsys, "adapt")
+    assert (final / "case2.nii.gz").read_bytes() == bad_bytes  # left as it was, nothing recorded
+    assert not store.state.labels(LabelTag.FINAL.value) and not LabelRevisions(store.root).current_ids()
     assert main(["rank", "--datastore", str(ds)]) == 2
     assert "labels/final/case2.nii.gz" in one_line_error(capsys, "rank")
     (final / "case2.nii.gz").unlink()
@@ -140,5 +144,9 @@ def test_labels_copied_into_labels_final_are_checked_before_use(setup, capsys):
     assert "new active model v0002" in captured.out
     assert sorted(p.name for p in final.iterdir()) == ["case2.nii.gz", "history"]
     assert [r.case_id for r in store.state.labels(LabelTag.FINAL.value)] == ["case2"]
-    # Taken in as the case's first revision, so a later submit cannot silently replace it.
-    assert [r.source for r in LabelRevisions(store.root).revisions("case2")] == ["adopted"]
+    # Submitted like an upload: the case's first revision, in the audit, so a later submit cannot silently replace it.
+    assert [r.source for r in LabelRevisions(store.root).revisions("case2")] == ["hand-placed"]
+    (submitted,) = [
+        e for e in LeaseBook(store.state.path, root=store.root).audit("case2") if "submitted" in e["action"]
+    ]
+    assert submitted["detail"]["source"] == "hand-placed" and submitted["detail"]["found_on_disk"] == "case2.nii"

@@ -149,7 +149,7 @@ def test_lost_update_of_a_label_is_refused_naming_both_authors(setup, tmp_path):
     ]
     assert submits[-1]["detail"]["overwrote"] == {"revision": "r0002", "author": "alice"}
     # The hand-placed-label check before a rank or adapt does not mistake the history folder for a label.
-    from asfda.data.label_files import check_final_labels
+    from asfda.data.hand_placed import check_final_labels
 
     assert check_final_labels(s.store, s.config) == []
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 from asfda.data.datastore import Datastore, LabelTag
-from asfda.data.label_files import check_final_labels
+from asfda.data.hand_placed import check_final_labels
 from asfda.data.label_submit import LabelSubmission, submit_label
 from asfda.data.leases import LeaseBook
 from asfda.models.config import ModelConfig

@@ -16,7 +16,8 @@ from asfda.cli.main import build_parser
 from asfda.core.errors import AsfdaError, GeometryMismatch, InvalidMask
 from asfda.core.names import SliceRule
 from asfda.data.datastore import LabelTag
-from asfda.data.label_files import RECORD_CLOCK_SLACK_S, LabelFileError, check_final_labels
+from asfda.data.hand_placed import check_final_labels
+from asfda.data.label_files import RECORD_CLOCK_SLACK_S, LabelFileError
 from asfda.data.label_masks import mask_path, slice_coverage
 from asfda.data.label_submit import LabelSubmission
 from asfda.data.label_submit import submit_label as submit_revision
@@ -322,10 +323,11 @@ def test_masks_put_into_labels_final_by_hand_are_checked_before_use(store, tmp_p
     final = store.label_dir(LabelTag.FINAL)
     write_nifti(final / "case0.nii.gz", label * mask)
     write_nifti(final / "case0.mask.nii.gz", mask)
-    assert check_final_labels(store, tiny_config()) == ["case0"]
-    assert check_final_masks(store, tiny_config()) == ["case0"]
+    assert check_final_labels(store, tiny_config()) == ["case0"]  # submitted with the mask beside it
+    assert check_final_masks(store, tiny_config()) == []
     (record,) = store.state.labels(LabelTag.FINAL.value)
     assert record.extra["annotated_mask"]["annotated_voxels"] == int(mask.sum())
+    assert (final / "history" / "case0" / "r0001.mask.nii.gz").is_file()  # kept with its revision
     assert check_final_masks(store, tiny_config()) == []  # recorded: not checked again
     time.sleep(RECORD_CLOCK_SLACK_S + 0.1)
     write_nifti(final / "case0.mask.nii.gz", np.flip(mask, axis=2).copy())  # replaced by hand, now wrong

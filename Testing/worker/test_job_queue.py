@@ -87,6 +87,20 @@ def test_models_list_carries_the_gate_verdict(worker):
     assert {"verdict", "binding", "advisory"} <= set(schema["GateVerdict"]["properties"])
 
 
+def test_models_list_says_which_versions_trust_bundle_code(worker):
+    client, app = worker
+    models = app.state.worker.store.models
+    loaded = models.load()
+    loaded.config.bundle_code_trusted = True  # as `asfda model import --trust-bundle-code` records it
+    models.publish(loaded.network, loaded.config, parent="v0001", note="asfda adapt")
+    assert models.meta("v0002").bundle_code_trusted  # meta.json is what GET /models reads
+    listed = {m["version"]: m for m in client.get("/models").json()}
+    assert listed["v0001"]["bundle_code_trusted"] is False
+    assert listed["v0002"]["bundle_code_trusted"] is True
+    schema = client.get("/openapi.json").json()["components"]["schemas"]
+    assert "bundle_code_trusted" in schema["ModelInfo"]["properties"]
+
+
 def _fake_job_child(datastore) -> subprocess.Popen:
     """A sleeping process whose command line looks like a job child of `datastore`."""
     script = "import time; time.sleep(60)"

@@ -131,6 +131,7 @@ def add_parser(subparsers) -> None:
     add_pool_parser(sub)
     add_e2e_parser(sub)
     add_activation_parser(sub)
+    add_listing_parser(sub)
     add_ray_parser(sub)
 
 
@@ -163,6 +164,25 @@ def add_e2e_parser(sub) -> None:
     e2e.add_argument("--device", default="cpu")
     e2e.add_argument("--steps", type=int, default=20, help="fine-tuning steps of the adapt")
     e2e.set_defaults(func=run_e2e)
+
+
+def add_listing_parser(sub) -> None:
+    p = sub.add_parser(
+        "listing",
+        help="Datastore.image_path calls/s: the images/ listing cached against one listing per call",
+        description="Empty image files at a pool size; prints image_path calls per second both ways.",
+    )
+    p.add_argument("--cases", type=int, default=2000, help="images in the datastore")
+    p.add_argument("--seconds", type=float, default=2.0, help="time spent on each lookup")
+    p.set_defaults(func=run_listing)
+
+
+def run_listing(args: argparse.Namespace) -> int:
+    from asfda.bench.cost.listing import format_listing
+    from asfda.bench.cost.listing import run_listing as run
+
+    print(format_listing(run(args.cases, args.seconds)))
+    return 0
 
 
 def add_activation_parser(sub) -> None:

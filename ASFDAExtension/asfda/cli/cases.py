@@ -42,11 +42,13 @@ def add_parser(subparsers) -> None:
         "A sparse label (some slices drawn) comes with --mask: a uint8 0/1 volume on the image's grid marking the "
         "voxels that were annotated (whole drawn slices, background included); it must hold every foreground "
         "voxel of the label, is stored as labels/final/CASE.mask.nii.gz (and with the revision), and training "
-        "counts those voxels only.",
+        "counts those voxels only. Given a FOLDER instead of CASE FILE, every CASE.nii.gz (or .nii, .nrrd) in it "
+        "is submitted the same way in one call, with CASE.mask.nii.gz beside it as its mask: one line per case "
+        "(its revision, or why it was refused, nothing stored for it), exit status 2 if any was refused.",
     )
     add_datastore(p, device=False)
-    p.add_argument("case", help="case id")
-    p.add_argument("file", type=Path, help="label volume (.nii.gz, .nii or .nrrd)")
+    p.add_argument("case", metavar="CASE|FOLDER", help="case id, or a folder of CASE.nii.gz label files")
+    p.add_argument("file", type=Path, nargs="?", help="label volume (.nii.gz, .nii or .nrrd) for CASE")
     p.add_argument("--annotator", "--author", dest="annotator", default=None, help="who drew the label (recorded)")
     p.add_argument(
         "--base-revision",
@@ -109,50 +111,75 @@ def _effort_text(path: Optional[Path]) -> Optional[str]:
         raise AsfdaError(f"{path}: cannot read the effort record ({exc})") from None
 
 
-def run_label_submit(args) -> int:
-    from asfda.core.errors import AsfdaError
-    from asfda.data.datastore import Datastore
+def _submission_args(args):
     from asfda.data.effort import EFFORT, parse_effort
-    from asfda.data.label_revisions import RevisionConflict
-    from asfda.data.label_submit import NO_LABEL, LabelSubmission, submit_label
-    from asfda.data.leases import LeaseConflict
-    from asfda.models.config import ModelConfig
+    from asfda.data.label_submit import NO_LABEL
 
-    store = Datastore(args.datastore, create=False)
-    store.image_path(args.case)  # unknown case: one line before reading anything
-    model = store.models.active_version()
-    if model is None:
-        raise AsfdaError("no active model: labels are checked against its label values; `asfda model import` first")
-    config = ModelConfig.load(store.models.root / model / "config.json")
     annotator = " ".join(args.annotator.split()) if args.annotator else None
     effort = _effort_text(args.effort)
     extra = {EFFORT: parse_effort(effort)} if effort is not None else {}  # checked before the label is read
     base = args.base_revision
+    base = NO_LABEL if base is not None and base.strip().lower() == "none" else base
+    return annotator or None, base, extra
+
+
+def _active_config(store):
+    from asfda.core.errors import AsfdaError
+    from asfda.models.config import ModelConfig
+
+    model = store.models.active_version()
+    if model is None:
+        raise AsfdaError("no active model: labels are checked against its label values; `asfda model import` first")
+    return model, ModelConfig.load(store.models.root / model / "config.json")
+
+
+def _submit_one(store, config, model, args, case_id: str, file: Path, mask: Optional[Path]):
+    """submit_label for one file; an error names the file (or the mask) it is about."""
+    from asfda.core.errors import AsfdaError
+    from asfda.data.label_revisions import RevisionConflict
+    from asfda.data.label_submit import LabelSubmission, submit_label
+    from asfda.data.leases import LeaseConflict
+
+    annotator, base, extra = _submission_args(args)
     submission = LabelSubmission(
-        args.case,
-        args.file,
-        annotator or None,
+        case_id,
+        file,
+        annotator,
         "cli",
-        base_revision=NO_LABEL if base is not None and base.strip().lower() == "none" else base,
+        base_revision=base,
         overwrite=args.overwrite,
         no_structure=args.no_structure,
-        mask=args.mask,
+        mask=mask,
         extra=extra,
     )
     try:
-        result = submit_label(store, submission, config, model)
+        return submit_label(store, submission, config, model).reply()
     except AsfdaError as exc:
-        named = args.file.name in str(exc) or (args.mask is not None and args.mask.name in str(exc))
+        named = file.name in str(exc) or (mask is not None and mask.name in str(exc))
         if named or isinstance(exc, (LeaseConflict, RevisionConflict)):
             raise
-        raise type(exc)(f"{args.file.name}: {exc}") from None
-    reply = result.reply()
+        raise type(exc)(f"{file.name}: {exc}") from None
+
+
+def _stored_line(reply, model: str) -> str:
     replaced = f", replaced {reply['replaced_revision']}" if reply["replaced_revision"] else ""
     seg = ", SEG queued for the PACS" if reply["seg_queued"] else ""
-    print(
+    return (
         f"stored label for {reply['case_id']} as revision {reply['revision']}{replaced} "
         f"(values {reply['label_values']}, author {reply['author']}, model {model}{seg})"
     )
+
+
+def run_label_submit(args) -> int:
+    from asfda.data.datastore import Datastore
+
+    if args.file is None:
+        return run_label_submit_folder(args)
+    store = Datastore(args.datastore, create=False)
+    store.image_path(args.case)  # unknown case: one line before reading anything
+    model, config = _active_config(store)
+    reply = _submit_one(store, config, model, args, args.case, args.file, args.mask)
+    print(_stored_line(reply, model))
     sparse = reply.get("annotated_mask")
     if sparse:
         share = f"{sparse['annotated_fraction']:.1%}"
@@ -164,6 +191,41 @@ def run_label_submit(args) -> int:
             f"(axis {coverage['axis']}; missing {sorted(set(coverage['requested']) - set(coverage['done']))})"
         )
     return 0
+
+
+def run_label_submit_folder(args) -> int:
+    """`asfda label submit --datastore DS FOLDER`: one start-up for every label in the folder, one line each."""
+    from asfda.core.errors import AsfdaError
+    from asfda.data.datastore import Datastore
+    from asfda.data.label_folder import labels_in_folder
+
+    folder = Path(args.case)
+    if not folder.is_dir():
+        raise AsfdaError(f"{folder}: give CASE FILE, or a folder of CASE.nii.gz label files")
+    if args.mask is not None or args.effort is not None:
+        raise AsfdaError("--mask and --effort name one case's files: with a folder, put CASE.mask.nii.gz beside it")
+    if args.base_revision is not None and args.base_revision.strip().lower() != "none":
+        raise AsfdaError("--base-revision names one case's revision: with a folder only 'none' or --overwrite")
+    store = Datastore(args.datastore, create=False)
+    model, config = _active_config(store)
+    entries, skipped = labels_in_folder(folder)
+    for name in skipped:
+        print(f"asfda label submit: skipped {name} (not a label volume)", file=sys.stderr)
+    if not entries:
+        raise AsfdaError(f"{folder}: no label files (CASE.nii.gz, .nii or .nrrd) in it")
+    refused = 0
+    for entry in entries:
+        try:
+            if entry.problem:
+                raise AsfdaError(entry.problem)
+            store.image_path(entry.case_id)
+            print(_stored_line(_submit_one(store, config, model, args, entry.case_id, entry.file, entry.mask), model))
+        except AsfdaError as exc:
+            refused += 1
+            reason = " ".join(str(exc).split())
+            print(f"refused {entry.case_id}: {reason} (nothing stored)", flush=True)
+    print(f"{len(entries) - refused} of {len(entries)} label(s) stored" + (f", {refused} refused" if refused else ""))
+    return 2 if refused else 0
 
 
 def run_label_revisions(args) -> int:

@@ -21,7 +21,14 @@ from typing import Iterable, List
 FILE_END_BYTES = 1 << 20
 MEMBER_END_BYTES = 8 << 10
 
-__all__ = ["file_fingerprint", "partial_hash"]
+__all__ = ["file_fingerprint", "partial_hash", "stat_identity"]
+
+
+def stat_identity(path: Path) -> str:
+    """Device, inode, size, mtime and ctime (ns) of one file: changes on any write or replace, `cp -p` included
+    (ctime cannot be set back), without reading it; for files this process wrote and recorded itself."""
+    stat = os.stat(path)
+    return f"{stat.st_dev}:{stat.st_ino}:{stat.st_size}:{stat.st_mtime_ns}:{stat.st_ctime_ns}"
 
 
 def partial_hash(path: Path, end_bytes: int = FILE_END_BYTES) -> str:

@@ -11,16 +11,14 @@ from asfda.core.case_ids import validate_case_id
 from asfda.core.errors import DatastoreNotFound, DuplicateCase, EmptyLabel, UnknownCase, UnknownLabelValues
 from asfda.core.file_identity import file_fingerprint
 from asfda.core.names import LabelTag
+from asfda.data.image_listing import ImageListing
 from asfda.data.state import LabelRecord, StateDB, utc_now
 from asfda.io.volumes import (
-    IMAGE_SUFFIXES,
     Geometry,
     check_same_geometry,
     load_volume,
     reorient_to,
     save_label_volume,
-    strip_volume_suffix,
-    volume_suffix,
 )
 from asfda.models.store import ModelStore
 
@@ -45,6 +43,7 @@ class Datastore:
         self.models = ModelStore(self.root / "models")
         self.state = StateDB(self.root / "asfda.db")
         self._geometries: Dict[tuple, Geometry] = {}
+        self._listing = ImageListing(self.images_dir)  # listed once per change of images/, not once per lookup
         # Pluggable image source (case_ids + image_path), e.g. a PACS (asfda.data.dicomweb); None: images/.
         self.image_source = image_source if image_source is not None else configured_image_source(self.root)
 
@@ -56,13 +55,7 @@ class Datastore:
         return self.root / "labels" / LabelTag(tag).value
 
     def _image_entries(self) -> Dict[str, List[str]]:
-        entries: Dict[str, List[str]] = {}
-        for path in sorted(self.images_dir.iterdir()):
-            if path.name.startswith("."):
-                continue
-            if path.is_dir() or volume_suffix(path):
-                entries.setdefault(strip_volume_suffix(path), []).append(path.name)
-        return entries
+        return self._listing.entries()
 
     def case_ids(self) -> List[str]:
         """Every case with exactly one image (file or DICOM folder), in id order; see `duplicate_cases`."""
@@ -75,27 +68,18 @@ class Datastore:
         reason: they are left out of every rank and adapt until one of the files is removed."""
         if self.image_source is not None:
             return {}
-        return {
-            case: f"{len(names)} images name this case ({', '.join(names)}): remove all but one"
-            for case, names in self._image_entries().items()
-            if len(names) > 1
-        }
+        return {case: _duplicate_reason(names) for case, names in self._image_entries().items() if len(names) > 1}
 
     def image_path(self, case_id: str) -> Path:
         validate_case_id(case_id)
         if self.image_source is not None:
             return self.image_source.image_path(case_id)
-        duplicate = self.duplicate_cases().get(case_id)
-        if duplicate:
-            raise DuplicateCase(f"case {case_id!r}: {duplicate}")
-        folder = self.images_dir / case_id
-        if folder.is_dir():
-            return folder
-        for suffix in IMAGE_SUFFIXES:
-            path = self.images_dir / f"{case_id}{suffix}"
-            if path.exists():
-                return path
-        raise UnknownCase(f"case {case_id!r} is not in the datastore")
+        names = self._listing.names_of(case_id)
+        if len(names) > 1:
+            raise DuplicateCase(f"case {case_id!r}: {_duplicate_reason(names)}")
+        if not names:
+            raise UnknownCase(f"case {case_id!r} is not in the datastore")
+        return self.images_dir / names[0]
 
     def image_fingerprint(self, case_id: str) -> str:
         """Changes whenever the image's bytes may have changed, `cp -p` included (see asfda.core.file_identity)."""
@@ -171,6 +155,10 @@ class Datastore:
         if self.has_label(case_id, LabelTag.PSEUDO):
             return "pseudo"
         return "unlabeled"
+
+
+def _duplicate_reason(names: List[str]) -> str:
+    return f"{len(names)} images name this case ({', '.join(names)}): remove all but one"
 
 
 def validate_label_values(labels: np.ndarray, allowed_values: List[int], require_foreground: bool = True) -> List[int]:

@@ -24,10 +24,12 @@ from asfda.core.atomic import atomic_write_with, fsync_dir
 from asfda.core.case_ids import validate_case_id
 from asfda.core.checksums import sha256_file
 from asfda.core.errors import AsfdaError
+from asfda.core.file_identity import stat_identity
 from asfda.core.sqlite_db import connect
 from asfda.data.state import utc_now
 
-SOURCES = ("upload", "cli", "slicer", "simulated", "adopted")  # simulated: the demo's and benchmark's annotator
+HAND_PLACED = "hand-placed"  # a file copied into labels/final/ by hand, taken in by the check before a rank/adapt
+SOURCES = ("upload", "cli", "slicer", "simulated", "adopted", HAND_PLACED)  # simulated: the demo's/bench's annotator
 HISTORY = "history"  # labels/final/history/<case>/<revision>.nii.gz
 SUFFIX = ".nii.gz"
 
@@ -44,6 +46,7 @@ CREATE TABLE IF NOT EXISTS label_revisions (
     sha256 TEXT NOT NULL,
     applied INTEGER NOT NULL DEFAULT 0,
     seg TEXT,  -- the PACS write-back: NULL not decided yet (a crash came first), 'queued', 'none'
+    final_stat TEXT,  -- stat_identity of labels/final/CASE.nii.gz as this revision's replace left it
     UNIQUE (case_id, revision)
 );
 CREATE INDEX IF NOT EXISTS label_revisions_by_case ON label_revisions (case_id, seq);
@@ -86,7 +89,10 @@ def author_of(revision: Optional[Revision]) -> str:
     """How a message names whoever made a revision."""
     if revision is None:
         return "nobody"
-    return revision.author or ("an unnamed author" if revision.source != "adopted" else "an earlier label")
+    if revision.author:
+        return revision.author
+    unnamed = {"adopted": "an earlier label", HAND_PLACED: "a label copied in by hand"}
+    return unnamed.get(revision.source, "an unnamed author")
 
 
 class LabelRevisions:
@@ -97,6 +103,9 @@ class LabelRevisions:
         self.db_path = Path(db_path) if db_path is not None else self.root / "asfda.db"
         with connect(self.db_path) as db:
             db.executescript(_SCHEMA)
+            columns = {row["name"] for row in db.execute("PRAGMA table_info(label_revisions)")}
+            if "final_stat" not in columns:  # a datastore from before: its rows fall back to the time check
+                db.execute("ALTER TABLE label_revisions ADD COLUMN final_stat TEXT")
 
     # -- paths ----------------------------------------------------------------------------------
 
@@ -119,6 +128,12 @@ class LabelRevisions:
         return db.execute(
             "SELECT * FROM label_revisions WHERE case_id = ? ORDER BY seq DESC LIMIT 1", (case_id,)
         ).fetchone()
+
+    def recorded_in(self, db: sqlite3.Connection, case_id: str) -> Optional[Revision]:
+        """The latest recorded revision, whatever the final file holds now (a file copied over it by hand is
+        being submitted as the next one, not adopted first)."""
+        latest = self.latest_in(db, case_id)
+        return None if latest is None else _revision(latest)
 
     def current_in(self, db: sqlite3.Connection, case_id: str) -> Optional[Revision]:
         """The revision the current final file holds; adopts a final file no revision describes.
@@ -197,9 +212,11 @@ class LabelRevisions:
     def _replace_final_in(self, db: sqlite3.Connection, case_id: str, row: sqlite3.Row) -> None:
         # With the write lock held, so no other writer sees the copy without the mark; a crash before the
         # commit leaves the mark unset and the copy is simply made again.
-        source = self.root / row["path"]
-        atomic_write_with(self.final_path(case_id), lambda tmp: shutil.copyfile(source, tmp))
+        source, final = self.root / row["path"], self.final_path(case_id)
+        atomic_write_with(final, lambda tmp: shutil.copyfile(source, tmp))
         db.execute("UPDATE label_revisions SET applied = 1 WHERE case_id = ? AND seq <= ?", (case_id, row["seq"]))
+        # What this replace left: a file copied over it later (by hand, even with `cp -p`) no longer matches.
+        db.execute("UPDATE label_revisions SET final_stat = ? WHERE seq = ?", (stat_identity(final), row["seq"]))
 
     # -- own transactions -----------------------------------------------------------------------
 
@@ -263,6 +280,16 @@ class LabelRevisions:
                 " (SELECT MAX(seq) FROM label_revisions GROUP BY case_id) ORDER BY seq"
             ).fetchall()
         return [_revision(r) for r in rows]
+
+    def latest_written(self) -> Dict[str, tuple]:
+        """case id -> (latest revision, its sha256, the final file's stat_identity its replace left, or None
+        for a revision adopted from a file found there or recorded before stats were kept); no adoption."""
+        with connect(self.db_path) as db:
+            rows = db.execute(
+                "SELECT case_id, revision, sha256, final_stat FROM label_revisions WHERE seq IN"
+                " (SELECT MAX(seq) FROM label_revisions GROUP BY case_id)"
+            ).fetchall()
+        return {r["case_id"]: (r["revision"], r["sha256"], r["final_stat"]) for r in rows}
 
     def current_ids(self, with_sha: bool = False) -> Dict[str, Any]:
         """case id -> its latest revision id (or (id, sha256)), for lists: a read-only view, no adoption."""

@@ -29,6 +29,7 @@ from asfda.data.effort import EFFORT
 from asfda.data.label_files import read_checked_label
 from asfda.data.label_masks import MASK_SUFFIX, checked_mask, remove_mask, save_mask
 from asfda.data.label_revisions import (
+    HAND_PLACED,
     SUFFIX,
     LabelRevisions,
     Revision,
@@ -49,7 +50,7 @@ class LabelSubmission:
     case_id: str
     file: Optional[Path]  # None for submit_label_array
     annotator: Optional[str]
-    source: str  # upload | cli | slicer | simulated
+    source: str  # upload | cli | slicer | simulated | hand-placed
     # The revision the label was opened from: an id, NO_LABEL (opened unlabelled) or None (not named: accepted
     # only while the case has no label or its current revision is the submitter's own).
     base_revision: Optional[str] = None
@@ -222,7 +223,9 @@ def reconcile_seg_outbox(store: Datastore) -> List[str]:
 def _record_in(db, store, leases, submission, staged, values, model_version):
     revisions, case_id, annotator = leases.revisions, submission.case_id, submission.annotator
     leases.check_submit_in(db, case_id, annotator, leases.clock())
-    current = revisions.current_in(db, case_id)
+    # A hand-placed file lies where the current label does: it is this submit, not a revision to adopt first.
+    hand_placed = submission.source == HAND_PLACED
+    current = revisions.recorded_in(db, case_id) if hand_placed else revisions.current_in(db, case_id)
     check_base(case_id, current, submission)
     revision_id = revisions.next_id_in(db, case_id)
     target = revisions.history_dir(case_id) / f"{revision_id}{SUFFIX}"

@@ -138,7 +138,10 @@ def adapt_datastore(
     """Fine-tune and publish a new version. Nothing on disk changes before training ends, so a cancelled or
     killed run leaves labels and models as they were; `activate=False` lets a supervisor flip ACTIVE itself.
     An advisory gate verdict is left pending (`gate.pending`): `advisory_verdict` computes it afterwards."""
-    teacher = store.models.load(device=device)
+    # The parent and the count of people's choices, read together: a choice made while this round trains
+    # stands (ModelStore.activate_over_parent), even one that names the parent again.
+    parent, started_at_choice = store.models.active_choice()
+    teacher = store.models.load(parent, device=device)
     config = teacher.config
     labeled_ids = store.labeled_ids()
     if not labeled_ids:
@@ -202,6 +205,7 @@ def adapt_datastore(
         note="asfda adapt" if decision.activate else f"asfda adapt, kept inactive: {decision.reason}",
         activate=False,
         gate=decision.to_dict(),
+        started_at_choice=started_at_choice,
     )
     not_activated = store.models.activate_over_parent(version) if activate and decision.activate else ""
     return AdaptResult(

@@ -149,4 +149,3 @@ class AdaptRequest:
                 verdict_after=self.gate_verdict_after,
             ),
         )
-

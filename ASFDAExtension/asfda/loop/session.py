@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
 from asfda.data.datastore import Datastore
-from asfda.data.label_files import check_final_labels
+from asfda.data.hand_placed import check_final_labels
 from asfda.data.sparse_labels import check_final_masks
 from asfda.loop.adapt import AdaptResult, adapt_datastore, advisory_verdict
 from asfda.loop.device import AUTO, resolve_device
@@ -104,7 +104,8 @@ class LoopSession:
         """
         self.duplicates = self.store.duplicate_cases()
         config = self.active_config()
-        self.taken_in = [] if config is None else check_final_labels(self.store, config)
+        active = self.store.models.active_version()
+        self.taken_in = [] if config is None else check_final_labels(self.store, config, active)
         if config is not None:
             check_final_masks(self.store, config)  # sparse labels' masks placed by hand
         return self.taken_in  # without a model the step itself reports what is missing

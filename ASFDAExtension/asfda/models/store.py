@@ -11,7 +11,7 @@ import uuid
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -29,6 +29,10 @@ from asfda.models.weights import load_weights
 _VERSION = re.compile(r"^v(\d{4,})$")
 ACTIVE_POINTER = "ACTIVE"
 ACTIVE_LOCK = ".active.lock"  # serialises every read-compare-write of ACTIVE (people and finished jobs)
+# How many times a person chose the active version (activate, import). A job records it when it starts: a
+# choice made while it ran stands even when it names the job's parent again (rolled back and forth, or the
+# active version confirmed), which comparing ACTIVE alone cannot tell from "nobody chose".
+ACTIVE_CHOICES = "ACTIVE.choices"
 REFERENCE_STATS = "reference_stats.npz"
 
 
@@ -110,6 +114,8 @@ class ModelVersion:
     # Why a finished adaptation left this version inactive although its gate passed (empty: it did not).
     not_activated: str = ""
     content_id: Optional[str] = None  # sha256 of the folder's files at publish (asfda.models.content_id)
+    # ModelStore.active_choice() when the job that trained this version read its parent (None: not recorded).
+    started_at_choice: Optional[int] = None
     content_files: FileRecords = field(default_factory=dict)
 
     def gate_summary(self) -> str:
@@ -171,10 +177,25 @@ class ModelStore:
         if not _VERSION.match(version) or not (self.root / version / "meta.json").exists():
             raise ModelNotFound(f"model version {version!r} does not exist")
 
+    def _choices(self) -> int:
+        path = self.root / ACTIVE_CHOICES
+        try:
+            return int(path.read_text().strip() or 0)
+        except (FileNotFoundError, ValueError):
+            return 0
+
+    def active_choice(self) -> Tuple[Optional[str], int]:
+        """(the active version, how many choices people made so far), read together: what a job starts from."""
+        with exclusive(self.root / ACTIVE_LOCK):
+            return self.active_version(), self._choices()
+
     def activate(self, version: str) -> None:
-        """Make `version` active whatever is active now: a person's choice (rollback) is unconditional."""
+        """Make `version` active whatever is active now: a person's choice (rollback) is unconditional, and
+        counted, so a job that started before it never activates over it."""
         self._check_exists(version)
         with exclusive(self.root / ACTIVE_LOCK):
+            # The count first: a crash between the two leaves a choice counted, never one uncounted.
+            atomic_write_text(self.root / ACTIVE_CHOICES, str(self._choices() + 1))
             atomic_write_text(self.root / ACTIVE_POINTER, version)
 
     def activate_if(self, version: str, expected_active: Optional[str]) -> bool:
@@ -193,20 +214,29 @@ class ModelStore:
     def activate_over_parent(self, version: str) -> str:
         """Activate a newly trained `version` by compare-and-swap against its parent; "" when it became active.
 
-        Otherwise the active version changed while it trained: that choice stands, and the reason is
-        returned and written into the version's meta.json (`not_activated`, note) for every face to show;
-        the check and that record are one critical section, so the record never contradicts ACTIVE.
+        Otherwise the active version changed while it trained, or a person chose one (even its parent again)
+        since its job started (`started_at_choice`): that choice stands, and the reason is returned and
+        written into the version's meta.json (`not_activated`, note) for every face to show; the check and
+        that record are one critical section, so the record never contradicts ACTIVE.
         """
         meta = self.meta(version)
         with exclusive(self.root / ACTIVE_LOCK):
             now = self.active_version()
-            if now == meta.parent:
+            chosen_since = meta.started_at_choice is not None and self._choices() != meta.started_at_choice
+            if now == meta.parent and not chosen_since:
                 atomic_write_text(self.root / ACTIVE_POINTER, version)
                 return ""
-            reason = (
-                f"the active version changed from its parent {meta.parent} to {now} while {version} was trained "
-                f"(a rollback or another activation), and that choice stands; activate {version} by hand to use it"
-            )
+            if now != meta.parent:
+                reason = (
+                    f"the active version changed from its parent {meta.parent} to {now} while {version} was "
+                    "trained (a rollback or another activation), and that choice stands; "
+                    f"activate {version} by hand to use it"
+                )
+            else:
+                reason = (
+                    f"a person activated {now} while {version} was trained from it, and that choice stands; "
+                    f"activate {version} by hand to use it"
+                )
             note = f"{meta.note}, kept inactive: active version changed"
             self._write_meta(version, {"not_activated": reason, "note": note})
         return reason
@@ -244,8 +274,12 @@ class ModelStore:
         activate: bool = True,
         reference_stats: Optional[ReferenceStats] = None,
         gate: Optional[Dict[str, Any]] = None,
+        started_at_choice: Optional[int] = None,
     ) -> str:
         """Write a new version folder completely, then rename it into place and flip the pointer.
+
+        `started_at_choice`: `active_choice()` when the training job read its parent; `activate_over_parent`
+        then refuses to activate it over any choice a person made since.
 
         A bundle's configs travel with every version; reference statistics are the parent's unless given
         (they describe the source domain, not a round of adaptation). A version without a parent (an import)
@@ -290,6 +324,7 @@ class ModelStore:
                     gate=gate or {},
                     content_id=content_id,
                     content_files=content_files,
+                    started_at_choice=started_at_choice,
                 )
                 (staging / "meta.json").write_text(json.dumps(meta.__dict__, indent=2))
                 _fsync_tree(staging)  # every file (meta.json too) and every directory entry, before the rename

@@ -61,6 +61,7 @@ def models(worker: WorkerDep) -> List[ModelInfo]:
             gate=finite(v.gate) if v.gate.get("verdict") else None,
             gate_summary=v.gate_summary(),
             not_activated=v.not_activated,
+            bundle_code_trusted=v.bundle_code_trusted,
         )
         for v in worker.store.models.versions()
     ]

@@ -1,8 +1,12 @@
 """The one queue that owns the GPU: a thread that runs jobs one at a time, each in a child process.
 
-Order: interactive inference, then ranking, then adaptation (then submission order). The child only
-computes and reports; this thread decides the final state and, for adaptation, flips the active model
-after the child exited cleanly - so a cancelled, crashed or killed job never changes ACTIVE.
+Order: interactive inference, then ranking, then adaptation, then advisory verdicts (then submission order).
+The child only computes and reports; this thread decides the final state and, for adaptation, flips the active
+model after the child exited cleanly - so a cancelled, crashed or killed job never changes ACTIVE.
+
+A running verdict job (deferred, idempotent: it only attaches a verdict to a version already published and
+active) is killed and requeued as soon as any other job is queued, so a clinician's request never waits
+behind it; it starts again from the beginning afterwards. A rank steps aside by itself between chunks.
 """
 
 from __future__ import annotations
@@ -15,12 +19,14 @@ from typing import Any, Dict, Optional
 
 from asfda.models.store import ModelStore
 from asfda.worker.job import EXIT_OK, EXIT_YIELDED, log_path
-from asfda.worker.jobstore import CANCELLED, FAILED, RUNNING, SUCCEEDED, JobStore
+from asfda.worker.jobstore import CANCELLED, FAILED, PRIORITY, RUNNING, SUCCEEDED, JobStore
 from asfda.worker.processes import kill_tree, log_tail, spawn_child
 
 log = logging.getLogger("asfda.worker")
 IDLE_POLL_S = 1.0
 CHILD_POLL_S = 0.1
+PREEMPT_POLL_S = 0.25  # how often a running verdict job looks for a queued job it must make way for
+PREEMPTIBLE = ("verdict",)  # kinds that may be killed and requeued: nothing of theirs is lost but time
 
 
 class JobRunner:
@@ -109,15 +115,28 @@ class JobRunner:
         log.info("job %s (%s) started in process %s", job_id, job["kind"], child.pid)
         # The next job's child warms up while this one runs, so back-to-back jobs start at once.
         self._spare = self._spawn_spare()
-        while True:
-            try:
-                code = child.wait(timeout=CHILD_POLL_S)
-                break
-            except subprocess.TimeoutExpired:
-                continue
+        code = self._wait(job, child)
         with self._lock:
             self._current = None
             self._finish(job_id, code)
+
+    def _wait(self, job: Dict[str, Any], child: subprocess.Popen) -> int:
+        """The child's exit code; a preemptible job's child is killed when other work queues (EXIT_YIELDED)."""
+        preemptible = job["kind"] in PREEMPTIBLE
+        poll_s = PREEMPT_POLL_S if preemptible else CHILD_POLL_S
+        while True:
+            try:
+                return child.wait(timeout=poll_s)
+            except subprocess.TimeoutExpired:
+                if not preemptible or not self.jobs.interactive_waiting(PRIORITY[job["kind"]]):
+                    continue
+            with self._lock:
+                if self._current is None or self._current[0] != job["job_id"]:
+                    return child.wait()  # cancelled or stopped meanwhile: that state stands
+                kill_tree(child.pid)
+            log.info("job %s (%s) stopped to let queued work go first", job["job_id"], job["kind"])
+            child.wait()
+            return EXIT_YIELDED
 
     def _finish(self, job_id: str, code: int) -> None:
         job = self.jobs.get(job_id)

@@ -164,7 +164,7 @@ class LabelRevision(BaseModel):
     author: Optional[str]
     created: str
     model_version: Optional[str]
-    source: Literal["upload", "cli", "slicer", "simulated", "adopted"]
+    source: Literal["upload", "cli", "slicer", "simulated", "adopted", "hand-placed"]
     sha256: str
     current: bool
     effort: Optional[Dict[str, Any]] = Field(None, description="the effort record sent with this revision, if any")
@@ -205,6 +205,9 @@ class ModelInfo(BaseModel):
     gate: Optional[GateVerdict] = Field(None, description="null for versions no gate judged (imports, older ones)")
     gate_summary: str = Field("", description='the verdict in a few words, e.g. "worse, advisory"')
     not_activated: str = Field("", description="why a version the gate passed is inactive (a rollback meanwhile)")
+    bundle_code_trusted: bool = Field(
+        False, description="imported with --trust-bundle-code: MONAI's parser builds it, evaluating its expressions"
+    )
 
 
 class ActiveModel(BaseModel):
