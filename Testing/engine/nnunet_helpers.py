@@ -77,7 +77,11 @@ def plans_json(normalization: str = "CTNormalization", mask_for_norm: bool = Fal
                 },
                 "batch_dice": False,
             },
-            "3d_lowres": {"inherits_from": "3d_fullres", "spacing": [4.0, 1.6, 1.6], "next_stage": "3d_cascade_fullres"},
+            "3d_lowres": {
+                "inherits_from": "3d_fullres",
+                "spacing": [4.0, 1.6, 1.6],
+                "next_stage": "3d_cascade_fullres",
+            },
             "3d_cascade_fullres": {"inherits_from": "3d_fullres", "previous_stage": "3d_lowres"},
             "2d": {"inherits_from": "3d_fullres", "patch_size": [32, 32], "spacing": [0.8, 0.8]},
         },
@@ -103,8 +107,13 @@ def _network(plans: Dict[str, Any], dataset: Dict[str, Any], seed: int) -> torch
     arch = plans["configurations"]["3d_fullres"]["architecture"]
     torch.manual_seed(seed)
     network = get_network_from_plans(
-        arch["network_class_name"], arch["arch_kwargs"], arch["_kw_requires_import"], 1, len(dataset["labels"]),
-        allow_init=True, deep_supervision=True,
+        arch["network_class_name"],
+        arch["arch_kwargs"],
+        arch["_kw_requires_import"],
+        1,
+        len(dataset["labels"]),
+        allow_init=True,
+        deep_supervision=True,
     )
     with torch.no_grad():  # random affine norms: the folds differ and no class dominates everywhere
         for module in network.modules():
@@ -171,11 +180,38 @@ def nnunet_label_map(folder: Path, image_path: Path, out_dir: Path, folds: Seque
     from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
 
     predictor = nnUNetPredictor(
-        tile_step_size=0.5, use_gaussian=True, use_mirroring=True, perform_everything_on_device=False,
-        device=torch.device("cpu"), verbose=False, verbose_preprocessing=False, allow_tqdm=False,
+        tile_step_size=0.5,
+        use_gaussian=True,
+        use_mirroring=True,
+        perform_everything_on_device=False,
+        device=torch.device("cpu"),
+        verbose=False,
+        verbose_preprocessing=False,
+        allow_tqdm=False,
     )
     predictor.initialize_from_trained_model_folder(str(folder), use_folds=tuple(folds), checkpoint_name=checkpoint)
     out_dir.mkdir(parents=True, exist_ok=True)
-    predictor.predict_from_files_sequential([[str(image_path)]], [str(out_dir / "case")], save_probabilities=False,
-                                            overwrite=True)
+    predictor.predict_from_files_sequential(
+        [[str(image_path)]], [str(out_dir / "case")], save_probabilities=False, overwrite=True
+    )
     return np.asarray(nib.load(str(out_dir / "case.nii.gz")).dataobj).astype(np.uint8)
+
+
+def oblique_affine(spacing=(0.7, 0.9, 2.5)) -> np.ndarray:
+    """A rotated (orthonormal directions, as ITK requires) anisotropic voxel-to-RAS affine."""
+    from scipy.spatial.transform import Rotation
+
+    affine = np.eye(4)
+    affine[:3, :3] = Rotation.from_euler("xyz", [0.3, -0.2, 0.15]).as_matrix() * np.asarray(spacing)
+    affine[:3, 3] = [5.0, -3.0, 2.0]
+    return affine
+
+
+def ct_like(seed: int, shape=(40, 36, 20)) -> np.ndarray:
+    """Smooth intensities around the plans' foreground range, with a zero margin nnU-Net crops away."""
+    from scipy.ndimage import gaussian_filter
+
+    image = gaussian_filter(np.random.default_rng(seed).normal(size=shape), 2) * 3000 + 50
+    image[:4] = 0
+    image[:, -3:] = 0
+    return image.astype(np.float32)

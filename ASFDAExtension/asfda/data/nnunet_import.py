@@ -43,7 +43,11 @@ def settings_lines(spec: NnUNetFolder, config: ModelConfig, resolved: Dict[str, 
         f"preprocessing: transpose {spec.plans.get('transpose_forward')}, crop to the non-zero box, {norm}, "
         f"resampled to {resolved.get('spacing')} mm",
         f"sliding window: patch {resolved.get('patch_size')}, step 0.5, Gaussian weighting, "
-        + (f"mirroring over axes {tuple(mirror)}" if mirror is not None else "no mirroring (the checkpoint allows none)"),
+        + (
+            f"mirroring over axes {tuple(mirror)}"
+            if mirror is not None
+            else "no mirroring (the checkpoint allows none)"
+        ),
         "export: logits resampled back as the plans' resampling_fn_probabilities, argmax, crop undone, "
         f"transpose {spec.plans.get('transpose_backward')}",
         f"labels {', '.join(config.labels)} (from dataset.json)",

@@ -26,7 +26,10 @@ CHECKPOINTS = {"final": "checkpoint_final.pth", "best": "checkpoint_best.pth"}
 # Trainers whose network is the plans' network, built by nnU-Net's default build_network_architecture: the plain
 # trainer and its variants that change only the schedule or the mirroring (TotalSegmentator's are of this kind).
 _TRAINER = re.compile(r"^nnUNetTrainer(_\d+epochs)?(_?NoMirroring)?$")
-_NETWORK_MODULES = ("dynamic_network_architectures.architectures.unet.", "dynamic_network_architectures.architectures.residual_unet.")
+_NETWORK_MODULES = (
+    "dynamic_network_architectures.architectures.unet.",
+    "dynamic_network_architectures.architectures.residual_unet.",
+)
 _SUPPORTED_READERS = ("SimpleITKIO", "NibabelIO")  # both give the file's voxel grid, axes reversed (z, y, x)
 _PREPROCESSOR = "DefaultPreprocessor"
 
@@ -81,7 +84,8 @@ def _read_json(path: Path, what: str) -> Dict[str, Any]:
     if not path.is_file():
         raise UnsupportedNnUNet(
             f"not an nnU-Net results folder: {path.name} missing in {path.parent} ({what}); give the folder "
-            "that holds dataset.json, plans.json and fold_*/ (e.g. .../Dataset001_X/nnUNetTrainer__nnUNetPlans__3d_fullres)"
+            "that holds dataset.json, plans.json and fold_*/ "
+            "(e.g. .../Dataset001_X/nnUNetTrainer__nnUNetPlans__3d_fullres)"
         )
     try:
         data = json.loads(path.read_text())
@@ -112,7 +116,8 @@ def _fold_names(folder: Path, fold: str, checkpoint: str) -> List[str]:
 def _load_checkpoint(path: Path) -> Dict[str, Any]:
     """nnU-Net saves a pickle. Loaded with torch's weights-only unpickler (tensors, containers, numbers; numpy
     scalars and torch.device as nnU-Net's own logs hold them), so a checkpoint cannot run code."""
-    safe = [np.dtype, torch.device, np.core.multiarray.scalar] + [type(np.dtype(c)) for c in "bhilqefdg?BHILQ"]
+    core = getattr(np, "_core", None) or np.core  # numpy 2 renamed it; pickles name either
+    safe = [np.dtype, torch.device, core.multiarray.scalar] + [type(np.dtype(c)) for c in "bhilqefdg?BHILQ"]
     try:
         with torch.serialization.safe_globals(safe):
             checkpoint = torch.load(path, map_location="cpu", weights_only=True)
@@ -181,7 +186,9 @@ def check_configuration(plans: Dict[str, Any], dataset: Dict[str, Any], name: st
             "softmax channel per label"
         )
     if "ignore" in labels:
-        raise UnsupportedNnUNet("dataset.json has an 'ignore' label (sparse training): not supported; import a model without it")
+        raise UnsupportedNnUNet(
+            "dataset.json has an 'ignore' label (sparse training): not supported; import a model without it"
+        )
     if sorted(labels.values()) != list(range(len(labels))):
         raise UnsupportedNnUNet(f"dataset.json labels {sorted(labels.values())}: values must be 0..C-1")
     return conf
@@ -204,8 +211,11 @@ def read_nnunet_folder(folder: Path, fold: str = "all", checkpoint: str = "final
             offered = sorted(p.name for p in path.parent.glob("checkpoint_*.pth"))
             raise UnsupportedNnUNet(
                 f"fold_{name} has no {path.name}"
-                + (f" (it has {', '.join(offered)}: choose with --checkpoint, or one fold with --fold)" if offered else
-                   " (training unfinished?); choose the trained folds with --fold")
+                + (
+                    f" (it has {', '.join(offered)}: choose with --checkpoint, or one fold with --fold)"
+                    if offered
+                    else " (training unfinished?); choose the trained folds with --fold"
+                )
             )
         ckpt = _load_checkpoint(path)
         init = ckpt.get("init_args") if isinstance(ckpt.get("init_args"), dict) else {}
@@ -215,7 +225,9 @@ def read_nnunet_folder(folder: Path, fold: str = "all", checkpoint: str = "final
             axes = ckpt.get("inference_allowed_mirroring_axes")
             mirror_axes = [int(a) for a in axes] if axes is not None else None
         elif (str(ckpt.get("trainer_name", "")), str(init.get("configuration", ""))) != (trainer, configuration):
-            raise UnsupportedNnUNet(f"fold_{name} was trained with another trainer or configuration than fold_{folds[0]}")
+            raise UnsupportedNnUNet(
+                f"fold_{name} was trained with another trainer or configuration than fold_{folds[0]}"
+            )
         weights.append(ckpt["network_weights"])
     if not _TRAINER.match(trainer or ""):
         raise UnsupportedNnUNet(
@@ -223,4 +235,6 @@ def read_nnunet_folder(folder: Path, fold: str = "all", checkpoint: str = "final
             "its schedule/mirroring variants (nnUNetTrainer_NNNepochs, nnUNetTrainerNoMirroring)"
         )
     check_configuration(plans, dataset, configuration)
-    return NnUNetFolder(folder, plans, dataset, configuration, trainer, folds, CHECKPOINTS[checkpoint], mirror_axes, weights)
+    return NnUNetFolder(
+        folder, plans, dataset, configuration, trainer, folds, CHECKPOINTS[checkpoint], mirror_axes, weights
+    )

@@ -17,7 +17,9 @@ from torch import nn
 from asfda.models.nnunet_folder import UnsupportedNnUNet, check_configuration
 
 # Older plans name ResidualEncoderUNet under a module that dynamic_network_architectures has since merged into unet.
-_MOVED = {"dynamic_network_architectures.architectures.residual_unet.": "dynamic_network_architectures.architectures.unet."}
+_MOVED = {
+    "dynamic_network_architectures.architectures.residual_unet.": "dynamic_network_architectures.architectures.unet."
+}
 
 
 class NnUNetFolds(nn.Module):

@@ -12,7 +12,9 @@ maps go back (and clinician labels come in) through the same box and shapes.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import io
 import json
 from typing import Any, Dict, Tuple
 
@@ -127,7 +129,12 @@ def _back(prepared: MetaTensor, channels: torch.Tensor, config: ModelConfig, fn:
     if fn == "resampling_fn_seg":
         data = np.round(data).astype(np.int16)
     restored = np.asarray(
-        resample(data, props["shape_after_cropping_and_before_resampling"], _target_spacing(configuration, original), original)
+        resample(
+            data,
+            props["shape_after_cropping_and_before_resampling"],
+            _target_spacing(configuration, original),
+            original,
+        )
     )
     full = np.full((channels.shape[0], *props["shape_before_cropping"]), fill, dtype=restored.dtype)
     full = insert_crop_into_image(full, restored, props["bbox_used_for_cropping"])
@@ -151,7 +158,11 @@ def logits_to_labels(prepared: MetaTensor, logits: torch.Tensor, config: ModelCo
     plans_manager, configuration, dataset = managers(config)
     props = dict(recorded(prepared))
     segmentation = convert_predicted_logits_to_segmentation_with_correct_shape(
-        logits.cpu(), plans_manager, configuration, plans_manager.get_label_manager(dataset), props,
+        logits.cpu(),
+        plans_manager,
+        configuration,
+        plans_manager.get_label_manager(dataset),
+        props,
         num_threads_torch=torch.get_num_threads(),
     )
     return _file_order(np.asarray(segmentation)).to(torch.uint8)
@@ -166,7 +177,23 @@ class WindowPredictor:
         plans_manager, configuration, dataset = managers(config)
         stored = config.nnunet
         torch_device = torch.device(device)
-        self.predictor = nnUNetPredictor(
+        # Its constructor prints a note on every CPU device; asfda's output stays its own.
+        with contextlib.redirect_stdout(io.StringIO()):
+            self.predictor = self._predictor(stored, torch_device)
+        axes = stored.get("mirror_axes")
+        self.predictor.manual_initialization(
+            nn.Identity(),
+            plans_manager,
+            configuration,
+            None,
+            dataset,
+            stored["trainer"],
+            tuple(axes) if axes is not None else None,
+        )
+
+    @staticmethod
+    def _predictor(stored: Dict[str, Any], torch_device: torch.device) -> nnUNetPredictor:
+        return nnUNetPredictor(
             tile_step_size=float(stored.get("step_size", 0.5)),
             use_gaussian=True,
             use_mirroring=stored.get("mirror_axes") is not None,
@@ -174,11 +201,6 @@ class WindowPredictor:
             device=torch_device,
             verbose=False,
             allow_tqdm=False,
-        )
-        axes = stored.get("mirror_axes")
-        self.predictor.manual_initialization(
-            nn.Identity(), plans_manager, configuration, None, dataset, stored["trainer"],
-            tuple(axes) if axes is not None else None,
         )
 
     def logits(self, network: nn.Module, image: torch.Tensor) -> torch.Tensor:
