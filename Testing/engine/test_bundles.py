@@ -170,7 +170,9 @@ def test_wrong_weights_nnunet_folders_and_torchscript_only_bundles_are_refused(t
     (nnunet / "fold_0").mkdir(parents=True)
     (nnunet / "plans.json").write_text("{}")
     (nnunet / "dataset.json").write_text("{}")
-    assert "export the trained network as a MONAI bundle" in _refused(tmp_path, capsys, nnunet)
+    assert f"an nnU-Net results folder, not a MONAI bundle; import it with --nnunet {nnunet}" in _refused(
+        tmp_path, capsys, nnunet
+    )
 
     (bundle / "models" / "model.pt").rename(bundle / "models" / "model.ts")
     assert "needs the state dict models/model.pt" in _refused(tmp_path, capsys, bundle)
