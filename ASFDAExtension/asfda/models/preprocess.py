@@ -17,6 +17,7 @@ from monai.transforms import (
 )
 from monai.utils import TraceKeys
 
+from asfda.models.bundle_crop import has_crop, replay_on_label
 from asfda.models.config import ModelConfig
 
 
@@ -76,7 +77,12 @@ def prepare_label(label: MetaTensor, config: ModelConfig, image: Optional[MetaTe
         if image is None:
             raise ValueError("an nnU-Net label needs the prepared image: its crop box follows the image")
         return _nnunet().prepare_label(label, config, image)
-    return spatial_transforms(config, label=True)(label)
+    steps = spatial_transforms(config, label=True)
+    if config.bundle is not None and has_crop(steps):
+        if image is None:
+            raise ValueError("a label for a bundle with CropForegroundd needs the prepared image: the box follows it")
+        return replay_on_label(steps, label, image)
+    return steps(label)
 
 
 def _carrier(prepared: MetaTensor, channels: torch.Tensor, interpolation: str = "") -> MetaTensor:
