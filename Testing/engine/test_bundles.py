@@ -153,7 +153,7 @@ def test_sigmoid_and_thresholded_outputs_are_refused(tmp_path, capsys):
                     ],
                 }
             },
-            "preprocessing step RandCropByPosNegLabel is random",
+            "preprocessing step RandCropByPosNegLabel is not supported: it samples random training patches",
         ),
     ],
 )

@@ -41,9 +41,9 @@ _INTENSITY_MODULE = "monai.transforms.intensity"
 # Spatial steps whose geometry follows the image's content: the same box cannot be replayed on a label map
 # alone, which asfda brings into the network's space on its own. Sliding-window inference covers the whole
 # volume, so removing the crop changes only where the network looks, not what it can see.
+# Steps refused with a reason of their own (prefixed to the general one).
 _CONTENT_DEPENDENT = {
-    name: ": its box follows the image's content, which asfda cannot replay on a label map alone"
-    for name in ("RandCropByPosNegLabel",)
+    "RandCropByPosNegLabel": ": it samples random training patches around a label, which inference has not",
 }
 # Its box follows the image's content: recorded on the image, replayed on labels (asfda.models.bundle_crop).
 CROP_STEP = "CropForeground"
