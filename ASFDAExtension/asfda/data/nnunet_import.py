@@ -12,7 +12,13 @@ from typing import Any, Dict, List, Optional
 
 from asfda.data.model_import import ImportResult, reference_for
 from asfda.models.config import ModelConfig
-from asfda.models.nnunet_folder import NnUNetFolder, read_nnunet_folder, require_nnunet
+from asfda.models.nnunet_folder import (
+    NnUNetFolder,
+    check_configuration,
+    fold_state_dict,
+    read_nnunet_folder,
+    require_nnunet,
+)
 
 # What nnUNetv2_predict does that asfda does differently, for the summary.
 DIFFERENCES = (
@@ -67,8 +73,6 @@ def import_nnunet(
     require_nnunet()
     from asfda.data.datastore import Datastore
     from asfda.models.networks import build_network
-    from asfda.models.nnunet_folder import check_configuration
-    from asfda.models.nnunet_network import fold_state_dict
     from asfda.models.weights import load_state
 
     spec = read_nnunet_folder(folder, fold, checkpoint)

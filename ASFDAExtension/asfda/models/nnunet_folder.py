@@ -238,3 +238,8 @@ def read_nnunet_folder(folder: Path, fold: str = "all", checkpoint: str = "final
     return NnUNetFolder(
         folder, plans, dataset, configuration, trainer, folds, CHECKPOINTS[checkpoint], mirror_axes, weights
     )
+
+
+def fold_state_dict(weights: List[Dict[str, torch.Tensor]]) -> Dict[str, torch.Tensor]:
+    """The folds' checkpoints as one state dict of the folds' module (asfda.models.nnunet_network.NnUNetFolds)."""
+    return {f"folds.{i}.{key}": value for i, fold in enumerate(weights) for key, value in fold.items()}

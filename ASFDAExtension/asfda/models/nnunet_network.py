@@ -78,8 +78,3 @@ def nnunet_network(stored: Dict[str, Any]) -> nn.Module:
             ) from None
         folds.append(network)
     return NnUNetFolds(folds)
-
-
-def fold_state_dict(weights: List[Dict[str, torch.Tensor]]) -> Dict[str, torch.Tensor]:
-    """The folds' checkpoints as one state dict of `NnUNetFolds`."""
-    return {f"folds.{i}.{key}": value for i, fold in enumerate(weights) for key, value in fold.items()}
