@@ -107,3 +107,24 @@ def test_crop_foreground_that_asfda_cannot_replay_is_refused_in_one_line(tmp_pat
     err = _refused(tmp_path, capsys, bundle)
     assert err.endswith("move it after CropForegroundd in the bundle's preprocessing")
     assert "preprocessing step NormalizeIntensity before CropForegroundd computes statistics" in err
+
+
+@pytest.mark.parametrize(
+    "step, reason",
+    [
+        (
+            {"_target_": "RandScaleIntensityd", "keys": "image", "factors": 0.1, "prob": 1.0},
+            "preprocessing step RandScaleIntensity is random (an augmentation; asfda needs a deterministic "
+            "preprocessing): remove RandScaleIntensityd from the bundle's preprocessing",
+        ),
+        (
+            {"_target_": "ScaleIntensityRanged", "keys": "label", "a_min": 0, "a_max": 1, "b_min": 0, "b_max": 1},
+            "preprocessing step ScaleIntensityRange does not act on the image key 'image': add 'image' to its keys or "
+            "remove ScaleIntensityRanged from the bundle's preprocessing",
+        ),
+    ],
+)
+def test_preprocessing_refusals_name_the_step_and_say_what_to_do(tmp_path, capsys, step, reason):
+    bundle = write_bundle(tmp_path / "b", spleen_like(), seed=3)
+    edit_inference(bundle, lambda c: c["preprocessing"]["transforms"].insert(5, step))
+    assert _refused(tmp_path, capsys, bundle).endswith(reason)

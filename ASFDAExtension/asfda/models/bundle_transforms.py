@@ -105,12 +105,19 @@ class _OnImage(InvertibleTransform):
 
 
 def _as_array_step(step: Any, name: str, key: Optional[str]) -> Any:
+    written = f"{name}d" if isinstance(step, MapTransform) else name
     if isinstance(step, Randomizable):
-        raise UnsupportedBundle(f"preprocessing step {name} is random; asfda needs a deterministic preprocessing")
+        raise UnsupportedBundle(
+            f"preprocessing step {name} is random (an augmentation; asfda needs a deterministic preprocessing): "
+            f"remove {written} from the bundle's preprocessing"
+        )
     if isinstance(step, MapTransform):
         step.allow_missing_keys = True  # bundles often list a label key too; asfda passes only the image
         if key not in step.keys:
-            raise UnsupportedBundle(f"preprocessing step {name} does not act on the image key {key!r}")
+            raise UnsupportedBundle(
+                f"preprocessing step {name} does not act on the image key {key!r}: add {key!r} to its keys or "
+                f"remove {written} from the bundle's preprocessing"
+            )
         return _OnImage(step, key)
     return step
 
@@ -154,7 +161,10 @@ def stored_preprocessing(checked: Any) -> Dict[str, Any]:
     steps = [item for item in items if not (isinstance(item, dict) and step_name(item) in SKIPPED_STEPS)]
     for i, item in enumerate(steps):
         if not isinstance(item, dict) or "_target_" not in item:
-            raise UnsupportedBundle(f"preprocessing step {i} is not a transform (a mapping with _target_)")
+            raise UnsupportedBundle(
+                f"preprocessing step {i} is not a transform (a mapping with _target_): remove it from the bundle's "
+                "preprocessing"
+            )
     return {"image_key": key, "steps": steps}
 
 
