@@ -23,10 +23,13 @@ def dataset_json(labels: Optional[Dict[str, Any]] = None, channels: Optional[Dic
     }
 
 
-def plans_json(normalization: str = "CTNormalization", mask_for_norm: bool = False) -> Dict[str, Any]:
-    """A 3-stage PlainConvUNet, anisotropic target spacing, a non-identity transpose (axes in reader order z, y, x
-    transposed by [0, 2, 1]), and the foreground intensity properties CT normalisation clips and z-scores with."""
-    return {
+def plans_json(
+    normalization: str = "CTNormalization", mask_for_norm: bool = False, network: str = "PlainConvUNet"
+) -> Dict[str, Any]:
+    """A 3-stage PlainConvUNet (or ResidualEncoderUNet, as nnU-Net's ResEnc presets plan it), anisotropic target
+    spacing, a non-identity transpose (axes in reader order z, y, x transposed by [0, 2, 1]), and the foreground
+    intensity properties CT normalisation clips and z-scores with."""
+    plans = {
         "dataset_name": "Dataset900_Tiny",
         "plans_name": "nnUNetPlans",
         "original_median_spacing_after_transp": [3.0, 0.8, 0.8],
@@ -99,6 +102,11 @@ def plans_json(normalization: str = "CTNormalization", mask_for_norm: bool = Fal
             }
         },
     }
+    if network == "ResidualEncoderUNet":
+        arch = plans["configurations"]["3d_fullres"]["architecture"]
+        arch["network_class_name"] = "dynamic_network_architectures.architectures.unet.ResidualEncoderUNet"
+        arch["arch_kwargs"]["n_blocks_per_stage"] = arch["arch_kwargs"].pop("n_conv_per_stage")
+    return plans
 
 
 def _network(plans: Dict[str, Any], dataset: Dict[str, Any], seed: int) -> torch.nn.Module:

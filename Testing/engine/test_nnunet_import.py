@@ -43,13 +43,18 @@ def _import(ds, folder, *extra):
 
 
 @pytest.mark.parametrize(
-    "folds, fold, normalization, mask",
-    [((0,), "0", "CTNormalization", False), ((0, 1), "all", "ZScoreNormalization", True)],
+    "folds, fold, normalization, mask, network",
+    [
+        ((0,), "0", "CTNormalization", False, "PlainConvUNet"),
+        ((0, 1), "all", "ZScoreNormalization", True, "PlainConvUNet"),
+        ((0,), "0", "CTNormalization", False, "ResidualEncoderUNet"),
+    ],
 )
 def test_labels_equal_nnunets_own_predictor_on_an_oblique_anisotropic_volume(
-    tmp_path, capsys, folds, fold, normalization, mask
+    tmp_path, capsys, folds, fold, normalization, mask, network
 ):
-    folder = write_results_folder(tmp_path / "results", folds=folds, plans=plans_json(normalization, mask))
+    plans = plans_json(normalization, mask, network)
+    folder = write_results_folder(tmp_path / "results", folds=folds, plans=plans)
     ds = _datastore(tmp_path)
     assert _import(ds, folder, "--fold", fold) == 0
     out = capsys.readouterr().out
