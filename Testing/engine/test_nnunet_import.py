@@ -229,6 +229,24 @@ def test_a_checkpoint_that_needs_code_to_unpickle_is_refused(tmp_path, capsys):
     assert "cannot be read without running code" in _refused(tmp_path, capsys, folder)
 
 
+def test_a_checkpoint_saved_with_numpy_1_imports(tmp_path, capsys):
+    """Checkpoints trained before numpy 2 name its scalars numpy.core.multiarray.scalar (now numpy._core)."""
+    import zipfile
+
+    folder = write_results_folder(tmp_path / "r")
+    path = folder / "fold_0" / "checkpoint_final.pth"
+    with zipfile.ZipFile(path) as old:
+        entries = {name: old.read(name) for name in old.namelist()}
+    pickled = next(name for name in entries if name.endswith("data.pkl"))
+    assert b"numpy._core.multiarray" in entries[pickled]
+    entries[pickled] = entries[pickled].replace(b"numpy._core.multiarray", b"numpy.core.multiarray")
+    with zipfile.ZipFile(path, "w") as new:
+        for name, data in entries.items():
+            new.writestr(name, data)
+    assert _import(tmp_path / "ds", folder) == 0
+    assert capsys.readouterr().out.startswith("imported v0001: nnU-Net checkpoint_final.pth x 1 fold(s)")
+
+
 def test_nnunet_trainer_variants_of_schedule_and_mirroring_import(tmp_path, capsys):
     folder = write_results_folder(tmp_path / "r", trainer="nnUNetTrainer_4000epochs_NoMirroring", mirror_axes=None)
     assert _import(tmp_path / "ds", folder) == 0

@@ -116,8 +116,10 @@ def _fold_names(folder: Path, fold: str, checkpoint: str) -> List[str]:
 def _load_checkpoint(path: Path) -> Dict[str, Any]:
     """nnU-Net saves a pickle. Loaded with torch's weights-only unpickler (tensors, containers, numbers; numpy
     scalars and torch.device as nnU-Net's own logs hold them), so a checkpoint cannot run code."""
-    core = getattr(np, "_core", None) or np.core  # numpy 2 renamed it; pickles name either
-    safe = [np.dtype, torch.device, core.multiarray.scalar] + [type(np.dtype(c)) for c in "bhilqefdg?BHILQ"]
+    core = getattr(np, "_core", None) or np.core  # numpy 2 renamed numpy.core; checkpoints name either
+    scalar = core.multiarray.scalar
+    safe: List[Any] = [np.dtype, torch.device, scalar, (scalar, "numpy.core.multiarray.scalar")]
+    safe += [type(np.dtype(c)) for c in "bhilqefdg?BHILQ"]
     try:
         with torch.serialization.safe_globals(safe):
             checkpoint = torch.load(path, map_location="cpu", weights_only=True)
