@@ -109,6 +109,26 @@ def plans_json(
     return plans
 
 
+def old_format(plans: Dict[str, Any]) -> Dict[str, Any]:
+    """The same plans as nnU-Net before 2.3 wrote them (UNet_class_name and the U-Net's numbers, no
+    `architecture`), which its ConfigurationManager still converts."""
+    plans = copy.deepcopy(plans)
+    conf = plans["configurations"]["3d_fullres"]
+    arch = conf.pop("architecture")
+    kwargs = arch["arch_kwargs"]
+    conf.update(
+        UNet_class_name=arch["network_class_name"].rsplit(".", 1)[-1],
+        UNet_base_num_features=kwargs["features_per_stage"][0],
+        unet_max_num_features=kwargs["features_per_stage"][-1],
+        n_conv_per_stage_encoder=kwargs.get("n_conv_per_stage", kwargs.get("n_blocks_per_stage")),
+        n_conv_per_stage_decoder=kwargs["n_conv_per_stage_decoder"],
+        num_pool_per_axis=[2, 2, 1],
+        pool_op_kernel_sizes=kwargs["strides"],
+        conv_kernel_sizes=kwargs["kernel_sizes"],
+    )
+    return plans
+
+
 def _network(plans: Dict[str, Any], dataset: Dict[str, Any], seed: int) -> torch.nn.Module:
     from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
 
@@ -147,13 +167,15 @@ def write_results_folder(
     configuration: str = "3d_fullres",
     mirror_axes=(0, 1, 2),
     checkpoint: str = "checkpoint_final.pth",
+    written_as_before_2_3: bool = False,
 ) -> Path:
     """root/Dataset900_Tiny/<trainer>__nnUNetPlans__<configuration>/ with one checkpoint per fold."""
     plans = copy.deepcopy(plans or plans_json())
+    on_disk = old_format(plans) if written_as_before_2_3 else plans
     dataset = dataset or dataset_json()
     folder = Path(root) / "Dataset900_Tiny" / f"{trainer}__nnUNetPlans__{configuration}"
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "plans.json").write_text(json.dumps(plans, indent=2))
+    (folder / "plans.json").write_text(json.dumps(on_disk, indent=2))
     (folder / "dataset.json").write_text(json.dumps(dataset, indent=2))
     for fold in folds:
         network = _network(plans, dataset, seed=fold)
@@ -167,7 +189,7 @@ def write_results_folder(
                 "_best_ema": np.float64(0.5),
                 "current_epoch": 1000,
                 "init_args": {
-                    "plans": plans,
+                    "plans": on_disk,
                     "configuration": configuration,
                     "fold": fold,
                     "dataset_json": dataset,

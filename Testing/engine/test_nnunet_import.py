@@ -43,18 +43,19 @@ def _import(ds, folder, *extra):
 
 
 @pytest.mark.parametrize(
-    "folds, fold, normalization, mask, network",
+    "folds, fold, normalization, mask, network, before_2_3",
     [
-        ((0,), "0", "CTNormalization", False, "PlainConvUNet"),
-        ((0, 1), "all", "ZScoreNormalization", True, "PlainConvUNet"),
-        ((0,), "0", "CTNormalization", False, "ResidualEncoderUNet"),
+        ((0,), "0", "CTNormalization", False, "PlainConvUNet", False),
+        ((0, 1), "all", "ZScoreNormalization", True, "PlainConvUNet", False),
+        ((0,), "0", "CTNormalization", False, "ResidualEncoderUNet", False),
+        ((0,), "0", "CTNormalization", False, "PlainConvUNet", True),  # plans as nnU-Net < 2.3 wrote them
     ],
 )
 def test_labels_equal_nnunets_own_predictor_on_an_oblique_anisotropic_volume(
-    tmp_path, capsys, folds, fold, normalization, mask, network
+    tmp_path, capsys, folds, fold, normalization, mask, network, before_2_3
 ):
     plans = plans_json(normalization, mask, network)
-    folder = write_results_folder(tmp_path / "results", folds=folds, plans=plans)
+    folder = write_results_folder(tmp_path / "results", folds=folds, plans=plans, written_as_before_2_3=before_2_3)
     ds = _datastore(tmp_path)
     assert _import(ds, folder, "--fold", fold) == 0
     out = capsys.readouterr().out

@@ -16,6 +16,7 @@ from asfda.models.nnunet_folder import (
     NnUNetFolder,
     check_configuration,
     fold_state_dict,
+    network_class_name,
     read_nnunet_folder,
     require_nnunet,
 )
@@ -79,7 +80,7 @@ def import_nnunet(
     conf = check_configuration(spec.plans, spec.dataset, spec.configuration)
     labels = dict(sorted(spec.dataset["labels"].items(), key=lambda item: item[1]))
     config = ModelConfig(
-        network=conf["architecture"]["network_class_name"].rsplit(".", 1)[-1],
+        network=network_class_name(conf).rsplit(".", 1)[-1],
         in_channels=1,
         labels=labels,
         roi_size=[int(s) for s in conf["patch_size"]],

@@ -30,6 +30,10 @@ _NETWORK_MODULES = (
     "dynamic_network_architectures.architectures.unet.",
     "dynamic_network_architectures.architectures.residual_unet.",
 )
+_OLD_NETWORKS = {
+    "PlainConvUNet": "dynamic_network_architectures.architectures.unet.PlainConvUNet",
+    "ResidualEncoderUNet": "dynamic_network_architectures.architectures.residual_unet.ResidualEncoderUNet",
+}
 _SUPPORTED_READERS = ("SimpleITKIO", "NibabelIO")  # both give the file's voxel grid, axes reversed (z, y, x)
 _PREPROCESSOR = "DefaultPreprocessor"
 
@@ -134,14 +138,25 @@ def _load_checkpoint(path: Path) -> Dict[str, Any]:
     return checkpoint
 
 
-def _configuration(plans: Dict[str, Any], name: str) -> Dict[str, Any]:
+def _configuration(plans: Dict[str, Any], name: str, seen: tuple = ()) -> Dict[str, Any]:
     """The configuration with `inherits_from` resolved, as nnU-Net's PlansManager does."""
     configurations = plans.get("configurations")
     if not isinstance(configurations, dict) or name not in configurations:
         raise UnsupportedNnUNet(f"plans.json has no configuration {name!r} (the checkpoint's)")
+    if name in seen:
+        raise UnsupportedNnUNet(f"plans.json configurations inherit in a circle: {' -> '.join((*seen, name))}")
     own = dict(configurations[name])
     parent = own.pop("inherits_from", None)
-    return {**_configuration(plans, parent), **own} if parent else own
+    return {**_configuration(plans, parent, (*seen, name)), **own} if parent else own
+
+
+def network_class_name(conf: Dict[str, Any]) -> str:
+    """The plans' network class path; plans of nnU-Net before 2.3 name it `UNet_class_name` (their
+    ConfigurationManager converts them, as the import does)."""
+    arch = conf.get("architecture")
+    if arch is None and conf.get("UNet_class_name") in _OLD_NETWORKS:
+        return _OLD_NETWORKS[conf["UNet_class_name"]]
+    return str((arch or {}).get("network_class_name", ""))
 
 
 def check_configuration(plans: Dict[str, Any], dataset: Dict[str, Any], name: str) -> Dict[str, Any]:
@@ -162,8 +177,7 @@ def check_configuration(plans: Dict[str, Any], dataset: Dict[str, Any], name: st
         raise UnsupportedNnUNet(
             f"configuration {name!r}: preprocessor {conf['preprocessor_name']!r} is not nnU-Net's {_PREPROCESSOR}"
         )
-    arch = conf.get("architecture") or {}
-    network = arch.get("network_class_name", "")
+    network = network_class_name(conf)
     if not network.startswith(_NETWORK_MODULES):
         raise UnsupportedNnUNet(
             f"plans.json network {network or '(none)'!r} is not one asfda builds (the U-Nets of "

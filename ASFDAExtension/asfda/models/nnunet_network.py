@@ -11,7 +11,7 @@ from typing import Any, Dict, List
 
 import torch
 from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
-from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager, PlansManager
 from torch import nn
 
 from asfda.models.nnunet_folder import UnsupportedNnUNet, check_configuration
@@ -36,10 +36,15 @@ class NnUNetFolds(nn.Module):
         return out / len(self.folds) if len(self.folds) > 1 else out
 
 
-def _checked_architecture(conf: Dict[str, Any]) -> Dict[str, Any]:
-    """The architecture entry with class paths that are dynamic_network_architectures' or torch.nn's only: nnU-Net
-    resolves these strings with pydoc.locate, which would import any module a plans file names."""
-    arch = dict(conf["architecture"])
+def _checked_architecture(configuration: ConfigurationManager) -> Dict[str, Any]:
+    """The architecture (nnU-Net's ConfigurationManager converts plans older than 2.3) with class paths that are
+    dynamic_network_architectures' or torch.nn's only: nnU-Net resolves these strings with pydoc.locate, which
+    would import any module a plans file names."""
+    arch = {
+        "network_class_name": configuration.network_arch_class_name,
+        "arch_kwargs": dict(configuration.network_arch_init_kwargs),
+        "_kw_requires_import": list(configuration.network_arch_init_kwargs_req_import),
+    }
     name = arch["network_class_name"]
     for old, new in _MOVED.items():
         if name.startswith(old):
@@ -55,9 +60,9 @@ def _checked_architecture(conf: Dict[str, Any]) -> Dict[str, Any]:
 
 def nnunet_network(stored: Dict[str, Any]) -> nn.Module:
     """The (untrained) network of a version's stored nnU-Net settings (`ModelConfig.nnunet`)."""
-    conf = check_configuration(stored["plans"], stored["dataset"], stored["configuration"])
-    arch = _checked_architecture(conf)
+    check_configuration(stored["plans"], stored["dataset"], stored["configuration"])
     plans_manager = PlansManager(stored["plans"])
+    arch = _checked_architecture(plans_manager.get_configuration(stored["configuration"]))
     label_manager = plans_manager.get_label_manager(stored["dataset"])
     folds = []
     for _ in stored["folds"]:
