@@ -191,6 +191,12 @@ def _edit_json(folder: Path, name: str, edit) -> None:
             "arch_kwargs.nonlin = 'os.system' is not a torch.nn class",
         ),
         (
+            lambda f: _edit_json(
+                f, "plans.json", lambda p: p["configurations"]["3d_fullres"].update(inherits_from="3d_lowres")
+            ),
+            "plans.json configurations inherit in a circle: 3d_fullres -> 3d_lowres -> 3d_fullres",
+        ),
+        (
             lambda f: _edit_json(f, "dataset.json", lambda d: d.update(channel_names={"0": "T1", "1": "T2"})),
             "asfda reads one volume per case, the model needs 2 input channels",
         ),
