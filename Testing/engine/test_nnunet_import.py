@@ -1,7 +1,9 @@
 """`asfda model import --nnunet` (issue 21): a tiny nnU-Net v2 results folder with random weights, written in the
 test, checked against nnU-Net's own predictor on an oblique, anisotropic volume."""
 
+import importlib.util
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -11,7 +13,10 @@ import numpy as np
 import pytest
 import torch
 
-pytest.importorskip("nnunetv2", reason="the nnU-Net install (scripts/setup.sh nnunet or test)")
+if importlib.util.find_spec("nnunetv2") is None:  # installed by scripts/setup.sh test; CI fails loudly, a laptop skips
+    if os.environ.get("CI", "").lower() == "true":
+        raise ImportError("nnunetv2 is not installed: run scripts/setup.sh test (scripts/nnunet-requirements.txt)")
+    pytest.skip("the nnU-Net install (scripts/setup.sh nnunet or test)", allow_module_level=True)
 
 from asfda.cli import main  # noqa: E402
 from asfda.data.datastore import Datastore, LabelTag  # noqa: E402
