@@ -70,6 +70,7 @@ def test_labels_equal_nnunets_own_predictor_on_an_oblique_anisotropic_volume(
     assert ("logits averaged" in out) is (len(folds) > 1)
     if normalization == "CTNormalization":
         assert "clip to -150..250, z-score with mean 60, std 80" in out
+    assert ("format of nnU-Net before 2.3" in out) is before_2_3
 
     theirs = nnunet_label_map(folder, ds / "images" / "ct0.nii.gz", tmp_path / "nnout", folds, "checkpoint_final.pth")
     shutil.rmtree(tmp_path / "results")  # the version is complete without the results folder
@@ -257,6 +258,13 @@ def test_a_checkpoint_saved_with_numpy_1_imports(tmp_path, capsys):
             new.writestr(name, data)
     assert _import(tmp_path / "ds", folder) == 0
     assert capsys.readouterr().out.startswith("imported v0001: nnU-Net checkpoint_final.pth x 1 fold(s)")
+
+
+def test_the_best_checkpoint_is_chosen_with_checkpoint_best(tmp_path, capsys):
+    folder = write_results_folder(tmp_path / "r", checkpoint="checkpoint_best.pth")
+    assert _import(tmp_path / "ds", folder, "--checkpoint", "best") == 0
+    assert "(nnUNetTrainer, checkpoint_best.pth)" in capsys.readouterr().out
+    assert Datastore(tmp_path / "ds").models.load().config.nnunet["checkpoint"] == "checkpoint_best.pth"
 
 
 def test_nnunet_trainer_variants_of_schedule_and_mirroring_import(tmp_path, capsys):

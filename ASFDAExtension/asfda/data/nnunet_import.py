@@ -59,6 +59,10 @@ def settings_lines(spec: NnUNetFolder, config: ModelConfig, resolved: Dict[str, 
         f"transpose {spec.plans.get('transpose_backward')}",
         f"labels {', '.join(config.labels)} (from dataset.json)",
     ]
+    if "architecture" not in resolved:
+        lines.append(
+            "plans.json is in the format of nnU-Net before 2.3: its network converted by nnU-Net's own plans handling"
+        )
     return lines + list(DIFFERENCES)
 
 

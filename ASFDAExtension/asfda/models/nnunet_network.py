@@ -15,6 +15,7 @@ from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager
 from torch import nn
 
 from asfda.models.nnunet_folder import UnsupportedNnUNet, check_configuration
+from asfda.models.nnunet_pipeline import quiet_configuration
 
 # Older plans name ResidualEncoderUNet under a module that dynamic_network_architectures has since merged into unet.
 _MOVED = {
@@ -62,7 +63,7 @@ def nnunet_network(stored: Dict[str, Any]) -> nn.Module:
     """The (untrained) network of a version's stored nnU-Net settings (`ModelConfig.nnunet`)."""
     check_configuration(stored["plans"], stored["dataset"], stored["configuration"])
     plans_manager = PlansManager(stored["plans"])
-    arch = _checked_architecture(plans_manager.get_configuration(stored["configuration"]))
+    arch = _checked_architecture(quiet_configuration(plans_manager, stored["configuration"]))
     label_manager = plans_manager.get_label_manager(stored["dataset"])
     folds = []
     for _ in stored["folds"]:

@@ -16,6 +16,7 @@ import contextlib
 import functools
 import io
 import json
+import warnings
 from typing import Any, Dict, Tuple
 
 import numpy as np
@@ -37,7 +38,15 @@ META_KEY = "nnunet"
 def _managers(stored_json: str) -> Tuple[PlansManager, ConfigurationManager, Dict[str, Any]]:
     stored = json.loads(stored_json)
     plans_manager = PlansManager(stored["plans"])
-    return plans_manager, plans_manager.get_configuration(stored["configuration"]), stored["dataset"]
+    return plans_manager, quiet_configuration(plans_manager, stored["configuration"]), stored["dataset"]
+
+
+def quiet_configuration(plans_manager: PlansManager, name: str) -> ConfigurationManager:
+    """nnU-Net's configuration; plans older than nnU-Net 2.3 are converted without its warning at every load (the
+    import summary says so once)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Detected old nnU-Net plans format")
+        return plans_manager.get_configuration(name)
 
 
 def managers(config: ModelConfig) -> Tuple[PlansManager, ConfigurationManager, Dict[str, Any]]:
