@@ -142,10 +142,18 @@ def test_sigmoid_and_thresholded_outputs_are_refused(tmp_path, capsys):
             {
                 "preprocessing": {
                     "_target_": "Compose",
-                    "transforms": [{"_target_": "CropForegroundd", "keys": "image", "source_key": "image"}],
+                    "transforms": [
+                        {"_target_": "LoadImaged", "keys": "image"},
+                        {
+                            "_target_": "RandCropByPosNegLabeld",
+                            "keys": "image",
+                            "label_key": "image",
+                            "spatial_size": [8, 8, 8],
+                        },
+                    ],
                 }
             },
-            "preprocessing step CropForeground is not supported: its box follows the image's content",
+            "preprocessing step RandCropByPosNegLabel is not supported: it samples random training patches",
         ),
     ],
 )
@@ -170,7 +178,9 @@ def test_wrong_weights_nnunet_folders_and_torchscript_only_bundles_are_refused(t
     (nnunet / "fold_0").mkdir(parents=True)
     (nnunet / "plans.json").write_text("{}")
     (nnunet / "dataset.json").write_text("{}")
-    assert "export the trained network as a MONAI bundle" in _refused(tmp_path, capsys, nnunet)
+    assert f"an nnU-Net results folder, not a MONAI bundle; import it with --nnunet {nnunet}" in _refused(
+        tmp_path, capsys, nnunet
+    )
 
     (bundle / "models" / "model.pt").rename(bundle / "models" / "model.ts")
     assert "needs the state dict models/model.pt" in _refused(tmp_path, capsys, bundle)
@@ -640,13 +650,13 @@ def test_a_bundles_own_scripts_and_referenced_files_travel_with_the_version(tmp_
     assert not any(m.split(".")[0] == "scripts" for m in sys.modules)
 
 
-def test_crop_foreground_is_refused_in_one_line_saying_remove_it(tmp_path, capsys):
+def test_a_step_asfda_cannot_replay_is_refused_in_one_line_saying_remove_it(tmp_path, capsys):
     bundle = write_bundle(tmp_path / "b", spleen_like())
-    crop = {"_target_": "CropForegroundd", "keys": "image", "source_key": "image", "margin": 2}
-    edit_inference(bundle, lambda c: c["preprocessing"]["transforms"].insert(4, crop))
+    step = {"_target_": "SpatialCropd", "keys": "image", "roi_center": [5, 5, 5], "roi_size": [8, 8, 8]}
+    edit_inference(bundle, lambda c: c["preprocessing"]["transforms"].insert(4, step))
     err = _refused(tmp_path, capsys, bundle)
-    assert "preprocessing step CropForeground is not supported: its box follows the image's content" in err
-    assert err.endswith("remove CropForegroundd from the bundle's preprocessing")
+    assert "preprocessing step SpatialCrop is not supported (asfda replays CenterSpatialCrop, CropForeground" in err
+    assert err.endswith("remove SpatialCropd from the bundle's preprocessing")
 
 
 OBLIQUE_AFFINE = np.array([[0.0, -0.8, 0.0, 10.0], [0.78, 0.0, 0.18, -4.0], [-0.14, 0.0, 2.99, 3.0], [0, 0, 0, 1.0]])

@@ -35,6 +35,16 @@ def add_parser(subparsers) -> None:
     p.add_argument("--from", dest="from_dir", type=Path, help="a folder written by `asfda model export`")
     p.add_argument("--strict", action="store_true", help="refuse configs that leave out result-changing keys")
     p.add_argument("--bundle", type=Path, help="a MONAI bundle folder instead of --config/--weights")
+    p.add_argument(
+        "--nnunet",
+        type=Path,
+        help="an nnU-Net v2 trained-model folder (dataset.json, plans.json, fold_*/checkpoint_*.pth) instead of "
+        "--config/--weights; needs the nnunet install (scripts/setup.sh nnunet)",
+    )
+    p.add_argument("--fold", default="all", help="with --nnunet: one fold (0, 1, ...) or 'all' (logits averaged)")
+    p.add_argument(
+        "--checkpoint", choices=["final", "best"], default="final", help="with --nnunet: checkpoint_final or _best"
+    )
     p.add_argument("--reference", type=Path, help="folder of a few source-like volumes: DKD reference statistics (CPU)")
     p.add_argument(
         "--trust-bundle-code",
@@ -79,6 +89,14 @@ def run_import(args) -> int:
     from asfda.models.config_checks import check_config_dict, read_config_dict
     from asfda.models.export import CONFIG_FILE, import_export_folder
 
+    if args.nnunet:  # docs/bring-your-model.md
+        from asfda.data.nnunet_import import import_nnunet
+
+        if args.from_dir or args.config or args.bundle or args.weights:
+            raise AsfdaError("give either --nnunet [--fold] [--checkpoint] or --bundle or --config/--weights or --from")
+        result = import_nnunet(args.datastore, args.nnunet, args.fold, args.checkpoint, args.reference)
+        print(result.summary())
+        return 0
     if args.bundle:  # docs/bring-your-model.md
         from asfda.data.model_import import import_bundle
 

@@ -17,10 +17,14 @@ def prepared_image(store: Datastore, case_id: str, config: ModelConfig) -> MetaT
     return prepare_image(load_volume(store.image_path(case_id)), config)
 
 
-def prepared_label(store: Datastore, case_id: str, tag: LabelTag, config: ModelConfig) -> Optional[torch.Tensor]:
+def prepared_label(
+    store: Datastore, case_id: str, tag: LabelTag, config: ModelConfig, image: Optional[MetaTensor] = None
+) -> Optional[torch.Tensor]:
+    """The case's label in the network's space; `image` (the case's prepared image) replays a crop box that
+    follows the image's content (asfda.models.preprocess.prepare_label)."""
     path = store.label_path(case_id, tag)
     if not path.exists():
         return None
     label = load_volume(path)
     check_same_geometry(store.geometry(case_id), Geometry.of(label))
-    return prepare_label(label, config).round().to(torch.int64)
+    return prepare_label(label, config, image).round().to(torch.int64)

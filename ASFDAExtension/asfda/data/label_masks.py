@@ -14,6 +14,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
+from monai.data import MetaTensor
 
 from asfda.core.errors import AsfdaError, InvalidMask
 from asfda.data.datastore import Datastore, LabelTag
@@ -102,14 +103,16 @@ def mask_summary(mask: np.ndarray, case_id: str) -> Dict[str, Any]:
     return {"file": f"{case_id}{MASK_SUFFIX}", "annotated_voxels": annotated, "annotated_fraction": fraction}
 
 
-def prepared_mask(store: Datastore, case_id: str, config: ModelConfig) -> Optional[torch.Tensor]:
+def prepared_mask(
+    store: Datastore, case_id: str, config: ModelConfig, image: Optional[MetaTensor] = None
+) -> Optional[torch.Tensor]:
     """The mask in the network's space ((1, X', Y', Z') bool, nearest neighbour), or None: fully annotated."""
     path = mask_path(store, case_id)
     if not path.exists():
         return None
     volume = load_volume(path)
     check_same_geometry(store.geometry(case_id), Geometry.of(volume))
-    return prepare_label(volume, config).round().to(torch.bool).as_subclass(torch.Tensor)
+    return prepare_label(volume, config, image).round().to(torch.bool).as_subclass(torch.Tensor)
 
 
 def checked_mask(store: Datastore, case_id: str, mask: Path, labels: np.ndarray) -> Tuple[np.ndarray, Dict[str, Any]]:

@@ -81,12 +81,13 @@ def round_inputs(
 ) -> RoundInputs:
     config = teacher.config
     candidate_ids = [c for c in store.case_ids() if c not in set(labeled_ids)]
+    images = {c: prepared_image(store, c, config) for c in labeled_ids}
     labeled = [
         TrainingItem(
             c,
-            prepared_image(store, c, config),
-            prepared_label(store, c, LabelTag.FINAL, config),
-            prepared_mask(store, c, config),  # None: fully annotated
+            images[c],
+            prepared_label(store, c, LabelTag.FINAL, config, images[c]),
+            prepared_mask(store, c, config, images[c]),  # None: fully annotated
         )
         for c in labeled_ids
     ]

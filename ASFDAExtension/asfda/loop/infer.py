@@ -16,7 +16,7 @@ from asfda.data.cases import prepared_image
 from asfda.data.datastore import Datastore, LabelTag
 from asfda.data.predictions import prediction_identity
 from asfda.models.inference import Predictor
-from asfda.models.preprocess import labels_to_original_space, probabilities_to_labels
+from asfda.models.preprocess import labels_to_original_space, logits_to_labels, probabilities_to_labels
 from asfda.models.store import LoadedModel
 
 __all__ = ["predict_case", "predicted_labels"]
@@ -31,6 +31,8 @@ def predicted_labels(store: Datastore, case_id: str, model: LoadedModel, predict
         an integer array with the image's shape.
     """
     image = prepared_image(store, case_id, model.config)
+    if model.config.nnunet is not None:  # nnU-Net's export resamples the logits themselves
+        return logits_to_labels(image, predictor.logit_map(image), model.config).numpy()
     if model.config.invert_probabilities:
         return probabilities_to_labels(image, predictor.probability_map(image), model.config).numpy()
     return labels_to_original_space(image, predictor.label_map(image), model.config).numpy()

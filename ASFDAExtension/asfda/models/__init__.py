@@ -1,5 +1,5 @@
-"""One model: config and its checks, networks, weights, the version store, MONAI bundles, preprocessing,
-the `Predictor`, per-voxel maps, Dice, reference statistics and export.
+"""One model: config and its checks, networks, weights, the version store, MONAI bundles, nnU-Net folders,
+preprocessing, the `Predictor`, per-voxel maps, Dice, reference statistics and export.
 
 The public face is the modules named in `__all__`; the others are internal to the package.
 """
@@ -12,6 +12,7 @@ __all__ = [
     "export",
     "inference",
     "networks",
+    "nnunet_folder",
     "preprocess",
     "reference_stats",
     "store",

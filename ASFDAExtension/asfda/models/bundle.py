@@ -58,9 +58,8 @@ def _refuse_other_layouts(folder: Path) -> None:
         or any(folder.glob("fold_*"))
     ):
         raise UnsupportedBundle(
-            f"{folder}: an nnU-Net results folder is not supported; export the trained network as a MONAI bundle "
-            "(configs/inference.json with network_def, preprocessing and a SlidingWindowInferer, configs/metadata.json "
-            "with the output channel_def, models/model.pt as a state dict) and import that with --bundle"
+            f"{folder}: an nnU-Net results folder, not a MONAI bundle; import it with --nnunet {folder} "
+            "[--fold N|all] [--checkpoint final|best]"
         )
     RawBundle.read(folder)  # JSON or YAML configs present and readable
 

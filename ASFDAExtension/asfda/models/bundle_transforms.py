@@ -17,6 +17,7 @@ from monai.transforms import Compose, EnsureChannelFirst, InvertibleTransform, M
 
 from asfda.models.bundle_build import build
 from asfda.models.bundle_code import importable
+from asfda.models.bundle_crop import POINTWISE_STEPS, ForegroundCrop
 from asfda.models.bundle_failures import whole_cause
 from asfda.models.bundle_safety import RawBundle, UnsupportedBundle, checked_value, config_file, resolve_target
 from asfda.models.config import ModelConfig
@@ -40,10 +41,12 @@ _INTENSITY_MODULE = "monai.transforms.intensity"
 # Spatial steps whose geometry follows the image's content: the same box cannot be replayed on a label map
 # alone, which asfda brings into the network's space on its own. Sliding-window inference covers the whole
 # volume, so removing the crop changes only where the network looks, not what it can see.
+# Steps refused with a reason of their own (prefixed to the general one).
 _CONTENT_DEPENDENT = {
-    name: ": its box follows the image's content, which asfda cannot replay on a label map alone"
-    for name in ("CropForeground", "SpatialCropForeground", "RandCropByPosNegLabel")
+    "RandCropByPosNegLabel": ": it samples random training patches around a label, which inference has not",
 }
+# Its box follows the image's content: recorded on the image, replayed on labels (asfda.models.bundle_crop).
+CROP_STEP = "CropForeground"
 _DICT_SUFFIXES = ("Dict", "d", "D")
 
 
@@ -102,12 +105,19 @@ class _OnImage(InvertibleTransform):
 
 
 def _as_array_step(step: Any, name: str, key: Optional[str]) -> Any:
+    written = f"{name}d" if isinstance(step, MapTransform) else name
     if isinstance(step, Randomizable):
-        raise UnsupportedBundle(f"preprocessing step {name} is random; asfda needs a deterministic preprocessing")
+        raise UnsupportedBundle(
+            f"preprocessing step {name} is random (an augmentation; asfda needs a deterministic preprocessing): "
+            f"remove {written} from the bundle's preprocessing"
+        )
     if isinstance(step, MapTransform):
         step.allow_missing_keys = True  # bundles often list a label key too; asfda passes only the image
         if key not in step.keys:
-            raise UnsupportedBundle(f"preprocessing step {name} does not act on the image key {key!r}")
+            raise UnsupportedBundle(
+                f"preprocessing step {name} does not act on the image key {key!r}: add {key!r} to its keys or "
+                f"remove {written} from the bundle's preprocessing"
+            )
         return _OnImage(step, key)
     return step
 
@@ -151,26 +161,51 @@ def stored_preprocessing(checked: Any) -> Dict[str, Any]:
     steps = [item for item in items if not (isinstance(item, dict) and step_name(item) in SKIPPED_STEPS)]
     for i, item in enumerate(steps):
         if not isinstance(item, dict) or "_target_" not in item:
-            raise UnsupportedBundle(f"preprocessing step {i} is not a transform (a mapping with _target_)")
+            raise UnsupportedBundle(
+                f"preprocessing step {i} is not a transform (a mapping with _target_): remove it from the bundle's "
+                "preprocessing"
+            )
     return {"image_key": key, "steps": steps}
 
 
-def _assemble(built: List[Tuple[str, Any]], key: str) -> BundlePreprocessing:
-    """Intensity steps run after the spatial ones whatever their order in the bundle: for the windowing and
-    normalisation steps bundles use, this changes values only by interpolation rounding."""
+def _foreground_crop(step: Any, before: List[Any], names: List[str], key: str, label: bool) -> ForegroundCrop:
+    """The crop's box is computed on the image with the intensity steps listed before it; those must act voxel by
+    voxel, since asfda normalises after the spatial steps (a volume statistic would change with the crop)."""
+    for name in names:
+        if name not in POINTWISE_STEPS:
+            raise UnsupportedBundle(
+                f"preprocessing step {name} before CropForegroundd computes statistics over the whole volume, which "
+                "asfda computes after the spatial steps; move it after CropForegroundd in the bundle's preprocessing"
+            )
+    try:
+        return ForegroundCrop(step, before, key, label)
+    except ValueError as exc:
+        raise UnsupportedBundle(f"preprocessing step CropForeground: {exc}; crop on the image") from None
+
+
+def _assemble(built: List[Tuple[str, Any]], key: str, label: bool = False) -> BundlePreprocessing:
+    """Intensity steps run after the spatial ones whatever their order in the bundle (for the windowing and
+    normalisation steps bundles use, this changes values only by interpolation rounding), except those listed
+    before a CropForeground: the crop runs them first, as its box and padding depend on them."""
     spatial: List[Any] = [EnsureChannelFirst(channel_dim="no_channel")]
     intensity: List[Any] = []
+    names: List[str] = []  # of the intensity steps, in order
     for name, step in built:
         if name in SPATIAL_STEPS:
             spatial.append(_as_array_step(step, name, key))
+        elif name == CROP_STEP:
+            spatial.append(_foreground_crop(step, intensity, names, key, label))
+            intensity, names = [], []  # the crop runs them on the image, in the bundle's order
         elif type(step).__module__.startswith(_INTENSITY_MODULE):
             intensity.append(_as_array_step(step, name, key))
+            names.append(name)
         else:
             written = f"{name}d" if isinstance(step, MapTransform) else name
             why = _CONTENT_DEPENDENT.get(name, "")
             raise UnsupportedBundle(
                 f"preprocessing step {name} is not supported{why} (asfda replays "
-                f"{', '.join(sorted(SPATIAL_STEPS))} and intensity steps, and loads and types volumes itself); "
+                f"{', '.join(sorted(SPATIAL_STEPS | {CROP_STEP}))} and intensity steps, and loads and types volumes "
+                "itself); "
                 f"remove {written} from the bundle's preprocessing"
             )
     return BundlePreprocessing(Compose(spatial), Compose(intensity), key, [name for name, _ in built])
@@ -194,7 +229,7 @@ def safe_preprocessing(stored: Dict[str, Any], label: bool = False) -> BundlePre
         name = step_name(item)
         node = _with_nearest(item) if label and name in SPATIAL_STEPS else item
         built.append((name, _built_quietly(lambda node=node, i=i: build(node, f"preprocessing.{i}"), name)))
-    return _assemble(built, str(stored["image_key"]))
+    return _assemble(built, str(stored["image_key"]), label)
 
 
 def trusted_preprocessing(bundle_root: Path, label: bool = False) -> BundlePreprocessing:
@@ -225,7 +260,7 @@ def trusted_preprocessing(bundle_root: Path, label: bool = False) -> BundlePrepr
             built.append(
                 (name, _built_quietly(lambda i=i: parser.get_parsed_content(f"{list_id}#{i}", lazy=False), name))
             )
-    return _assemble(built, key)
+    return _assemble(built, key, label)
 
 
 def _with_nearest(item: Dict[str, Any]) -> Dict[str, Any]:

@@ -63,6 +63,10 @@ class ModelConfig:
     # class-id map, no C-channel map on the original grid); True, the softmax probabilities are mapped back with
     # the preprocessing's own interpolation and the argmax taken there, as a bundle's Invertd(nearest_interp=false).
     invert_probabilities: bool = False
+    # Written by `asfda model import --nnunet`: the results folder's plans.json and dataset.json, the configuration,
+    # trainer, folds, checkpoint name and mirroring axes. When set, nnU-Net's own code builds the network and runs
+    # the preprocessing, sliding window and export (asfda.models.nnunet_pipeline); network names the plans' class.
+    nnunet: Optional[Dict[str, Any]] = None
 
     # Where `bundle` resolves on disk: set by `load` (next to config.json) or by the bundle importer.
     # Not a dataclass field, so it is never written to config.json.
@@ -77,7 +81,13 @@ class ModelConfig:
         return sorted(self.labels.values())
 
     def validate(self) -> ModelConfig:
-        if self.bundle is None and self.network not in SUPPORTED_NETWORKS:
+        if self.nnunet is not None:
+            missing = {"plans", "dataset", "configuration", "trainer", "folds"} - set(self.nnunet)
+            if missing or not isinstance(self.nnunet.get("folds"), list) or not self.nnunet.get("folds"):
+                raise ConfigError(f"nnunet settings incomplete: missing {', '.join(sorted(missing)) or 'folds'}")
+            if self.bundle is not None:
+                raise ConfigError("a config names either a bundle or nnunet settings, not both")
+        elif self.bundle is None and self.network not in SUPPORTED_NETWORKS:
             raise ConfigError(f"network {self.network!r} is not one of {', '.join(SUPPORTED_NETWORKS)}")
         values = sorted(self.labels.values())
         if values != list(range(len(values))) or len(values) < 2:

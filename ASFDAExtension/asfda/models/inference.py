@@ -151,8 +151,16 @@ class Predictor:
         # Looked up once: walking the module tree on every volume costs more than the hooks themselves.
         self._feature_module = dict(self.network.named_modules())[self.feature_module]
         self._norm_layers = norm_layers(self.network)
+        self._window = None
+        if config.nnunet is not None:  # nnU-Net's own sliding window (asfda.models.nnunet_pipeline)
+            from asfda.models.nnunet_pipeline import WindowPredictor
 
-    def _logits(self, image: torch.Tensor) -> torch.Tensor:
+            self._window = WindowPredictor(config, device)
+
+    def _raw_logits(self, image: torch.Tensor) -> torch.Tensor:
+        if self._window is not None:
+            # nnU-Net decides its own precision (autocast on a GPU, fp32 on the CPU, logits kept in float16).
+            return self._window.logits(self.network, image[0] if image.ndim == 5 else image)
         batch = image.unsqueeze(0) if image.ndim == 4 else image
         with autocast(self.device, self.precision):
             logits = sliding_window_inference(
@@ -164,7 +172,16 @@ class Predictor:
                 mode=self.config.sw_mode,
                 padding_mode=self.config.sw_padding_mode,
             )[0]
-        return torch.as_tensor(logits).float()
+        return torch.as_tensor(logits)
+
+    def _logits(self, image: torch.Tensor) -> torch.Tensor:
+        return torch.as_tensor(self._raw_logits(image)).float()
+
+    @torch.no_grad()
+    def logit_map(self, image: torch.Tensor) -> torch.Tensor:
+        """(C, X, Y, Z) network-space logits in the type the model's own pipeline keeps them (nnU-Net: float16),
+        on the CPU; what `preprocess.logits_to_labels` takes."""
+        return torch.as_tensor(self._raw_logits(image)).cpu()
 
     @torch.no_grad()
     def device_pass(self, image: torch.Tensor, collect: bool = True) -> ForwardResult:

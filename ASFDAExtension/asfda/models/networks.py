@@ -23,6 +23,13 @@ def build_network(config: ModelConfig) -> nn.Module:
         from asfda.models.bundle import bundle_network
 
         return bundle_network(config)
+    if config.nnunet is not None:  # nnunetv2 is optional: imported only for an nnU-Net version
+        from asfda.models.nnunet_folder import require_nnunet
+
+        require_nnunet()
+        from asfda.models.nnunet_network import nnunet_network
+
+        return nnunet_network(config.nnunet)
     args = {**_DEFAULTS[config.network], **config.network_args}
     common = {"in_channels": config.in_channels, "out_channels": config.out_channels}
     if config.network == "UNet":

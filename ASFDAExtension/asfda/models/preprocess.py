@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 from monai.data import MetaTensor
 from monai.transforms import (
@@ -15,6 +17,7 @@ from monai.transforms import (
 )
 from monai.utils import TraceKeys
 
+from asfda.models.bundle_crop import has_crop, replay_on_label
 from asfda.models.config import ModelConfig
 
 
@@ -48,14 +51,38 @@ def intensity_transform(config: ModelConfig):
     return lambda x: x
 
 
+def _nnunet():
+    """nnU-Net's pipeline, imported only for an nnU-Net version (nnunetv2 is an optional install)."""
+    from asfda.models.nnunet_folder import require_nnunet
+
+    require_nnunet()
+    from asfda.models import nnunet_pipeline
+
+    return nnunet_pipeline
+
+
 def prepare_image(volume: MetaTensor, config: ModelConfig) -> MetaTensor:
     """(X, Y, Z) volume -> (1, X', Y', Z') network input; the spatial steps are recorded for inversion."""
+    if config.nnunet is not None:
+        return _nnunet().prepare_image(volume, config)
     spatial = spatial_transforms(config)(volume)
     return intensity_transform(config)(spatial)
 
 
-def prepare_label(label: MetaTensor, config: ModelConfig) -> MetaTensor:
-    return spatial_transforms(config, label=True)(label)
+def prepare_label(label: MetaTensor, config: ModelConfig, image: Optional[MetaTensor] = None) -> MetaTensor:
+    """(X, Y, Z) label map -> (1, X', Y', Z') on the network's grid. `image` is the same case's prepared image:
+    a step whose box follows the image's content (nnU-Net's crop to the non-zero box) is replayed from what the
+    image recorded, so label and image stay voxel-aligned."""
+    if config.nnunet is not None:
+        if image is None:
+            raise ValueError("an nnU-Net label needs the prepared image: its crop box follows the image")
+        return _nnunet().prepare_label(label, config, image)
+    steps = spatial_transforms(config, label=True)
+    if config.bundle is not None and has_crop(steps):
+        if image is None:
+            raise ValueError("a label for a bundle with CropForegroundd needs the prepared image: the box follows it")
+        return replay_on_label(steps, label, image)
+    return steps(label)
 
 
 def _carrier(prepared: MetaTensor, channels: torch.Tensor, interpolation: str = "") -> MetaTensor:
@@ -76,12 +103,16 @@ def _carrier(prepared: MetaTensor, channels: torch.Tensor, interpolation: str = 
 
 def to_original_space(prepared: MetaTensor, channels: torch.Tensor, config: ModelConfig) -> MetaTensor:
     """Map (C, X', Y', Z') continuous maps computed on `prepared` back to the original image grid."""
+    if config.nnunet is not None:
+        return _nnunet().to_original_space(prepared, channels, config)
     return spatial_transforms(config).inverse(_carrier(prepared, channels))
 
 
 def labels_to_original_space(prepared: MetaTensor, labels: torch.Tensor, config: ModelConfig) -> torch.Tensor:
     """Map an (X', Y', Z') class-id map back with nearest neighbour: the inverse resampling recorded on the
     image was bilinear, which would invent ids between neighbouring classes (1 | 3 -> 2 on the border)."""
+    if config.nnunet is not None:
+        return _nnunet().labels_to_original_space(prepared, labels, config)
     restored = spatial_transforms(config, label=True).inverse(_carrier(prepared, labels[None], "nearest"))
     return torch.as_tensor(restored)[0].round().to(torch.uint8)
 
@@ -106,3 +137,11 @@ def probabilities_to_labels(
             best_value = torch.where(better, value, best_value)
             best_class = torch.where(better, index, best_class)
     return best_class
+
+
+def logits_to_labels(prepared: MetaTensor, logits: torch.Tensor, config: ModelConfig) -> torch.Tensor:
+    """(X, Y, Z) uint8 class ids on the original grid from network-space logits, by the model's own export
+    (nnU-Net resamples logits, not probabilities, before its argmax)."""
+    if config.nnunet is not None:
+        return _nnunet().logits_to_labels(prepared, logits, config)
+    return labels_to_original_space(prepared, logits.argmax(dim=0).to(torch.uint8), config)

@@ -82,6 +82,11 @@ def _mismatch_message(missing: List[str], unexpected: List[str], shapes: List[st
 
 def load_weights(network: nn.Module, path: Path) -> LoadReport:
     layout, state = read_state_dict(Path(path))
+    return load_state(network, layout, state)
+
+
+def load_state(network: nn.Module, layout: str, state: Mapping[str, torch.Tensor]) -> LoadReport:
+    """Load `state` strictly (the Swin pre-training layout: its encoder part); WeightsMismatch with a report."""
     model_state = network.state_dict()
     ignored: List[str] = []
     if _is_swin_ssl(state, network):
