@@ -468,7 +468,7 @@ class ASFDAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin, SparseSlice
         self.startPolling()
 
     def onConnect(self):
-        with slicer.util.tryWithErrorDisplay(_("Failed to connect to the worker."), waitCursor=True):
+        with slicer.util.tryWithErrorDisplay(_("Failed to connect to the worker.")):  # it may ask: no wait cursor
             url, token, annotator = self.ui.workerUrlLineEdit.text, self.ui.workerTokenLineEdit.text, self.annotator()
             if not annotator:
                 return
@@ -481,7 +481,7 @@ class ASFDAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin, SparseSlice
     def onStartLocalWorker(self):
         if not self.confirmReplacingLocalWorker():
             return
-        with slicer.util.tryWithErrorDisplay(_("Failed to start the local worker."), waitCursor=True):
+        with slicer.util.tryWithErrorDisplay(_("Failed to start the local worker.")):  # it may ask: no wait cursor
             s, annotator = self.settingsForm.current(), self.annotator()
             if not annotator or (not s.workerPython and not self.session.ensureLocalDependencies()):
                 return
@@ -564,7 +564,7 @@ class ASFDAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin, SparseSlice
             self.loadCase(item.data(qt.Qt.UserRole))
 
     def onNextCase(self):
-        with slicer.util.tryWithErrorDisplay(_("Failed to load the next case."), waitCursor=True):
+        with slicer.util.tryWithErrorDisplay(_("Failed to load the next case.")):  # it may ask: no wait cursor
             current = self._parameterNode.currentCaseId or None
             if not self.keepUnsubmittedEdits():
                 return
@@ -650,7 +650,7 @@ class ASFDAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin, SparseSlice
             self.renderWorklist()
 
     def onSubmitLabel(self):
-        with slicer.util.tryWithErrorDisplay(_("Failed to submit the label."), waitCursor=True):
+        with slicer.util.tryWithErrorDisplay(_("Failed to submit the label.")):  # it may ask: no wait cursor
             p = self._parameterNode
             if self.ui.segmentEditorWidget.segmentationNode() is not p.currentSegmentation:
                 raise ValueError(_("The Segment Editor shows another segmentation than case {case}: "

@@ -16,7 +16,8 @@ because the module relies on it:
 - ``QTimer`` never fires by itself: the harness fires started timers (``fireTimers``), which stands
   for Slicer's event loop delivering ``timeout()``.
 - ``QSettings`` is one in-memory store per process (``SETTINGS``), as one user's application settings.
-- ``ctkMessageBox.exec_()`` records the dialog in ``DIALOGS`` and returns the next scripted answer
+- ``ctkMessageBox.exec_()`` records the dialog in ``DIALOGS`` (with whether a wait cursor was over it) and
+  returns the next scripted answer
   (``ANSWERS``; Ok when none, taken when the dialog opens), standing in for a person clicking a button.
 - A modal dialog (``exec_``/``exec``, ``QInputDialog.getText``, so every ``slicer.util`` question and
   message box) runs a nested event loop while it waits for the person, as Qt's ``QDialog::exec`` does:
@@ -690,7 +691,8 @@ class QInputDialog(QWidget):
     @staticmethod
     def getText(parent, title, label, echoMode=0, text=""):
         answer = TEXT_ANSWERS.pop(0) if TEXT_ANSWERS else ""
-        dialog = {"title": title, "text": label, "icon": None, "answer": answer}
+        dialog = {"title": title, "text": label, "icon": None, "answer": answer,
+                  "waitCursor": QApplication.overrideCursor() is not None}
         DIALOGS.append(dialog)
         runModal(QInputDialog())
         return answer
@@ -765,7 +767,8 @@ class ctkMessageBox(QMessageBox):
 
     def exec_(self):
         answer = ANSWERS.pop(0) if ANSWERS else QMessageBox.Ok
-        DIALOGS.append({"title": self.windowTitle, "text": self.text, "icon": self.icon, "answer": answer})
+        DIALOGS.append({"title": self.windowTitle, "text": self.text, "icon": self.icon, "answer": answer,
+                        "waitCursor": QApplication.overrideCursor() is not None})  # a busy cursor over a question
         runModal(self)
         return answer
 
