@@ -355,7 +355,7 @@ class ASFDAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin, SparseSlice
         # The report's own failure is shown in its table: the worker answers the rest.
         errors = [p.error for name, p in self.pollers.items() if p.error and name != "report"]
         if not connected:
-            status = _("Not connected")
+            status = _("Stopping the local worker...") if session.stoppingLocalWorker else _("Not connected")
         elif errors:
             status = _("Worker not answering: {error}").format(error=errors[0])
         else:
@@ -509,13 +509,18 @@ class ASFDAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin, SparseSlice
                 url=launcher.url, datastore=launcher.datastore, jobs=jobs))
 
     def onStopLocalWorker(self):
-        with slicer.util.tryWithErrorDisplay(_("Failed to stop the local worker."), waitCursor=True):
+        with slicer.util.tryWithErrorDisplay(_("Failed to stop the local worker.")):
             session = self.session
-            session.stopLocalWorker()
+            # The process tree is stopped in a thread: a worker that ignores the request took ~10 s to kill.
+            request = session.stopLocalWorkerRequest()
             self.pollers = {}
             if session.client is None:  # the lease was on the stopped worker: nothing to give back
                 session.lease.forget()
             session.jobs.stop()
+            if request is not None:
+                self.runInBackground(request, lambda unused: self.updateGUIFromCache(),
+                                     _("Failed to stop the local worker."))
+            self.updateGUIFromCache()
 
     def startJob(self, kind, request, errorMessage):
         """``request`` (a session's rank or adapt request) marked the job as requested until the worker answers;

@@ -28,6 +28,7 @@ class WorkerSession:
         self.client = None
         self.info = None  # the worker's /info reply
         self.launcher = None  # the local worker this Slicer started, if any
+        self._stopping = None  # a local worker whose process tree a background thread is stopping
         self.worklist = Worklist()
         self.lease = CaseLease()
         self.jobs = JobTracker()
@@ -108,6 +109,8 @@ class WorkerSession:
         datastore = str(datastorePath or "").strip()
         if datastore in ("", "."):
             raise ValueError("Choose a datastore folder first")
+        if self.stoppingLocalWorker:
+            raise ValueError("The previous local worker is still stopping; start again in a few seconds")
         self.stopLocalWorker()
         self.launcher = WorkerLauncher(
             datastore,
@@ -123,11 +126,34 @@ class WorkerSession:
         return self.launcher
 
     def stopLocalWorker(self):
-        if self.launcher is not None:
-            if self.client is not None and self.client.url == self.launcher.url:
-                self.client = None
-            self.launcher.stop()
-            self.launcher = None
+        """Stop the local worker now (GUI thread: up to ~10 s for a worker that ignores the request; Slicer's
+        exit and a start over it). The Stop button uses ``stopLocalWorkerRequest``."""
+        request = self.stopLocalWorkerRequest()
+        if request is not None:
+            request()
+
+    def stopLocalWorkerRequest(self):
+        """Detach the local worker now and return the call that stops its process tree (a background thread);
+        None when none runs. The module reads as stopped at once; the tree is gone when the call returns."""
+        launcher, self.launcher = self.launcher, None
+        if launcher is None:
+            return None
+        if self.client is not None and self.client.url == launcher.url:
+            self.client = None
+        self._stopping = launcher
+        return lambda: self._finishStop(launcher)
+
+    def _finishStop(self, launcher):
+        try:
+            launcher.stop()
+        finally:
+            if self._stopping is launcher:
+                self._stopping = None
+
+    @property
+    def stoppingLocalWorker(self):
+        """A worker still being stopped holds its port: a new one started now would find it taken."""
+        return self._stopping is not None
 
     # -- requests: built on the GUI thread, run in a background thread ------------------------
 

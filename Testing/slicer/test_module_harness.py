@@ -510,3 +510,45 @@ def test_without_a_reader_library_slicer_reads_the_case_and_it_is_still_unedited
     assert not volume.GetModifiedSinceRead() and not segmentationNode.GetModifiedSinceRead()
     assert os.listdir(harness.widget.session.workDir) == []
     assert harness.slotErrors == []
+
+
+class SlowLauncher(RunningLauncher):
+    """A worker that ignores the polite request: its stop takes until ``release`` is set."""
+
+    def __init__(self, url, datastore):
+        import threading
+
+        super().__init__(url, datastore)
+        self.release, self.stopThread = threading.Event(), []
+
+    def stop(self):
+        import threading
+
+        self.stopThread.append(threading.current_thread())
+        assert self.release.wait(10)
+        super().stop()
+
+
+def test_stop_local_worker_never_holds_the_gui_thread(harness, worker):
+    """Issue 20: stopping a worker that ignores the request blocked the GUI for ~10 s."""
+    import threading
+
+    harness.enter()
+    widget, ui = harness.widget, harness.ui
+    slow = SlowLauncher(worker.url, worker.datastore)
+    widget.session.launcher = slow
+    harness.tick()
+    assert ui.stopLocalWorkerButton.enabled
+    assert ui.stopLocalWorkerButton.click()  # returns while the tree is still being stopped
+    assert widget.session.launcher is None and not ui.stopLocalWorkerButton.enabled
+    assert ui.workerStatusLabel.text == "Stopping the local worker..."
+    ui.datastorePathLineEdit.currentPath = worker.datastore
+    ui.workerPythonLineEdit.text = "/opt/python"
+    ui.annotatorLineEdit.text = "Dr. Ada"
+    assert ui.startLocalWorkerButton.click()  # its port is still taken: said, nothing started
+    assert "still stopping" in harness.dialogs[-1]["text"]
+    slow.release.set()
+    harness.tickUntil(lambda: not widget.session.stoppingLocalWorker, message="stopped")
+    assert slow.stops == 1 and slow.stopThread[0] is not threading.main_thread()
+    harness.tick()
+    assert ui.workerStatusLabel.text == "Not connected"
