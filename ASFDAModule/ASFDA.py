@@ -220,10 +220,19 @@ class ASFDAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin, SparseSlice
         self.edits.caseClosed()
         self.closeSparseCase()
         self.setParameterNode(None)
+        # Let go of the editor's nodes as Slicer's Segment Editor does at a scene close: they leave the scene,
+        # and an editor still pointing at them would paint into a removed segmentation.
+        editor = self.ui.segmentEditorWidget
+        editor.setActiveEffect(None)
+        editor.setSegmentationNode(None)
+        editor.setSourceVolumeNode(None)
+        editor.setMRMLSegmentEditorNode(None)
+        editor.removeViewObservations()
 
     def onSceneEndClose(self, caller, event):
         if self.parent.isEntered:
             self.initializeParameterNode()
+            self.ui.segmentEditorWidget.updateWidgetFromMRML()
 
     def initializeParameterNode(self):
         self.setParameterNode(self.logic.getParameterNode())

@@ -237,6 +237,7 @@ SEGMENT_EDITOR_API = frozenset(
         "setActiveEffectByName",
         "setEffectNameOrder",
         "setupViewObservations",
+        "removeViewObservations",  # Q_INVOKABLE at v5.8.1, v5.10.0 and v5.12.3
         "segmentationNodeSelectorVisible",
         "sourceVolumeNodeSelectorVisible",
         "setMRMLScene",

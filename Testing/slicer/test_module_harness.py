@@ -552,3 +552,19 @@ def test_stop_local_worker_never_holds_the_gui_thread(harness, worker):
     assert slow.stops == 1 and slow.stopThread[0] is not threading.main_thread()
     harness.tick()
     assert ui.workerStatusLabel.text == "Not connected"
+
+
+def test_scene_close_lets_go_of_the_editor_and_end_close_attaches_it_again(harness, worker):
+    """Issue 20: the embedded editor kept the closed scene's segmentation, volume and editor node."""
+    segmentationNode = loadFirstCase(harness, worker)
+    editor = harness.ui.segmentEditorWidget
+    assert editor.segmentationNode() is segmentationNode
+    oldEditorNode = editor.mrmlSegmentEditorNode()
+    editor.setActiveEffect("Paint")
+    editor.setupViewObservations()
+    slicer.mrmlScene.Clear(False)
+    assert editor.segmentationNode() is None and editor.sourceVolumeNode() is None
+    assert editor.activeEffect() is None and not editor.viewsObserved
+    editorNode = editor.mrmlSegmentEditorNode()  # the module is shown: attached again (a singleton survives Clear)
+    assert editorNode is oldEditorNode and editorNode.GetScene() is slicer.mrmlScene
+    assert editorNode.GetSegmentationNode() is None and editorNode.GetSourceVolumeNode() is None

@@ -107,6 +107,7 @@ class qMRMLSegmentEditorWidget(qMRMLWidget):
         self._editorNode = self._segmentation = self._source = self._effect = None
         self._selectorVisible = {"segmentation": True, "source": True}
         self.shortcutsInstalled = False
+        self.viewsObserved = False
         self._effectNames = []
         self.updateEffectList()  # Slicer's widget takes the effects registered so far when it is built
 
@@ -163,6 +164,15 @@ class qMRMLSegmentEditorWidget(qMRMLWidget):
 
     def installKeyboardShortcuts(self, parent=None):
         self.shortcutsInstalled = True
+
+    def setupViewObservations(self):
+        self.viewsObserved = True
+
+    def removeViewObservations(self):
+        self.viewsObserved = False
+
+    def updateWidgetFromMRML(self):
+        pass
 
     def uninstallKeyboardShortcuts(self):
         self.shortcutsInstalled = False
