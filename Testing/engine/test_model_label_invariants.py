@@ -10,16 +10,20 @@ After every step: the active version exists and is complete (its files are what 
 version a person chose last, or the version a job activated by compare-and-swap when nobody chose one while
 it ran (a rollback is never undone); every published version records the label set it trained on, each
 label an accepted revision that is still retrievable; every accepted revision is kept with its content and
-the current label file is the latest. Bounded and seeded, under half a minute.
+the current label file is the latest; a stored prediction is served (no stale reason) only while the image
+and the model content it was made from are still there, an image replaced with its old mtime (`cp -p`)
+included. Bounded and seeded, under half a minute.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional
 
+import nibabel as nib
 import numpy as np
 import pytest
 from asfda.core.checksums import sha256_file
@@ -28,6 +32,7 @@ from asfda.data.hand_placed import check_final_labels
 from asfda.data.label_files import LabelFileError
 from asfda.data.label_revisions import LabelRevisions, RevisionConflict
 from asfda.data.label_submit import NO_LABEL, LabelSubmission, submit_label
+from asfda.data.predictions import prediction_identity, stored_prediction
 from asfda.loop.label_sets import TRAINED_LABELS, label_identities
 from asfda.models.config import ModelConfig
 from asfda.models.networks import build_network
@@ -85,6 +90,8 @@ class LoopInvariants(RuleBasedStateMachine):
         self.trained: Dict[str, Dict[str, str]] = {}  # published version -> the label set it recorded
         self.accepted: Dict[str, List[tuple]] = {c: [] for c in CASES}  # case -> [(revision, sha256)]
         self.count = 0
+        self.image_content = {c: 0 for c in CASES}  # bumped each time a case's image is replaced
+        self.predicted_from: Dict[str, tuple] = {}  # case -> (image content, model version) of its prediction
 
     # -- labels -------------------------------------------------------------------------------------------
 
@@ -202,6 +209,36 @@ class LoopInvariants(RuleBasedStateMachine):
         self.models.attach_gate(versions[pick % len(versions)], {**PASS, "advisory": True})
 
     # -- invariants ---------------------------------------------------------------------------------------
+
+    # -- images and predictions ---------------------------------------------------------------------------
+
+    @rule(case_id=st.sampled_from(CASES))
+    def a_prediction_is_stored(self, case_id):
+        version = self.models.active_version()
+        identity = prediction_identity(self.store.image_fingerprint(case_id), self.models.content_id(version))
+        geometry = self.store.geometry(case_id)
+        self.store.save_label(case_id, LabelTag.PREDICTION, self.truth[case_id], geometry.affine,
+                              self.config.label_values, model_version=version, require_foreground=False,
+                              extra=identity)  # what predict_case records, without the network pass
+        self.predicted_from[case_id] = (self.image_content[case_id], version)
+
+    @rule(case_id=st.sampled_from(CASES))
+    def an_image_is_replaced_keeping_its_mtime(self, case_id):
+        path = self.store.image_path(case_id)
+        before = path.stat()
+        image = nib.load(str(path))
+        data = np.asarray(image.dataobj) + 1 + self.image_content[case_id]
+        nib.save(nib.Nifti1Image(data.astype(image.get_data_dtype()), image.affine), str(path))
+        os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))  # as `cp -p` leaves it
+        self.image_content[case_id] += 1
+
+    @invariant()
+    def a_prediction_is_served_only_for_the_content_it_was_made_from(self):
+        for case_id, (content, version) in self.predicted_from.items():
+            stored = stored_prediction(self.store, case_id)
+            assert stored is not None and stored.model_version == version
+            fresh = stored.stale_reason(self.store) is None
+            assert fresh == (content == self.image_content[case_id]), (case_id, stored.stale_reason(self.store))
 
     @invariant()
     def the_active_version_is_the_last_choice_and_complete(self):
