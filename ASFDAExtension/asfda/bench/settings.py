@@ -141,7 +141,7 @@ def cost_axis_settings() -> BenchSettings:
         spacing=2.5,
         shape=(56, 64, 64),
         source_steps=200,
-        n_val_per_anatomy=2,
+        n_val_per_anatomy=1,  # the cost axis picks nothing on the validation split: one volume per anatomy
         n_test_per_anatomy=4,
         budgets=(1, 2, 4),
         strategies=COST_AXIS_STRATEGIES,
@@ -150,10 +150,11 @@ def cost_axis_settings() -> BenchSettings:
 
 
 def tiny_cost_settings() -> BenchSettings:
-    """The cost axis at the CI size: 16 slices, two seeds (so paired tests exist), asfda + PL only."""
+    """The cost axis at the CI size: 16 slices, two seeds (so paired tests exist), asfda and clasp_pe + PL."""
     settings = tiny_settings()
-    settings.budgets, settings.seeds, settings.strategies = (1,), 2, ("asfda",)
-    settings.slices_per_volume, settings.cost_pseudo = (4, 8), (True,)
+    settings.budgets, settings.seeds, settings.strategies = (1,), 2, ("asfda", "clasp_pe")
+    settings.slices_per_volume, settings.cost_pseudo = (4,), (True,)
+    settings.n_pool_per_anatomy = 8  # MNI152 alone in CI: a sparse arm of 4 slices takes 4 volumes
     return settings
 
 

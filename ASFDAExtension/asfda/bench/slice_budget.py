@@ -54,16 +54,19 @@ def slice_arms(settings: BenchSettings, pool_size: int) -> List[SliceArm]:
     return arms
 
 
-def _priority(spec: RunSpec, top_k: int, target_slices: float, depth: int) -> int:
+def _priority(spec: RunSpec, top_k: int, target_slices: float, depth: int) -> tuple:
+    """(tier, form, seed): the target's asfda + PL arms seed by seed (each seed completes a pairing), then the
+    baselines at those forms form by form (each form completes its seeds: a paired test per form as it goes),
+    whole volumes first, then sparse by slices per volume; then the rest, seed by seed."""
     slices = spec.k * (spec.slices_per_volume or depth)
     target_form = (spec.slices_per_volume == 0 and spec.k == top_k) or (
         spec.slices_per_volume > 0 and slices <= target_slices
     )
     if target_form and spec.pseudo and spec.strategy == "asfda":
-        return 0
+        return (0, spec.seed, 0)
     if target_form and spec.pseudo and spec.strategy in TARGET_BASELINES:
-        return 1
-    return 2
+        return (1, spec.slices_per_volume, spec.seed)
+    return (2, spec.seed, 0)
 
 
 def cost_axis_specs(settings: BenchSettings, picked: Dict[str, Dict], pool_size: int) -> List[RunSpec]:
@@ -83,5 +86,4 @@ def cost_axis_specs(settings: BenchSettings, picked: Dict[str, Dict], pool_size:
                         spec = with_overrides(spec, "ranking", picked.get("ranking", {}))
                     specs.append(spec)
     target = TARGET_SHARE * top_k * depth
-    # Stable: within a priority, seed-major, so paired tests get complete seeds first.
     return sorted(specs, key=lambda s: _priority(s, top_k, target, depth))

@@ -1,0 +1,87 @@
+"""The cost axis of `asfda bench labels` at CI size: whole against sparse at equal slice budgets, through the
+product's loop (simulated annotator round, masked training), with paired tests; resumable from its cache."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from asfda.bench.cost_axis import run_cost_axis
+from asfda.bench.settings import tiny_cost_settings
+from asfda.bench.sources import fetch_all
+
+
+@pytest.fixture(scope="module")
+def cost_run(tmp_path_factory):
+    cache = tmp_path_factory.mktemp("data")
+    fetch_all(cache, names=["mni152"], log=lambda _: None)  # inside the nilearn wheel: no network
+    out = tmp_path_factory.mktemp("cost")
+    settings = tiny_cost_settings()
+    import asfda.data.label_submit as submit
+    import asfda.loop.annotator as annotator
+    import asfda.loop.session as session
+
+    calls = {"rank": 0, "adapt": 0, "masked submits": 0}
+
+    def counted(name, function, when=lambda *a, **k: True):
+        def wrapper(*args, **kwargs):
+            calls[name] += bool(when(*args, **kwargs))
+            return function(*args, **kwargs)
+
+        return wrapper
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(session, "rank_pool", counted("rank", session.rank_pool))
+        patch.setattr(session, "adapt_datastore", counted("adapt", session.adapt_datastore))
+        masked = counted("masked submits", submit.submit_label_array, lambda *a, **k: k.get("mask") is not None)
+        patch.setattr(annotator, "submit_label_array", masked)
+        summary = run_cost_axis(settings, cache, out, pools=["uniform"], log=lambda _: None)
+    rows = [json.loads(line) for line in (out / "cache" / "runs.jsonl").read_text().splitlines()]
+    return settings, cache, out, summary, rows, calls
+
+
+def test_paired_arms_spend_equal_slices_and_sparse_arms_train_on_masks(cost_run):
+    settings, _, _, _, rows, calls = cost_run
+    runs = [r for r in rows if r["strategy"] != "none"]
+    # 2 seeds x 2 strategies x (whole 1 volume, sparse 4 x 4 slices), every one a rank and an adapt of the loop
+    assert len(runs) == 8 and calls["rank"] == calls["adapt"] == 8
+    whole = [r for r in runs if r["slices_per_volume"] == 0]
+    sparse = [r for r in runs if r["slices_per_volume"] == 4]
+    assert len(whole) == len(sparse) == 4
+    assert {r["annotated_slices"] for r in whole} == {16} == {r["annotated_slices"] for r in sparse}
+    assert all(r["label_masks"] == 0 and r["sparse_labels"] == 0 and r["labelled_volumes"] == 1 for r in whole)
+    assert all(r["label_masks"] == 4 and r["sparse_labels"] == 4 and r["labelled_volumes"] == 4 for r in sparse)
+    assert calls["masked submits"] == 4 * 4
+    assert all(r["annotation_minutes"] > 0 and r["gate"][0]["reason"] == "validation gate switched off" for r in runs)
+
+
+def test_the_report_has_the_target_and_baseline_tests_over_seeds(cost_run):
+    _, _, out, summary, _, _ = cost_run
+    pool = summary["pools"]["uniform"]
+    assert pool["subgroup_field"] == "test_by_anatomy" and pool["whole_top_k"] == 1
+    (target,) = pool["target_sparse"]  # 16 sparse slices are not <= 25 % of 16: only the whole-equal arm... no
+    assert target["n"] == 2 and target["share_of_slices"] == 1.0
+    assert {t["baseline"] for t in pool["baselines"]} == {"clasp_pe"}
+    assert all(t["n"] == 2 and "p_t_holm" in t and t["verdict"] for t in pool["baselines"])
+    assert {a["worst_subgroup"] for a in pool["arms"]} == {"mni152"}
+    text = (out / "cost_axis.md").read_text()
+    assert "| asfda + PL | sparse, 4 x 4 slices | 16 |" in text and "clasp_pe" in text
+
+
+def test_a_second_invocation_reads_the_cache_and_runs_nothing(cost_run):
+    settings, cache, out, summary, _, _ = cost_run
+    import asfda.bench.cost_axis as cost_axis
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a cached run ran again")
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("asfda.bench.labels.execute", refuse)
+        again = cost_axis.run_cost_axis(settings, cache, out, pools=["uniform"], log=lambda _: None)
+    assert again["pools"] == json.loads(json.dumps(summary["pools"], default=str))
+
+
+def test_unknown_pool_is_refused_before_anything_runs(tmp_path):
+    with pytest.raises(ValueError, match="pools must be among"):
+        run_cost_axis(tiny_cost_settings(), tmp_path, tmp_path / "out", pools=["clinic"])
+    assert not (tmp_path / "out").exists()
