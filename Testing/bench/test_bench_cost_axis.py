@@ -43,13 +43,16 @@ def cost_run(tmp_path_factory):
 def test_paired_arms_spend_equal_slices_and_sparse_arms_train_on_masks(cost_run):
     settings, _, _, _, rows, calls = cost_run
     runs = [r for r in rows if r["strategy"] != "none"]
-    # 2 seeds x 2 strategies x (whole 1 volume, sparse 4 x 4 slices), every one a rank and an adapt of the loop
-    assert len(runs) == 8 and calls["rank"] == calls["adapt"] == 8
-    whole = [r for r in runs if r["slices_per_volume"] == 0]
+    # 2 seeds x 2 strategies x (whole 1, sparse 4 x 4 slices, whole 4; 16 x 4 needs more than the pool's 8
+    # volumes), each a rank and an adapt of the loop
+    assert len(runs) == 12 and calls["rank"] == calls["adapt"] == 12
+    whole1 = [r for r in runs if r["slices_per_volume"] == 0 and r["k"] == 1]
     sparse = [r for r in runs if r["slices_per_volume"] == 4]
-    assert len(whole) == len(sparse) == 4
-    assert {r["annotated_slices"] for r in whole} == {16} == {r["annotated_slices"] for r in sparse}
-    assert all(r["label_masks"] == 0 and r["sparse_labels"] == 0 and r["labelled_volumes"] == 1 for r in whole)
+    assert len(whole1) == len(sparse) == 4 and {r["k"] for r in sparse} == {4}
+    assert {r["annotated_slices"] for r in whole1} == {16} == {r["annotated_slices"] for r in sparse}
+    assert {r["annotated_slices"] for r in runs if r["slices_per_volume"] == 0 and r["k"] == 4} == {64}
+    whole = [r for r in runs if r["slices_per_volume"] == 0]
+    assert all(r["label_masks"] == 0 and r["sparse_labels"] == 0 for r in whole)
     assert all(r["label_masks"] == 4 and r["sparse_labels"] == 4 and r["labelled_volumes"] == 4 for r in sparse)
     assert calls["masked submits"] == 4 * 4
     assert all(r["annotation_minutes"] > 0 and r["gate"][0]["reason"] == "validation gate switched off" for r in runs)
@@ -58,14 +61,19 @@ def test_paired_arms_spend_equal_slices_and_sparse_arms_train_on_masks(cost_run)
 def test_the_report_has_the_target_and_baseline_tests_over_seeds(cost_run):
     _, _, out, summary, _, _ = cost_run
     pool = summary["pools"]["uniform"]
-    assert pool["subgroup_field"] == "test_by_anatomy" and pool["whole_top_k"] == 1
-    (target,) = pool["target_sparse"]  # 16 sparse slices are not <= 25 % of 16: only the whole-equal arm... no
-    assert target["n"] == 2 and target["share_of_slices"] == 1.0
-    assert {t["baseline"] for t in pool["baselines"]} == {"clasp_pe"}
-    assert all(t["n"] == 2 and "p_t_holm" in t and t["verdict"] for t in pool["baselines"])
+    assert pool["subgroup_field"] == "test_by_anatomy" and pool["whole_top_k"] == 4
+    (target,) = pool["target_sparse"]  # 4 x 4 slices: a quarter of whole 4's 64
+    assert target["n"] == 2 and target["share_of_slices"] == 0.25 and "p_t" in target and "met" in target
+    assert target["worst_subgroup"] == "mni152"
+    assert {(t["baseline"], t["form"]) for t in pool["baselines"]} == {
+        ("clasp_pe", "whole, 1 volume(s)"),
+        ("clasp_pe", "whole, 4 volume(s)"),
+        ("clasp_pe", "sparse, 4 x 4 slices"),
+    }
+    assert all(t["n"] == 2 and t["p_t_holm"] >= t["p_t"] and t["verdict"] for t in pool["baselines"])
     assert {a["worst_subgroup"] for a in pool["arms"]} == {"mni152"}
     text = (out / "cost_axis.md").read_text()
-    assert "| asfda + PL | sparse, 4 x 4 slices | 16 |" in text and "clasp_pe" in text
+    assert "| asfda + PL | sparse, 4 x 4 slices | 16 |" in text and "asfda - clasp_pe + PL" in text
 
 
 def test_a_second_invocation_reads_the_cache_and_runs_nothing(cost_run):

@@ -150,9 +150,10 @@ def cost_axis_settings() -> BenchSettings:
 
 
 def tiny_cost_settings() -> BenchSettings:
-    """The cost axis at the CI size: 16 slices, two seeds (so paired tests exist), asfda and clasp_pe + PL."""
+    """The cost axis at the CI size: 16 slices, whole 1 and 4 against 4 x 4 slices (a quarter of whole 4), two seeds
+    (so paired tests exist), asfda and clasp_pe + PL."""
     settings = tiny_settings()
-    settings.budgets, settings.seeds, settings.strategies = (1,), 2, ("asfda", "clasp_pe")
+    settings.budgets, settings.seeds, settings.strategies = (1, 4), 2, ("asfda", "clasp_pe")
     settings.slices_per_volume, settings.cost_pseudo = (4,), (True,)
     settings.n_pool_per_anatomy = 8  # MNI152 alone in CI: a sparse arm of 4 slices takes 4 volumes
     return settings
