@@ -65,3 +65,9 @@ def test_the_strategy_is_one_registry_entry_seeded_and_reads_the_round_from_the_
     later = [r.case_id for r in rank(pool, labeled, options) if r.selected]
     assert later == [f"c{i}" for i in stratified_picks(scores, counts, 3, round_index=10, seed=4)]
     assert Strategy("clasp_pe") is Strategy.CLASS_STRATIFIED
+
+
+def test_every_strategy_name_has_one_registry_entry():
+    from asfda.query.strategies import REGISTRY
+
+    assert set(REGISTRY) == set(Strategy) and Strategy.CLASS_STRATIFIED in REGISTRY
