@@ -93,3 +93,36 @@ def test_unknown_pool_is_refused_before_anything_runs(tmp_path):
     with pytest.raises(ValueError, match="pools must be among"):
         run_cost_axis(tiny_cost_settings(), tmp_path, tmp_path / "out", pools=["clinic"])
     assert not (tmp_path / "out").exists()
+
+
+def test_pool_templates_of_other_settings_are_other_folders(tmp_path):
+    """The cost axis runs several pool mixes on one results folder (in one process or one per pool): a template
+    datastore (the pool's images and source model) must never be shared across settings."""
+    from types import SimpleNamespace
+
+    import numpy as np
+    from asfda.bench.runner import _template
+    from asfda.bench.settings import BenchSettings
+    from asfda.demo.data import Subject
+    from asfda.demo.source_model import demo_model_config
+    from asfda.models.networks import build_network
+
+    config = demo_model_config({"background": 0, "brain": 1}, (16, 16, 16))
+    subject = Subject("pool0_a_00", np.zeros((16, 16, 16), np.float32), np.zeros((16, 16, 16), np.uint8))
+    pool = SimpleNamespace(cohort=SimpleNamespace(subjects=[subject], anatomy={subject.case_id: "a"}))
+
+    def ctx(mix):
+        return SimpleNamespace(
+            settings=BenchSettings(pool_mix=mix),
+            scratch=tmp_path,
+            pool=lambda _replicate: pool,
+            affine={"a": np.eye(4)},
+            network=build_network(config),
+            config=config,
+            prior=None,
+            reference=None,
+        )
+
+    uniform, hospital = _template(ctx("uniform"), 0), _template(ctx("hospital"), 0)
+    assert uniform != hospital and (uniform / ".complete").exists() and (hospital / ".complete").exists()
+    assert _template(ctx("uniform"), 0) == uniform

@@ -37,8 +37,10 @@ def rank_request(spec: RunSpec, k: int, seed: int) -> RankRequest:
 
 
 def _template(ctx: BenchContext, replicate: int) -> Path:
-    """One datastore per pool with its images and the source model as v0001; every run starts from a copy."""
-    folder = ctx.scratch / f"template-pool{replicate}"
+    """One datastore per pool with its images and the source model as v0001; every run starts from a copy.
+    Keyed by the settings fingerprint too: pools of other settings (another pool mix of the cost axis, in this
+    process or another one on the same results folder) are other images and another source model."""
+    folder = ctx.scratch / f"template-{ctx.settings.fingerprint()}-pool{replicate}"
     if (folder / ".complete").exists():
         return folder
     if folder.exists():
