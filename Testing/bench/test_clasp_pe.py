@@ -71,3 +71,23 @@ def test_every_strategy_name_has_one_registry_entry():
     from asfda.query.strategies import REGISTRY
 
     assert set(REGISTRY) == set(Strategy) and Strategy.CLASS_STRATIFIED in REGISTRY
+
+
+def test_the_signal_cache_keeps_the_per_class_counts_and_reads_older_entries_without_them():
+    import io
+
+    from asfda.scoring.cache import _pack, _unpack
+
+    signal = _signal("c0", 0.5, [900, 90, 10])
+    row = {"dkd": 0.0, "asd": 0.0, "entropy": 0.5, "foreground_fraction": 0.1, "knowledge_source": "norm_stats"}
+    row["foreground_voxels"] = 100
+    assert _unpack("c0", row, _pack(signal)).class_voxels == [900, 90, 10]
+    stored = dict(np.load(io.BytesIO(_pack(signal))))
+    del stored["class_voxels"]  # an entry written before the counts were kept
+    older = io.BytesIO()
+    np.savez(older, **stored)
+    assert _unpack("c0", row, older.getvalue()).class_voxels == []
+    binary = _signal("c1", 0.5, [])
+    binary.class_entropy, binary.foreground_voxels = [0.1, 0.4], 100
+    ranked = rank([binary, _signal("c2", 0.4, [10, 5])], [], RankingOptions(strategy=Strategy.CLASS_STRATIFIED, k=1))
+    assert len([r for r in ranked if r.selected]) == 1  # a cached binary signal still ranks
