@@ -126,3 +126,14 @@ def test_pool_templates_of_other_settings_are_other_folders(tmp_path):
     uniform, hospital = _template(ctx("uniform"), 0), _template(ctx("hospital"), 0)
     assert uniform != hospital and (uniform / ".complete").exists() and (hospital / ".complete").exists()
     assert _template(ctx("uniform"), 0) == uniform
+
+
+def test_the_cost_fields_leave_other_runs_keys_and_rows_as_they_were():
+    from asfda.bench.spec import RunSpec
+
+    whole = RunSpec("main", "x", "asfda", 4, True, 0)
+    effective = whole.effective("f")
+    assert "slices_per_volume" not in effective and "gate" not in effective and "validation_gate" not in effective
+    sparse = RunSpec("cost", "x", "asfda", 16, True, 0, slices_per_volume=4, validation_gate=False)
+    assert sparse.effective("f")["gate"] is False and sparse.key("f") != whole.key("f")
+    assert "gate" not in whole.to_dict()  # a row's "gate" is its list of verdicts (the report iterates it)

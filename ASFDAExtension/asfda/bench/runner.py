@@ -98,7 +98,7 @@ def execute(ctx: BenchContext, spec: RunSpec) -> Dict:
                     steps=steps,
                     seed=seed,
                     use_pseudo_labels=spec.pseudo,
-                    gate_enabled=spec.gate,
+                    gate_enabled=spec.validation_gate,
                     gate_decide_from_labels=ctx.settings.gate_decide_from_labels,
                     gate_verdict_after=False,  # the benchmark reads every verdict with its round
                     finetune_overrides=dict(spec.guards),

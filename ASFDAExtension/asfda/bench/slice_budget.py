@@ -79,7 +79,7 @@ def cost_axis_specs(settings: BenchSettings, picked: Dict[str, Dict], pool_size:
             for strategy in settings.strategies:
                 for pseudo in settings.cost_pseudo:
                     spec = RunSpec("cost", arm.name, strategy, arm.volumes, bool(pseudo), seed)
-                    spec.slices_per_volume, spec.gate = arm.slices_per_volume, settings.cost_gate
+                    spec.slices_per_volume, spec.validation_gate = arm.slices_per_volume, settings.cost_gate
                     for section in ("reliability", "guards") if pseudo else ("guards",):
                         spec = with_overrides(spec, section, picked.get(section, {}))
                     if strategy == "asfda":
