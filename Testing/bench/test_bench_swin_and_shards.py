@@ -63,7 +63,7 @@ def test_shards_split_the_seeds_and_meet_after_the_phase(tmp_path, monkeypatch):
 
     def shard(index):
         store = ResultStore(tmp_path)  # each process has its own view of the one file
-        views[index] = labels_module._run_phase(Ctx(), store, specs, "main", True, (index, 2))
+        views[index] = labels_module.run_phase(Ctx(), store, specs, "main", True, (index, 2))
 
     threads = [threading.Thread(target=shard, args=(i,), name=f"shard{i}") for i in (1, 0)]
     monkeypatch.setattr(labels_module, "_wait_for_other_shards", _fast_wait(labels_module._wait_for_other_shards))

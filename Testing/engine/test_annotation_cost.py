@@ -21,3 +21,16 @@ def test_a_volume_costs_its_slices_with_and_without_structure():
     assert scratch.minutes > cost.minutes  # correcting a draft is cheaper than drawing
     total = sum([cost, cost], NO_COST)
     assert (total.slices, total.structure_slices) == (20, 6) and total.minutes == pytest.approx(2 * cost.minutes)
+
+
+def test_a_sparse_label_costs_only_its_requested_slices():
+    from asfda.core.annotation_cost import slices_cost
+
+    label = np.zeros((4, 5, 10), dtype=np.uint8)
+    label[1:3, 1:3, 2:5] = 1
+    cost = slices_cost(label, 2, [0, 3, 4, 3])  # a repeated index is one slice
+    assert (cost.slices, cost.structure_slices) == (3, 2)
+    assert cost.minutes == pytest.approx((2 * SECONDS_PER_SLICE["correct"] + SECONDS_PER_EMPTY_SLICE) / 60)
+    assert slices_cost(label, 2, range(10)) == volume_cost(label, axis=2)  # every slice: the whole volume
+    with pytest.raises(ValueError, match="outside"):
+        slices_cost(label, 2, [10])

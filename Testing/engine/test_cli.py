@@ -89,8 +89,13 @@ def test_quick_demo_runs_end_to_end_and_writes_its_outputs(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     assert "target test Dice before adaptation" in result.stdout and "asfda + pseudo-labels" in result.stdout
     report = json.loads((out / "demo-report.json").read_text())
-    assert 0.0 <= report["dice_before"] <= 1.0 and len(report["arms"]) == 3
-    assert all(len(arm["picks"]) == report["k"] for arm in report["arms"])
+    assert 0.0 <= report["dice_before"] <= 1.0 and len(report["arms"]) == 4
+    whole = [arm for arm in report["arms"] if arm["slices_per_volume"] == 0]
+    (sparse,) = [arm for arm in report["arms"] if arm["slices_per_volume"] > 0]
+    assert len(whole) == 3 and all(len(arm["picks"]) == report["k"] for arm in whole)
+    # the sparse arm: 3 volumes of 4 requested slices each, fewer slices than the whole-volume arm's
+    assert len(sparse["picks"]) == 3 and sparse["cost"]["slices"] == 12 < whole[0]["cost"]["slices"]
+    assert "asfda + PL, sparse" in result.stdout and "3 volumes x 4 slices: 12 slices annotated" in result.stdout
     # the hospital mix by default: Dice per protocol, and each arm's cost in slices and estimated minutes
     assert report["pool"] == "hospital" and set(report["dice_before_by_protocol"]) == {"routine", "rare"}
     assert all(set(arm["dice_by_protocol"]) == {"routine", "rare"} for arm in report["arms"])

@@ -27,7 +27,7 @@ from asfda.bench.spec import RunSpec
 from asfda.bench.store import ResultStore
 
 
-def _run_phase(
+def run_phase(
     ctx: BenchContext,
     store: ResultStore,
     specs: List[RunSpec],
@@ -35,6 +35,7 @@ def _run_phase(
     execute_missing: bool = True,
     shard: Tuple[int, int] = (0, 1),
 ) -> List[Tuple[RunSpec, Dict]]:
+    """Run the specs not in the store yet (this shard's seeds), then every spec's row as this phase sees it."""
     fingerprint = ctx.settings.fingerprint()
     index, count = shard
     # Sharded by seed: a seed's pool template is written by one process only.
@@ -121,20 +122,20 @@ def run_labels(
     reference = reference_specs(settings, pool_size)
     if settings.headline_only:  # the unadapted model only
         reference = [s for s in reference if s.variant == "unadapted"]
-    phases["reference"] = [r for _, r in _run_phase(ctx, store, reference, "reference", not report_only, shard)]
+    phases["reference"] = [r for _, r in run_phase(ctx, store, reference, "reference", not report_only, shard)]
     # Without the ablation phase, run the recipe that landed in the code defaults (the earlier pick).
     picked: Dict[str, Dict] = code_pick()
     pick_log: List[Dict] = []
     if settings.ablations:
         phases["ablation"] = [
-            r for _, r in _run_phase(ctx, store, ablation_specs(settings), "ablation", not report_only, shard)
+            r for _, r in run_phase(ctx, store, ablation_specs(settings), "ablation", not report_only, shard)
         ]
         picked, pick_log = pick_default(phases["ablation"])
         log(f"picked on the validation split: {json.dumps(picked)}")
     main = headline_specs(settings, picked) if settings.headline_only else main_specs(settings, picked)
-    phases["main"] = [r for _, r in _run_phase(ctx, store, main, "main", not report_only, shard)]
+    phases["main"] = [r for _, r in run_phase(ctx, store, main, "main", not report_only, shard)]
     multiround = [] if settings.headline_only else multiround_specs(settings, picked)
-    phases["multiround"] = [r for _, r in _run_phase(ctx, store, multiround, "multiround", not report_only, shard)]
+    phases["multiround"] = [r for _, r in run_phase(ctx, store, multiround, "multiround", not report_only, shard)]
     from asfda.bench.diagnostics import diagnostics
     from asfda.bench.report import write_report
 

@@ -13,7 +13,9 @@ import numpy as np
 
 from asfda.bench.context import BenchContext, group_means
 from asfda.bench.spec import RunSpec
+from asfda.core.annotation_cost import NO_COST
 from asfda.data.datastore import Datastore, LabelTag
+from asfda.data.label_masks import has_mask
 from asfda.demo.data import write_images
 from asfda.demo.evaluate import by_severity, class_dice_per_subject
 from asfda.io.volumes import load_volume
@@ -30,12 +32,15 @@ def rank_request(spec: RunSpec, k: int, seed: int) -> RankRequest:
         rule=r["rule"],
         embedding=r["embedding"],
         cold_start_medoid=bool(r["cold_start_medoid"]),
+        slices_per_volume=int(spec.slices_per_volume),
     )
 
 
 def _template(ctx: BenchContext, replicate: int) -> Path:
-    """One datastore per pool with its images and the source model as v0001; every run starts from a copy."""
-    folder = ctx.scratch / f"template-pool{replicate}"
+    """One datastore per pool with its images and the source model as v0001; every run starts from a copy.
+    Keyed by the settings fingerprint too: pools of other settings (another pool mix of the cost axis, in this
+    process or another one on the same results folder) are other images and another source model."""
+    folder = ctx.scratch / f"template-{ctx.settings.fingerprint()}-pool{replicate}"
     if (folder / ".complete").exists():
         return folder
     if folder.exists():
@@ -83,6 +88,7 @@ def execute(ctx: BenchContext, spec: RunSpec) -> Dict:
         gates: List[Dict] = []
         knowledge: set = set()  # what DKD measured against (none for strategies that score nothing)
         n_pseudo, pseudo_acc = 0, float("nan")
+        cost, sparse_labels = NO_COST, 0
         for round_index in range(spec.rounds):
             seed = spec.seed * 100 + round_index
             done = simulated_round(
@@ -92,6 +98,7 @@ def execute(ctx: BenchContext, spec: RunSpec) -> Dict:
                     steps=steps,
                     seed=seed,
                     use_pseudo_labels=spec.pseudo,
+                    gate_enabled=spec.validation_gate,
                     gate_decide_from_labels=ctx.settings.gate_decide_from_labels,
                     gate_verdict_after=False,  # the benchmark reads every verdict with its round
                     finetune_overrides=dict(spec.guards),
@@ -104,10 +111,19 @@ def execute(ctx: BenchContext, spec: RunSpec) -> Dict:
             knowledge = {r.knowledge_source for r in store.state.scores(spec.strategy) if r.knowledge_source}
             labeled_ids.extend(done.picks)
             result = done.adaptation
+            cost, sparse_labels = cost + done.cost, int(result.metrics.get("sparse_labels", 0))
             gates.append({"version": result.version, "activated": result.activated, "reason": result.gate["reason"]})
             n_pseudo, pseudo_acc = len(result.pseudo_cases), _pseudo_accuracy(store, result.pseudo_cases, truth)
         network = store.models.load().network  # what the clinician would be using: the ACTIVE version
         extra = {"gate": gates, "active_version": store.models.active_version(), "knowledge_source": sorted(knowledge)}
+        # The clinician's cost (core.annotation_cost's per-slice model) and what the last round trained on.
+        extra.update(
+            annotated_slices=cost.slices,
+            structure_slices=cost.structure_slices,
+            annotation_minutes=cost.minutes,
+            sparse_labels=sparse_labels,
+            label_masks=sum(has_mask(store, c) for c in labeled_ids),
+        )
         if not gates[-1]["activated"]:
             # What the gate cost: the Dice the kept-inactive version would have had (reported, never scored).
             kept = store.models.load(gates[-1]["version"]).network

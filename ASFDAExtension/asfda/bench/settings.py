@@ -18,6 +18,9 @@ RUN_COUNT_FIELDS = (
     "ablation_seeds",
     "headline_seeds",
     "headline_only",
+    "slices_per_volume",
+    "cost_pseudo",
+    "cost_gate",
 )
 
 
@@ -81,6 +84,12 @@ class BenchSettings:
     # The validation gate's GateOptions.decide_from_labels. 0 (enforced at every label count) is what the runs
     # of 2026-11-27 used; the product's default since then, 11, makes k-fold verdicts from fewer labels advisory.
     gate_decide_from_labels: int = 0
+    # The cost axis (`--cost-axis`, issue 22): sparse labels of these many slices per volume against whole volumes
+    # at the same slice budgets; with and/or without pseudo-labels; the validation gate on or off (off: one
+    # training per run instead of k + 1, the demo's choice).
+    slices_per_volume: Tuple[int, ...] = (4, 8, 16)
+    cost_pseudo: Tuple[bool, ...] = (True, False)
+    cost_gate: bool = False
 
     def fingerprint(self) -> str:
         """Runs from other sizes must never be mixed into these results."""
@@ -120,6 +129,34 @@ def tiny_settings() -> BenchSettings:
         ablations=False,
         multiround=(2, 1),
     )
+
+
+COST_AXIS_STRATEGIES = ("asfda", "random", "foreground_random", "clasp_pe")
+
+
+def cost_axis_settings() -> BenchSettings:
+    """The cost axis's size: 64 slices along the sliced axis (the thickest, here the last of an isotropic grid),
+    so that 4, 8 or 16 slices of a volume are a real part of it; whole volumes at k = 1, 2, 4."""
+    return BenchSettings(
+        spacing=2.5,
+        shape=(56, 64, 64),
+        source_steps=200,
+        n_val_per_anatomy=1,  # the cost axis picks nothing on the validation split: one volume per anatomy
+        n_test_per_anatomy=4,
+        budgets=(1, 2, 4),
+        strategies=COST_AXIS_STRATEGIES,
+        ablations=False,
+    )
+
+
+def tiny_cost_settings() -> BenchSettings:
+    """The cost axis at the CI size: 16 slices, whole 1 and 4 against 4 x 4 slices (a quarter of whole 4), two seeds
+    (so paired tests exist), asfda and clasp_pe + PL."""
+    settings = tiny_settings()
+    settings.budgets, settings.seeds, settings.strategies = (1, 4), 2, ("asfda", "clasp_pe")
+    settings.slices_per_volume, settings.cost_pseudo = (4,), (True,)
+    settings.n_pool_per_anatomy = 8  # MNI152 alone in CI: a sparse arm of 4 slices takes 4 volumes
+    return settings
 
 
 TASKS = ("brain", "tissue")

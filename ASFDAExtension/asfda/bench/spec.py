@@ -75,9 +75,18 @@ class RunSpec:
     ranking: Dict[str, Any] = field(default_factory=ranking_defaults)
     reliability: Dict[str, Any] = field(default_factory=reliability_defaults)
     guards: Dict[str, Any] = field(default_factory=guard_defaults)
+    # The cost axis (issue 22): slices asked per pick (0: whole volumes) and whether the validation gate runs.
+    slices_per_volume: int = 0
+    validation_gate: bool = True  # not "gate": a run's row has its gate verdicts under that name
 
     def effective(self, fingerprint: str) -> Dict[str, Any]:
         data = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("phase", "variant")}
+        # Fields added later leave the keys of runs that keep their defaults as they were (cached runs stay valid);
+        # the gate switch is keyed as "gate", the name the first cost-axis runs were cached under.
+        if data.pop("validation_gate") is False:
+            data["gate"] = False
+        if data["slices_per_volume"] == 0:
+            del data["slices_per_volume"]
         if self.strategy not in ("asfda", "dkd", "asd"):  # options that do not touch this strategy's picks
             data["ranking"] = {}
         if not self.pseudo:

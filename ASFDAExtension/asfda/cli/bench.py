@@ -91,6 +91,7 @@ def add_parser(subparsers) -> None:
         help="run only the seeds s with s %% N == I (start N processes on the same --out; the first to start "
         "trains the shared source model while the others wait; each waits for the others after every phase)",
     )
+    add_cost_axis_options(labels)
     labels.set_defaults(func=run_labels)
 
     speed = sub.add_parser(
@@ -133,6 +134,36 @@ def add_parser(subparsers) -> None:
     add_activation_parser(sub)
     add_listing_parser(sub)
     add_ray_parser(sub)
+
+
+def add_cost_axis_options(labels) -> None:
+    cost = labels.add_argument_group(
+        "cost axis",
+        "Dice against annotated slices and estimated minutes: whole volumes at k (--budgets, default 1 2 4) "
+        "against sparse labels on more volumes at the same slice budgets, on 64 slices along the sliced axis "
+        "(OUT/cost_axis.md; docs/benchmarks.md)",
+    )
+    cost.add_argument("--cost-axis", dest="cost_axis", action="store_true", help="run the cost axis instead")
+    cost.add_argument(
+        "--slices-per-volume",
+        dest="slices_per_volume",
+        type=int,
+        nargs="+",
+        help="slices per volume of the sparse arms [4 8 16]",
+    )
+    cost.add_argument(
+        "--pools", nargs="+", choices=["uniform", "hospital"], help="pool compositions [uniform hospital]"
+    )
+    cost.add_argument(
+        "--cost-pseudo",
+        dest="cost_pseudo",
+        nargs="+",
+        choices=["on", "off"],
+        help="arms with (on) and without (off) pseudo-labels [on off]",
+    )
+    cost.add_argument(
+        "--cost-gate", dest="cost_gate", action="store_true", help="run the validation gate (k + 1 trainings a run)"
+    )
 
 
 def add_pool_parser(sub) -> None:
@@ -273,12 +304,32 @@ def run_labels(args: argparse.Namespace) -> int:
     from asfda.bench.labels import settings_from_args
     from asfda.bench.settings import BenchSettings, tiny_settings
 
+    if getattr(args, "cost_axis", False):
+        return run_cost_axis_command(args)
     settings = settings_from_args(args, tiny_settings() if args.tiny else BenchSettings())
     run(settings, args.cache, args.out, report_only=args.report_only, shard=args.shard)
     print(
         f"report: {args.out / 'report.md'}   tables: {args.out / 'summary.csv'}   "
         f"plot: {args.out / 'dice_vs_budget.png'}"
     )
+    return 0
+
+
+def run_cost_axis_command(args: argparse.Namespace) -> int:
+    from asfda.bench.cost_axis import POOLS, run_cost_axis
+    from asfda.bench.labels import settings_from_args
+    from asfda.bench.settings import cost_axis_settings, tiny_cost_settings
+
+    settings = settings_from_args(args, tiny_cost_settings() if args.tiny else cost_axis_settings())
+    if args.slices_per_volume:
+        if any(s < 1 for s in args.slices_per_volume):
+            raise SystemExit("asfda bench labels: --slices-per-volume takes counts of 1 or more")
+        settings.slices_per_volume = tuple(args.slices_per_volume)
+    if args.cost_pseudo:
+        settings.cost_pseudo = tuple(dict.fromkeys(p == "on" for p in args.cost_pseudo))
+    settings.cost_gate = bool(args.cost_gate)
+    run_cost_axis(settings, args.cache, args.out, args.pools or POOLS, report_only=args.report_only, shard=args.shard)
+    print(f"report: {args.out / 'cost_axis.md'}   figures: {args.out / 'cost_axis.json'}")
     return 0
 
 

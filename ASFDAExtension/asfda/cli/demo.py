@@ -40,6 +40,7 @@ def run(args: argparse.Namespace) -> int:
             n_test=2,
             source_steps=20,
             adapt_steps=4,
+            sparse_k=3,
         )
     report = run_demo(args.out, settings)
     print(format_report(report))

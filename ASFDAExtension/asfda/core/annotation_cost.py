@@ -59,3 +59,17 @@ def volume_cost(label: np.ndarray, axis: int, mode: str = "correct") -> Annotati
     empty = int(with_structure.size - structure)
     minutes = (structure * SECONDS_PER_SLICE[mode] + empty * SECONDS_PER_EMPTY_SLICE) / 60.0
     return AnnotationCost(int(with_structure.size), structure, minutes)
+
+
+def slices_cost(label: np.ndarray, axis: int, indices, mode: str = "correct") -> AnnotationCost:
+    """The estimated cost of annotating only the slices `indices` of `label` along `axis` (a sparse label):
+    each requested slice is looked at, the ones that show a structure are drawn, the others confirmed empty."""
+    other = tuple(a for a in range(label.ndim) if a != axis)
+    with_structure = np.asarray(label).any(axis=other)
+    chosen = sorted({int(i) for i in indices})
+    if any(i < 0 or i >= with_structure.size for i in chosen):
+        raise ValueError(f"slice indices {chosen} outside an axis of {with_structure.size} slices")
+    structure = int(with_structure[chosen].sum()) if chosen else 0
+    empty = len(chosen) - structure
+    minutes = (structure * SECONDS_PER_SLICE[mode] + empty * SECONDS_PER_EMPTY_SLICE) / 60.0
+    return AnnotationCost(len(chosen), structure, minutes)

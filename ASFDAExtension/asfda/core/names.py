@@ -23,6 +23,9 @@ class Strategy(str, enum.Enum):
     # Random, weighted by the model's predicted foreground fraction (never the truth)
     FOREGROUND_RANDOM = "foreground_random"
     BALANCED_ENTROPY = "balanced_entropy"  # mean over classes of the entropy inside each predicted class, top-k
+    # In the manner of ClaSP PE: 66 % of the budget split over predicted classes, the rest by entropy, with a
+    # log-scale score perturbation that shrinks over rounds
+    CLASS_STRATIFIED = "clasp_pe"
 
 
 class SliceRule(str, enum.Enum):

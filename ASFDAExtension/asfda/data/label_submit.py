@@ -27,7 +27,15 @@ from asfda.data.datastore import Datastore
 from asfda.data.dicomweb.writeback import queue_seg
 from asfda.data.effort import EFFORT
 from asfda.data.label_files import read_checked_label
-from asfda.data.label_masks import MASK_SUFFIX, checked_mask, remove_mask, save_mask
+from asfda.data.label_masks import (
+    MASK_SUFFIX,
+    checked_mask,
+    mask_summary,
+    remove_mask,
+    save_mask,
+    slice_coverage,
+    validate_mask,
+)
 from asfda.data.label_revisions import (
     HAND_PLACED,
     SUFFIX,
@@ -168,13 +176,23 @@ def submit_label_array(
     config: ModelConfig,
     model_version: Optional[str],
     leases: Optional[LeaseBook] = None,
+    mask: Optional[np.ndarray] = None,
 ) -> SubmitResult:
     """`submit_label` for a label already in memory (the simulated annotator of the demo and benchmark);
-    `submission.file` is not read."""
+    `submission.file` is not read. `mask`: a sparse label's annotated voxels (0/1 on the image's grid), checked
+    like an uploaded mask; None: fully annotated."""
+    sparse = mask is not None
     labels, affine, values = store.checked_label(
-        submission.case_id, labels, affine, config.label_values, submission.require_foreground
+        submission.case_id, labels, affine, config.label_values, submission.require_foreground and not sparse
     )
-    return _submit(store, submission, labels, affine, values, model_version, leases)
+    voxels = None
+    if sparse:
+        voxels = np.asarray(mask).astype(np.uint8)
+        validate_mask(voxels, labels, f"{submission.case_id}{MASK_SUFFIX}")
+        coverage = slice_coverage(voxels, store.state.requested_slices(submission.case_id))
+        recorded = {"annotated_mask": mask_summary(voxels, submission.case_id), "requested_slices": coverage}
+        submission = replace(submission, extra={**submission.extra, **recorded})
+    return _submit(store, submission, labels, affine, values, model_version, leases, voxels)
 
 
 def _submit(store, submission, labels, affine, values, model_version, leases, mask=None) -> SubmitResult:

@@ -11,7 +11,6 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
-from asfda.core.annotation_cost import NO_COST, thickest_axis, volume_cost
 from asfda.core.names import Strategy
 from asfda.core.progress import console_progress
 from asfda.data.datastore import Datastore
@@ -32,6 +31,7 @@ class ArmResult:
     pseudo_labels: int
     dice_by_protocol: Dict[str, float] = field(default_factory=dict)
     cost: Dict = field(default_factory=dict)  # annotated slices and estimated minutes (asfda.core.annotation_cost)
+    slices_per_volume: int = 0  # a sparse arm's slices per pick; 0: whole volumes
 
 
 @dataclass
@@ -61,43 +61,60 @@ class DemoSettings:
     # of the pool; the test set holds 30 % rare volumes so the rare protocol's Dice is measured. None: uniform.
     rare_share: Optional[float] = 0.1
     rare_share_test: Optional[float] = 0.3
+    # The sparse arm beside the whole-volume one: asfda + pseudo-labels on `sparse_k` volumes (None: 3 k) of
+    # `sparse_slices` evenly spaced slices each (12 x 4 = 48 slices at k = 4: a quarter of the 4 whole volumes'
+    # 4 x 48); sparse_k 0 leaves the arm out.
+    sparse_k: Optional[int] = None
+    sparse_slices: int = 4
+
+    def sparse_volumes(self) -> int:
+        return 3 * self.k if self.sparse_k is None else self.sparse_k
+
+
+@dataclass(frozen=True)
+class Arm:
+    name: str
+    strategy: Strategy
+    pseudo: bool
+    sparse: bool = False  # sparse_k volumes of sparse_slices slices instead of k whole volumes
 
 
 ARMS = (
-    ("asfda + pseudo-labels", Strategy.ASFDA, True),
-    ("random + pseudo-labels", Strategy.RANDOM, True),
-    ("random, labels only", Strategy.RANDOM, False),
+    Arm("asfda + pseudo-labels", Strategy.ASFDA, True),
+    Arm("asfda + PL, sparse", Strategy.ASFDA, True, sparse=True),
+    Arm("random + pseudo-labels", Strategy.RANDOM, True),
+    Arm("random, labels only", Strategy.RANDOM, False),
 )
 
 
-def _run_arm(root: Path, data, network, prior, config, settings: DemoSettings, name, strategy, pseudo) -> ArmResult:
+def _run_arm(root: Path, data, network, prior, config, settings: DemoSettings, arm: Arm) -> ArmResult:
     store = Datastore(root)
     write_images(data.pool, store.images_dir, data.anatomy.affine)
     store.models.publish(network, config, parent=None, feature_prior=prior, note="demo source model")
-    session = LoopSession(store, SessionSettings(device="cpu"), progress=console_progress(f"{name}: rank, adapt"))
+    session = LoopSession(store, SessionSettings(device="cpu"), progress=console_progress(f"{arm.name}: rank, adapt"))
+    k, slices = (settings.sparse_volumes(), settings.sparse_slices) if arm.sparse else (settings.k, 0)
+    truth = {s.case_id: s.label for s in data.pool}
     done = simulated_round(
         session,
-        RankRequest(strategy=strategy.value, k=settings.k, seed=settings.seed),
+        RankRequest(strategy=arm.strategy.value, k=k, seed=settings.seed, slices_per_volume=slices),
         # The demo judges every arm on a labelled test set; the gate's k-fold trainings would only
         # multiply its run time by k + 1.
-        AdaptRequest(steps=settings.adapt_steps, seed=settings.seed, use_pseudo_labels=pseudo, gate_enabled=False),
-        truth={s.case_id: s.label for s in data.pool},
+        AdaptRequest(steps=settings.adapt_steps, seed=settings.seed, use_pseudo_labels=arm.pseudo, gate_enabled=False),
+        truth=truth,
         affine_of=lambda _case: data.anatomy.affine,
     )
     adapted = store.models.load(done.adaptation.version)
     dice = dice_per_subject(adapted.network, config, data.test)
-    truth = {s.case_id: s.label for s in data.pool}
-    axis = thickest_axis(np.linalg.norm(data.anatomy.affine[:3, :3], axis=0))
-    cost = sum((volume_cost(truth[c], axis) for c in done.picks), NO_COST)
     return ArmResult(
-        name,
+        arm.name,
         done.picks,
         float(np.mean(list(dice.values()))),
         by_severity(dice, data.severity),
         done.adaptation.version,
         len(done.adaptation.pseudo_cases),
         by_protocol(dice, data.protocol),
-        cost.to_dict(),
+        done.cost.to_dict(),  # the simulated annotator's slices: every slice of a whole pick, the requested ones
+        slices,
     )
 
 
@@ -133,9 +150,10 @@ def run_demo(out: Path, settings: DemoSettings) -> DemoReport:
         dice_before_by_protocol=by_protocol(before, data.protocol),
         pool="hospital" if settings.rare_share is not None else "uniform",
     )
-    for index, (name, strategy, pseudo) in enumerate(ARMS):
-        arm_root = out / ("datastore" if index == 0 else f"control-{strategy.value}-{'pseudo' if pseudo else 'labels'}")
-        report.arms.append(_run_arm(arm_root, data, network, prior, config, settings, name, strategy, pseudo))
+    for index, arm in enumerate(a for a in ARMS if not a.sparse or settings.sparse_volumes() > 0):
+        kind = "sparse" if arm.sparse else ("pseudo" if arm.pseudo else "labels")
+        arm_root = out / ("datastore" if index == 0 else f"control-{arm.strategy.value}-{kind}")
+        report.arms.append(_run_arm(arm_root, data, network, prior, config, settings, arm))
     report.seconds = time.monotonic() - started
     (out / "demo-report.json").write_text(json.dumps(asdict(report), indent=2))
     from asfda.demo.plot import plot_demo
@@ -149,20 +167,26 @@ def _groups(by_protocol: Dict[str, float], by_severity: Dict[str, float]) -> str
     return "  ".join(f"{b} {v:.3f}" for b, v in groups.items())
 
 
+def _labelled(arm: ArmResult) -> str:
+    if arm.slices_per_volume:
+        return f"{len(arm.picks)} volumes x {arm.slices_per_volume} slices"
+    return f"{len(arm.picks)} whole volumes"
+
+
 def format_report(report: DemoReport) -> str:
     pool = "a hospital-composed pool (routine protocol + a rare one)" if report.pool == "hospital" else "a pool"
     lines = [
         f"source model Dice on source-domain volumes: {report.source_dice_on_source:.3f}",
         f"target test Dice before adaptation:          {report.dice_before:.3f}  "
         + _groups(report.dice_before_by_protocol, report.dice_before_by_severity),
-        f"after adapting with k={report.k} clinician labels picked from {pool}:",
+        f"after adapting with k={report.k} clinician labels (or a sparse arm's slices) picked from {pool}:",
     ]
     for arm in report.arms:
         cost = arm.cost or {}
         lines.append(
             f"  {arm.name:<26} Dice {arm.dice:.3f} ({arm.dice - report.dice_before:+.3f})  "
             f"{_groups(arm.dice_by_protocol, arm.dice_by_severity)}"
-            f"  [{cost.get('slices', 0)} slices annotated, about {cost.get('minutes', 0.0):.0f} min; "
+            f"  [{_labelled(arm)}: {cost.get('slices', 0)} slices annotated, about {cost.get('minutes', 0.0):.0f} min; "
             f"picks: {', '.join(arm.picks)}; {arm.pseudo_labels} pseudo-labels]"
         )
     lines.append(

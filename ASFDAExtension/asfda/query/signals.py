@@ -34,6 +34,7 @@ class CaseSignals:
     foreground_voxels: int = 0
     class_entropy: List[float] = field(default_factory=list)  # per class, for the class-balanced baseline
     knowledge_matched: float = 1.0  # share of the network's normalisation layers DKD's statistics describe
+    class_voxels: List[int] = field(default_factory=list)  # predicted voxels per class (argmax), background first
 
 
 def score_volume(
@@ -54,8 +55,10 @@ def score_volume(
     foreground = predicted > 0
     asd = region_mean(entropy, foreground_region(probs, asd_rule, foreground), empty=1.0)
     per_class = class_entropies(probs, entropy, predicted)
+    classes = probs.shape[0]
+    counts = torch.bincount(predicted.flatten(), minlength=classes).float()
     scalars = torch.cat(
-        [torch.stack([asd, entropy.mean(), foreground.float().mean(), foreground.sum().float()]), per_class]
+        [torch.stack([asd, entropy.mean(), foreground.float().mean(), foreground.sum().float()]), per_class, counts]
     ).tolist()  # the one transfer of the volume's scalars
     del probs, entropy, predicted, foreground, result.probs
     return CaseSignals(
@@ -70,8 +73,9 @@ def score_volume(
         knowledge_source=reference.source.value,
         layer_names=result.layer_names,
         foreground_voxels=int(scalars[3]),
-        class_entropy=[float(v) for v in scalars[4:]],
+        class_entropy=[float(v) for v in scalars[4 : 4 + classes]],
         knowledge_matched=reference.matched,
+        class_voxels=[int(v) for v in scalars[4 + classes :]],
     )
 
 

@@ -15,6 +15,7 @@ from asfda.query.balanced import class_balanced_entropy, foreground_weighted_pic
 from asfda.query.embedding import EmbeddingKind, embed
 from asfda.query.selection import SelectionRule, fuse, k_center_greedy, rank_normalize, select
 from asfda.query.signals import CaseSignals
+from asfda.query.stratified import stratified_picks
 
 
 @dataclass
@@ -82,6 +83,21 @@ def _foreground_random_picks(info, _pool, _labeled, k, options, _reliability) ->
     return foreground_weighted_picks(info, k, options.seed)
 
 
+def _class_voxels(signal: CaseSignals) -> List[int]:
+    if signal.class_voxels:
+        return list(signal.class_voxels)
+    if len(signal.class_entropy) <= 2:  # a signal cached before per-class counts: background / foreground
+        return [0, int(signal.foreground_voxels)]
+    raise ValueError(f"{signal.case_id}: no per-class voxel counts in its signals; score the pool again")
+
+
+def _stratified_picks(info, pool, labeled, k, options, _reliability) -> List[int]:
+    # The loop's round, as far as the ranking can tell: each earlier round labelled about k volumes.
+    round_index = len(labeled) // max(int(k), 1)
+    counts = np.array([_class_voxels(s) for s in pool])
+    return stratified_picks(info, counts, k, round_index, options.seed)
+
+
 def _coreset_picks(_info, pool, labeled, k, options, _reliability) -> List[int]:
     space = embed(pool + labeled, EmbeddingKind.BOTTLENECK)
     return k_center_greedy(space[: len(pool)], space[len(pool) :], k, options.seed)
@@ -118,6 +134,8 @@ REGISTRY: Dict[Strategy, StrategyEntry] = {
     Strategy.MC_DROPOUT: StrategyEntry(_epistemic, _top_k, needs_epistemic=True),
     Strategy.FOREGROUND_RANDOM: StrategyEntry(_attribute("foreground_fraction"), _foreground_random_picks),
     Strategy.BALANCED_ENTROPY: StrategyEntry(_balanced_entropy, _top_k),
+    # ClaSP PE-style: class-stratified, log-scale Gumbel-perturbed predictive entropy (asfda.query.stratified)
+    Strategy.CLASS_STRATIFIED: StrategyEntry(_attribute("entropy"), _stratified_picks),
 }
 
 

@@ -79,6 +79,7 @@ def _pack(signal: CaseSignals) -> bytes:
         "feature": np.asarray(signal.feature, dtype=np.float64),
         "class_entropy": np.asarray(signal.class_entropy, dtype=np.float64),
         "knowledge_matched": np.asarray(signal.knowledge_matched, dtype=np.float64),
+        "class_voxels": np.asarray(signal.class_voxels, dtype=np.int64),
     }
     for index, (mean, var) in enumerate(zip(signal.layer_means, signal.layer_vars)):
         arrays[f"mean_{index}"], arrays[f"var_{index}"] = mean, var
@@ -103,6 +104,8 @@ def _unpack(case_id: str, row, blob: bytes) -> CaseSignals:
         foreground_voxels=row["foreground_voxels"],
         class_entropy=[float(v) for v in data["class_entropy"]],
         knowledge_matched=float(data["knowledge_matched"]) if "knowledge_matched" in data.files else 1.0,
+        # Entries written before per-class counts were kept: [] (the strategies that need them say so).
+        class_voxels=[int(v) for v in data["class_voxels"]] if "class_voxels" in data.files else [],
     )
 
 
