@@ -73,6 +73,7 @@ def test_the_report_has_the_target_and_baseline_tests_over_seeds(cost_run):
     assert all(t["n"] == 2 and t["p_t_holm"] >= t["p_t"] and t["verdict"] for t in pool["baselines"])
     assert {a["worst_subgroup"] for a in pool["arms"]} == {"mni152"}
     text = (out / "cost_axis.md").read_text()
+    assert (out / "dice_per_minute.png").stat().st_size > 10_000  # the Dice-per-minute plot beside the tables
     assert "| asfda + PL | sparse, 4 x 4 slices | 16 |" in text and "asfda - clasp_pe + PL" in text
 
 

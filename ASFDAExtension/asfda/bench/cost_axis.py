@@ -12,6 +12,7 @@ from typing import Callable, Dict, List, Sequence, Tuple
 from asfda.bench.context import BenchContext
 from asfda.bench.labels import run_phase
 from asfda.bench.plan import code_pick
+from asfda.bench.plot_cost import plot_dice_per_minute
 from asfda.bench.report_cost import cost_axis_markdown, cost_axis_summary
 from asfda.bench.settings import BenchSettings
 from asfda.bench.slice_budget import cost_axis_specs, slices_per_whole_volume
@@ -33,7 +34,7 @@ def run_cost_axis(
     shard: Tuple[int, int] = (0, 1),
 ) -> Dict:
     """Run every missing run of the cost axis on each pool (cached in OUT/cache/runs.jsonl, resumable), then write
-    OUT/cost_axis.md and OUT/cost_axis.json from every finished run of these pools.
+    OUT/cost_axis.md, OUT/cost_axis.json and OUT/dice_per_minute.png from every finished run of these pools.
 
     Returns:
         the summary written to cost_axis.json (per pool: arms, target tests, baseline tests).
@@ -67,4 +68,5 @@ def run_cost_axis(
     summary = cost_axis_summary(rows, meta)
     (out / "cost_axis.json").write_text(json.dumps(summary, indent=2, default=str))
     (out / "cost_axis.md").write_text(cost_axis_markdown(summary))
+    plot_dice_per_minute(out / "dice_per_minute.png", summary)
     return summary
