@@ -10,14 +10,7 @@ import pytest
 slicer = pytest.importorskip("slicer")
 
 from harness import pythonqt  # noqa: E402
-
-
-def loadFirstCase(harness, worker):
-    harness.enter()
-    harness.connect(worker.url)
-    assert harness.ui.nextCaseButton.click()
-    harness.tickUntil(lambda: harness.widget._parameterNode.currentCaseId == "case-a", message="case loaded")
-    return harness.widget._parameterNode.currentSegmentation
+from test_module_harness import loadFirstCase  # noqa: E402
 
 
 def paintLiver(segmentationNode, volumeNode):

@@ -11,6 +11,7 @@ import pytest
 slicer = pytest.importorskip("slicer")
 
 from harness import ModuleHarness, pythonqt, slicer_release  # noqa: E402
+from test_module_harness import loadFirstCase  # noqa: E402
 
 
 @pytest.fixture(params=[None, *slicer_release.TAGS], ids=["stand-ins", *slicer_release.TAGS])
@@ -22,14 +23,6 @@ def harness(request, mrmlScene, tmp_path):
     h = ModuleHarness(slicer, tmp_path / "scenes", release=tag)
     yield h
     h.close()
-
-
-def loadFirstCase(harness, worker):
-    harness.enter()
-    harness.connect(worker.url)
-    assert harness.ui.nextCaseButton.click()
-    harness.tickUntil(lambda: harness.widget._parameterNode.currentCaseId == "case-a", message="case loaded")
-    return harness.widget._parameterNode.currentSegmentation
 
 
 def eraseAll(segmentationNode, volumeNode):
