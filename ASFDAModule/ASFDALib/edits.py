@@ -3,6 +3,18 @@
 Kept apart from the widget so the rule "never drop a clinician's edits silently" is testable without Qt.
 """
 
+from .label_names import segmentNamesOf
+
+
+def sourceRepresentationTimes(segmentation):
+    """Modification time of each segment's source representation (a closed surface built is not one)."""
+    name = segmentation.GetSourceRepresentationName()
+    times = []
+    for i in range(segmentation.GetNumberOfSegments()):
+        representation = segmentation.GetNthSegment(i).GetRepresentation(name)
+        times.append(representation.GetMTime() if representation is not None else 0)
+    return times
+
 
 class EditTracker:
     def __init__(self):
@@ -78,13 +90,13 @@ class SegmentationEditWatcher:
         # RepresentationModified: count that event when a source representation itself changed.
         representationModified = getattr(type(segmentation), "RepresentationModified", None)
         if representationModified is not None:
-            self._sourceTimes = self._sourceRepresentationTimes(segmentation)
+            self._sourceTimes = sourceRepresentationTimes(segmentation)
             self._tags.append(segmentation.AddObserver(representationModified, self._representationChanged))
         # A rename changes which model label a segment writes; SegmentModified also fires for a colour or a
         # terminology tag, which write nothing different: count it when a name changed.
         segmentModified = getattr(type(segmentation), "SegmentModified", None)
         if segmentModified is not None:
-            self._names = self._segmentNames(segmentation)
+            self._names = segmentNamesOf(segmentation)
             self._tags.append(segmentation.AddObserver(segmentModified, self._segmentChanged))
 
     def release(self):
@@ -95,32 +107,19 @@ class SegmentationEditWatcher:
 
     def _changed(self, caller=None, event=None):
         if self._observed is not None:
-            self._sourceTimes = self._sourceRepresentationTimes(self._observed)
-            self._names = self._segmentNames(self._observed)
+            self._sourceTimes = sourceRepresentationTimes(self._observed)
+            self._names = segmentNamesOf(self._observed)
         self._onEdited()
 
     def _segmentChanged(self, caller=None, event=None):
-        names = self._segmentNames(self._observed)
+        names = segmentNamesOf(self._observed)
         if names != self._names:
             self._names = names
             self._onEdited()
 
-    @staticmethod
-    def _segmentNames(segmentation):
-        return [segmentation.GetNthSegment(i).GetName() for i in range(segmentation.GetNumberOfSegments())]
-
     def _representationChanged(self, caller=None, event=None):
-        times = self._sourceRepresentationTimes(self._observed)
+        times = sourceRepresentationTimes(self._observed)
         if times != self._sourceTimes:
             self._sourceTimes = times
             self._onEdited()
 
-    @staticmethod
-    def _sourceRepresentationTimes(segmentation):
-        """Modification time of each segment's source representation (a closed surface built is not one)."""
-        name = segmentation.GetSourceRepresentationName()
-        times = []
-        for i in range(segmentation.GetNumberOfSegments()):
-            representation = segmentation.GetNthSegment(i).GetRepresentation(name)
-            times.append(representation.GetMTime() if representation is not None else 0)
-        return times

@@ -17,7 +17,7 @@ from typing import Any, List, Tuple
 import numpy as np
 
 from .case_reading import VolumeArray, writeRawNrrd
-from .label_names import modelValuesBySegmentName
+from .label_names import modelValuesBySegmentName, segmentNamesOf
 
 BINARY_LABELMAP = "Binary labelmap"
 
@@ -49,8 +49,7 @@ def takeSnapshot(segmentationNode, volumeNode, labels, copy=True):
     if segmentationNode.GetParentTransformNode() is not None or volumeNode.GetParentTransformNode() is not None:
         raise SnapshotUnavailable("a transform")
     segmentation = segmentationNode.GetSegmentation()
-    valueByName = modelValuesBySegmentName(
-        [segmentation.GetNthSegment(n).GetName() for n in range(segmentation.GetNumberOfSegments())], labels)
+    valueByName = modelValuesBySegmentName(segmentNamesOf(segmentation), labels)
     if segmentation.GetSourceRepresentationName() != BINARY_LABELMAP:
         raise SnapshotUnavailable("not edited as a labelmap")
     ijkToRas = vtk.vtkMatrix4x4()

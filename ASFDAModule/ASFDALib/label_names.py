@@ -23,6 +23,11 @@ def labelColor(name, value, labelColors):
     return DEFAULT_COLORS[(value - 1) % len(DEFAULT_COLORS)]
 
 
+def segmentNamesOf(segmentation):
+    """The names of a vtkSegmentation's segments, in segment order."""
+    return [segmentation.GetNthSegment(i).GetName() for i in range(segmentation.GetNumberOfSegments())]
+
+
 def _nameWords(name):
     # A terminology pick names a segment "Liver" or "Left kidney" where the model says "liver" or "kidney_left".
     return frozenset(word for word in re.split(r"[\s_\-]+", str(name).casefold()) if word)

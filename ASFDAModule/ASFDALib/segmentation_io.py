@@ -19,6 +19,7 @@ from .label_names import (  # noqa: F401 (part of this module's face)
     foregroundLabels,
     labelColor,
     modelValuesBySegmentName,
+    segmentNamesOf,
 )
 
 
@@ -219,8 +220,7 @@ def _valuesWithoutName(labelmapNode, table):
 
 
 def segmentNames(segmentationNode):
-    segmentation = segmentationNode.GetSegmentation()
-    return [segmentation.GetNthSegment(i).GetName() for i in range(segmentation.GetNumberOfSegments())]
+    return segmentNamesOf(segmentationNode.GetSegmentation())
 
 
 def exportSegmentationToLabelmap(scene, segmentationNode, referenceVolumeNode, labels, name="ASFDALabel",

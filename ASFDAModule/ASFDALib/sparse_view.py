@@ -13,6 +13,7 @@ import time
 import vtk
 
 from . import label_export, segmentation_io
+from .edits import sourceRepresentationTimes
 from .sparse_slices import (
     SLICE_VIEWS,
     PendingSparseLabel,
@@ -118,13 +119,7 @@ class SparseSlicesMixin:
         self.refreshSparseSlices(force=True)
 
     def _segmentTimes(self):
-        segmentation = self._parameterNode.currentSegmentation.GetSegmentation()
-        name = segmentation.GetSourceRepresentationName()
-        times = []
-        for i in range(segmentation.GetNumberOfSegments()):
-            representation = segmentation.GetNthSegment(i).GetRepresentation(name)
-            times.append(representation.GetMTime() if representation is not None else 0)
-        return times
+        return sourceRepresentationTimes(self._parameterNode.currentSegmentation.GetSegmentation())
 
     def refreshSparseSlices(self, force=False):
         """Recompute the done marks when the segmentation changed (throttled unless ``force``)."""
